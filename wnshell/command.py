@@ -1,0 +1,44 @@
+"""The command contract.  Built-ins and third-party plugins implement ``Command``.
+
+A command module exposes an instance; pyproject's entry-point group
+``wnshell.commands`` maps the command name to ``"module:ATTRIBUTE"``, and the registry
+imports the module only when the command is first looked up (start-up time matters).
+
+    class Echo(Command):
+        name = "echo"
+        summary = "print arguments"
+        flags = "ne"                  # single-letter boolean flags (-n, -e, -ne)
+        options = {"-n": "no trailing newline", "-e": "interpret backslash escapes"}
+        man = '''...'''               # the man page text (``man echo``, ``echo -h``)
+
+        def run(self, session, args, stdin, stdout, stderr) -> int:
+            ...
+
+* ``args``: the expanded argument words (list[str]), command name excluded.
+* ``stdin``: a readable text stream; ``stdout``/``stderr``: writable text streams.
+* Return the exit status.  Never print to the process, never ``sys.exit``.
+* Raise ``objstore.errors.WnError`` for failures: the runner prints ``e.key : reason``
+  to stderr, sets ``session.last_error`` and returns status 1 (2 for kind bad_input
+  raised as usage errors via ``UsageError``).
+* Use ``session`` for everything else: ``session.store``, ``session.user``,
+  ``session.home``, ``session.cwd``, ``session.env``, ``session.resolve(path)``,
+  ``session.run(text, stdin)`` to call other commands.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:  # pragma: no cover
+    from wnshell.session import Session
+
+
+class Command:
+    name: str = ""
+    summary: str = ""
+    flags: str = ""                 # declared single-letter boolean flags
+    options: dict[str, str] = {}    # "-opt" -> one-line help (drives completion, -h)
+    man: str = ""
+
+    def run(self, session: "Session", args: list[str], stdin: TextIO,
+            stdout: TextIO, stderr: TextIO) -> int:  # pragma: no cover - interface
+        raise NotImplementedError
