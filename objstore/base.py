@@ -69,11 +69,19 @@ class Store(abc.ABC):
 
     def check(self, path: str, *, cwd: str = "/", home: str | None = None) -> WnObj:
         """Like ``fetch`` but raises ``e.io.obj.noexists`` (kind not_found)."""
-        raise NotImplementedError
+        obj = self.fetch(path, cwd=cwd, home=home)
+        if obj is None:
+            from .errors import NOT_FOUND, StoreError
+            raise StoreError("e.io.obj.noexists", path, NOT_FOUND)
+        return obj
 
     def check_id(self, oid: str) -> WnObj:
         """Like ``get`` but raises ``e.io.obj.noexists``."""
-        raise NotImplementedError
+        obj = self.get(oid)
+        if obj is None:
+            from .errors import NOT_FOUND, StoreError
+            raise StoreError("e.io.obj.noexists", f"id:{oid}", NOT_FOUND)
+        return obj
 
     # ---- create / change ------------------------------------------------------
     @abc.abstractmethod
@@ -144,3 +152,12 @@ class Store(abc.ABC):
 
     def close(self) -> None:
         """Release connections/files."""
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url}>"

@@ -1,0 +1,235 @@
+"""Helpers shared by every backend: error constructors, metadata validation, the
+fields the store computes (``tp``, ``mime``, ``d0``/``d1``, times), and copies."""
+from __future__ import annotations
+
+import hashlib
+import json
+import mimetypes
+import time
+from typing import Any, Mapping
+
+from . import paths
+from .base import READONLY, RESERVED, WnObj
+from .errors import BAD_INPUT, CONFLICT, NOT_FOUND, StoreError
+
+EMPTY_SHA1 = hashlib.sha1(b"").hexdigest()
+# reserved fields a caller may set, and the type each must have
+SETTABLE_TYPES = {"c": str, "m": str, "g": str, "tp": str, "mime": str, "expi": int}
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# ---- errors -------------------------------------------------------------------------
+def noexists(what: str) -> StoreError:
+    return StoreError("e.io.obj.noexists", what, NOT_FOUND)
+
+
+def exists(what: str) -> StoreError:
+    return StoreError("e.io.obj.exists", what, CONFLICT)
+
+
+def notdir(what: str) -> StoreError:
+    return StoreError("e.io.obj.notdir", what, BAD_INPUT)
+
+
+def notfile(what: str) -> StoreError:
+    return StoreError("e.io.obj.notfile", what, BAD_INPUT)
+
+
+def meta_invalid(reason: str) -> StoreError:
+    return StoreError("e.io.meta.invalid", reason, BAD_INPUT)
+
+
+def dir_notempty(what: str) -> StoreError:
+    return StoreError("e.io.dir.notempty", what, CONFLICT)
+
+
+def check_race(race: Any) -> str:
+    r = race.upper() if isinstance(race, str) else race
+    if r not in ("FILE", "DIR"):
+        raise meta_invalid(f"race must be FILE or DIR, not {race!r}")
+    return r
+
+
+def check_oid(oid: Any) -> str:
+    """Ids given to get/set_meta/...: a malformed one is simply an unknown object."""
+    if not paths.is_id(oid):
+        raise noexists(f"id:{oid}" if isinstance(oid, str) else f"bad id {oid!r}")
+    return oid
+
+
+# ---- metadata --------------------------------------------------------------------------
+def clean_meta(meta: Mapping[str, Any] | None, *, what: str = "metadata") -> dict:
+    """Validate caller metadata and return a deep, JSON-normalized copy.
+
+    Keys are non-empty strings, not read-only fields; values are JSON (finite numbers);
+    ``None`` values are kept (they mean "delete" for set_meta, "absent" for create);
+    ``c m g tp mime`` must be strings and ``expi`` an integer (epoch ms).
+    """
+    if meta is None:
+        return {}
+    if not isinstance(meta, Mapping):
+        raise meta_invalid(f"{what} must be a JSON object, not {type(meta).__name__}")
+    for k, v in meta.items():
+        if not isinstance(k, str) or not k:
+            raise meta_invalid(f"{what} keys must be non-empty strings: {k!r}")
+        if k in READONLY:
+            raise meta_invalid(f"'{k}' is read-only")
+        want = SETTABLE_TYPES.get(k)
+        if want is not None and v is not None and (
+                not isinstance(v, want) or isinstance(v, bool)):
+            raise meta_invalid(f"'{k}' must be {'an integer' if want is int else 'a string'}")
+    try:
+        return json.loads(json.dumps(dict(meta), allow_nan=False, ensure_ascii=False))
+    except (TypeError, ValueError) as exc:
+        raise meta_invalid(f"{what} is not JSON: {exc}") from None
+
+
+def apply_changes(doc: dict, changes: Mapping[str, Any], now: int) -> None:
+    """Apply cleaned changes (None deletes) to ``doc`` in place and bump ``lm``."""
+    for k, v in changes.items():
+        if v is None:
+            doc.pop(k, None)
+        else:
+            doc[k] = v
+    doc["lm"] = max(now, doc.get("lm", 0))
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """JSON equality used by cas: booleans never equal numbers; 1 == 1.0."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+def clean_expect(expect: Mapping[str, Any]) -> dict:
+    if not isinstance(expect, Mapping):
+        raise meta_invalid(f"cas expectations must be a JSON object, not {type(expect).__name__}")
+    for k in expect:
+        if not isinstance(k, str) or not k:
+            raise meta_invalid(f"cas keys must be non-empty strings: {k!r}")
+    try:
+        return json.loads(json.dumps(dict(expect), allow_nan=False, ensure_ascii=False))
+    except (TypeError, ValueError) as exc:
+        raise meta_invalid(f"cas expectations are not JSON: {exc}") from None
+
+
+def matches_expect(doc: Mapping[str, Any], expect: Mapping[str, Any]) -> bool:
+    for k, want in expect.items():
+        have = doc.get(k)
+        if want is None:
+            if have is not None:
+                return False
+        elif have is None or not same_value(have, want):
+            return False
+    return True
+
+
+def check_delta(key: Any, delta: Any) -> None:
+    if not isinstance(key, str) or not key:
+        raise meta_invalid(f"incr key must be a non-empty string: {key!r}")
+    if key in RESERVED:
+        raise meta_invalid(f"'{key}' is a reserved field")
+    if isinstance(delta, bool) or not isinstance(delta, int):
+        raise meta_invalid("incr delta must be an integer")
+
+
+def incr_value(current: Any, key: str, delta: int) -> int:
+    if current is None:
+        current = 0
+    if isinstance(current, bool) or not isinstance(current, int):
+        raise meta_invalid(f"'{key}' is not an integer")
+    return current + delta
+
+
+def as_bytes(data: Any) -> bytes:
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    raise meta_invalid(f"content must be bytes, not {type(data).__name__}")
+
+
+# ---- computed fields -------------------------------------------------------------------
+def type_of(nm: str) -> tuple[str | None, str | None]:
+    """(tp, mime) from a FILE name's extension."""
+    dot = nm.rfind(".")
+    if dot <= 0 or dot == len(nm) - 1:
+        return None, "application/octet-stream"
+    tp = nm[dot + 1:].lower()
+    mime = mimetypes.types_map.get("." + tp) or mimetypes.common_types.get("." + tp)
+    if mime is None:
+        mime = mimetypes.guess_type("x." + tp)[0] or (
+            "text/plain" if tp in ("txt", "md", "log", "regapi", "sh", "hjson") else
+            "application/octet-stream")
+    return tp, mime
+
+
+def new_doc(oid: str, pid: str, nm: str, ph: str, race: str, meta: Mapping[str, Any],
+            now: int) -> dict:
+    """A fresh object's fields (meta already cleaned; None values dropped)."""
+    d0, d1 = paths.d0_d1(ph)
+    doc: dict[str, Any] = {"id": oid, "pid": pid, "nm": nm, "ph": ph, "race": race}
+    if d0 is not None:
+        doc["d0"] = d0
+    if d1 is not None:
+        doc["d1"] = d1
+    doc["ct"] = now
+    doc["lm"] = now
+    if race == "FILE":
+        tp, mime = type_of(nm)
+        if tp is not None:
+            doc["tp"] = tp
+        doc["mime"] = mime
+        doc["len"] = 0
+        doc["sha1"] = EMPTY_SHA1
+    for k, v in meta.items():
+        if v is not None:
+            doc[k] = v
+    return doc
+
+
+def relocate(doc: dict, new_ph: str) -> None:
+    """Set ``ph``/``d0``/``d1`` of ``doc`` for its new path."""
+    doc["ph"] = new_ph
+    d0, d1 = paths.d0_d1(new_ph)
+    for k, v in (("d0", d0), ("d1", d1)):
+        if v is None:
+            doc.pop(k, None)
+        else:
+            doc[k] = v
+
+
+def renamed_type(doc: dict, old_nm: str, new_nm: str) -> None:
+    """After a rename, keep ``tp``/``mime`` true when they were derived from the name."""
+    if doc.get("race") != "FILE" or old_nm == new_nm:
+        return
+    old_tp, old_mime = type_of(old_nm)
+    if doc.get("tp") == old_tp and doc.get("mime") == old_mime:
+        tp, mime = type_of(new_nm)
+        if tp is None:
+            doc.pop("tp", None)
+        else:
+            doc["tp"] = tp
+        doc["mime"] = mime
+
+
+def copy_out(doc: Mapping[str, Any]) -> WnObj:
+    """A WnObj the caller may mutate freely."""
+    out = WnObj()
+    for k, v in doc.items():
+        out[k] = json.loads(json.dumps(v)) if isinstance(v, (dict, list)) else v
+    return out
+
+
+def is_expired(doc: Mapping[str, Any], now: int) -> bool:
+    expi = doc.get("expi")
+    return expi is not None and expi < now

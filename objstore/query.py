@@ -1,0 +1,338 @@
+"""Walnut match syntax: parsed once, then compiled to a Python predicate (memory and
+TinyDB backends) or to SQL (SQLite; the parsed form is backend-neutral, so a server
+database compiles the same ``Cond`` tree to its own dialect).
+
+A *match* is an AND-map ``{"key": value, ...}`` or a list of them (OR).  ``{}`` and
+``[]`` match everything.  Values:
+
+=================  ==============================================================
+``None``           the key is absent (the store never keeps JSON null)
+``"^regex"``       a Python ``re.search`` of the whole value (the ``^`` anchors it);
+                   applies to strings and numbers (numbers as ``str(n)``)
+``"a*b"``          a glob: ``*`` matches any run of characters, nothing else is special;
+                   the whole value must match (strings and numbers)
+``"!<value>"``     negation of ``<value>`` (any of these forms); absent keys match
+``"[1,5)"``        numeric range; ``[``/``]`` inclusive, ``(``/``)`` exclusive; a bound
+                   may be empty (``"[10,]"`` = at least 10); numbers only
+``[v1, v2, ...]``  any of the values (each in this same syntax)
+other              equality; numbers compare numerically (1 == 1.0), booleans only
+                   equal booleans, strings equal strings
+=================  ==============================================================
+
+``sort`` is ``{"key": 1 | -1, ...}`` (first key first).  Order across types: absent <
+numbers (booleans count as 0/1) < strings < anything else; ties are broken by ``ph``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+from .errors import BAD_INPUT, StoreError
+
+_RANGE = re.compile(r"^\s*([\[(])\s*([^,\s]*)\s*,\s*([^,\s]*)\s*([\])])\s*$")
+_KEY_BAD = re.compile(r'[\x00-\x1f\x7f"\\]')
+
+
+def query_error(reason: str) -> StoreError:
+    return StoreError("e.io.query.invalid", reason, BAD_INPUT)
+
+
+# ---- parsed form ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Cond:
+    """One condition on one key.
+
+    ``op`` is one of ``absent``, ``eq``, ``regex``, ``range``, ``any``, ``not``.
+    ``eq``: ``value``; ``regex``: ``value`` (pattern text) and ``compiled``;
+    ``range``: ``lo``, ``lo_incl``, ``hi``, ``hi_incl`` (None = unbounded);
+    ``any``: ``subs`` (tuple of Cond); ``not``: ``subs`` (one Cond).
+    """
+    key: str
+    op: str
+    value: Any = None
+    lo: float | int | None = None
+    lo_incl: bool = True
+    hi: float | int | None = None
+    hi_incl: bool = True
+    subs: tuple = ()
+    compiled: Any = field(default=None, compare=False)
+
+
+def _number(text: str) -> int | float | None:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        val = float(text)
+    except ValueError:
+        return None
+    return val if math.isfinite(val) else None
+
+
+def glob_to_regex(glob: str) -> str:
+    """``a*b`` -> ``^a.*b$`` (only ``*`` is special)."""
+    return "^" + ".*".join(re.escape(part) for part in glob.split("*")) + "$"
+
+
+def _compile_regex(key: str, pattern: str) -> re.Pattern:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise query_error(f"bad regex for {key}: {exc}") from None
+
+
+def parse_value(key: str, value: Any) -> Cond:
+    """One match value (Walnut syntax) -> Cond."""
+    if value is None:
+        return Cond(key, "absent")
+    if isinstance(value, bool):
+        return Cond(key, "eq", value)
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise query_error(f"{key}: numbers must be finite")
+        return Cond(key, "eq", value)
+    if isinstance(value, str):
+        if value.startswith("!"):
+            return Cond(key, "not", subs=(parse_value(key, value[1:]),))
+        if value.startswith("^"):
+            return Cond(key, "regex", value, compiled=_compile_regex(key, value))
+        m = _RANGE.match(value)
+        if m:
+            lo_t, hi_t = m.group(2), m.group(3)
+            lo = _number(lo_t) if lo_t else None
+            hi = _number(hi_t) if hi_t else None
+            if (lo_t and lo is None) or (hi_t and hi is None):
+                raise query_error(f"bad range for {key}: {value}")
+            return Cond(key, "range", lo=lo, lo_incl=m.group(1) == "[",
+                        hi=hi, hi_incl=m.group(4) == "]")
+        if "*" in value:
+            rx = glob_to_regex(value)
+            return Cond(key, "regex", rx, compiled=_compile_regex(key, rx))
+        return Cond(key, "eq", value)
+    if isinstance(value, (list, tuple)):
+        return Cond(key, "any", subs=tuple(parse_value(key, v) for v in value))
+    raise query_error(f"{key}: unsupported match value of type {type(value).__name__}")
+
+
+def check_key(key: Any) -> str:
+    if not isinstance(key, str) or not key:
+        raise query_error(f"match keys must be non-empty strings: {key!r}")
+    if _KEY_BAD.search(key):
+        raise query_error(f"match key contains a quote, backslash or control character: {key!r}")
+    return key
+
+
+def parse_match(match: Any) -> list[list[Cond]]:
+    """A match (AND-map or list of them) -> OR-list of AND-lists of Cond.
+    An empty result list means "match everything"."""
+    if match is None:
+        return []
+    if isinstance(match, Mapping):
+        maps = [match]
+    elif isinstance(match, (list, tuple)):
+        maps = list(match)
+    else:
+        raise query_error(f"match must be a map or a list of maps, not {type(match).__name__}")
+    out = []
+    for one in maps:
+        if not isinstance(one, Mapping):
+            raise query_error("match list items must be maps")
+        out.append([parse_value(check_key(k), v) for k, v in one.items()])
+    if any(not conds for conds in out):
+        return []          # one empty AND-map matches everything
+    return out
+
+
+def parse_sort(sort: Any) -> list[tuple[str, int]]:
+    if not sort:
+        return []
+    if not isinstance(sort, Mapping):
+        raise query_error("sort must be a map {key: 1|-1}")
+    out = []
+    for k, d in sort.items():
+        check_key(k)
+        if isinstance(d, bool) or d not in (1, -1):
+            raise query_error(f"sort direction for {k} must be 1 or -1")
+        out.append((k, int(d)))
+    return out
+
+
+def check_window(skip: Any, limit: Any) -> tuple[int, int | None]:
+    if isinstance(skip, bool) or not isinstance(skip, int) or skip < 0:
+        raise query_error("skip must be an integer >= 0")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise query_error("limit must be an integer >= 0")
+    return skip, limit
+
+
+# ---- Python predicate --------------------------------------------------------------
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _eval(c: Cond, doc: Mapping[str, Any]) -> bool:
+    v = doc.get(c.key)
+    op = c.op
+    if op == "eq":
+        if v is None:
+            return False
+        if isinstance(c.value, bool) or isinstance(v, bool):
+            return isinstance(v, bool) and isinstance(c.value, bool) and v == c.value
+        if isinstance(c.value, str):
+            return isinstance(v, str) and v == c.value
+        return _is_num(v) and v == c.value
+    if op == "absent":
+        return v is None
+    if op == "regex":
+        if isinstance(v, str):
+            return c.compiled.search(v) is not None
+        if _is_num(v):
+            return c.compiled.search(str(v)) is not None
+        return False
+    if op == "range":
+        if not _is_num(v):
+            return False
+        if c.lo is not None and (v < c.lo if c.lo_incl else v <= c.lo):
+            return False
+        if c.hi is not None and (v > c.hi if c.hi_incl else v >= c.hi):
+            return False
+        return True
+    if op == "any":
+        return any(_eval(s, doc) for s in c.subs)
+    if op == "not":
+        return not _eval(c.subs[0], doc)
+    raise AssertionError(op)
+
+
+def compile_predicate(match: Any) -> Callable[[Mapping[str, Any]], bool]:
+    """Match -> ``pred(doc) -> bool`` for plain-dict documents."""
+    ors = parse_match(match)
+    if not ors:
+        return lambda doc: True
+
+    def pred(doc: Mapping[str, Any]) -> bool:
+        return any(all(_eval(c, doc) for c in ands) for ands in ors)
+    return pred
+
+
+def sort_value(v: Any) -> tuple:
+    """Sort key matching SQLite's order of json_extract values."""
+    if v is None:
+        return (0, 0)
+    if isinstance(v, (bool, int, float)):
+        return (1, v)
+    if isinstance(v, str):
+        return (2, v)
+    return (2, json.dumps(v, separators=(",", ":"), ensure_ascii=False))
+
+
+def sort_docs(docs: list, sort: list[tuple[str, int]]) -> list:
+    """Sort plain-dict docs in place by ``parse_sort`` output (ties by ``ph``)."""
+    docs.sort(key=lambda d: d.get("ph", ""))
+    for key, direction in reversed(sort):
+        docs.sort(key=lambda d, k=key: sort_value(d.get(k)), reverse=direction < 0)
+    return docs
+
+
+# ---- SQL (SQLite dialect) -----------------------------------------------------------
+def json_path(key: str) -> str:
+    return '$."' + key + '"'
+
+
+class SqliteCompiler:
+    """Compile Cond trees to an SQLite WHERE clause.
+
+    ``columns`` maps reserved keys stored in their own column to the column name;
+    ``int_columns`` are those holding integers; every other key is read from the JSON
+    text column ``meta_col`` with ``json_extract``.  The REGEXP operator must be
+    registered on the connection (``regexp(pattern, value)``).
+    """
+
+    def __init__(self, columns: Mapping[str, str], int_columns: Sequence[str],
+                 meta_col: str = "meta"):
+        self.columns = dict(columns)
+        self.int_columns = set(int_columns)
+        self.meta_col = meta_col
+
+    def _access(self, key: str) -> tuple[str, str, list]:
+        """(value expression, type expression, params used by both, in order)."""
+        if key in self.columns:
+            col = self.columns[key]
+            return col, f"typeof({col})", []
+        return (f"json_extract({self.meta_col}, ?)", f"json_type({self.meta_col}, ?)",
+                [json_path(key)])
+
+    def cond(self, c: Cond) -> tuple[str, list]:
+        if c.op == "any":
+            if not c.subs:
+                return "0", []
+            parts = [self.cond(s) for s in c.subs]
+            return "(" + " OR ".join(p for p, _ in parts) + ")", [x for _, ps in parts for x in ps]
+        if c.op == "not":
+            inner, params = self.cond(c.subs[0])
+            return f"(NOT COALESCE({inner}, 0))", params
+        val, typ, kp = self._access(c.key)
+        if c.op == "absent":
+            return f"({val} IS NULL)", kp
+        if c.op == "eq":
+            if isinstance(c.value, bool):
+                if c.key in self.columns:
+                    return "0", []
+                return f"({typ} = ?)", kp + ["true" if c.value else "false"]
+            if isinstance(c.value, str):
+                return f"({typ} = 'text' AND {val} = ?)", kp + kp + [c.value]
+            return f"({typ} IN ('integer','real') AND {val} = ?)", kp + kp + [c.value]
+        if c.op == "regex":
+            return (f"({typ} IN ('text','integer','real') AND {val} REGEXP ?)",
+                    kp + kp + [c.value])
+        if c.op == "range":
+            sql = f"({typ} IN ('integer','real')"
+            params = list(kp)
+            if c.lo is not None:
+                sql += f" AND {val} {'>=' if c.lo_incl else '>'} ?"
+                params += kp + [c.lo]
+            if c.hi is not None:
+                sql += f" AND {val} {'<=' if c.hi_incl else '<'} ?"
+                params += kp + [c.hi]
+            return sql + ")", params
+        raise AssertionError(c.op)
+
+    def where(self, ors: list[list[Cond]]) -> tuple[str, list]:
+        """OR-of-ANDs -> (sql, params); ``"1"`` when it matches everything."""
+        if not ors:
+            return "1", []
+        or_parts, params = [], []
+        for ands in ors:
+            parts = []
+            for c in ands:
+                sql, ps = self.cond(c)
+                parts.append(sql)
+                params += ps
+            or_parts.append("(" + " AND ".join(parts) + ")")
+        return "(" + " OR ".join(or_parts) + ")", params
+
+    def order_by(self, sort: list[tuple[str, int]]) -> tuple[str, list]:
+        parts, params = [], []
+        for key, direction in sort:
+            val, _, kp = self._access(key)
+            parts.append(f"{val} {'DESC' if direction < 0 else 'ASC'}")
+            params += kp
+        parts.append(f"{self.columns.get('ph', 'ph')} ASC")
+        return "ORDER BY " + ", ".join(parts), params
+
+
+def sqlite_regexp(pattern: str, value: Any, _cache: dict = {}) -> bool:
+    """The REGEXP function to register on SQLite connections (``X REGEXP Y`` calls
+    ``regexp(Y, X)``)."""
+    if value is None:
+        return False
+    rx = _cache.get(pattern)
+    if rx is None:
+        if len(_cache) > 512:
+            _cache.clear()
+        rx = _cache[pattern] = re.compile(pattern)
+    return rx.search(value if isinstance(value, str) else str(value)) is not None
