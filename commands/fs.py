@@ -7,9 +7,6 @@ and change nothing when one is wrong.
 """
 from __future__ import annotations
 
-import datetime as _dt
-from typing import Iterable
-
 from objstore.errors import BAD_INPUT, CONFLICT, FORBIDDEN, NOT_FOUND, WnError
 from wnshell.command import Command
 
@@ -69,6 +66,7 @@ def iso_ms(ms) -> str:
     """Epoch ms -> ``2026-11-27T09:52:18Z`` (UTC); '-' when absent."""
     if not isinstance(ms, (int, float)):
         return "-"
+    import datetime as _dt
     return _dt.datetime.fromtimestamp(ms / 1000, tz=_dt.timezone.utc).strftime(
         "%Y-%m-%dT%H:%M:%SZ")
 
@@ -185,7 +183,7 @@ ERRORS
         return 0
 
     @staticmethod
-    def _lines(objs: Iterable, long_fmt: bool) -> str:
+    def _lines(objs, long_fmt: bool) -> str:
         out = []
         for o in objs:
             if long_fmt:
@@ -243,7 +241,7 @@ ERRORS
                 if parents and obj.is_dir:
                     continue
                 if parents:
-                    raise WnError("e.io.obj.notdir", p, CONFLICT)
+                    raise WnError("e.io.obj.notdir", p, BAD_INPUT)
                 raise WnError("e.io.obj.exists", p, CONFLICT)
             if not parents:
                 head, _ = _split_last(sp)
@@ -251,7 +249,7 @@ ERRORS
                 if parent is None:
                     raise WnError("e.io.obj.noexists", head or p, NOT_FOUND)
                 if not parent.is_dir:
-                    raise WnError("e.io.obj.notdir", head, CONFLICT)
+                    raise WnError("e.io.obj.notdir", head, BAD_INPUT)
             todo.append(sp)
         for sp in todo:
             if parents and store.fetch(sp) is not None:  # named twice
@@ -301,7 +299,7 @@ ERRORS
                 if parent is None:
                     raise WnError("e.io.obj.noexists", head or p, NOT_FOUND)
                 if not parent.is_dir:
-                    raise WnError("e.io.obj.notdir", head, CONFLICT)
+                    raise WnError("e.io.obj.notdir", head, BAD_INPUT)
             plan.append((sp, obj))
         for sp, obj in plan:
             if obj is None:
@@ -432,7 +430,7 @@ ERRORS
                 if target_dir is None:
                     raise WnError("e.io.obj.noexists", head or dst_path, NOT_FOUND)
                 if not target_dir.is_dir:
-                    raise WnError("e.io.obj.notdir", target_dir.ph, CONFLICT)
+                    raise WnError("e.io.obj.notdir", target_dir.ph, BAD_INPUT)
                 if target is None:
                     target = target_dir.ph.rstrip("/") + "/" + _split_last(dst_sp)[1]
             if target == src.ph:

@@ -4,13 +4,11 @@ from __future__ import annotations
 import re
 
 from objstore.base import READONLY
-from objstore.errors import BAD_INPUT, CONFLICT, NOT_FOUND, WnError
+from objstore.errors import BAD_INPUT, NOT_FOUND, WnError
 from wnshell.command import Command
 
 from commands._jsonout import compile_regex, parse_json, pick_keys, write_json
 from commands.fs import expand, parse, usage
-
-_NAME_BAD = re.compile(r"[/\x00-\x1f]")
 
 
 class Obj(Command):
@@ -37,7 +35,7 @@ SYNOPSIS
     echo JSON | obj PATH... -u
     obj [PATH...] -match QUERY [-sort JSON] [-skip N] [-limit N] [-u JSON] [-e REGEX] [-c]
     obj -new JSON [PARENT] [-e REGEX] [-c]
-    echo JSON | obj -new [PARENT]
+    echo JSON | obj [PARENT] -new
 
 DESCRIPTION
     Prints the metadata of each PATH (default: the current directory) as JSON: one
@@ -48,7 +46,8 @@ DESCRIPTION
     -u JSON   writes only the keys given; a value of null deletes the key.  The
               updated objects are printed.  Read-only fields (id pid nm ph race d0 d1
               ct lm len sha1) are refused: use mv to rename.  expi, c, m, g, tp and
-              mime may be set.  With a bare -u the JSON map is read from stdin.
+              mime may be set.  With a bare -u (last on the line: echo JSON |
+              obj PATH -u) the JSON map is read from stdin.
               Every object and the JSON are checked before anything is written.
     -match    QUERY is a JSON map (all keys must match) or a list of maps (any map
               matches).  Values use Walnut's syntax: "^regex", "*" globs, "!x"
@@ -61,8 +60,8 @@ DESCRIPTION
     -skip N, -limit N   page through the query's result.
     -new JSON creates one object below PARENT (default: the current directory):
               "nm" is its name (default: its id), "race" FILE (default) or DIR, any
-              other key is metadata.  Prints the new object.  A bare -new reads the
-              JSON map from stdin.
+              other key is metadata.  Prints the new object.  A bare -new (last on
+              the line: echo JSON | obj ~/orders -new) reads the JSON map from stdin.
     -e REGEX  prints only the keys the regex finds (re.search), e.g. -e '^or_|^nm$'.
     -c        compact output, one line per JSON value.
     -l        always print a JSON array.
@@ -180,7 +179,7 @@ ERRORS
             for p in paths:
                 for o in expand(session, p):
                     if not o.is_dir:
-                        raise WnError("e.io.obj.notdir", o.ph, CONFLICT)
+                        raise WnError("e.io.obj.notdir", o.ph, BAD_INPUT)
                     scopes.append(o.ph.rstrip("/"))
             if any("ph" in m for m in maps):
                 raise usage("e.cmd.obj.option",
@@ -218,15 +217,15 @@ ERRORS
         bad = [k for k in meta if k in READONLY]
         if bad:
             raise WnError("e.cmd.obj.readonly", ", ".join(bad) + " is read-only", BAD_INPUT)
-        if nm is not None and (not isinstance(nm, str) or nm in ("", ".", "..")
-                               or _NAME_BAD.search(nm)):
-            raise WnError("e.io.path.invalid", f"bad name {nm!r}", BAD_INPUT)
+        if nm is not None:
+            from objstore.paths import check_name
+            check_name(nm)          # e.io.path.invalid: "", ".", "..", "/", control chars
         store = session.store
         parent = store.fetch(session.resolve(paths[0] if paths else "."))
         if parent is None:
             raise WnError("e.io.obj.noexists", paths[0] if paths else ".", NOT_FOUND)
         if not parent.is_dir:
-            raise WnError("e.io.obj.notdir", parent.ph, CONFLICT)
+            raise WnError("e.io.obj.notdir", parent.ph, BAD_INPUT)
         base = parent.ph.rstrip("/")
         if nm is not None:
             return store.create(f"{base}/{nm}", race, meta)
