@@ -26,10 +26,7 @@ imports the module only when the command is first looked up (start-up time matte
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TextIO
-
-if TYPE_CHECKING:  # pragma: no cover
-    from wnshell.session import Session
+# No ``typing`` import at run time (start-up time matters); annotations are strings.
 
 
 class Command:
@@ -38,6 +35,9 @@ class Command:
     flags: str = ""                 # declared single-letter boolean flags
     options: dict[str, str] = {}    # "-opt" -> one-line help (drives completion, -h)
     man: str = ""
+    # True when the command gives -h/--help a meaning of its own (httpc: -h prints the
+    # headers); otherwise the runner answers a leading -h/--help with the help text.
+    handles_help: bool = False
 
     def run(self, session: "Session", args: list[str], stdin: TextIO,
             stdout: TextIO, stderr: TextIO) -> int:  # pragma: no cover - interface

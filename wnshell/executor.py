@@ -1,0 +1,237 @@
+"""Executor: runs a syntax tree (``wnshell.nodes``) in a ``Session``.
+
+* Expansion happens here, when a command runs.  Each word gives exactly one argument
+  (``"$@"``/``$@`` alone, the script's arguments, is the one exception); a value is
+  never lexed again nor split, and an unset variable gives the empty string.
+* Pipelines run their commands one after the other: each command's stdout, buffered in
+  memory, is the next one's stdin.  Simple and deterministic.
+* Redirections go to store objects resolved by ``session.resolve``: ``>`` creates or
+  overwrites a FILE (not its parent directories), ``>>`` appends, ``<`` reads;
+  ``2>&1``/``>&2`` join the streams.
+* A ``WnError`` from a command becomes one line ``e.key : reason`` on the command's
+  stderr (status 1, or the error's ``status``: 2 for usage and syntax errors); an
+  unknown command is ``e.cmd.notfound : NAME`` (127); any other exception is
+  ``e.cmd.internal`` with no traceback (set WNSHELL_DEBUG=1 to see it).
+"""
+from __future__ import annotations
+
+import io
+import os
+
+from wnshell.errors import INTERNAL, BAD_INPUT, WnError, status_of
+from wnshell.nodes import Lit, Sub, Var
+from wnshell.options import Expanded
+from wnshell import template
+
+
+class ExitShell(Exception):
+    """Raised after ``exit N`` ran: unwinds to the nearest ``run_ast``."""
+
+    def __init__(self, status: int):
+        super().__init__(status)
+        self.status = status
+
+
+class Executor:
+    def __init__(self, session, template_vars=None):
+        self.session = session
+        self.tvars = template_vars
+
+    # ---- tree ---------------------------------------------------------------------
+    def script(self, node, inp, out, err) -> int:
+        status = 0
+        for item in node.items:
+            status = self.and_or(item, inp, out, err)
+        return status
+
+    def and_or(self, node, inp, out, err) -> int:
+        status = self.pipeline(node.first, inp, out, err)
+        for op, pl in node.rest:
+            if (op == "&&") == (status == 0):
+                status = self.pipeline(pl, inp, out, err)
+        return status
+
+    def pipeline(self, node, inp, out, err) -> int:
+        cmds = node.cmds
+        cur = inp
+        status = 0
+        last = len(cmds) - 1
+        for i, cmd in enumerate(cmds):
+            if i < last:
+                buf = io.StringIO()
+                status = self.simple(cmd, cur, buf, err)
+                cur = io.StringIO(buf.getvalue())
+            else:
+                status = self.simple(cmd, cur, out, err)
+        self.session.last_status = status
+        return status
+
+    # ---- expansion ----------------------------------------------------------------
+    def var(self, part: Var, err) -> str:
+        s = self.session
+        name = part.name
+        value = None
+        if name == "?":
+            value = str(s.last_status)
+        elif name.isdigit():
+            k = int(name)
+            value = s.argv[k] if k < len(s.argv) else None
+        elif name in ("@", "*"):
+            value = " ".join(s.argv[1:])
+        elif name == "#":
+            value = str(max(len(s.argv) - 1, 0))
+        else:
+            value = template.lookup(name, self.tvars, s.env)
+        if value is None:
+            if part.default is not None:
+                return self.parts_text(part.default, err)
+            return ""
+        return value
+
+    def sub(self, part: Sub, err) -> str:
+        s = self.session
+        buf = io.StringIO()
+        saved_exit = s.exit_requested
+        s.exit_requested = None
+        try:
+            status = self.script(part.body, io.StringIO(""), buf, err)
+        except ExitShell as e:
+            status = e.status
+        finally:
+            s.exit_requested = saved_exit
+        s.last_status = status
+        return buf.getvalue().rstrip("\n")
+
+    def parts_text(self, parts, err) -> str:
+        out = []
+        for p in parts:
+            if isinstance(p, Lit):
+                out.append(p.text)
+            elif isinstance(p, Var):
+                out.append(self.var(p, err))
+            else:
+                out.append(self.sub(p, err))
+        return "".join(out)
+
+    def word(self, word, err) -> list[str]:
+        parts = word.parts
+        if len(parts) == 1 and isinstance(parts[0], Var) and parts[0].name == "@":
+            return [Expanded(a) for a in self.session.argv[1:]]
+        text = self.parts_text(parts, err)
+        for p in parts:
+            if isinstance(p, Lit):
+                if p.text:
+                    return [text]
+                continue
+            return [Expanded(text)]  # leading text came from an expansion
+        return [text]
+
+    # ---- store objects for redirections ---------------------------------------------
+    def _path(self, word, err) -> str:
+        path = self.parts_text(word.parts, err)
+        if not path:
+            raise WnError("e.cmd.redirect.nopath", "empty file name", BAD_INPUT)
+        return path
+
+    def _open_for_write(self, path: str):
+        s = self.session
+        sp = s.resolve(path)
+        obj = s.store.fetch(sp)
+        if obj is None:
+            obj = s.store.create(sp, "FILE")
+        elif obj.get("race") == "DIR":
+            raise WnError("e.io.obj.notfile", path, BAD_INPUT)
+        return obj["id"]
+
+    def _read(self, path: str) -> str:
+        s = self.session
+        obj = s.store.check(s.resolve(path))
+        if obj.get("race") == "DIR":
+            raise WnError("e.io.obj.notfile", path, BAD_INPUT)
+        return s.store.read(obj["id"]).decode("utf-8", "replace")
+
+    # ---- one command ----------------------------------------------------------------
+    def fail(self, e: WnError, stream) -> int:
+        self.session.last_error = e
+        stream.write(e.line() + "\n")
+        return status_of(e)
+
+    def simple(self, node, inp, out, err) -> int:
+        s = self.session
+        args: list[str] = []
+        for w in node.words:
+            args.extend(self.word(w, err))
+        assigns = [(name, self.parts_text(w.parts, err)) for name, w in node.assigns]
+        fds = {0: inp, 1: out, 2: err}
+        sinks = []  # (buffer, object id, append)
+        try:
+            for r in node.redirs:
+                if r.op == ">&":
+                    fds[r.fd] = fds[r.target]
+                elif r.op == "<":
+                    fds[0] = io.StringIO(self._read(self._path(r.target, err)))
+                else:
+                    oid = self._open_for_write(self._path(r.target, err))
+                    buf = io.StringIO()
+                    sinks.append((buf, oid, r.op == ">>"))
+                    fds[r.fd] = buf
+        except WnError as e:
+            return self.fail(e, fds[2])
+
+        status = 0
+        try:
+            if not args:
+                s.env.update(assigns)
+            else:
+                status = self.call(args, assigns, fds)
+        finally:
+            for buf, oid, append in sinks:
+                data = buf.getvalue().encode("utf-8")
+                try:
+                    if append:
+                        if data:
+                            s.store.append(oid, data)
+                    else:
+                        s.store.write(oid, data)
+                except WnError as e:
+                    status = self.fail(e, fds[2])
+        if s.exit_requested is not None:
+            raise ExitShell(s.exit_requested)
+        return status
+
+    def call(self, args, assigns, fds) -> int:
+        s = self.session
+        name = args[0]
+        cmd = s.registry.get(name)
+        if cmd is None:
+            self.fail(WnError("e.cmd.notfound", name, INTERNAL), fds[2])
+            return 127
+        saved = {}
+        for k, v in assigns:
+            saved[k] = s.env.get(k)
+            s.env[k] = v
+        try:
+            rest = args[1:]
+            if (rest and rest[0] in ("-h", "--help") and not isinstance(rest[0], Expanded)
+                    and not getattr(cmd, "handles_help", False)):
+                from wnshell.registry import help_text
+                fds[1].write(help_text(cmd))
+                return 0
+            status = cmd.run(s, rest, fds[0], fds[1], fds[2])
+            return 0 if status is None else int(status)
+        except WnError as e:
+            return self.fail(e, fds[2])
+        except (KeyboardInterrupt, ExitShell):
+            raise
+        except Exception as e:
+            if os.environ.get("WNSHELL_DEBUG"):
+                import traceback
+                traceback.print_exc()
+            return self.fail(WnError("e.cmd.internal", f"{name}: {type(e).__name__}",
+                                     INTERNAL), fds[2])
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    s.env.pop(k, None)
+                else:
+                    s.env[k] = v

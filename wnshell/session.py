@@ -1,0 +1,110 @@
+"""``Session``: the one object every entry point runs shell text through (REPL, ``-c``,
+scripts, piped stdin, ``.regapi`` requests, tests).
+
+    s = Session(open_store("memory://"), user="demo")
+    status, out, err = s.run("echo hi | cat")
+    tree = wnshell.parser.parse("echo ${http-qs-id}")    # parse once, run many times
+    status, out, err = s.run_ast(tree, "", template_vars={"http-qs-id": "o1"})
+
+Attributes: ``store``, ``user``, ``home`` (``/home/<user>``, created when missing),
+``cwd``, ``env`` (dict of strings), ``argv`` (``$0 $1 ...``), ``registry``,
+``last_status``, ``last_error`` (the last ``WnError`` of the latest run, or None),
+``exit_requested`` (the status given to ``exit``, else None).
+"""
+from __future__ import annotations
+
+import io
+
+from wnshell.errors import BAD_INPUT, INTERNAL, ShellSyntaxError, WnError
+from wnshell.executor import Executor, ExitShell
+
+
+def _valid_user(user: str) -> bool:
+    return bool(user) and user not in (".", "..") and not any(
+        c in user for c in "/\\:\n\r\t ") and user[0] != "~"
+
+
+class Session:
+    def __init__(self, store, user: str = "demo", cwd: str | None = None,
+                 env: dict | None = None, *, registry=None, argv=None):
+        if not _valid_user(user):
+            raise WnError("e.cmd.user.invalid", repr(user), BAD_INPUT)
+        self.store = store
+        self.user = user
+        self.home = f"/home/{user}"
+        if registry is None:
+            from wnshell.registry import REGISTRY as registry
+        self.registry = registry
+        self.env: dict = dict(env or {})
+        self.env.setdefault("HOME", self.home)
+        self.env.setdefault("USER", user)
+        self.argv: list[str] = list(argv or ["wnshell"])
+        self.last_status = 0
+        self.last_error: WnError | None = None
+        self.exit_requested: int | None = None
+        self._depth = 0
+        if store.fetch(self.home) is None:
+            try:
+                store.create(self.home, "DIR", parents=True)
+            except WnError:
+                if store.fetch(self.home) is None:  # not a lost race: a real failure
+                    raise
+        self.cwd = self.home
+        if cwd:
+            self.cwd = self.resolve(cwd)
+
+    def resolve(self, path: str) -> str:
+        """A path as typed (``~``, ``.``, ``..``, relative, ``id:``) -> store path."""
+        from objstore.paths import resolve
+        return resolve(path, cwd=self.cwd, home=self.home)
+
+    def run(self, text: str, stdin="", template_vars=None, *, stdout=None,
+            stderr=None) -> tuple[int, str, str]:
+        """Parse and run ``text``.  Returns ``(status, stdout, stderr)``; when the
+        ``stdout``/``stderr`` streams are given, output goes there as it is produced and
+        the returned strings are empty.  ``stdin`` is a string or a readable stream."""
+        from wnshell.parser import parse
+        try:
+            tree = parse(text)
+        except ShellSyntaxError as e:
+            self.last_error = e
+            self.last_status = 2
+            if stderr is not None:
+                stderr.write(e.line() + "\n")
+                return 2, "", ""
+            return 2, "", e.line() + "\n"
+        return self.run_ast(tree, stdin, template_vars, stdout=stdout, stderr=stderr)
+
+    def run_ast(self, tree, stdin="", template_vars=None, *, stdout=None,
+                stderr=None) -> tuple[int, str, str]:
+        """Run a tree from ``wnshell.parser.parse``.  ``template_vars`` are looked up
+        before ``env`` by every ``${k}``/``$k``/``$<k>``; their values are data."""
+        out = io.StringIO() if stdout is None else stdout
+        err = io.StringIO() if stderr is None else stderr
+        inp = stdin if hasattr(stdin, "read") else io.StringIO(stdin or "")
+        top = self._depth == 0
+        saved_exit = self.exit_requested
+        self.exit_requested = None
+        if top:
+            self.last_error = None
+        self._depth += 1
+        try:
+            status = Executor(self, template_vars).script(tree, inp, out, err)
+        except ExitShell as e:
+            status = e.status
+        except KeyboardInterrupt:
+            if not top:
+                raise
+            status = 130
+        except RecursionError:
+            e = WnError("e.cmd.recursion", "too deeply nested", INTERNAL)
+            self.last_error = e
+            err.write(e.line() + "\n")
+            status = 1
+        finally:
+            self._depth -= 1
+            if not top:
+                self.exit_requested = saved_exit
+        self.last_status = status
+        return (status, "" if stdout is not None else out.getvalue(),
+                "" if stderr is not None else err.getvalue())
