@@ -1,0 +1,525 @@
+"""``sqlite:///path.db``: the default store, one SQLite file.
+
+* WAL journal, ``synchronous=NORMAL`` (a committed write survives the process being
+  killed), a busy timeout, one connection per thread (and per process: a forked child
+  opens its own).
+* Every operation is one transaction; writes take the write lock up front
+  (``BEGIN IMMEDIATE``), so a read-check-write such as ``cas`` or ``incr`` is atomic
+  across threads and processes.
+* Table ``obj``: the reserved fields the tree needs as columns (``id`` primary key,
+  unique ``(pid, nm)``, unique ``ph``, ``expi`` indexed) and every other field as JSON
+  text in ``meta``.  Content lives in table ``content``.  Queries are compiled to SQL
+  (``json_extract``; ``REGEXP`` is a registered Python function).
+* Nothing is cached across operations except prepared statements, so several
+  processes can share the file safely.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping
+
+from . import common as C
+from . import paths, query as Q
+from .base import Store, WnObj
+from .errors import BAD_INPUT, INTERNAL, TIMEOUT, StoreError
+
+SCHEMA_VERSION = 1
+COLUMNS = ("id", "pid", "nm", "ph", "race", "d0", "d1", "ct", "lm", "expi")
+INT_COLUMNS = ("ct", "lm", "expi")
+_SEL = "SELECT id, pid, nm, ph, race, d0, d1, ct, lm, expi, meta FROM obj"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS obj (
+    id   TEXT PRIMARY KEY NOT NULL,
+    pid  TEXT NOT NULL,
+    nm   TEXT NOT NULL,
+    ph   TEXT NOT NULL,
+    race TEXT NOT NULL,
+    d0   TEXT,
+    d1   TEXT,
+    ct   INTEGER NOT NULL,
+    lm   INTEGER NOT NULL,
+    expi INTEGER,
+    meta TEXT NOT NULL DEFAULT '{}'
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS obj_pid_nm ON obj (pid, nm);
+CREATE UNIQUE INDEX IF NOT EXISTS obj_ph ON obj (ph);
+CREATE INDEX IF NOT EXISTS obj_expi ON obj (expi) WHERE expi IS NOT NULL;
+CREATE TABLE IF NOT EXISTS content (
+    id   TEXT PRIMARY KEY NOT NULL,
+    data BLOB NOT NULL
+);
+"""
+
+COMPILER = Q.SqliteCompiler({k: k for k in COLUMNS}, INT_COLUMNS, "meta")
+PURGE_EVERY_MS = 60_000
+
+
+def _store_error(exc: BaseException, what: str = "") -> StoreError:
+    """A raw sqlite3 exception -> StoreError (never leaks sqlite3 types upward)."""
+    msg = str(exc)
+    if isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in msg:
+        return C.exists(what or msg)
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in msg or "busy" in msg):
+        return StoreError("e.io.store.busy", f"database is busy: {msg}", TIMEOUT)
+    return StoreError("e.io.store.failed", f"sqlite: {msg}", INTERNAL)
+
+
+def _row_doc(row) -> dict:
+    doc = {"id": row[0], "pid": row[1], "nm": row[2], "ph": row[3], "race": row[4]}
+    if row[5] is not None:
+        doc["d0"] = row[5]
+    if row[6] is not None:
+        doc["d1"] = row[6]
+    doc["ct"] = row[7]
+    doc["lm"] = row[8]
+    if row[9] is not None:
+        doc["expi"] = row[9]
+    if row[10] != "{}":
+        doc.update(json.loads(row[10]))
+    return doc
+
+
+def _meta_json(doc: Mapping[str, Any]) -> str:
+    meta = {k: v for k, v in doc.items() if k not in COLUMNS}
+    return json.dumps(meta, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _subtree_range(ph: str) -> tuple[str, str]:
+    """Descendants of ``ph`` are exactly the paths in [ph + '/', ph + '0')."""
+    return ph + "/", ph + "0"
+
+
+class SQLiteStore(Store):
+    def __init__(self, url: str):
+        from . import url_path
+        self.url = url
+        self.path = url_path(url)
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._pid = os.getpid()
+        self._last_purge = 0
+        try:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        except OSError as exc:
+            raise StoreError("e.io.store.open", f"cannot create {os.path.dirname(self.path)}: "
+                             f"{exc.strerror}", INTERNAL) from None
+        conn = self._conn()
+        try:
+            self._init_schema(conn)
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from None
+
+    # ---- connections ---------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        if os.getpid() != self._pid:          # forked: never touch the parent's handles
+            self._pid = os.getpid()
+            self._local = threading.local()
+            self._conns = []
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        try:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                   check_same_thread=False, cached_statements=256)
+            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.create_function("regexp", 2, Q.sqlite_regexp, deterministic=True)
+        except sqlite3.Error as exc:
+            raise StoreError("e.io.store.open", f"cannot open {self.path}: {exc}",
+                             INTERNAL) from None
+        self._local.conn = conn
+        with self._conns_lock:
+            self._conns.append(conn)
+        return conn
+
+    def _init_schema(self, conn: sqlite3.Connection) -> None:
+        for attempt in range(100):
+            try:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 99:
+                    raise
+                time.sleep(0.05)
+        if str(mode).lower() != "wal":
+            raise StoreError("e.io.store.open", f"{self.path}: WAL mode refused ({mode})",
+                             INTERNAL)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError("e.io.store.open", f"{self.path}: schema version {version} is "
+                             f"newer than this wnshell ({SCHEMA_VERSION})", INTERNAL)
+        if version == SCHEMA_VERSION:
+            return          # schema and "/" were made in one transaction by an earlier open
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    conn.execute(stmt)
+            if conn.execute("SELECT 1 FROM obj WHERE ph = '/'").fetchone() is None:
+                now = C.now_ms()
+                conn.execute("INSERT INTO obj (id, pid, nm, ph, race, ct, lm, meta) "
+                             "VALUES (?, '', '', '/', 'DIR', ?, ?, '{}')",
+                             (paths.new_id(), now, now))
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def _tx(self, write: bool) -> Iterator[sqlite3.Connection]:
+        """One transaction; sqlite3 errors become StoreError."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from None
+        try:
+            yield conn
+        except BaseException as exc:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            if isinstance(exc, sqlite3.Error):
+                raise _store_error(exc) from None
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise _store_error(exc) from None
+
+    def _one(self, sql: str, params: tuple) -> Any:
+        """A single autocommit SELECT (itself one transaction)."""
+        try:
+            return self._conn().execute(sql, params).fetchone()
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from None
+
+    def close(self) -> None:
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        if os.getpid() == self._pid:
+            for conn in conns:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+        self._local = threading.local()
+
+    # ---- helpers inside a transaction ---------------------------------------------------------
+    @staticmethod
+    def _by_id(conn, oid: str) -> dict | None:
+        row = conn.execute(_SEL + " WHERE id = ?", (oid,)).fetchone()
+        return _row_doc(row) if row else None
+
+    @staticmethod
+    def _by_ph(conn, ph: str) -> dict | None:
+        row = conn.execute(_SEL + " WHERE ph = ?", (ph,)).fetchone()
+        return _row_doc(row) if row else None
+
+    @staticmethod
+    def _live(doc: dict | None, now: int) -> dict | None:
+        return None if doc is None or C.is_expired(doc, now) else doc
+
+    def _need(self, conn, oid: str, now: int) -> dict:
+        doc = self._live(self._by_id(conn, C.check_oid(oid)), now)
+        if doc is None:
+            raise C.noexists(f"id:{oid}")
+        return doc
+
+    def _abs(self, conn, sp: str, now: int) -> str:
+        if not sp.startswith("id:"):
+            return sp
+        oid, _, sub = sp[3:].partition("/")
+        anchor = self._live(self._by_id(conn, oid), now)
+        if anchor is None:
+            raise C.noexists(f"id:{oid}")
+        return paths.anchor_join(anchor["ph"], sub)
+
+    @staticmethod
+    def _insert(conn, doc: dict) -> None:
+        conn.execute("INSERT INTO obj (id, pid, nm, ph, race, d0, d1, ct, lm, expi, meta) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     (doc["id"], doc["pid"], doc["nm"], doc["ph"], doc["race"], doc.get("d0"),
+                      doc.get("d1"), doc["ct"], doc["lm"], doc.get("expi"), _meta_json(doc)))
+
+    @staticmethod
+    def _update_meta(conn, doc: dict) -> None:
+        conn.execute("UPDATE obj SET lm = ?, expi = ?, meta = ? WHERE id = ?",
+                     (doc["lm"], doc.get("expi"), _meta_json(doc), doc["id"]))
+
+    @staticmethod
+    def _remove_tree(conn, ph: str) -> int:
+        lo, hi = _subtree_range(ph)
+        where = "(ph = ? OR (ph >= ? AND ph < ?))"
+        conn.execute(f"DELETE FROM content WHERE id IN (SELECT id FROM obj WHERE {where})",
+                     (ph, lo, hi))
+        return conn.execute(f"DELETE FROM obj WHERE {where}", (ph, lo, hi)).rowcount
+
+    def _clear_expired(self, conn, ph: str, now: int) -> None:
+        old = self._by_ph(conn, ph)
+        if old is None:
+            return
+        if not C.is_expired(old, now):
+            raise C.exists(ph)
+        self._remove_tree(conn, ph)
+
+    def _dir(self, conn, ph: str, parents: bool, now: int) -> dict:
+        doc = self._live(self._by_ph(conn, ph), now)
+        if doc is not None:
+            if doc["race"] != "DIR":
+                raise C.notdir(ph)
+            return doc
+        if not parents or ph == "/":
+            raise C.noexists(ph)
+        up, nm = paths.parent_and_name(ph)
+        parent = self._dir(conn, up, True, now)
+        self._clear_expired(conn, ph, now)
+        doc = C.new_doc(paths.new_id(), parent["id"], nm, ph, "DIR", {}, now)
+        self._insert(conn, doc)
+        return doc
+
+    @staticmethod
+    def _set_content(conn, doc: dict, data: bytes, now: int) -> dict:
+        doc = dict(doc)
+        conn.execute("INSERT OR REPLACE INTO content (id, data) VALUES (?, ?)",
+                     (doc["id"], data))
+        doc["len"] = len(data)
+        doc["sha1"] = hashlib.sha1(data).hexdigest()
+        doc["lm"] = max(now, doc["lm"])
+        SQLiteStore._update_meta(conn, doc)
+        return doc
+
+    def _maybe_purge(self, conn, now: int) -> None:
+        if now - self._last_purge >= PURGE_EVERY_MS:
+            self._last_purge = now
+            self._purge(conn, now)
+
+    def _purge(self, conn, now: int) -> int:
+        n = 0
+        rows = conn.execute("SELECT ph FROM obj WHERE expi < ? ORDER BY ph", (now,)).fetchall()
+        for (ph,) in rows:
+            n += self._remove_tree(conn, ph)
+        return n
+
+    # ---- lookup -----------------------------------------------------------------------------
+    def get(self, oid: str) -> WnObj | None:
+        if not paths.is_id(oid):
+            return None
+        row = self._one(_SEL + " WHERE id = ?", (oid,))
+        if row is None or (row[9] is not None and row[9] < C.now_ms()):
+            return None
+        return C.copy_out(_row_doc(row))
+
+    def fetch(self, path: str, *, cwd: str = "/", home: str | None = None) -> WnObj | None:
+        sp = paths.resolve(path, cwd, home)
+        now = C.now_ms()
+        if not sp.startswith("id:"):
+            row = self._one(_SEL + " WHERE ph = ?", (sp,))
+            if row is None or (row[9] is not None and row[9] < now):
+                return None
+            return C.copy_out(_row_doc(row))
+        with self._tx(False) as conn:
+            try:
+                ph = self._abs(conn, sp, now)
+            except StoreError:
+                return None
+            doc = self._live(self._by_ph(conn, ph), now)
+            return C.copy_out(doc) if doc else None
+
+    # ---- create / change ------------------------------------------------------------------------
+    def create(self, path: str, race: str = "FILE", meta: Mapping[str, Any] | None = None,
+               *, parents: bool = False, content: bytes | None = None,
+               cwd: str = "/", home: str | None = None) -> WnObj:
+        race = C.check_race(race)
+        sp = paths.resolve(path, cwd, home)
+        clean = C.clean_meta(meta)
+        data = None if content is None else C.as_bytes(content)
+        if data is not None and race != "FILE":
+            raise C.notfile(f"{path}: a DIR has no content")
+        now = C.now_ms()
+        with self._tx(True) as conn:
+            ph = self._abs(conn, sp, now)
+            if ph == "/":
+                raise C.exists("/")
+            up, nm = paths.parent_and_name(ph)
+            parent = self._dir(conn, up, parents, now)
+            self._clear_expired(conn, ph, now)
+            doc = C.new_doc(paths.new_id(), parent["id"], nm, ph, race, clean, now)
+            self._insert(conn, doc)
+            if data is not None:
+                doc = self._set_content(conn, doc, data, now)
+            self._maybe_purge(conn, now)
+            return C.copy_out(doc)
+
+    def set_meta(self, oid: str, changes: Mapping[str, Any]) -> WnObj:
+        clean = C.clean_meta(changes)
+        now = C.now_ms()
+        with self._tx(True) as conn:
+            doc = self._need(conn, oid, now)
+            C.apply_changes(doc, clean, now)
+            self._update_meta(conn, doc)
+            return C.copy_out(doc)
+
+    def cas(self, oid: str, expect: Mapping[str, Any], changes: Mapping[str, Any]) -> WnObj | None:
+        want = C.clean_expect(expect)
+        clean = C.clean_meta(changes)
+        now = C.now_ms()
+        with self._tx(True) as conn:
+            doc = self._need(conn, oid, now)
+            if not C.matches_expect(doc, want):
+                return None
+            C.apply_changes(doc, clean, now)
+            self._update_meta(conn, doc)
+            return C.copy_out(doc)
+
+    def incr(self, oid: str, key: str, delta: int = 1) -> int:
+        C.check_delta(key, delta)
+        now = C.now_ms()
+        with self._tx(True) as conn:
+            doc = self._need(conn, oid, now)
+            val = C.incr_value(doc.get(key), key, delta)
+            doc[key] = val
+            doc["lm"] = max(now, doc["lm"])
+            self._update_meta(conn, doc)
+            return val
+
+    # ---- content ----------------------------------------------------------------------------------
+    def read(self, oid: str) -> bytes:
+        with self._tx(False) as conn:
+            doc = self._need(conn, oid, C.now_ms())
+            if doc["race"] != "FILE":
+                raise C.notfile(doc["ph"])
+            row = conn.execute("SELECT data FROM content WHERE id = ?", (oid,)).fetchone()
+            return bytes(row[0]) if row else b""
+
+    def write(self, oid: str, data: bytes) -> WnObj:
+        data = C.as_bytes(data)
+        now = C.now_ms()
+        with self._tx(True) as conn:
+            doc = self._need(conn, oid, now)
+            if doc["race"] != "FILE":
+                raise C.notfile(doc["ph"])
+            return C.copy_out(self._set_content(conn, doc, data, now))
+
+    def append(self, oid: str, data: bytes) -> WnObj:
+        data = C.as_bytes(data)
+        now = C.now_ms()
+        with self._tx(True) as conn:
+            doc = self._need(conn, oid, now)
+            if doc["race"] != "FILE":
+                raise C.notfile(doc["ph"])
+            row = conn.execute("SELECT data FROM content WHERE id = ?", (oid,)).fetchone()
+            old = bytes(row[0]) if row else b""
+            return C.copy_out(self._set_content(conn, doc, old + data, now))
+
+    # ---- tree ---------------------------------------------------------------------------------------
+    def children(self, oid: str, glob: str | None = None) -> list[WnObj]:
+        rx_sql, params = "", []
+        if glob is not None:
+            import fnmatch
+            rx_sql, params = " AND nm REGEXP ?", [fnmatch.translate(glob)]
+        now = C.now_ms()
+        with self._tx(False) as conn:
+            doc = self._need(conn, oid, now)
+            if doc["race"] != "DIR":
+                raise C.notdir(doc["ph"])
+            rows = conn.execute(_SEL + " WHERE pid = ? AND (expi IS NULL OR expi >= ?)"
+                                + rx_sql + " ORDER BY nm", [oid, now] + params).fetchall()
+            return [C.copy_out(_row_doc(r)) for r in rows]
+
+    def move(self, oid: str, new_path: str, *, cwd: str = "/", home: str | None = None) -> WnObj:
+        sp = paths.resolve(new_path, cwd, home)
+        now = C.now_ms()
+        with self._tx(True) as conn:
+            src = self._need(conn, oid, now)
+            if src["ph"] == "/":
+                raise paths.invalid("cannot move '/'")
+            dest = self._abs(conn, sp, now)
+            target = self._live(self._by_ph(conn, dest), now)
+            if target is not None and target["race"] == "DIR" and target["id"] != src["id"]:
+                dest = paths.join(dest, src["nm"])
+            if dest == src["ph"]:
+                return C.copy_out(src)
+            if paths.is_within(dest, src["ph"]):
+                raise paths.invalid(f"cannot move {src['ph']} into itself")
+            up, nm = paths.parent_and_name(dest)
+            parent = self._dir(conn, up, False, now)
+            self._clear_expired(conn, dest, now)
+            old_ph = src["ph"]
+            # descendants: ph prefix swapped, d0/d1 recomputed, all in SQL
+            lo, hi = _subtree_range(old_ph)
+            d0, d1 = paths.d0_d1(dest)
+            cut = len(old_ph) + 1          # substr() index of the '/' after old_ph
+            if d1 is not None:
+                conn.execute("UPDATE obj SET ph = ? || substr(ph, ?), d0 = ?, d1 = ? "
+                             "WHERE ph >= ? AND ph < ?", (dest, cut, d0, d1, lo, hi))
+            else:   # dest is /x: d1 of a descendant is its first segment below dest
+                conn.execute(
+                    "UPDATE obj SET ph = ? || substr(ph, ?), d0 = ?, "
+                    "d1 = substr(substr(ph, ?), 1, instr(substr(ph, ?) || '/', '/') - 1) "
+                    "WHERE ph >= ? AND ph < ?",
+                    (dest, cut, d0, cut + 1, cut + 1, lo, hi))
+            C.renamed_type(src, src["nm"], nm)
+            src["pid"] = parent["id"]
+            src["nm"] = nm
+            src["lm"] = max(now, src["lm"])
+            C.relocate(src, dest)
+            conn.execute("UPDATE obj SET pid = ?, nm = ?, ph = ?, d0 = ?, d1 = ?, lm = ?, "
+                         "meta = ? WHERE id = ?",
+                         (src["pid"], nm, dest, src.get("d0"), src.get("d1"), src["lm"],
+                          _meta_json(src), src["id"]))
+            return C.copy_out(src)
+
+    def delete(self, oid: str, *, recursive: bool = False) -> None:
+        now = C.now_ms()
+        with self._tx(True) as conn:
+            doc = self._need(conn, oid, now)
+            if doc["ph"] == "/":
+                raise paths.invalid("cannot delete '/'")
+            if doc["race"] == "DIR" and not recursive:
+                if conn.execute("SELECT 1 FROM obj WHERE pid = ? AND (expi IS NULL OR expi >= ?)"
+                                " LIMIT 1", (oid, now)).fetchone():
+                    raise C.dir_notempty(doc["ph"])
+            self._remove_tree(conn, doc["ph"])
+
+    # ---- query ------------------------------------------------------------------------------------
+    def _where(self, match, now: int) -> tuple[str, list]:
+        where, params = COMPILER.where(Q.parse_match(match))
+        return f"(expi IS NULL OR expi >= ?) AND {where}", [now] + params
+
+    def query(self, match, *, sort=None, skip: int = 0, limit: int | None = None) -> list[WnObj]:
+        order_sql, order_params = COMPILER.order_by(Q.parse_sort(sort))
+        skip, limit = Q.check_window(skip, limit)
+        where, params = self._where(match, C.now_ms())
+        sql = f"{_SEL} WHERE {where} {order_sql} LIMIT ? OFFSET ?"
+        try:
+            rows = self._conn().execute(
+                sql, params + order_params + [-1 if limit is None else limit, skip]).fetchall()
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from None
+        return [C.copy_out(_row_doc(r)) for r in rows]
+
+    def count(self, match) -> int:
+        where, params = self._where(match, C.now_ms())
+        return self._one(f"SELECT count(*) FROM obj WHERE {where}", tuple(params))[0]
+
+    # ---- housekeeping ----------------------------------------------------------------------------------
+    def purge_expired(self) -> int:
+        now = C.now_ms()
+        with self._tx(True) as conn:
+            self._last_purge = now
+            return self._purge(conn, now)
