@@ -1,0 +1,137 @@
+"""HTTP client of the WeChat Pay v2 API on one pooled ``requests.Session``.
+
+Every reply is checked by :func:`wxpay.api.parse_reply` (signature included).
+Failures are distinct errors: :class:`TransportError` (connection, timeout, HTTP
+status, a body that is not XML), :class:`ReturnFail`, :class:`ResultFail`,
+:class:`SignError`.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from objstore.errors import TIMEOUT
+
+from .account import Account
+from .api import build_closeorder, build_orderquery, build_unifiedorder, parse_reply
+from .errors import TransportError, XmlError
+from .xmlcodec import MAX_BYTES, from_xml, to_xml
+
+__all__ = ["Client", "CONNECT_TIMEOUT", "READ_TIMEOUT"]
+
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 10.0
+
+
+def _session() -> requests.Session:
+    s = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
+    s.mount("http://", adapter)
+    s.mount("https://", adapter)
+    s.trust_env = False          # no proxies from the environment for payment calls
+    return s
+
+
+class Client:
+    """``Client(account, http=None, timeout=(5, 10))``.
+
+    ``http`` is a ``requests.Session`` to share; by default the client owns one.
+    """
+
+    def __init__(self, account: Account, http: requests.Session | None = None,
+                 timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
+                 max_bytes: int = MAX_BYTES):
+        self.account = account
+        self._owns_http = http is None
+        self.http = http if http is not None else _session()
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+
+    @property
+    def base_url(self) -> str:
+        return self.account.api_base.rstrip("/")
+
+    def close(self) -> None:
+        if self._owns_http:
+            self.http.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def post_xml(self, path: str, xml: str) -> str:
+        """POST ``xml`` to ``base + path``; the reply body (text) when it is a 200 XML.
+
+        Raises TransportError (kind TIMEOUT for timeouts) otherwise.
+        """
+        url = self.base_url + "/" + path.lstrip("/")
+        data = xml.encode("utf-8") if isinstance(xml, str) else bytes(xml)
+        try:
+            resp = self.http.post(url, data=data, timeout=self.timeout, stream=True,
+                                  allow_redirects=False,
+                                  headers={"Content-Type": "text/xml; charset=utf-8"})
+        except requests.exceptions.Timeout:
+            raise TransportError(f"timeout calling WeChat Pay {path}", TIMEOUT) from None
+        except requests.exceptions.RequestException as e:
+            raise TransportError(
+                f"cannot reach WeChat Pay {path} ({type(e).__name__})") from None
+        try:
+            body = self._read(resp, path)
+        finally:
+            resp.close()
+        if resp.status_code != 200:
+            what = "server error" if resp.status_code >= 500 else "unexpected status"
+            raise TransportError(f"WeChat Pay {path} answered HTTP {resp.status_code} ({what})")
+        try:
+            text = body.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise TransportError(f"WeChat Pay {path} answered a body that is not UTF-8") from None
+        stripped = text.lstrip()
+        if stripped[:15].lower().startswith(("<!doctype html", "<html")):
+            raise TransportError(f"WeChat Pay {path} answered an HTML page, not XML")
+        try:
+            from_xml(text, max_bytes=self.max_bytes)
+        except XmlError as e:
+            raise TransportError(f"WeChat Pay {path} answered a body that is not "
+                                 f"WeChat XML ({e.reason})") from None
+        return text
+
+    def _read(self, resp, path: str) -> bytes:
+        chunks, size = [], 0
+        try:
+            for chunk in resp.iter_content(8192):
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise TransportError(f"WeChat Pay {path} answered more than "
+                                         f"{self.max_bytes} bytes")
+                chunks.append(chunk)
+        except requests.exceptions.Timeout:
+            raise TransportError(f"timeout reading WeChat Pay {path}", TIMEOUT) from None
+        except requests.exceptions.RequestException as e:
+            raise TransportError(
+                f"connection lost reading WeChat Pay {path} ({type(e).__name__})") from None
+        return b"".join(chunks)
+
+    def call(self, path: str, params: Mapping) -> dict:
+        """POST signed ``params`` as XML and return the checked reply fields."""
+        return parse_reply(self.account, self.post_xml(path, to_xml(params)),
+                           max_bytes=self.max_bytes)
+
+    def unifiedorder(self, params: Mapping) -> dict:
+        """``params``: a signed request (from build_unifiedorder) is sent as is; an
+        unsigned order (seed input) is built and signed first."""
+        if not params.get("sign"):
+            params = build_unifiedorder(self.account, params)
+        return self.call("/pay/unifiedorder", params)
+
+    def orderquery(self, out_trade_no: str | None = None,
+                   transaction_id: str | None = None) -> dict:
+        return self.call("/pay/orderquery", build_orderquery(
+            self.account, out_trade_no, transaction_id=transaction_id))
+
+    def closeorder(self, out_trade_no: str) -> dict:
+        return self.call("/pay/closeorder", build_closeorder(self.account, out_trade_no))
