@@ -1,0 +1,88 @@
+"""wnshell sync: a folder of .regapi files -> the user's .regapi/api tree, exactly."""
+import json
+
+import pytest
+
+from objstore import open_store
+from objstore.errors import WnError
+from regapi.sync import sync_dir
+
+ROOT = "/home/demo/.regapi/api"
+
+
+def write(p, text):
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text, encoding="utf-8")
+
+
+def tree(store):
+    out = {}
+    stack = [store.fetch(ROOT)]
+    while stack:
+        d = stack.pop()
+        for ch in store.children(d["id"]):
+            rel = ch["ph"][len(ROOT) + 1:]
+            if ch["race"] == "DIR":
+                out[rel] = "DIR"
+                stack.append(ch)
+            else:
+                out[rel] = store.read(ch["id"]).decode()
+    return out
+
+
+def test_sync_creates_updates_removes(tmp_path):
+    s = open_store("memory://")
+    src = tmp_path / "apis"
+    write(src / "pay", "# submit\nweixin xxx order -submit ${http-qs-id}\n")
+    write(src / "payresult.regapi", "weixin xxx order -result id:${id}\n")
+    write(src / "payresult.regapi.meta.json", json.dumps({"http-header-Content-Type": "text/xml"}))
+    write(src / "u" / "_ANY" / "_action", "echo ${args-0}\n")
+    write(src / ".git" / "config", "[core]\n")
+    write(src / "pay~", "backup")
+    rep = sync_dir(s, str(src), "demo")
+    assert sorted(rep.created) == ["pay", "payresult", "u", "u/_ANY", "u/_ANY/_action"]
+    assert tree(s) == {"pay": "# submit\nweixin xxx order -submit ${http-qs-id}\n",
+                       "payresult": "weixin xxx order -result id:${id}\n",
+                       "u": "DIR", "u/_ANY": "DIR", "u/_ANY/_action": "echo ${args-0}\n"}
+    assert s.fetch(f"{ROOT}/payresult")["http-header-Content-Type"] == "text/xml"
+
+    # second run: nothing to do
+    rep = sync_dir(s, str(src), "demo")
+    assert (rep.created, rep.updated, rep.removed, rep.unchanged) == ([], [], [], 5)
+
+    # edit, drop a sidecar key, remove a subtree
+    write(src / "pay", "echo changed\n")
+    (src / "payresult.regapi.meta.json").write_text("{}")
+    import shutil
+    shutil.rmtree(src / "u")
+    rep = sync_dir(s, str(src), "demo")
+    assert sorted(rep.updated) == ["pay", "payresult"] and rep.removed == ["u"]
+    assert tree(s) == {"pay": "echo changed\n",
+                       "payresult": "weixin xxx order -result id:${id}\n"}
+    assert "http-header-Content-Type" not in s.fetch(f"{ROOT}/payresult")
+
+
+@pytest.mark.parametrize("name,text,key", [
+    ("bad", "echo 'unterminated\n", "e.regapi.sync.syntax"),
+    ("x.meta.json", "[1]", "e.regapi.sync.meta"),
+    ("orphan.meta.json", "{}", "e.regapi.sync.meta"),
+])
+def test_bad_input_changes_nothing(tmp_path, name, text, key):
+    s = open_store("memory://")
+    src = tmp_path / "apis"
+    write(src / "x", "echo one\n")
+    sync_dir(s, str(src), "demo")
+    write(src / "x", "echo two\n")
+    write(src / name, text)
+    with pytest.raises(WnError) as ei:
+        sync_dir(s, str(src), "demo")
+    assert ei.value.key == key
+    assert tree(s) == {"x": "echo one\n"}
+
+
+def test_reserved_meta_refused(tmp_path):
+    s = open_store("memory://")
+    write(tmp_path / "x", "echo\n")
+    write(tmp_path / "x.meta.json", '{"ph": "/etc"}')
+    with pytest.raises(WnError, match="reserved"):
+        sync_dir(s, str(tmp_path), "demo")
