@@ -1,0 +1,165 @@
+"""The ``wnshell`` console script.
+
+    wnshell [--store URL] [--user NAME] -c TEXT [ARG0 ARGS...]   run TEXT
+    wnshell [--store URL] [--user NAME] FILE [ARGS...]           run a script file
+    ... | wnshell [--store URL] [--user NAME]                    run text from stdin
+    wnshell [--store URL] [--user NAME]                          REPL on a terminal
+    wnshell serve|demo|sync ...                                  regapi.cli (lazy)
+
+The process exits with the last command's status (or ``exit N``).  Only the REPL imports
+prompt_toolkit; everything here stays lazy because start-up time matters.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+USAGE = """\
+usage: wnshell [--store URL] [--user NAME] [-c TEXT [ARG0 ARG...] | FILE [ARG...]]
+       wnshell serve|demo|sync [...]
+
+  -c TEXT       run TEXT (ARG0 ARG... become $0 $1 ...)
+  FILE          run the script FILE from the OS filesystem ($0 = FILE, $1 ...)
+  (no FILE)     run commands from stdin, or an interactive shell on a terminal
+  --store URL   store URL (sqlite:///path.db, tinydb:///path.json, memory://,
+                postgresql://...); default: env WNSHELL_STORE, else
+                $XDG_DATA_HOME/wnshell/store.db
+  --user NAME   the session's user (default demo); /home/NAME is created if missing
+  -h, --help    this help
+"""
+
+SUBCOMMANDS = ("serve", "demo", "sync")
+
+
+def _err(msg: str) -> None:
+    try:
+        sys.stderr.write(msg.rstrip("\n") + "\n")
+        sys.stderr.flush()
+    except Exception:  # pragma: no cover - stderr gone
+        pass
+
+
+def _parse_argv(argv: list[str]):
+    """-> (opts dict, mode, rest) or raises ValueError(message)."""
+    opts = {"store": None, "user": "demo"}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("-h", "--help"):
+            return opts, "help", []
+        if a in ("--store", "--user"):
+            if i + 1 >= len(argv):
+                raise ValueError(f"{a} needs a value")
+            opts[a[2:]] = argv[i + 1]
+            i += 2
+            continue
+        if a.startswith("--store=") or a.startswith("--user="):
+            k, _, v = a[2:].partition("=")
+            opts[k] = v
+            i += 1
+            continue
+        if a == "-c":
+            if i + 1 >= len(argv):
+                raise ValueError("-c needs a command text")
+            return opts, "command", argv[i + 1:]
+        if a == "--":
+            i += 1
+            break
+        if a.startswith("-") and a != "-":
+            raise ValueError(f"unknown option {a}")
+        break
+    rest = argv[i:]
+    if rest and rest[0] != "-":
+        return opts, "file", rest
+    return opts, "stdin", rest[1:] if rest else []
+
+
+def _session(opts):
+    from objstore import open_store
+    from wnshell.session import Session
+    store = open_store(opts["store"])
+    return Session(store, user=opts["user"])
+
+
+def _fix_streams() -> None:
+    for s in (sys.stdout, sys.stderr):
+        try:
+            s.reconfigure(errors="replace")
+        except Exception:  # pragma: no cover - replaced streams
+            pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        from regapi.cli import main as regapi_main
+        return regapi_main(argv)
+    try:
+        opts, mode, rest = _parse_argv(argv)
+    except ValueError as e:
+        _err(f"e.cmd.wnshell.usage : {e}")
+        _err(USAGE)
+        return 2
+    if mode == "help":
+        sys.stdout.write(USAGE)
+        return 0
+    _fix_streams()
+
+    from objstore.errors import WnError
+    if mode == "file":
+        path = rest[0]
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            _err(f"e.cmd.script.noexists : {path}: {e.strerror or type(e).__name__}")
+            return 127
+        except UnicodeDecodeError:
+            _err(f"e.cmd.script.encoding : {path} is not UTF-8 text")
+            return 2
+        argv0 = rest
+    elif mode == "command":
+        text = rest[0]
+        argv0 = rest[1:] or ["wnshell"]
+    else:
+        interactive = not rest and sys.stdin is not None and sys.stdin.isatty()
+        argv0 = ["wnshell"] + rest
+        if interactive:
+            try:
+                session = _session(opts)
+            except WnError as e:
+                _err(e.line())
+                return 1
+            session.argv = argv0
+            from wnshell.repl import run_repl
+            return run_repl(session)
+        text = sys.stdin.read() if sys.stdin is not None else ""
+
+    try:
+        session = _session(opts)
+    except WnError as e:
+        _err(e.line())
+        return 1
+    session.argv = argv0
+    # -c and scripts: commands read the process's stdin (lazily, only if they do);
+    # when the script itself came from stdin, commands get empty stdin.
+    stdin = sys.stdin if (mode != "stdin" and sys.stdin is not None) else ""
+    try:
+        status, _, _ = session.run(text, stdin, stdout=sys.stdout, stderr=sys.stderr)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:  # pragma: no cover
+            pass
+        return 141
+    finally:
+        try:
+            session.store.close()
+        except Exception:  # pragma: no cover - closing must not change the status
+            pass
+    return status
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
