@@ -329,7 +329,8 @@ DESCRIPTION
     everything below it.  A glob in the last segment (~/tmp/*) names every match
     (dot-names only when the pattern starts with '.').
     Every PATH is checked before anything is deleted: one bad PATH deletes nothing.
-    The root '/' is never deleted.
+    The root '/', the session user's home and the DIRs above it are never deleted
+    (delete what is inside instead: rm -r ~/orders).
 
 OPTIONS
     -r    delete DIRs recursively
@@ -343,6 +344,7 @@ ERRORS
     e.io.obj.noexists : PATH     no such object (without -f) (status 1)
     e.io.rm.isdir : PATH         PATH is a DIR and -r was not given (status 1)
     e.io.rm.root : /             refusing to delete the root (status 1)
+    e.io.rm.home : PATH          refusing to delete the home or a DIR above it
 """
 
     def run(self, session, args, stdin, stdout, stderr) -> int:
@@ -359,6 +361,9 @@ ERRORS
             for o in expand(session, p, missing_ok=force):
                 if o.ph == "/":
                     raise WnError("e.io.rm.root", "/", FORBIDDEN)
+                home = getattr(session, "home", None)
+                if home and (home + "/").startswith(o.ph.rstrip("/") + "/"):
+                    raise WnError("e.io.rm.home", f"{o.ph} holds the home {home}", FORBIDDEN)
                 if o.is_dir and not recursive:
                     raise WnError("e.io.rm.isdir", o.ph, BAD_INPUT)
                 victims[o.id] = o

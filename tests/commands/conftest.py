@@ -4,12 +4,15 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.fixture
-def sh():
+@pytest.fixture(params=["memory", "sqlite"])
+def sh(request, tmp_path):
+    """A Session for user demo on a fresh store: the memory backend and SQLite (the
+    default store), so the commands are shown to rely on the Store contract only."""
     from objstore import open_store
     from wnshell.session import Session
 
-    store = open_store("memory://")
+    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path}/store.db"
+    store = open_store(url)
     session = Session(store, user="demo")
     yield session
     store.close()

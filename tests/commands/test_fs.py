@@ -205,10 +205,16 @@ def test_rm_glob_and_parent_with_child(sh, run):
     assert sh.store.fetch("/home/demo/orders") is None
 
 
-def test_rm_refuses_root(sh, run):
+def test_rm_refuses_root_and_home(sh, run):
+    put(sh, "/home/demo/a")
     status, _, err = run("rm -rf /")
     assert status == 1 and one_error_line(err, "e.io.rm.root")
-    assert sh.store.fetch("/home/demo") is not None
+    for text in ("rm -r ~", "rm -rf /home", "cd ~; rm -r ../demo", "rm -r ~/a /home/demo"):
+        status, _, err = run(text)
+        assert status == 1 and one_error_line(err, "e.io.rm.home"), text
+    assert sh.store.fetch("/home/demo/a") is not None
+    sh.store.create("/home/other", "DIR")
+    assert run("rm -r /home/other")[0] == 0
 
 
 # ---- mv ---------------------------------------------------------------------------
