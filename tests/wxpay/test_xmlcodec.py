@@ -1,0 +1,89 @@
+import pytest
+
+from objstore.errors import WnError
+from wxpay.errors import XmlError
+from wxpay.sign import sign, verify
+from wxpay.xmlcodec import from_xml, to_xml
+
+from .conftest import KEY
+
+
+def test_round_trip_whitespace_and_specials():
+    p = {"a": "  lead and trail  ", "b": "\n\ttabbed\n", "c": "<&>\"'", "d": "中文",
+         "e": "x\r\ny\rz", "f": "0", "g": ""}
+    back = from_xml(to_xml(p))
+    assert back == p
+    assert from_xml(to_xml(p).encode("utf-8")) == p
+
+
+@pytest.mark.parametrize("value", ["]]>", "a]]>b", "]]]]>>", "x]]>y]]>z", "]]", "]"])
+def test_cdata_terminator_round_trips(value):
+    xml = to_xml({"attach": value})
+    assert from_xml(xml) == {"attach": value}
+
+
+def test_signature_survives_the_codec():
+    p = {"body": " spaced ]]> body ", "total_fee": 0, "attach": "\r\n"}
+    p["sign"] = sign(p, KEY)
+    assert verify(from_xml(to_xml(p)), KEY)
+
+
+def test_parser_keeps_whitespace_from_wechat_style_xml():
+    xml = "<xml><a><![CDATA[ x ]]></a><b> y </b>\n  <c></c></xml>"
+    assert from_xml(xml) == {"a": " x ", "b": " y ", "c": ""}
+
+
+def test_int_values_written_as_text():
+    assert to_xml({"total_fee": 0}) == "<xml><total_fee><![CDATA[0]]></total_fee></xml>"
+
+
+def test_bad_names_and_values_refused():
+    for bad in ({"a b": "x"}, {"1a": "x"}, {"<x>": "y"}, {"a": "\x00"}, {"a": True},
+                {"a": {"nested": 1}}):
+        with pytest.raises(WnError):
+            to_xml(bad)
+
+
+DOCTYPE = '<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY e "boom">]><xml><a>&e;</a></xml>'
+XXE = ('<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+       "<xml><a>&x;</a></xml>")
+LAUGHS = ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+          + "".join(f'<!ENTITY lol{i} "{("&lol%s;" % (i - 1 if i > 1 else "")) * 10}">'
+                    for i in range(1, 10))
+          + "]><xml><a>&lol9;</a></xml>")
+
+
+@pytest.mark.parametrize("xml", [DOCTYPE, XXE, LAUGHS, "<!doctype xml><xml/>",
+                                 DOCTYPE.encode("utf-8")])
+def test_doctype_and_entities_refused(xml):
+    with pytest.raises(XmlError) as e:
+        from_xml(xml)
+    assert e.value.key == "e.weixin.xml.invalid"
+    assert e.value.kind == "bad_input"
+
+
+def test_oversize_refused_before_parsing():
+    big = "<xml><a>" + "x" * 70000 + "</a></xml>"
+    with pytest.raises(XmlError, match="too large"):
+        from_xml(big)
+    with pytest.raises(XmlError, match="too large"):
+        from_xml(big.encode())
+    assert from_xml(big, max_bytes=100000)["a"] == "x" * 70000
+    with pytest.raises(XmlError, match="too large"):
+        from_xml("<xml><a>1</a></xml>", max_bytes=10)
+
+
+@pytest.mark.parametrize("xml", [
+    "", "   ", "not xml", "<xml><a>1</a>", "<xml><a>1</b></xml>",
+    "<root><a>1</a></root>", "<xml><a><b>1</b></a></xml>", "<xml>text<a>1</a></xml>",
+    "<xml><a>1</a>tail</xml>", "<xml><a>1</a><a>2</a></xml>", '<xml x="1"><a>1</a></xml>',
+    '<xml><a y="1">1</a></xml>', "<xml><a>1</a></xml><xml/>",
+])
+def test_malformed_or_not_flat_refused(xml):
+    with pytest.raises(XmlError):
+        from_xml(xml)
+
+
+def test_non_utf8_bytes_refused():
+    with pytest.raises(XmlError, match="UTF-8"):
+        from_xml("<xml><a>中</a></xml>".encode("gbk"))
