@@ -237,6 +237,8 @@ ERRORS
         for p in opts.args:
             sp = session.resolve(p)
             obj = store.fetch(sp)
+            if sp in todo and not parents:          # named twice
+                raise WnError("e.io.obj.exists", p, CONFLICT)
             if obj is not None:
                 if parents and obj.is_dir:
                     continue

@@ -44,6 +44,9 @@ def test_mkdir_checks_every_path_before_creating(sh, run):
     status, _, err = run("mkdir ~/x ~/missing/y")
     assert status == 1 and one_error_line(err, "e.io.obj.noexists")
     assert sh.store.fetch("/home/demo/x") is None
+    status, _, err = run("mkdir ~/x ~/x")
+    assert status == 1 and one_error_line(err, "e.io.obj.exists")
+    assert sh.store.fetch("/home/demo/x") is None
 
 
 def test_mkdir_without_args_is_usage_error(run):
