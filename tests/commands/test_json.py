@@ -101,3 +101,19 @@ def test_roundtrip_property(value):
         status, out, err = sh.run(cmd, stdin=text)
         assert status == 0, err
         assert json.loads(out) == value
+
+
+def test_cli_json_from_process_stdin(tmp_path):
+    import os
+    import subprocess
+
+    from .test_help import _wnshell
+
+    env = dict(os.environ, XDG_DATA_HOME=str(tmp_path), WNSHELL_STORE="memory://")
+    p = subprocess.run(_wnshell() + ["-c", "json -get a.b"], input='{"a":{"b":"x y"}}',
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert (p.returncode, p.stdout, p.stderr) == (0, "x y\n", "")
+    p = subprocess.run(_wnshell() + ["-c", "json"], input='{"a":', env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and p.stdout == ""
+    assert p.stderr.startswith("e.json.invalid : ") and p.stderr.count("\n") == 1
