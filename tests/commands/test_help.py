@@ -27,27 +27,32 @@ def test_help_lists_commands_with_summaries(run):
     assert set(rows) == set(REGISTRY.names())
 
 
-def test_help_shows_a_registered_plugin(run):
-    from wnshell import registry
+def test_help_and_man_read_the_session_registry(sh):
+    """A command added to the session's registry (a child of the global one, as an
+    embedding app or plugin host would) shows up in help and man at once."""
+    from wnshell.registry import REGISTRY, Registry
+    from wnshell.session import Session
 
     class Hello(Command):
         name = "zz-hello"
-        summary = "a plugin registered at run time"
+        summary = "a command registered at run time"
         man = "NAME\n    zz-hello - say hello\n"
 
         def run(self, session, args, stdin, stdout, stderr):
             stdout.write("hello\n")
             return 0
 
-    registry.register(Hello())
-    try:
-        out = run("help")[1]
-        assert "zz-hello  a plugin registered at run time" in out or \
-            any(line.split()[0] == "zz-hello" and line.endswith("a plugin registered at run time")
-                for line in out.splitlines())
-        assert run("man zz-hello") == (0, "NAME\n    zz-hello - say hello\n", "")
-    finally:
-        registry.REGISTRY.unregister("zz-hello")
+    reg = Registry(parent=REGISTRY)
+    reg.register(Hello())
+    session = Session(sh.store, user="demo", registry=reg)
+    out = session.run("help")[1]
+    row = [line for line in out.splitlines() if line.split()[0] == "zz-hello"]
+    assert row and row[0].split(None, 1)[1] == "a command registered at run time"
+    assert "obj" in [line.split()[0] for line in out.splitlines()]
+    assert session.run("man zz-hello") == (0, "NAME\n    zz-hello - say hello\n", "")
+    assert session.run("zz-hello") == (0, "hello\n", "")
+    # the global registry is untouched
+    assert sh.run("man zz-hello")[0] == 1
 
 
 @pytest.mark.parametrize("name", MINE)

@@ -124,6 +124,11 @@ def test_update_several_checks_all_first(sh, run):
     put(sh, "/home/demo/b")
     data = obj_json(run, """obj ~/a ~/b -u '{"k":1}'""")
     assert [d["k"] for d in data] == [1, 1]
+    # metadata the store refuses (expi must be epoch ms, keys non-empty): nothing written
+    for bad in ('{"k":2,"expi":"soon"}', '{"k":2,"":1}'):
+        status, out, err = run(f"obj ~/a ~/b -u '{bad}'")
+        assert status == 1 and out == "" and one_error_line(err, "e.io.meta.invalid"), err
+    assert [sh.store.fetch(f"/home/demo/{n}")["k"] for n in "ab"] == [1, 1]
 
 
 # ---- query ------------------------------------------------------------------------
