@@ -1,17 +1,18 @@
-"""Fixtures for the core-command tests: a Session on a fresh in-memory store."""
+"""Fixtures for the core-command tests: a Session on a fresh store of each backend."""
 from __future__ import annotations
 
 import pytest
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "tinydb"])
 def sh(request, tmp_path):
-    """A Session for user demo on a fresh store: the memory backend and SQLite (the
-    default store), so the commands are shown to rely on the Store contract only."""
+    """A Session for user demo on a fresh store: the memory backend, SQLite (the
+    default store) and TinyDB: the commands rely on the Store contract only."""
     from objstore import open_store
     from wnshell.session import Session
 
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path}/store.db"
+    url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path}/store.db",
+           "tinydb": f"tinydb:///{tmp_path}/store.json"}[request.param]
     store = open_store(url)
     session = Session(store, user="demo")
     yield session
