@@ -1,19 +1,32 @@
 """Fixtures for the core-command tests: a Session on a fresh store of each backend."""
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
+BACKENDS = ["memory", "sqlite", "tinydb"]
+if importlib.util.find_spec("objstore.postgres") is not None:
+    BACKENDS.append("postgresql")   # the throwaway server of tests/objstore/pg_backend.py
 
-@pytest.fixture(params=["memory", "sqlite", "tinydb"])
+
+def _url(backend, tmp_path):
+    if backend == "postgresql":
+        from tests.objstore import pg_backend
+        return pg_backend.fresh_url()
+    return {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path}/store.db",
+            "tinydb": f"tinydb:///{tmp_path}/store.json"}[backend]
+
+
+@pytest.fixture(params=BACKENDS)
 def sh(request, tmp_path):
-    """A Session for user demo on a fresh store: the memory backend, SQLite (the
-    default store) and TinyDB: the commands rely on the Store contract only."""
+    """A Session for user demo on a fresh store of each backend (memory, SQLite -- the
+    default --, TinyDB, and PostgreSQL once its backend exists): the commands rely on
+    the Store contract only."""
     from objstore import open_store
     from wnshell.session import Session
 
-    url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path}/store.db",
-           "tinydb": f"tinydb:///{tmp_path}/store.json"}[request.param]
-    store = open_store(url)
+    store = open_store(_url(request.param, tmp_path))
     session = Session(store, user="demo")
     yield session
     store.close()
