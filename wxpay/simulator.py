@@ -136,6 +136,12 @@ class _Order:
                            "log": list(self.notify_attempts[-200:])}}
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 128          # concurrent notifications and clients
+
+
 class Simulator:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, merchants=(),
                  retry_schedule=(0.2, 0.2, 0.5, 1, 2), allow_remote: bool = False,
@@ -195,9 +201,7 @@ class Simulator:
             return self
         self._stop.clear()
         handler = type("Handler", (_Handler,), {"sim": self})
-        server = ThreadingHTTPServer((self.host, self.port), handler)
-        server.daemon_threads = True
-        server.block_on_close = False
+        server = _Server((self.host, self.port), handler)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever,
                                         kwargs={"poll_interval": 0.1},

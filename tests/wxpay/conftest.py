@@ -14,6 +14,7 @@ APPSECRET = "3f1b9c0e7d5a4b2c8e6f0a1d3c5b7e9f"
 OTHER_APPID = "wx0000000000other"
 OTHER_MCH = "10000200"
 OTHER_KEY = "0123456789abcdef0123456789abcdef"
+SECOND_APPID = "wx0000000000second"      # a second app of MCH_ID
 
 
 def order(**kw):
@@ -31,7 +32,8 @@ def account():
 
 @pytest.fixture
 def sim():
-    s = Simulator(merchants=[(APPID, MCH_ID, KEY), (OTHER_APPID, OTHER_MCH, OTHER_KEY)],
+    s = Simulator(merchants=[(APPID, MCH_ID, KEY), (OTHER_APPID, OTHER_MCH, OTHER_KEY),
+                             (SECOND_APPID, MCH_ID, KEY)],
                   retry_schedule=(0.05, 0.05, 0.1), hold=3.0, notify_timeout=2.0)
     with s:
         yield s
@@ -79,8 +81,11 @@ class Receiver:
                 self.end_headers()
                 self.wfile.write(out)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.server.daemon_threads = True
+        class S(ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 128
+
+        self.server = S(("127.0.0.1", 0), H)
         self.thread = threading.Thread(target=self.server.serve_forever,
                                        kwargs={"poll_interval": 0.05}, daemon=True)
 

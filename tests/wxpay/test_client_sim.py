@@ -1,0 +1,271 @@
+import socket
+import time
+
+import pytest
+import requests
+
+from wxpay.account import Account
+from wxpay.api import build_unifiedorder
+from wxpay.client import Client
+from wxpay.errors import ResultFail, ReturnFail, SignError, TransportError
+from wxpay.sign import sign, verify
+from wxpay.xmlcodec import from_xml, to_xml
+
+from .conftest import (APPID, KEY, MCH_ID, OTHER_APPID, OTHER_KEY, OTHER_MCH,
+                       SECOND_APPID, order)
+
+
+def test_unifiedorder_query_close(client, sim):
+    r = client.unifiedorder(build_unifiedorder(client.account, order()))
+    assert r["result_code"] == "SUCCESS" and r["prepay_id"].startswith("wx")
+    assert r["trade_type"] == "JSAPI"
+    assert verify(r, KEY)
+    q = client.orderquery("o_1")
+    assert q["trade_state"] == "NOTPAY" and q["total_fee"] == "888"
+    c = client.closeorder("o_1")
+    assert c["result_code"] == "SUCCESS"
+    assert client.orderquery("o_1")["trade_state"] == "CLOSED"
+    with pytest.raises(ResultFail) as e:
+        client.closeorder("o_1")
+    assert e.value.key == "e.weixin.err.ORDERCLOSED"
+    # an unsigned seed-style order is built and signed by the client
+    assert client.unifiedorder(order(out_trade_no="o_2"))["result_code"] == "SUCCESS"
+
+
+def test_hmac_account_gets_hmac_replies(sim):
+    acc = Account(APPID, MCH_ID, KEY, notify_url="http://127.0.0.1:9/n",
+                  api_base=sim.url, sign_type="HMAC-SHA256")
+    with Client(acc) as c:
+        r = c.unifiedorder(order())
+        assert len(r["sign"]) == 64 and verify(r, KEY, "HMAC-SHA256")
+        assert c.orderquery("o_1")["trade_state"] == "NOTPAY"
+
+
+def test_reentry_rules(client, sim):
+    first = client.unifiedorder(order())
+    # identical business parameters (new nonce, new default time_expire) -> same prepay
+    time.sleep(1.05)
+    again = client.unifiedorder(order(spbill_create_ip="10.0.0.2"))
+    assert again["prepay_id"] == first["prepay_id"]
+    with pytest.raises(ResultFail) as e:
+        client.unifiedorder(order(total_fee=889))
+    assert e.value.err_code == "INVALID_REQUEST"
+    with pytest.raises(ResultFail) as e:
+        client.unifiedorder(order(body="other"))
+    assert e.value.err_code == "INVALID_REQUEST"
+    # the same out_trade_no from another app of the same merchant
+    second = Client(client.account.replace(appid=SECOND_APPID))
+    with pytest.raises(ResultFail) as e:
+        second.unifiedorder(order())
+    assert e.value.err_code == "OUT_TRADE_NO_USED"
+    sim.pay(first["prepay_id"])
+    with pytest.raises(ResultFail) as e:
+        client.unifiedorder(order())
+    assert e.value.key == "e.weixin.err.ORDERPAID"
+    with pytest.raises(ResultFail) as e:
+        client.closeorder("o_1")
+    assert e.value.err_code == "ORDERPAID"
+    client.unifiedorder(order(out_trade_no="o_3"))
+    client.closeorder("o_3")
+    with pytest.raises(ResultFail) as e:
+        client.unifiedorder(order(out_trade_no="o_3"))
+    assert e.value.err_code == "ORDERCLOSED"
+
+
+def test_expiry(client, sim):
+    r = client.unifiedorder(order())
+    sim.advance(11 * 60)
+    assert client.orderquery("o_1")["trade_state"] == "CLOSED"
+    with pytest.raises(ResultFail) as e:
+        client.unifiedorder(order())
+    assert e.value.err_code == "ORDERCLOSED"
+    resp = requests.post(sim.url + "/sim/pay", json={"prepay_id": r["prepay_id"]})
+    assert resp.status_code == 409
+
+
+def test_orderquery_unknown(client):
+    with pytest.raises(ResultFail) as e:
+        client.orderquery("nope")
+    assert e.value.key == "e.weixin.err.ORDERNOTEXIST"
+
+
+FAULTS = [
+    ({"http_status": 503}, TransportError, "e.weixin.transport", "upstream", "503"),
+    ({"http_status": 500}, TransportError, "e.weixin.transport", "upstream", "500"),
+    ({"http_status": 404}, TransportError, "e.weixin.transport", "upstream", "404"),
+    ({"html": True}, TransportError, "e.weixin.transport", "upstream", "HTML"),
+    ({"html": True, "http_status": 502}, TransportError, "e.weixin.transport", "upstream",
+     "502"),
+    ({"garbage": True}, TransportError, "e.weixin.transport", "upstream", "not"),
+    ({"timeout": True}, TransportError, "e.weixin.transport", "timeout", "timeout"),
+    ({"fail_without_sign": True}, SignError, "e.weixin.sign.invalid", "upstream", "sign"),
+    ({"success_without_sign": True}, SignError, "e.weixin.sign.invalid", "upstream", "sign"),
+    ({"bad_sign": True}, SignError, "e.weixin.sign.invalid", "upstream", "signature"),
+    ({"return_fail": True}, ReturnFail, "e.weixin.return.fail", "upstream", "FAIL"),
+    ({"systemerror": True}, ResultFail, "e.weixin.err.SYSTEMERROR", "upstream",
+     "SYSTEMERROR"),
+    ({"err_code": "NOTENOUGH"}, ResultFail, "e.weixin.err.NOTENOUGH", "upstream",
+     "NOTENOUGH"),
+]
+
+
+@pytest.mark.parametrize("fault,cls,key,kind,word", FAULTS,
+                         ids=[",".join(f[0]) for f in FAULTS])
+def test_every_fault_is_a_clear_error_then_retry_works(sim, sim_account, fault, cls, key,
+                                                       kind, word):
+    sim.set_faults(dict(fault, count=1, hold=1.0))
+    with Client(sim_account, timeout=(1, 0.3)) as c:
+        params = build_unifiedorder(sim_account, order())
+        with pytest.raises(cls) as e:
+            c.unifiedorder(params)
+        assert e.value.key == key and e.value.kind == kind
+        assert word in e.value.reason
+        assert KEY not in e.value.line()
+        assert sim.faults() == {}
+        # the fault is gone: the same request (same parameters) now works
+        r = c.unifiedorder(build_unifiedorder(sim_account, order()))
+        assert r["result_code"] == "SUCCESS"
+
+
+def test_latency_and_count(sim, client):
+    sim.set_faults({"latency": 0.3, "count": 2})
+    t0 = time.monotonic()
+    client.unifiedorder(order())
+    client.orderquery("o_1")
+    assert time.monotonic() - t0 >= 0.6
+    assert sim.faults() == {}
+    t0 = time.monotonic()
+    client.orderquery("o_1")
+    assert time.monotonic() - t0 < 0.3
+
+
+def test_fault_until_cleared(sim, client):
+    r = requests.post(sim.url + "/sim/faults", json={"http_status": 503})
+    assert r.status_code == 200 and r.json()["faults"] == {"http_status": 503}
+    for _ in range(3):
+        with pytest.raises(TransportError):
+            client.orderquery("o_1")
+    assert requests.post(sim.url + "/sim/faults", json={}).json()["faults"] == {}
+    with pytest.raises(ResultFail):
+        client.orderquery("o_1")
+
+
+@pytest.mark.parametrize("body", [{"nope": True}, {"latency": "x"}, {"http_status": 200},
+                                  {"count": 0}, {"err_code": "bad code"}, [1]])
+def test_fault_switch_validation(sim, body):
+    r = requests.post(sim.url + "/sim/faults", json=body)
+    assert r.status_code == 400 and "error" in r.json()
+    r = requests.post(sim.url + "/sim/faults", data=b"{not json")
+    assert r.status_code == 400
+
+
+def test_timeout_fault_still_created_the_order(sim, sim_account):
+    sim.set_faults({"timeout": True, "hold": 1.0, "count": 1})
+    with Client(sim_account, timeout=(1, 0.3)) as c:
+        with pytest.raises(TransportError) as e:
+            c.unifiedorder(order())
+        assert e.value.kind == "timeout"
+        prepay = sim.order("o_1")["prepay_id"]
+        assert c.unifiedorder(order())["prepay_id"] == prepay
+
+
+def test_connection_refused(sim_account):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    with Client(sim_account.replace(api_base=f"http://127.0.0.1:{port}")) as c:
+        with pytest.raises(TransportError) as e:
+            c.orderquery("o_1")
+    assert e.value.key == "e.weixin.transport" and "cannot reach" in e.value.reason
+
+
+def _raw(sim, path, data, method="POST"):
+    r = requests.request(method, sim.url + path, data=data)
+    assert r.status_code == 200
+    return from_xml(r.content)
+
+
+def _req(appid=APPID, mch_id=MCH_ID, key=KEY, st="MD5", **kw):
+    p = {"appid": appid, "mch_id": mch_id, "nonce_str": "n1", "body": "b",
+         "out_trade_no": "r_1", "total_fee": "1", "spbill_create_ip": "127.0.0.1",
+         "notify_url": "http://127.0.0.1:9/n", "trade_type": "JSAPI", "openid": "o"}
+    p.update(kw)
+    p = {k: v for k, v in p.items() if v is not None}
+    if st != "MD5":
+        p["sign_type"] = st
+    p["sign"] = sign(p, key, st)
+    return to_xml(p).encode()
+
+
+@pytest.mark.parametrize("data,method,code,msg", [
+    (b"", "GET", "REQUIRE_POST_METHOD", "post"),
+    (b"", "POST", "POST_DATA_EMPTY", "post数据为空"),
+    ("<xml><a>中</a></xml>".encode("gbk"), "POST", "NOT_UTF8", "编码格式错误"),
+    (b"<xml><a>1</a>", "POST", "XML_FORMAT_ERROR", "XML格式错误"),
+    (b'<!DOCTYPE x [<!ENTITY e "x">]><xml><a>&e;</a></xml>', "POST", "XML_FORMAT_ERROR",
+     "XML"),
+    (_req(appid="wxnobody"), "POST", "APPID_NOT_EXIST", "appid不存在"),
+    (_req(appid=None), "POST", "LACK_PARAMS", "appid"),
+    (_req(mch_id="42"), "POST", "MCHID_NOT_EXIST", "mch_id不存在"),
+    (_req(mch_id=OTHER_MCH), "POST", "APPID_MCHID_NOT_MATCH", "不匹配"),
+    (_req(key=OTHER_KEY), "POST", "SIGNERROR", "签名错误"),
+    (_req(st="HMAC-SHA256").replace(b"HMAC-SHA256]", b"MD5]"), "POST", "SIGNERROR",
+     "签名错误"),
+    (_req(st="HMAC-SHA256").replace(b"HMAC-SHA256]", b"RSA]"), "POST", "INVALID_REQUEST",
+     "sign_type"),
+])
+def test_return_fail_replies_have_no_sign(sim, data, method, code, msg):
+    r = _raw(sim, "/pay/unifiedorder", data, method)
+    assert r["return_code"] == "FAIL" and "sign" not in r
+    assert r["err_code"] == code and msg in r["return_msg"]
+
+
+@pytest.mark.parametrize("kw,code", [
+    ({"body": None}, "LACK_PARAMS"), ({"out_trade_no": None}, "LACK_PARAMS"),
+    ({"total_fee": None}, "LACK_PARAMS"), ({"notify_url": None}, "LACK_PARAMS"),
+    ({"spbill_create_ip": None}, "LACK_PARAMS"), ({"nonce_str": None}, "LACK_PARAMS"),
+    ({"openid": None}, "LACK_PARAMS"), ({"total_fee": "0"}, "INVALID_REQUEST"),
+    ({"total_fee": "8.8"}, "INVALID_REQUEST"), ({"total_fee": "-1"}, "INVALID_REQUEST"),
+    ({"out_trade_no": "a b"}, "INVALID_REQUEST"), ({"trade_type": "APP"}, "INVALID_REQUEST"),
+    ({"time_expire": "20200101000000"}, "INVALID_REQUEST"),
+    ({"time_expire": "tomorrow"}, "INVALID_REQUEST"), ({"nonce_str": "n" * 33}, "INVALID_REQUEST"),
+    ({"body": "x" * 128}, "INVALID_REQUEST"), ({"spbill_create_ip": "nope"}, "INVALID_REQUEST"),
+])
+def test_result_fail_replies_are_signed(sim, kw, code):
+    r = _raw(sim, "/pay/unifiedorder", _req(**kw))
+    assert r["return_code"] == "SUCCESS" and r["result_code"] == "FAIL"
+    assert r["err_code"] == code and verify(r, KEY)
+
+
+def test_hmac_request_gets_hmac_reply(sim):
+    r = _raw(sim, "/pay/unifiedorder", _req(st="HMAC-SHA256"))
+    assert r["result_code"] == "SUCCESS" and verify(r, KEY, "HMAC-SHA256")
+    assert not verify(r, KEY, "MD5")
+
+
+def test_sim_pay_errors_and_order_view(sim, client):
+    assert requests.post(sim.url + "/sim/pay", json={"prepay_id": "wxnone"}).status_code == 404
+    assert requests.post(sim.url + "/sim/pay", data=b"[").status_code == 400
+    assert requests.get(sim.url + "/sim/orders/none").status_code == 404
+    r = client.unifiedorder(order(attach="a"))
+    paid = requests.post(sim.url + "/sim/pay", json={"prepay_id": r["prepay_id"]}).json()
+    assert paid["out_trade_no"] == "o_1" and len(paid["transaction_id"]) == 28
+    assert requests.post(sim.url + "/sim/pay",
+                         json={"prepay_id": r["prepay_id"]}).status_code == 409
+    view = requests.get(sim.url + "/sim/orders/o_1")
+    assert view.status_code == 200 and KEY not in view.text
+    data = view.json()
+    assert data["state"] == "SUCCESS" and data["transaction_id"] == paid["transaction_id"]
+    q = client.orderquery("o_1")
+    assert q["trade_state"] == "SUCCESS" and q["transaction_id"] == paid["transaction_id"]
+    assert q["cash_fee"] == "888" and len(q["time_end"]) == 14 and q["attach"] == "a"
+    unknown = requests.get(sim.url + "/nothing")
+    assert unknown.status_code == 404
+
+
+def test_refuses_non_loopback_listen():
+    from wxpay.errors import WxPayError
+    from wxpay.simulator import Simulator
+    with pytest.raises(WxPayError):
+        Simulator(host="0.0.0.0", merchants=[(APPID, MCH_ID, KEY)])
