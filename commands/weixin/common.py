@@ -1,0 +1,135 @@
+"""Helpers shared by the ``weixin`` handlers."""
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import time
+
+from objstore.errors import BAD_INPUT, NOT_FOUND, WnError
+
+log = logging.getLogger("wnshell.weixin")
+
+BEIJING = _dt.timezone(_dt.timedelta(hours=8), "Asia/Shanghai")
+MAX_INPUT = 1024 * 1024
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def beijing(ms: int) -> str:
+    """Epoch ms -> ``yyyyMMddHHmmss`` in Beijing time (WeChat's time format)."""
+    return _dt.datetime.fromtimestamp(ms / 1000, tz=BEIJING).strftime("%Y%m%d%H%M%S")
+
+
+def from_beijing(text: str) -> int | None:
+    """``yyyyMMddHHmmss`` (Beijing) -> epoch ms, or None when malformed."""
+    try:
+        d = _dt.datetime.strptime(str(text), "%Y%m%d%H%M%S").replace(tzinfo=BEIJING)
+    except ValueError:
+        return None
+    return int(d.timestamp() * 1000)
+
+
+def usage(key: str, reason: str) -> Exception:
+    from wnshell.errors import UsageError
+    return UsageError(key, reason)
+
+
+def parse_opts(args: list[str], flags: str = ""):
+    from wnshell.options import parse_opts as _parse
+    return _parse(list(args), flags=flags)
+
+
+def looks_like_path(text: str) -> bool:
+    return text.startswith(("id:", "/", "~", "./", "../")) or text in (".", "..", "~")
+
+
+def object_path(session, ref: str) -> str:
+    """An object reference as the user may give it: ``id:ID``, a path, or a bare id."""
+    if looks_like_path(ref) or "/" in ref:
+        return session.resolve(ref)
+    return session.resolve("id:" + ref)
+
+
+def fetch_obj(session, ref: str, what: str, key: str):
+    """The object ``ref`` names, or ``WnError(key)`` (kind not_found)."""
+    if not ref:
+        raise WnError(key, f"no {what} given", BAD_INPUT)
+    try:
+        path = object_path(session, ref)
+        obj = session.store.fetch(path)
+    except WnError as e:
+        if e.kind == NOT_FOUND:
+            obj = None
+        else:
+            raise WnError(key, f"{what}: {e.reason}", BAD_INPUT) from None
+    if obj is None:
+        raise WnError(key, f"{what} {ref}", NOT_FOUND)
+    return obj
+
+
+def read_text(session, obj, what: str) -> str:
+    """The UTF-8 content of a FILE object (size-capped)."""
+    if obj.is_dir:
+        raise WnError("e.cmd.weixin.input.invalid", f"{what} is a directory", BAD_INPUT)
+    raw = session.store.read(obj.id)
+    if len(raw) > MAX_INPUT:
+        raise WnError("e.cmd.weixin.input.invalid", f"{what} is too large", BAD_INPUT)
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise WnError("e.cmd.weixin.input.invalid", f"{what} is not UTF-8 text",
+                      BAD_INPUT) from None
+
+
+def read_stdin(stdin) -> str:
+    if stdin is None:
+        return ""
+    isatty = getattr(stdin, "isatty", None)
+    if isatty and isatty():
+        return ""
+    text = stdin.read(MAX_INPUT + 1)
+    if len(text) > MAX_INPUT:
+        raise WnError("e.cmd.weixin.input.invalid", "stdin is too large", BAD_INPUT)
+    return text
+
+
+def parse_lenient(text: str, what: str):
+    """JSON, else Walnut's lenient JSON (hjson); must be an object."""
+    import json
+    if not text.strip():
+        raise WnError("e.cmd.weixin.input.invalid", f"{what}: empty input", BAD_INPUT)
+    try:
+        value = json.loads(text, parse_constant=_reject)
+    except ValueError:
+        import hjson
+        try:
+            value = hjson.loads(text)
+        except Exception as e:
+            pos = ""
+            if getattr(e, "lineno", None):
+                pos = f" (line {e.lineno} column {e.colno})"
+            raise WnError("e.cmd.weixin.input.invalid",
+                          f"{what}: not valid JSON{pos}", BAD_INPUT) from None
+    if not isinstance(value, dict):
+        raise WnError("e.cmd.weixin.input.invalid", f"{what}: expected a JSON object",
+                      BAD_INPUT)
+    return _plain(value)
+
+
+def _reject(name):
+    raise ValueError(name)
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def write_json(stdout, value) -> None:
+    import json
+    stdout.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")

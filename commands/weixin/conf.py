@@ -1,0 +1,146 @@
+"""The merchant account of ``weixin <conf>``: the store object ``~/.weixin/<conf>/wxconf``.
+
+Its content is Walnut's lenient JSON (hjson: unquoted keys, single quotes, ``#``
+comments, braces optional), so the seed's own snippet loads verbatim.  Parsed accounts
+are cached per (store, object id, sha1, lm, len): a changed wxconf is re-read, an
+unchanged one is never re-parsed.  Nothing here ever puts a secret (``pay_key``,
+``appsecret``) into an error message.
+"""
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from objstore.errors import BAD_INPUT, NOT_FOUND, WnError
+from wxpay.account import Account, mask
+
+_CONF_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+_SECRET_KEY = re.compile(r"(key|secret|password|passwd|token)", re.IGNORECASE)
+_CACHE_MAX = 128
+
+_lock = threading.Lock()
+_cache: "OrderedDict[tuple, Loaded]" = OrderedDict()
+
+
+@dataclass
+class Loaded:
+    """One parsed wxconf: the raw mapping, the Account, and a lazily made Client."""
+    name: str
+    conf: dict
+    account: Account
+    _client: object = field(default=None, repr=False)
+    _client_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def client(self):
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    from wxpay.client import CONNECT_TIMEOUT, Client
+                    read = self.read_timeout()
+                    self._client = Client(self.account,
+                                          timeout=(min(CONNECT_TIMEOUT, read), read))
+        return self._client
+
+    def read_timeout(self) -> float:
+        """wxconf ``pay_timeout``: seconds to wait for WeChat's reply (default 10)."""
+        from wxpay.client import READ_TIMEOUT
+        value = self.conf.get("pay_timeout")
+        if value is None or value == "":
+            return READ_TIMEOUT
+        return float(value)
+
+    def masked(self) -> dict:
+        """The conf with every secret-looking value masked (for ``info``)."""
+        return mask_conf(self.conf)
+
+
+def mask_conf(conf: dict) -> dict:
+    out = {}
+    for k, v in conf.items():
+        if _SECRET_KEY.search(str(k)):
+            out[k] = mask(v if isinstance(v, str) else (str(v) if v is not None else None))
+        elif isinstance(v, dict):
+            out[k] = mask_conf(v)
+        else:
+            out[k] = v
+    return out
+
+
+def _invalid(name: str, reason: str) -> WnError:
+    return WnError("e.cmd.weixin.conf.invalid", f"{name}: {reason}", BAD_INPUT)
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def parse_wxconf(name: str, text: str) -> dict:
+    """Lenient JSON -> dict, or ``e.cmd.weixin.conf.invalid`` (never quoting content)."""
+    import hjson
+    if not text.strip():
+        raise _invalid(name, "wxconf is empty")
+    try:
+        value = hjson.loads(text)
+    except hjson.HjsonDecodeError as e:
+        raise _invalid(name, f"wxconf is not valid lenient JSON (line {e.lineno} "
+                             f"column {e.colno})") from None
+    except Exception:  # hjson raises a few other types on odd input
+        raise _invalid(name, "wxconf is not valid lenient JSON") from None
+    if not isinstance(value, dict):
+        # hjson reads an unparsable document as one quoteless string: never show it
+        raise _invalid(name, "wxconf is not an object of fields")
+    return _plain(value)
+
+
+def load(session, name: str) -> Loaded:
+    """The account named ``name`` for this session's user (cached)."""
+    if not isinstance(name, str) or not _CONF_NAME.match(name) or name in (".", ".."):
+        raise WnError("e.cmd.weixin.conf.invalid", "bad account name (letters, digits, "
+                      "'_', '-', '.', '@'; at most 64)", BAD_INPUT)
+    path = session.resolve(f"~/.weixin/{name}/wxconf")
+    store = session.store
+    obj = store.fetch(path)
+    if obj is None or obj.is_dir:
+        raise WnError("e.cmd.weixin.conf.noexists", f"~/.weixin/{name}/wxconf", NOT_FOUND)
+    key = (getattr(store, "url", "") or str(id(store)), obj.id, obj.get("sha1"),
+           obj.get("lm"), obj.get("len"))
+    with _lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+            return hit
+    raw = store.read(obj.id)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise _invalid(name, "wxconf is not UTF-8 text") from None
+    conf = parse_wxconf(name, text)
+    try:
+        account = Account.from_wxconf(conf)
+    except WnError as e:
+        # wxpay's reasons name fields only; re-key under the command's namespace
+        raise _invalid(name, e.reason) from None
+    except Exception:
+        raise _invalid(name, "wxconf fields are malformed") from None
+    t = conf.get("pay_timeout")
+    if t not in (None, "") and (isinstance(t, bool) or not isinstance(t, (int, float))
+                                or not 0 < t <= 120):
+        raise _invalid(name, "pay_timeout must be seconds between 0 and 120")
+    loaded = Loaded(name=name, conf=conf, account=account)
+    with _lock:
+        _cache[key] = loaded
+        while len(_cache) > _CACHE_MAX:
+            _cache.popitem(last=False)
+    return loaded
+
+
+def cache_size() -> int:
+    with _lock:
+        return len(_cache)

@@ -1,0 +1,405 @@
+"""``weixin <conf> order -submit | -result | -query``: the seed's order flows.
+
+State kept on the order object (see the man page of ``weixin``):
+
+* ``pay_seq``            attempts made (``store.incr``); out_trade_no = ``<id>_<seq>``
+* ``pay_send``, ``pay_out_trade_no``, ``pay_rexml``, ``pay_remap``, ``pay_jsobj``,
+  ``pay_jsobj_choose``, ``pay_prepay_time``, ``pay_type``
+                         written together, in one compare-and-set, only after a
+                         verified SUCCESS reply of unifiedorder
+* ``pay_error``          the last failed attempt (never a FAIL in pay_remap)
+* ``or_status`` 2, ``pay_result``, ``pay_time``
+                         written once, by one compare-and-set, when WeChat says paid
+* ``pay_result_extra``   payments that arrived for an order already paid by another
+                         transaction, cancelled or fulfilled (to refund by hand)
+"""
+from __future__ import annotations
+
+import re
+
+from objstore.errors import BAD_INPUT, CONFLICT, FORBIDDEN, NOT_FOUND, UPSTREAM, WnError
+from wxpay import sign as wxsign
+from wxpay.api import (build_unifiedorder, check_notification_amount, jsapi_params,
+                       parse_notification, parse_reply, reply_xml)
+from wxpay.errors import ResultFail
+from wxpay.money import to_fen
+from wxpay.xmlcodec import to_xml
+
+from .common import (beijing, fetch_obj, from_beijing, log, now_ms, parse_opts, usage,
+                     write_json)
+
+PAID = 2
+CANCELLED = (3, 5)
+FULFILLED = 4
+PAYABLE = (0, 1)
+# WeChat keeps a prepay_id for 2 hours; reuse a built pay_jsobj for a bit less
+REUSE_MS = (2 * 60 - 10) * 60 * 1000
+# a reused prepay must still have this long before its time_expire
+EXPIRE_MARGIN_MS = 60 * 1000
+QUERY_ATTEMPTS = 5
+CAS_TRIES = 20
+_ORDER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+# ---- order fields ------------------------------------------------------------------
+def order_status(order) -> int:
+    value = order.get("or_status")
+    if value is None or value == "":
+        return 0
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise WnError("e.cmd.weixin.order.status.invalid",
+                      "or_status must be an integer 0..5", BAD_INPUT)
+    return value
+
+
+def order_amount(order) -> int:
+    """The order's amount in fen (total_fee fen, or pay_val yuan)."""
+    try:
+        return to_fen(order.get("total_fee"), order.get("pay_val"))
+    except WnError as e:
+        raise WnError("e.cmd.weixin.order.amount.invalid", e.reason, BAD_INPUT) from None
+
+
+def order_body(order) -> str:
+    for key in ("pay_body", "title", "body"):
+        value = order.get(key)
+        if isinstance(value, str) and value.strip():
+            return " ".join(value.split())[:127]
+    return f"order {order.id}"[:127]
+
+
+def check_payable(order) -> int:
+    status = order_status(order)
+    if status == PAID:
+        raise WnError("e.cmd.weixin.order.paid", f"order {order.id} is already paid",
+                      CONFLICT)
+    if status in CANCELLED:
+        raise WnError("e.cmd.weixin.order.cancelled", f"order {order.id} is cancelled",
+                      CONFLICT)
+    if status == FULFILLED:
+        raise WnError("e.cmd.weixin.order.fulfilled", f"order {order.id} is fulfilled",
+                      CONFLICT)
+    if status not in PAYABLE:
+        raise WnError("e.cmd.weixin.order.status.invalid",
+                      f"order {order.id} has or_status {status}", CONFLICT)
+    return status
+
+
+def _order_expire(order, now: int) -> str | None:
+    expi = order.get("order_expi")
+    if expi in (None, ""):
+        return None
+    if isinstance(expi, bool) or not isinstance(expi, (int, float)):
+        raise WnError("e.cmd.weixin.order.expi.invalid",
+                      "order_expi must be epoch milliseconds", BAD_INPUT)
+    if expi <= now + EXPIRE_MARGIN_MS:
+        raise WnError("e.cmd.weixin.order.expired", f"order {order.id} has expired",
+                      CONFLICT)
+    return beijing(int(expi))
+
+
+# ---- -submit -------------------------------------------------------------------------
+def _reusable(order, account, amount: int, openid: str, body: str, now: int) -> bool:
+    """True when the stored pay_jsobj belongs to the current order and is still valid."""
+    js, send, remap = order.get("pay_jsobj"), order.get("pay_send"), order.get("pay_remap")
+    made = order.get("pay_prepay_time")
+    if not (isinstance(js, dict) and isinstance(send, dict) and isinstance(remap, dict)):
+        return False
+    if isinstance(made, bool) or not isinstance(made, int) or not 0 <= now - made < REUSE_MS:
+        return False
+    same = (send.get("appid") == account.appid and send.get("mch_id") == account.mch_id
+            and send.get("total_fee") == str(amount) and send.get("openid") == openid
+            and send.get("body") == body and send.get("notify_url") == account.notify_url
+            and send.get("out_trade_no") == order.get("pay_out_trade_no"))
+    if not same:
+        return False
+    expire = from_beijing(send.get("time_expire", ""))
+    if expire is None or expire <= now + EXPIRE_MARGIN_MS:
+        return False
+    expi = order.get("order_expi")
+    if isinstance(expi, (int, float)) and not isinstance(expi, bool) \
+            and beijing(int(expi)) != send.get("time_expire"):
+        return False
+    prepay = remap.get("prepay_id")
+    if not prepay or js.get("package") != f"prepay_id={prepay}" \
+            or js.get("appId") != account.appid or js.get("signType") != account.sign_type:
+        return False
+    # signed with the current key (a rotated pay_key invalidates it)
+    fields = {k: v for k, v in js.items() if k != "paySign"}
+    try:
+        return wxsign.sign(fields, account.key, account.sign_type) == js.get("paySign")
+    except WnError:
+        return False
+
+
+def _record_error(store, oid: str, out_trade_no: str, err: WnError) -> None:
+    try:
+        store.set_meta(oid, {"pay_error": {"out_trade_no": out_trade_no, "key": err.key,
+                                           "reason": err.reason, "time": now_ms()}})
+    except WnError as e:  # the order vanished meanwhile: the caller's error says enough
+        log.warning("weixin: cannot record pay_error on order %s: %s", oid, e.key)
+
+
+def submit(session, loaded, opts, stdout) -> int:
+    ref = opts.get("submit")
+    client_ip, openid = opts.get("client_ip"), opts.get("openid")
+    openid_key = opts.get("openid_key", "openid")
+    for name, value in (("-submit", ref), ("-client_ip", client_ip),
+                        ("-openid", openid), ("-openid_key", openid_key)):
+        if not isinstance(value, str) or not value:
+            raise usage("e.cmd.weixin.order.usage", f"{name} needs a value")
+    store, account = session.store, loaded.account
+    order = fetch_obj(session, ref, "order", "e.cmd.weixin.order.noexists")
+    owner = order.get(openid_key)
+    if not isinstance(owner, str) or owner != openid:
+        raise WnError("e.cmd.weixin.order.user.nosame",
+                      f"order {order.id} is not this user's", FORBIDDEN)
+    check_payable(order)
+    amount = order_amount(order)
+    body = order_body(order)
+    now = now_ms()
+    if _reusable(order, account, amount, openid, body, now):
+        write_json(stdout, order["pay_jsobj"])
+        return 0
+    request = {"body": body, "total_fee": amount, "openid": openid,
+               "spbill_create_ip": client_ip}
+    expire = _order_expire(order, now)
+    if expire:
+        request["time_expire"] = expire
+    # check the input once before spending a sequence number
+    build_unifiedorder(account, dict(request, out_trade_no=f"{order.id}_1"))
+    seq = store.incr(order.id, "pay_seq")
+    out_trade_no = f"{order.id}_{seq}"
+    params = build_unifiedorder(account, dict(request, out_trade_no=out_trade_no))
+    pay_send = {k: v for k, v in params.items() if k != "sign"}
+    try:
+        rexml = loaded.client.post_xml("/pay/unifiedorder", to_xml(params))
+        remap = parse_reply(account, rexml)
+        prepay_id = remap.get("prepay_id")
+        if not prepay_id:
+            raise WnError("e.weixin.reply.noprepay", "unifiedorder answered no prepay_id",
+                          UPSTREAM)
+        jsobj = jsapi_params(account, prepay_id)
+    except WnError as e:
+        _record_error(store, order.id, out_trade_no, e)
+        log.warning("weixin %s: unifiedorder for order %s (%s) failed: %s",
+                    loaded.name, order.id, out_trade_no, e.line())
+        raise
+    choose = {"timestamp": jsobj["timeStamp"], "nonceStr": jsobj["nonceStr"],
+              "package": jsobj["package"], "signType": jsobj["signType"],
+              "paySign": jsobj["paySign"]}
+    changes = {"pay_type": "weixin", "pay_send": pay_send,
+               "pay_out_trade_no": out_trade_no, "pay_rexml": rexml, "pay_remap": remap,
+               "pay_jsobj": jsobj, "pay_jsobj_choose": choose, "pay_prepay_time": now,
+               "pay_error": None}
+    watched = ("or_status", openid_key, "total_fee", "pay_val")
+    current = order
+    for _ in range(CAS_TRIES):
+        expect = {k: current.get(k) for k in watched}
+        if store.cas(order.id, expect, changes) is not None:
+            write_json(stdout, jsobj)
+            return 0
+        current = store.get(order.id)
+        if current is None:
+            raise WnError("e.cmd.weixin.order.noexists", f"order {order.id}", NOT_FOUND)
+        check_payable(current)
+        if current.get(openid_key) != openid or order_amount(current) != amount:
+            raise WnError("e.cmd.weixin.order.changed",
+                          f"order {order.id} changed during the payment request; "
+                          "submit again", CONFLICT)
+    raise WnError("e.cmd.weixin.order.busy", f"order {order.id} is being changed",
+                  CONFLICT)
+
+
+# ---- the paid transition (shared by -result and -query) ----------------------------
+class Reject(Exception):
+    """A notification we answer with FAIL: ``msg`` goes to WeChat, ``reason`` to logs."""
+
+    def __init__(self, msg: str, reason: str):
+        super().__init__(reason)
+        self.msg, self.reason = msg, reason
+
+
+def match_order(store, params: dict):
+    """(order, amount) that a verified payload's out_trade_no names, or Reject."""
+    otn = params.get("out_trade_no") or ""
+    oid, sep, seq = otn.rpartition("_")
+    if not sep or not _ORDER_ID.match(oid) or not (seq.isascii() and seq.isdigit()):
+        raise Reject("unknown order", "out_trade_no is not <order id>_<seq>")
+    order = store.get(oid)
+    if order is None:
+        raise Reject("unknown order", f"no order {oid}")
+    pay_seq = order.get("pay_seq")
+    if isinstance(pay_seq, bool) or not isinstance(pay_seq, int) \
+            or not 1 <= int(seq) <= pay_seq:
+        raise Reject("unknown order", f"order {oid} never sent out_trade_no {otn}")
+    try:
+        amount = order_amount(order)
+    except WnError as e:
+        raise Reject("amount mismatch", f"order {oid}: {e.reason}") from None
+    try:
+        check_notification_amount(params, amount)
+    except WnError as e:
+        raise Reject("amount mismatch", f"order {oid}: {e.reason}") from None
+    return order, amount
+
+
+def mark_paid(store, oid: str, params: dict) -> str:
+    """Move the order to paid exactly once.  Returns "paid" (this call did it),
+    "duplicate" (already paid by this transaction) or "extra" (recorded aside)."""
+    txid = params.get("transaction_id") or ""
+    for _ in range(CAS_TRIES):
+        order = store.get(oid)
+        if order is None:
+            raise WnError("e.cmd.weixin.order.noexists", f"order {oid}", NOT_FOUND)
+        status = order_status(order)
+        if status == PAID:
+            done = order.get("pay_result") or {}
+            if isinstance(done, dict) and done.get("transaction_id") == txid:
+                return "duplicate"
+            return _record_extra(store, oid, params, "already paid by another transaction")
+        if status not in PAYABLE:
+            return _record_extra(store, oid, params, f"or_status is {status}")
+        changes = {"or_status": PAID, "pay_result": params, "pay_time": now_ms(),
+                   "pay_type": "weixin"}
+        if store.cas(oid, {"or_status": order.get("or_status")}, changes) is not None:
+            log.info("weixin: order %s paid (transaction %s)", oid, txid)
+            return "paid"
+    raise WnError("e.cmd.weixin.order.busy", f"order {oid} is being changed", CONFLICT)
+
+
+def _record_extra(store, oid: str, params: dict, why: str) -> str:
+    txid = params.get("transaction_id") or ""
+    for _ in range(CAS_TRIES):
+        order = store.get(oid)
+        if order is None:
+            raise WnError("e.cmd.weixin.order.noexists", f"order {oid}", NOT_FOUND)
+        extra = order.get("pay_result_extra")
+        extra = list(extra) if isinstance(extra, list) else []
+        if any(isinstance(x, dict) and x.get("transaction_id") == txid for x in extra):
+            return "extra"
+        new = extra + [dict(params, pay_time=now_ms())]
+        if store.cas(oid, {"pay_result_extra": order.get("pay_result_extra")},
+                     {"pay_result_extra": new}) is not None:
+            log.warning("weixin: payment %s for order %s not applied (%s); recorded in "
+                        "pay_result_extra for a refund", txid, oid, why)
+            return "extra"
+    raise WnError("e.cmd.weixin.order.busy", f"order {oid} is being changed", CONFLICT)
+
+
+# ---- -result ---------------------------------------------------------------------------
+_FAIL_MSG = {
+    "e.weixin.xml.invalid": "invalid XML",
+    "e.weixin.notify.return_fail": "return_code is not SUCCESS",
+    "e.weixin.sign.invalid": "sign error",
+    "e.weixin.notify.appid_mismatch": "appid mismatch",
+    "e.weixin.notify.mch_id_mismatch": "mch_id mismatch",
+}
+
+
+def result(session, loaded, ref, stdout, stderr) -> int:
+    store = session.store
+    req = fetch_obj(session, ref, "request object", "e.cmd.weixin.req.noexists")
+    if req.is_dir:
+        raise WnError("e.cmd.weixin.req.invalid", "the request object is a directory",
+                      BAD_INPUT)
+    raw = store.read(req.id)
+    try:
+        try:
+            params = parse_notification(loaded.account, raw)
+        except WnError as e:
+            raise Reject(_FAIL_MSG.get(e.key, "invalid notification"), e.line()) from None
+        order, _amount = match_order(store, params)
+    except Reject as r:
+        line = f"weixin: notification rejected: {r.reason}"
+        log.warning("weixin %s: notification (request %s) rejected: %s",
+                    loaded.name, req.id, r.reason)
+        stderr.write(line + "\n")
+        stdout.write(reply_xml(False, r.msg))
+        return 0
+    if params.get("result_code") != "SUCCESS":
+        # a failed payment: acknowledged, nothing to change
+        log.info("weixin %s: order %s payment failed (%s)", loaded.name, order.id,
+                 params.get("err_code") or "no err_code")
+        stdout.write(reply_xml(True))
+        return 0
+    mark_paid(store, order.id, params)
+    stdout.write(reply_xml(True))
+    return 0
+
+
+# ---- -query -----------------------------------------------------------------------------
+def query(session, loaded, ref, stdout) -> int:
+    store = session.store
+    order = fetch_obj(session, ref, "order", "e.cmd.weixin.order.noexists")
+    state = {"id": order.id, "or_status": order_status(order), "trade_state": None,
+             "out_trade_no": order.get("pay_out_trade_no"), "transaction_id": None,
+             "pay_time": order.get("pay_time")}
+    if state["or_status"] == PAID:
+        pr = order.get("pay_result") or {}
+        state.update(trade_state="SUCCESS", out_trade_no=pr.get("out_trade_no"),
+                     transaction_id=pr.get("transaction_id"))
+        write_json(stdout, state)
+        return 0
+    seq = order.get("pay_seq")
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+        state["trade_state"] = "NOTPAY"
+        write_json(stdout, state)
+        return 0
+    found = None
+    for n in range(seq, max(0, seq - QUERY_ATTEMPTS), -1):
+        otn = f"{order.id}_{n}"
+        try:
+            reply = loaded.client.orderquery(otn)
+        except ResultFail as e:
+            if e.err_code == "ORDERNOTEXIST":
+                continue
+            raise
+        if state["trade_state"] is None:
+            state.update(trade_state=reply.get("trade_state"), out_trade_no=otn)
+        if reply.get("trade_state") == "SUCCESS":
+            found = reply
+            break
+    if found is not None:
+        try:
+            match_order(store, found)
+        except Reject as r:
+            raise WnError("e.cmd.weixin.order.query.mismatch", r.reason, UPSTREAM) from None
+        outcome = mark_paid(store, order.id, found)
+        fresh = store.get(order.id) or order
+        state.update(trade_state="SUCCESS", out_trade_no=found.get("out_trade_no"),
+                     transaction_id=found.get("transaction_id"),
+                     or_status=order_status(fresh), pay_time=fresh.get("pay_time"))
+        if outcome == "extra":
+            state["note"] = "payment recorded in pay_result_extra"
+    elif state["trade_state"] is None:
+        state["trade_state"] = "NOTPAY"
+    write_json(stdout, state)
+    return 0
+
+
+# ---- dispatch ---------------------------------------------------------------------------
+def run(session, loaded, args, stdin, stdout, stderr) -> int:
+    po = parse_opts(args, "")
+    opts = dict(po.opts)
+    modes = [m for m in ("submit", "result", "query") if m in opts]
+    if len(modes) != 1:
+        raise usage("e.cmd.weixin.order.usage",
+                    "give exactly one of -submit, -result, -query")
+    mode = modes[0]
+    allowed = {"submit": {"submit", "client_ip", "openid", "openid_key"},
+               "result": {"result"}, "query": {"query"}}[mode]
+    extra = sorted(set(opts) - allowed)
+    if extra or po.args:
+        what = f"-{extra[0]}" if extra else po.args[0][:40]
+        raise usage("e.cmd.weixin.order.usage", f"unexpected {what} for -{mode}")
+    value = opts[mode]
+    if mode != "submit" and (not isinstance(value, str) or not value):
+        raise usage("e.cmd.weixin.order.usage", f"-{mode} needs a value")
+    if mode == "submit":
+        return submit(session, loaded, opts, stdout)
+    if mode == "result":
+        return result(session, loaded, value, stdout, stderr)
+    return query(session, loaded, value, stdout)

@@ -1,0 +1,63 @@
+"""``weixin <conf> pay [JSON | path] [-json] [-order ID]``: the signed unifiedorder."""
+from __future__ import annotations
+
+from objstore.errors import BAD_INPUT, WnError
+from wxpay.api import build_unifiedorder
+from wxpay.xmlcodec import to_xml
+
+from .common import (beijing, fetch_obj, looks_like_path, now_ms, parse_lenient,
+                     parse_opts, read_stdin, read_text, usage, write_json)
+
+
+def input_json(session, args, stdin, what: str) -> dict:
+    """The JSON object given as an argument, an object path, or on stdin."""
+    if len(args) > 1:
+        raise usage("e.cmd.weixin.usage", f"{what}: one JSON or path at most")
+    if args:
+        text = args[0]
+        if looks_like_path(text.strip()):
+            obj = fetch_obj(session, text.strip(), what, "e.cmd.weixin.input.noexists")
+            text = read_text(session, obj, what)
+    else:
+        text = read_stdin(stdin)
+    return parse_lenient(text, what)
+
+
+def order_expire(session, ref: str) -> str | None:
+    """The order's ``order_expi`` (epoch ms) as WeChat's time_expire, if any."""
+    order = fetch_obj(session, ref, "order", "e.cmd.weixin.order.noexists")
+    expi = order.get("order_expi")
+    if expi in (None, ""):
+        return None
+    if isinstance(expi, bool) or not isinstance(expi, (int, float)):
+        raise WnError("e.cmd.weixin.order.expi.invalid",
+                      "order_expi must be epoch milliseconds", BAD_INPUT)
+    if expi <= now_ms():
+        raise WnError("e.cmd.weixin.order.expired", "the order's order_expi is past",
+                      BAD_INPUT)
+    return beijing(int(expi))
+
+
+def run(session, loaded, args, stdin, stdout, stderr) -> int:
+    po = parse_opts(args, "")
+    opts = po.opts
+    unknown = set(opts) - {"json", "order"}
+    if unknown:
+        raise usage("e.cmd.weixin.pay.usage", f"unknown option -{sorted(unknown)[0]}")
+    if "order" in opts and not isinstance(opts["order"], str):
+        raise usage("e.cmd.weixin.pay.usage", "-order needs an order id")
+    rest = list(po.args)
+    if isinstance(opts.get("json"), str):     # "-json {...}": the flag, then the JSON
+        rest.insert(0, opts["json"])
+        opts["json"] = True
+    data = input_json(session, rest, stdin, "pay")
+    if data.get("time_expire") in (None, "") and opts.get("order"):
+        stamp = order_expire(session, opts["order"])
+        if stamp:
+            data["time_expire"] = stamp
+    params = build_unifiedorder(loaded.account, data)
+    if opts.get("json") is True:
+        write_json(stdout, params)
+    else:
+        stdout.write(to_xml(params) + "\n")
+    return 0

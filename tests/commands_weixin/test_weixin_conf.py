@@ -1,0 +1,117 @@
+"""weixin <conf>: the wxconf object, its lenient JSON, caching, info."""
+from __future__ import annotations
+
+import json
+
+import objstore
+from commands.weixin import conf as confmod
+from wnshell.session import Session
+
+from .conftest import APPID, APPSECRET, MCH_ID, PAY_KEY, install_wxconf, run, write_file
+
+# the seed's snippet, byte for byte (weixin_pay.md, 公众号的配置)
+SEED_VERBATIM = """appID      : 'wx45ac..',   # 公众号 API 的 ID 号
+appsecret  : '39b0..',     # 公众号 API 秘钥
+pay_mch_id : "xxxx"        # 商户号
+pay_key    : "xxxx"        # 支付秘钥
+pay_time_expire : 10       # 订单过期时间(分钟)，默认10
+pay_notify_url : "http:xx" # 支付成功的回调
+"""
+
+
+def _session():
+    store = objstore.open_store("memory://")
+    return store, Session(store, user="demo")
+
+
+def test_seed_snippet_loads_verbatim():
+    store, sh = _session()
+    write_file(store, "/home/demo/.weixin/xxx/wxconf", SEED_VERBATIM)
+    status, out, err = run(sh, "weixin xxx info")
+    assert status == 0, err
+    info = json.loads(out)
+    assert info["appID"] == "wx45ac.."
+    assert info["pay_mch_id"] == "xxxx"
+    assert info["pay_time_expire"] == 10
+    assert info["pay_notify_url"] == "http:xx"
+    # secrets masked: no character of them shown
+    assert info["pay_key"].startswith("****") and "xxxx" not in info["pay_key"].strip("*")
+    assert "39b0" not in out
+
+
+def test_info_masks_secrets_with_test_values():
+    store, sh = _session()
+    install_wxconf(store, "http://127.0.0.1:9", "http://127.0.0.1:9/notify")
+    status, out, err = run(sh, "weixin xxx info")
+    assert status == 0, err
+    info = json.loads(out)
+    assert info["appID"] == APPID and info["pay_mch_id"] == MCH_ID
+    assert PAY_KEY not in out and APPSECRET not in out
+    assert PAY_KEY[-4:] not in out and APPSECRET[-4:] not in out
+    assert info["pay_key"].startswith("****")
+    assert info["appsecret"].startswith("****")
+
+
+def test_braced_json_and_strict_json_load():
+    store, sh = _session()
+    write_file(store, "/home/demo/.weixin/a/wxconf",
+               json.dumps({"appID": "wxA", "pay_mch_id": "1", "pay_key": "k" * 32}))
+    write_file(store, "/home/demo/.weixin/b/wxconf",
+               "{\n  appID: wxB\n  pay_mch_id: '2'\n  pay_key: '" + "k" * 32 + "'\n}\n")
+    assert json.loads(run(sh, "weixin a info")[1])["appID"] == "wxA"
+    assert json.loads(run(sh, "weixin b info")[1])["appID"] == "wxB"
+
+
+def test_missing_conf_is_not_found():
+    store, sh = _session()
+    status, out, err = run(sh, "weixin nosuch info")
+    assert status == 1 and out == ""
+    assert err == "e.cmd.weixin.conf.noexists : ~/.weixin/nosuch/wxconf\n"
+    assert sh.last_error.kind == "not_found"
+
+
+def test_bad_conf_is_invalid_and_never_quoted():
+    store, sh = _session()
+    for text in ("{appID: 'wx', pay_key: \"" + PAY_KEY + "\"",     # unterminated
+                 "[1, 2, 3]",
+                 "just some words " + PAY_KEY,
+                 "",
+                 "appID: wx1\npay_mch_id: 1\n"):                   # no pay_key
+        write_file(store, "/home/demo/.weixin/bad/wxconf", text)
+        status, out, err = run(sh, "weixin bad info")
+        assert status == 1, text
+        assert err.startswith("e.cmd.weixin.conf.invalid : bad: "), err
+        assert err.count("\n") == 1
+        assert PAY_KEY not in err
+        assert sh.last_error.kind == "bad_input"
+
+
+def test_bad_conf_name_and_handler():
+    store, sh = _session()
+    status, _, err = run(sh, "weixin ../x info")
+    assert status == 1 and err.startswith("e.cmd.weixin.conf.invalid")
+    install_wxconf(store, "http://127.0.0.1:9", "http://127.0.0.1:9/n")
+    status, _, err = run(sh, "weixin xxx nosuch")
+    assert status == 2 and err.startswith("e.cmd.weixin.handler.unknown")
+    status, _, err = run(sh, "weixin xxx")
+    assert status == 2 and err.startswith("e.cmd.weixin.usage")
+
+
+def test_parsed_accounts_are_cached_until_the_conf_changes(monkeypatch):
+    store, sh = _session()
+    install_wxconf(store, "http://127.0.0.1:9", "http://127.0.0.1:9/n")
+    calls = []
+    real = confmod.parse_wxconf
+
+    def counting(name, text):
+        calls.append(name)
+        return real(name, text)
+
+    monkeypatch.setattr(confmod, "parse_wxconf", counting)
+    for _ in range(5):
+        assert run(sh, "weixin xxx info")[0] == 0
+    assert len(calls) == 1
+    install_wxconf(store, "http://127.0.0.1:9", "http://127.0.0.1:9/changed")
+    status, out, _ = run(sh, "weixin xxx info")
+    assert json.loads(out)["pay_notify_url"] == "http://127.0.0.1:9/changed"
+    assert len(calls) == 2
