@@ -155,7 +155,10 @@ class DocStore(Store):
             except C.StoreError:
                 return None
             doc = self._visible(v.by_path(ph), now)
-            return C.copy_out(doc) if doc else None
+            if doc is None or any(self._visible(v.by_path(a), now) is None
+                                  for a in paths.ancestors(ph)):
+                return None      # an expired DIR hides everything below it from paths
+            return C.copy_out(doc)
 
     # ---- create / change ------------------------------------------------------------
     def create(self, path: str, race: str = "FILE", meta: Mapping[str, Any] | None = None,

@@ -158,6 +158,12 @@ def parent_and_name(abs_path: str) -> tuple[str, str]:
     return "/" + "/".join(segs[:-1]), segs[-1]
 
 
+def ancestors(abs_path: str) -> list[str]:
+    """``/a/b/c`` -> [``/``, ``/a``, ``/a/b``] (``/`` -> [])."""
+    segs = split(abs_path)
+    return ["/" + "/".join(segs[:i]) for i in range(len(segs))]
+
+
 def d0_d1(abs_path: str) -> tuple[str | None, str | None]:
     """First two segments of a path (``/home/demo/x`` -> (``home``, ``demo``))."""
     segs = split(abs_path)

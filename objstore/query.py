@@ -11,7 +11,9 @@ A *match* is an AND-map ``{"key": value, ...}`` or a list of them (OR).  ``{}`` 
                    applies to strings and numbers (numbers as ``str(n)``)
 ``"a*b"``          a glob: ``*`` matches any run of characters, nothing else is special;
                    the whole value must match (strings and numbers)
-``"!<value>"``     negation of ``<value>`` (any of these forms); absent keys match
+``"!<value>"``     negation of ``<value>`` (any of these forms); absent keys match;
+                   ``"!2"``/``"!true"`` also exclude the number/boolean,
+                   ``"!null"`` means "present"
 ``"[1,5)"``        numeric range; ``[``/``]`` inclusive, ``(``/``)`` exclusive; a bound
                    may be empty (``"[10,]"`` = at least 10); numbers only
 ``[v1, v2, ...]``  any of the values (each in this same syntax)
@@ -85,6 +87,23 @@ def _compile_regex(key: str, pattern: str) -> re.Pattern:
         raise query_error(f"bad regex for {key}: {exc}") from None
 
 
+def _negated(key: str, text: str) -> Cond:
+    """What ``"!<text>"`` negates.  The text came from a string, so a literal that looks
+    like a number, ``true``/``false`` or ``null`` also stands for that JSON value:
+    ``"!2"`` excludes 2 and "2"; ``"!null"`` means "present"."""
+    inner = parse_value(key, text)
+    if inner.op != "eq":
+        return inner
+    if text == "null":
+        return Cond(key, "absent")
+    typed: Any = {"true": True, "false": False}.get(text)
+    if typed is None:
+        typed = _number(text)
+    if typed is None:
+        return inner
+    return Cond(key, "any", subs=(inner, Cond(key, "eq", typed)))
+
+
 def parse_value(key: str, value: Any) -> Cond:
     """One match value (Walnut syntax) -> Cond."""
     if value is None:
@@ -97,7 +116,7 @@ def parse_value(key: str, value: Any) -> Cond:
         return Cond(key, "eq", value)
     if isinstance(value, str):
         if value.startswith("!"):
-            return Cond(key, "not", subs=(parse_value(key, value[1:]),))
+            return Cond(key, "not", subs=(_negated(key, value[1:]),))
         if value.startswith("^"):
             return Cond(key, "regex", value, compiled=_compile_regex(key, value))
         m = _RANGE.match(value)

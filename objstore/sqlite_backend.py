@@ -327,18 +327,27 @@ class SQLiteStore(Store):
     def fetch(self, path: str, *, cwd: str = "/", home: str | None = None) -> WnObj | None:
         sp = paths.resolve(path, cwd, home)
         now = C.now_ms()
-        if not sp.startswith("id:"):
-            row = self._one(_SEL + " WHERE ph = ?", (sp,))
-            if row is None or (row[9] is not None and row[9] < now):
-                return None
-            return C.copy_out(_row_doc(row))
         with self._tx(False) as conn:
             try:
                 ph = self._abs(conn, sp, now)
             except StoreError:
                 return None
-            doc = self._live(self._by_ph(conn, ph), now)
-            return C.copy_out(doc) if doc else None
+            row = conn.execute(_SEL + " WHERE ph = ?", (ph,)).fetchone()
+            if row is None or (row[9] is not None and row[9] < now):
+                return None
+            if self._hidden_by_ancestor(conn, ph, now):
+                return None
+            return C.copy_out(_row_doc(row))
+
+    @staticmethod
+    def _hidden_by_ancestor(conn, ph: str, now: int) -> bool:
+        """True when a DIR above ``ph`` has expired (it hides its subtree from paths)."""
+        ups = paths.ancestors(ph)
+        if not ups:
+            return False
+        marks = ",".join("?" * len(ups))
+        return conn.execute(f"SELECT 1 FROM obj WHERE expi < ? AND ph IN ({marks}) LIMIT 1",
+                            [now, *ups]).fetchone() is not None
 
     # ---- create / change ------------------------------------------------------------------------
     def create(self, path: str, race: str = "FILE", meta: Mapping[str, Any] | None = None,

@@ -1,0 +1,47 @@
+"""Child-process side of the multi-process store tests.
+
+``python -m tests.objstore._worker incr URL OID N``   -- incr OID's "n" N times
+``python -m tests.objstore._worker cas URL OID GOFILE`` -- wait for GOFILE, then race a
+                                                         cas of or_status 0 -> 2;
+                                                         prints "won" or "lost"
+``python -m tests.objstore._worker stream URL DIRPATH`` -- create FILEs under DIRPATH
+                                                         forever, printing each
+                                                         acknowledged id (flushed)
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import objstore
+
+
+def main(argv: list[str]) -> int:
+    cmd, url = argv[0], argv[1]
+    store = objstore.open_store(url)
+    if cmd == "incr":
+        oid, n = argv[2], int(argv[3])
+        for _ in range(n):
+            store.incr(oid, "n")
+        return 0
+    if cmd == "cas":
+        oid, gofile = argv[2], argv[3]
+        while not os.path.exists(gofile):
+            time.sleep(0.001)
+        won = store.cas(oid, {"or_status": 0}, {"or_status": 2, "winner": os.getpid()})
+        print("won" if won is not None else "lost", flush=True)
+        return 0
+    if cmd == "stream":
+        dirpath = argv[2]
+        i = 0
+        while True:
+            obj = store.create(f"{dirpath}/f{i}", meta={"i": i}, content=b"x" * (i % 50))
+            sys.stdout.write(obj.id + "\n")
+            sys.stdout.flush()
+            i += 1
+    raise SystemExit(f"unknown worker command {cmd}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
