@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 
 from objstore.errors import BAD_INPUT, CONFLICT, FORBIDDEN, NOT_FOUND, UPSTREAM, WnError
-from wxpay import sign as wxsign
+from wxpay.sign import sign as sign_params
 from wxpay.api import (build_unifiedorder, check_notification_amount, jsapi_params,
                        parse_notification, parse_reply, reply_xml)
 from wxpay.errors import ResultFail
@@ -129,7 +129,7 @@ def _reusable(order, account, amount: int, openid: str, body: str, now: int) -> 
     # signed with the current key (a rotated pay_key invalidates it)
     fields = {k: v for k, v in js.items() if k != "paySign"}
     try:
-        return wxsign.sign(fields, account.key, account.sign_type) == js.get("paySign")
+        return sign_params(fields, account.key, account.sign_type) == js.get("paySign")
     except WnError:
         return False
 

@@ -1,0 +1,216 @@
+"""weixin xxx order -submit / -result / -query against the simulator."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import requests
+
+from wxpay.api import SUCCESS_XML
+from wxpay.sign import sign, verify
+from wxpay.xmlcodec import from_xml, to_xml
+
+from .conftest import APPID, MCH_ID, OPENID, PAY_KEY, make_order, run, write_file
+
+PAY_FIELDS = ("pay_send", "pay_rexml", "pay_remap", "pay_jsobj", "pay_jsobj_choose",
+              "pay_out_trade_no", "pay_prepay_time")
+
+
+def submit(sh, order, openid=OPENID, extra=""):
+    return run(sh, f"weixin xxx order -submit {order.id} -client_ip 127.0.0.1 "
+                   f"-openid {openid}{extra}")
+
+
+def check_jsobj(jsobj):
+    assert set(jsobj) == {"appId", "timeStamp", "nonceStr", "package", "signType",
+                          "paySign"}
+    assert jsobj["appId"] == APPID and jsobj["signType"] == "MD5"
+    ts = int(jsobj["timeStamp"])
+    assert abs(ts - time.time()) < 60                      # seconds, not ms
+    assert jsobj["package"].startswith("prepay_id=")
+    assert verify(dict(jsobj, sign=jsobj["paySign"], paySign=None), PAY_KEY)
+
+
+def test_submit_builds_and_stores_pay_state(sh, store, sim, receiver):
+    order = make_order(store)
+    status, out, err = submit(sh, order)
+    assert status == 0, err
+    jsobj = json.loads(out)
+    check_jsobj(jsobj)
+    o = store.get(order.id)
+    assert o["pay_type"] == "weixin" and o["pay_seq"] == 1
+    assert o["pay_out_trade_no"] == f"{order.id}_1"
+    assert o["pay_send"]["out_trade_no"] == f"{order.id}_1"
+    assert o["pay_send"]["total_fee"] == "888" and "sign" not in o["pay_send"]
+    assert o["pay_send"]["body"] == "测试订单" and o["pay_send"]["openid"] == OPENID
+    assert o["pay_remap"]["result_code"] == "SUCCESS"
+    assert jsobj["package"] == "prepay_id=" + o["pay_remap"]["prepay_id"]
+    assert from_xml(o["pay_rexml"])["prepay_id"] == o["pay_remap"]["prepay_id"]
+    assert o["pay_jsobj"] == jsobj
+    choose = o["pay_jsobj_choose"]
+    assert choose["timestamp"] == jsobj["timeStamp"] and choose["paySign"] == jsobj["paySign"]
+    assert "pay_error" not in o and o["or_status"] == 0
+    assert sim.order(f"{order.id}_1")["total_fee"] == 888
+
+
+def test_submit_reuses_jsobj_until_the_order_changes(sh, store, sim):
+    order = make_order(store)
+    first = json.loads(submit(sh, order)[1])
+    again = json.loads(submit(sh, order)[1])
+    assert again == first
+    assert store.get(order.id)["pay_seq"] == 1
+    # the amount changes: a new out_trade_no, a new prepay
+    store.set_meta(order.id, {"total_fee": 999})
+    status, out, err = submit(sh, order)
+    assert status == 0, err
+    third = json.loads(out)
+    assert third["package"] != first["package"]
+    o = store.get(order.id)
+    assert o["pay_seq"] == 2 and o["pay_send"]["total_fee"] == "999"
+    assert sim.order(f"{order.id}_2")["total_fee"] == 999
+    # an old prepay (stale timestamp) is not reused
+    store.set_meta(order.id, {"pay_prepay_time": o["pay_prepay_time"] - 3 * 3600_000})
+    fourth = json.loads(submit(sh, order)[1])
+    assert fourth["package"] != third["package"] and store.get(order.id)["pay_seq"] == 3
+
+
+def test_submit_pay_val_yuan_and_openid_key(sh, store, sim):
+    order = make_order(store, "o2", total_fee=None, openid=None, pay_val="12.30",
+                       buyer="oBuyer123")
+    status, out, err = submit(sh, order, openid="oBuyer123", extra=" -openid_key buyer")
+    assert status == 0, err
+    assert store.get(order.id)["pay_send"]["total_fee"] == "1230"
+
+
+def test_submit_refuses_other_user(sh, store):
+    order = make_order(store)
+    status, out, err = submit(sh, order, openid="oSomeoneElse")
+    assert status == 1 and out == ""
+    assert err.startswith("e.cmd.weixin.order.user.nosame")
+    assert sh.last_error.kind == "forbidden"
+    assert "pay_seq" not in store.get(order.id)
+
+
+@pytest.mark.parametrize("status_value,key", [(2, "paid"), (3, "cancelled"),
+                                              (5, "cancelled"), (4, "fulfilled")])
+def test_submit_refuses_paid_cancelled_fulfilled(sh, store, status_value, key):
+    order = make_order(store, or_status=status_value)
+    before = store.get(order.id)
+    status, out, err = submit(sh, order)
+    assert status == 1 and err.startswith(f"e.cmd.weixin.order.{key}")
+    assert sh.last_error.kind == "conflict"
+    assert store.get(order.id) == before
+
+
+@pytest.mark.parametrize("meta", [{"total_fee": 0}, {"total_fee": -100},
+                                  {"total_fee": 1.5}, {"total_fee": "12.5"},
+                                  {"total_fee": None, "pay_val": "0.001"},
+                                  {"total_fee": None, "pay_val": 0},
+                                  {"total_fee": None, "pay_val": "-1"},
+                                  {"total_fee": None}])
+def test_submit_refuses_bad_amounts(sh, store, meta):
+    order = make_order(store, **meta)
+    before = store.get(order.id)
+    status, out, err = submit(sh, order)
+    assert status == 1 and out == ""
+    assert err.startswith("e.cmd.weixin.order.amount.invalid"), err
+    assert store.get(order.id) == before
+
+
+def test_submit_missing_order_and_usage(sh, store):
+    status, _, err = run(sh, "weixin xxx order -submit nosuchid -client_ip 1.2.3.4 "
+                             "-openid x")
+    assert status == 1 and err.startswith("e.cmd.weixin.order.noexists")
+    assert sh.last_error.kind == "not_found"
+    order = make_order(store)
+    status, _, err = run(sh, f"weixin xxx order -submit {order.id} -openid {OPENID}")
+    assert status == 2 and err.startswith("e.cmd.weixin.order.usage")
+    status, _, err = run(sh, f"weixin xxx order -submit {order.id} -client_ip notanip "
+                             f"-openid {OPENID}")
+    assert status == 1 and err.startswith("e.weixin.param.invalid")
+    assert "pay_seq" not in store.get(order.id)
+    status, _, err = run(sh, "weixin xxx order")
+    assert status == 2
+
+
+def pay_and_wait(sim, store, order, receiver=None):
+    o = store.get(order.id)
+    prepay = o["pay_remap"]["prepay_id"]
+    r = requests.post(sim.url + "/sim/pay", json={"prepay_id": prepay}, timeout=5)
+    assert r.status_code == 200, r.text
+    snap = sim.wait_notified(o["pay_out_trade_no"], timeout=10)
+    return r.json(), snap
+
+
+def test_full_flow_submit_pay_notify(sh, store, sim, receiver):
+    order = make_order(store)
+    assert submit(sh, order)[0] == 0
+    paid, snap = pay_and_wait(sim, store, order)
+    assert snap["notify"]["status"] == "delivered", snap["notify"]
+    assert snap["notify"]["last_reply"] == SUCCESS_XML
+    o = store.get(order.id)
+    assert o["or_status"] == 2
+    assert o["pay_result"]["transaction_id"] == paid["transaction_id"]
+    assert o["pay_result"]["out_trade_no"] == f"{order.id}_1"
+    assert abs(o["pay_time"] - time.time() * 1000) < 60_000
+    assert [r[1] for r in receiver.replies] == [SUCCESS_XML]
+    # paid: a new submit is refused
+    status, _, err = submit(sh, order)
+    assert status == 1 and err.startswith("e.cmd.weixin.order.paid")
+    # orderquery agrees and changes nothing
+    before = store.get(order.id)
+    status, out, err = run(sh, f"weixin xxx order -query {order.id}")
+    assert status == 0, err
+    state = json.loads(out)
+    assert state["or_status"] == 2 and state["trade_state"] == "SUCCESS"
+    assert state["transaction_id"] == paid["transaction_id"]
+    assert store.get(order.id) == before
+
+
+def test_duplicate_notifications_change_nothing(sh, store, sim, receiver):
+    order = make_order(store)
+    assert submit(sh, order)[0] == 0
+    sim.set_faults({"duplicate_notify": 3})
+    pay_and_wait(sim, store, order)
+    assert [r[1] for r in receiver.replies] == [SUCCESS_XML] * 3
+    o = store.get(order.id)
+    assert o["or_status"] == 2
+    first_time = o["pay_time"]
+    # replaying the stored notification again: SUCCESS, nothing changes
+    req = write_file(store, "/home/demo/.regapi/tmp/replay", to_xml(o["pay_result"]))
+    status, out, err = run(sh, f"weixin xxx order -result id:{req.id}")
+    assert (status, out) == (0, SUCCESS_XML), err
+    after = store.get(order.id)
+    assert after["pay_time"] == first_time and after["lm"] == o["lm"]
+
+
+def test_query_marks_paid_when_no_notification_came(sh, store, sim, receiver):
+    order = make_order(store)
+    assert submit(sh, order)[0] == 0
+    status, out, err = run(sh, f"weixin xxx order -query {order.id}")
+    assert status == 0, err
+    assert json.loads(out)["trade_state"] == "NOTPAY"
+    assert store.get(order.id)["or_status"] == 0
+    sim.set_faults({"notify_latency": 1.0})
+    o = store.get(order.id)
+    requests.post(sim.url + "/sim/pay", json={"prepay_id": o["pay_remap"]["prepay_id"]},
+                  timeout=5).raise_for_status()
+    status, out, err = run(sh, f"weixin xxx order -query id:{order.id}")
+    assert status == 0, err
+    state = json.loads(out)
+    assert state["trade_state"] == "SUCCESS" and state["or_status"] == 2
+    paid = store.get(order.id)
+    assert paid["or_status"] == 2 and paid["pay_result"]["trade_state"] == "SUCCESS"
+    # the late notification is then a duplicate: SUCCESS, nothing changed
+    snap = sim.wait_notified(f"{order.id}_1", timeout=10)
+    assert snap["notify"]["status"] == "delivered"
+    assert receiver.replies[-1][1] == SUCCESS_XML
+    assert store.get(order.id)["pay_time"] == paid["pay_time"]
+
+
+def test_query_unsubmitted_order(sh, store, sim):
+    order = make_order(store)
+    status, out, err = run(sh, f"weixin xxx order -query {order.id}")
+    assert status == 0, err
+    assert json.loads(out)["trade_state"] == "NOTPAY"
