@@ -630,6 +630,7 @@ class Simulator:
                 o.notify_attempts.append({"copy": 0, "n": 0, "at": int(self.now() * 1000),
                                           "status": None, "ok": False,
                                           "reply": "refused: notify_url is not loopback"})
+                o.last_reply = "refused: notify_url is not loopback"
                 self._cond.notify_all()
             return
         if delay and self._stop.wait(delay):
