@@ -224,13 +224,13 @@ class PgCompiler:
             params.append(Jsonb(c.value))
             return f"(meta @> %s AND {v} = %s)"
         if c.op == "regex":
+            params.append(c.value)
             extra = ""
             if c.key == "ph":
                 prefix = _literal_prefix(c.value)
                 if prefix:
                     params += [prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)]
                     extra = " AND ph ~>=~ %s AND ph ~<~ %s"
-            params.append(c.value)
             return (f"(jsonb_typeof({v}) IN ('string', 'number') "
                     f"AND (meta ->> {k}) ~ %s{extra})")
         if c.op == "range":
@@ -486,12 +486,15 @@ class PostgresStore(Store):
                         (oid, C.now_ms()))
         return _doc(row[0]) if row else None
 
+    _FETCH = (f"SELECT meta FROM {TABLE} WHERE ph = %s AND {_LIVE_POS} AND NOT EXISTS "
+              f"(SELECT 1 FROM {TABLE} WHERE ph = ANY(%s::text[]) AND expi < %s)")
+
     def fetch(self, path: str, *, cwd: str = "/", home: str | None = None) -> WnObj | None:
+        """By path; an expired DIR hides its whole subtree from path lookups."""
         sp = paths.resolve(path, cwd, home)
         now = C.now_ms()
         if not sp.startswith("id:"):
-            row = self._one(f"SELECT meta FROM {TABLE} WHERE ph = %s AND {_LIVE_POS}",
-                            (sp, now))
+            row = self._one(self._FETCH, (sp, now, paths.ancestors(sp), now))
             return _doc(row[0]) if row else None
 
         def tx(conn):
@@ -499,8 +502,8 @@ class PostgresStore(Store):
                 ph = self._abs(conn, sp, now)
             except StoreError:
                 return None
-            doc = self._by_ph(conn, ph, now)
-            return _doc(doc) if doc else None
+            row = conn.execute(self._FETCH, (ph, now, paths.ancestors(ph), now)).fetchone()
+            return _doc(row[0]) if row else None
         return self._run(tx, write=False)
 
     # ---- create / change --------------------------------------------------------------
