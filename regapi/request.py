@@ -12,7 +12,7 @@ import os
 import re
 import secrets
 import time
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 from objstore.errors import BAD_INPUT, WnError
 
@@ -40,6 +40,8 @@ class HttpError(WnError):
 def _text(s: str) -> str:
     """WSGI strings are latin-1 code points of the raw bytes; read them as UTF-8 when
     they are (else keep them as they are)."""
+    if s.isascii():
+        return s
     try:
         return s.encode("latin-1").decode("utf-8")
     except (UnicodeEncodeError, UnicodeDecodeError):
@@ -89,6 +91,26 @@ def read_body(environ: dict, limit: int = MAX_BODY) -> bytes:
     return b"".join(chunks)
 
 
+_DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+
+
+def check_body(body: bytes) -> None:
+    """Refuse XML bodies that carry a DTD (XXE, billion laughs): no API here needs one,
+    whatever the command behind it does with the body."""
+    if body.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            body = body.decode("utf-16").encode("utf-8")
+        except UnicodeDecodeError:
+            return
+        head = body.lstrip()[:1]
+    elif body.startswith(b"\xef\xbb\xbf"):
+        head = body[3:].lstrip()[:1]
+    else:
+        head = body.lstrip()[:1]
+    if head == b"<" and _DTD.search(body):
+        raise HttpError(400, "e.regapi.req.dtd", "XML with a DTD is refused")
+
+
 def parse_cookies(header: str) -> dict[str, str]:
     """Lenient ``Cookie:`` parsing: ``a=1; b="x"`` -> {"a": "1", "b": "x"}; a malformed
     pair is skipped, never an error; the last duplicate wins."""
@@ -105,15 +127,38 @@ def parse_cookies(header: str) -> dict[str, str]:
     return out
 
 
-def build_meta(environ: dict, usr: str, path: str, api_rel: str,
-               args: list[str]) -> dict:
-    """Metadata of the request object per walnut.md §3."""
-    qs_raw = environ.get("QUERY_STRING", "") or ""
+def parse_query(qs_raw: str) -> dict[str, str]:
+    """``a=1&b=x%20y&a=2`` -> {"a": "2", "b": "x y"} (URL-decoded as UTF-8, ``+`` is a
+    space, the last value wins).  Bad encoding or too many fields -> 400."""
+    out: dict[str, str] = {}
+    if not qs_raw:
+        return out
+    qs = _text(qs_raw)
+    parts = qs.split("&")
+    if len(parts) > MAX_QS_FIELDS:
+        raise HttpError(400, "e.regapi.req.badquery", "too many query parameters")
+    try:
+        for part in parts:
+            if not part:
+                continue
+            name, _, value = part.partition("=")
+            if "%" in name or "+" in name:
+                name = unquote(name.replace("+", " "), "utf-8", "strict")
+            if "%" in value or "+" in value:
+                value = unquote(value.replace("+", " "), "utf-8", "strict")
+            if _ok_name(name):
+                out[name] = value
+    except UnicodeDecodeError:
+        raise HttpError(400, "e.regapi.req.badquery", "query string is not UTF-8") from None
+    return out
+
+
+def _basic(environ: dict, usr: str, path: str, api_rel: str) -> dict:
     scheme = environ.get("wsgi.url_scheme", "http")
     host = environ.get("HTTP_HOST") or "%s:%s" % (environ.get("SERVER_NAME", ""),
                                                   environ.get("SERVER_PORT", ""))
     addr = environ.get("REMOTE_ADDR", "") or ""
-    meta: dict = {
+    return {
         "http-method": environ.get("REQUEST_METHOD", "GET"),
         "http-uri": path,
         "http-url": f"{scheme}://{_text(host)}{path}",
@@ -121,48 +166,102 @@ def build_meta(environ: dict, usr: str, path: str, api_rel: str,
         "http-remote-host": addr,
         "http-remote-addr": addr,
         "http-remote-port": str(environ.get("REMOTE_PORT", "") or ""),
-        "http-qs": _text(qs_raw),
+        "http-qs": _text(environ.get("QUERY_STRING", "") or ""),
         "http-usr": usr,
         "http-home": f"/home/{usr}",
         "http-api": api_rel,
-        "args": list(args),
     }
-    if qs_raw:
-        try:
-            pairs = parse_qsl(_text(qs_raw), keep_blank_values=True, encoding="utf-8",
-                              errors="strict", max_num_fields=MAX_QS_FIELDS)
-        except (ValueError, UnicodeDecodeError):
-            raise HttpError(400, "e.regapi.req.badquery", "bad query string") from None
-        for name, value in pairs:           # last value wins
-            if _ok_name(name):
-                meta["http-qs-" + name] = value
-    for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            if _SERVER_ENV.get(key) == value:
-                continue
-            name = key[5:].replace("_", "-")
-        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            if not value or _SERVER_ENV.get(key) == value:
-                continue
-            name = key.replace("_", "-")
-        else:
-            continue
-        meta["http-header-" + name.upper()] = _text(value)
+
+
+BASIC_NAMES = frozenset(_basic({}, "u", "/", "").keys())
+
+
+def _header(environ: dict, name: str) -> str | None:
+    """``USER-AGENT`` -> the request's User-Agent header (None when absent)."""
+    if name in ("CONTENT-TYPE", "CONTENT-LENGTH"):
+        key = name.replace("-", "_")
+    else:
+        key = "HTTP_" + name.replace("-", "_")
+    value = environ.get(key)
+    if not value or (_SERVER_ENV and _SERVER_ENV.get(key) == value):
+        return None
+    return _text(value)
+
+
+def _cookies(environ: dict) -> dict[str, str]:
     cookie = environ.get("HTTP_COOKIE")
-    if cookie and _SERVER_ENV.get("HTTP_COOKIE") != cookie:
-        for name, value in parse_cookies(_text(cookie)).items():
-            meta["http-cookie-" + name] = value
+    if not cookie or (_SERVER_ENV and _SERVER_ENV.get("HTTP_COOKIE") == cookie):
+        return {}
+    return parse_cookies(_text(cookie))
+
+
+def build_meta(environ: dict, usr: str, path: str, api_rel: str,
+               args: list[str], query: dict | None = None) -> dict:
+    """All the metadata of the request object, per walnut.md §3."""
+    if query is None:
+        query = parse_query(environ.get("QUERY_STRING", "") or "")
+    meta = _basic(environ, usr, path, api_rel)
+    meta["args"] = list(args)
+    for name, value in query.items():
+        meta["http-qs-" + name] = value
+    skip = _SERVER_ENV
+    for key, value in environ.items():
+        if key[:5] == "HTTP_":
+            if skip and skip.get(key) == value:
+                continue
+            meta["http-header-" + key[5:].replace("_", "-")] = _text(value)
+    for key, name in (("CONTENT_TYPE", "CONTENT-TYPE"), ("CONTENT_LENGTH", "CONTENT-LENGTH")):
+        value = environ.get(key)
+        if value and not (skip and skip.get(key) == value):
+            meta["http-header-" + name] = _text(value)
+    for name, value in _cookies(environ).items():
+        meta["http-cookie-" + name] = value
     return meta
 
 
 def template_vars(meta: dict) -> dict[str, str]:
-    """String values for the template: ``args`` joined with "/", and each matched
-    segment as ``args-0``, ``args-1`` …"""
+    """String values for the template: the metadata, ``args`` joined with "/", and
+    each matched segment as ``args-0``, ``args-1`` …"""
     out = {k: v for k, v in meta.items() if isinstance(v, str)}
-    args = meta.get("args") or []
+    _add_args(out, meta.get("args") or [])
+    return out
+
+
+def _add_args(out: dict, args: list[str]) -> None:
     out["args"] = "/".join(args)
     for i, a in enumerate(args):
         out[f"args-{i}"] = a
+
+
+def select_vars(environ: dict, usr: str, path: str, api_rel: str, args: list[str],
+                query: dict, names) -> dict[str, str]:
+    """Exactly the entries of ``template_vars(build_meta(...))`` whose names are in
+    ``names`` (the variables a template references): a template can only observe
+    those, so a request that needs no request object computes no more than that."""
+    out: dict[str, str] = {}
+    basic = cookies = None
+    for name in names:
+        if name.startswith("http-qs-"):
+            v = query.get(name[8:])
+        elif name.startswith("http-header-"):
+            v = _header(environ, name[12:])
+        elif name.startswith("http-cookie-"):
+            if cookies is None:
+                cookies = _cookies(environ)
+            v = cookies.get(name[12:])
+        elif name in BASIC_NAMES:
+            if basic is None:
+                basic = _basic(environ, usr, path, api_rel)
+            v = basic[name]
+        elif name == "args":
+            v = "/".join(args)
+        elif name.startswith("args-") and name[5:].isdigit():
+            i = int(name[5:])
+            v = args[i] if i < len(args) and name[5:] == str(i) else None
+        else:
+            continue
+        if v is not None:
+            out[name] = v
     return out
 
 

@@ -52,10 +52,18 @@ def clean_mime(value) -> str | None:
     return base.lower()
 
 
+_CHARSET: dict[str, str] = {}
+
+
 def with_charset(mime: str) -> str:
-    if mime.startswith("text/") or mime.endswith(("json", "javascript", "xml")):
-        return mime + "; charset=utf-8"
-    return mime
+    v = _CHARSET.get(mime)
+    if v is None:
+        v = mime
+        if mime.startswith("text/") or mime.endswith(("json", "javascript", "xml")):
+            v = mime + "; charset=utf-8"
+        if len(_CHARSET) < 256:
+            _CHARSET[mime] = v
+    return v
 
 
 def content_type(qs_mime, api) -> str:

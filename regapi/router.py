@@ -60,6 +60,8 @@ def wsgi_path(environ: dict) -> str:
     """PATH_INFO as real text: WSGI hands it over decoded, as latin-1 code points of
     the raw bytes; re-read those bytes as UTF-8 (anything else -> 400)."""
     raw = environ.get("PATH_INFO", "") or ""
+    if raw.isascii():
+        return raw
     try:
         return raw.encode("latin-1").decode("utf-8")
     except (UnicodeEncodeError, UnicodeDecodeError):

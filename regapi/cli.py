@@ -1,0 +1,122 @@
+"""``wnshell serve|demo|sync ...`` (``wnshell.cli`` hands these argv over lazily).
+
+    wnshell serve [--host 127.0.0.1] [--port 8080] [--workers N] [--store URL]
+                  [--regapi-dir DIR [--user U]] [--threads N] [--deadline S]
+                  [--max-body BYTES] [--no-access-log]
+    wnshell sync DIR [--user U] [--store URL]
+    wnshell demo [--keep] [--port P] [--store URL]
+
+``main(argv) -> int`` never raises for bad input: it prints one ``e.key : reason`` line
+and returns 2 (usage) or 1.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, status 2, no usage dump
+        raise _Usage(message)
+
+
+class _Usage(Exception):
+    pass
+
+
+def _port(text: str) -> int:
+    n = int(text)
+    if not 0 <= n <= 65535:
+        raise ValueError(text)
+    return n
+
+
+def _positive(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise ValueError(text)
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="wnshell", add_help=True)
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("serve", help="serve .regapi APIs over HTTP (granian)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=_port, default=8080)
+    s.add_argument("--workers", type=_positive, default=1)
+    s.add_argument("--threads", type=_positive, default=None,
+                   help="request threads per worker (default 32)")
+    s.add_argument("--store", default=None, help="store URL (default: WNSHELL_STORE or "
+                                                 "the SQLite file in the XDG data dir)")
+    s.add_argument("--regapi-dir", default=None,
+                   help="folder of .regapi files synced into --user's API tree at start "
+                        "and on SIGHUP")
+    s.add_argument("--user", default="demo")
+    s.add_argument("--deadline", type=float, default=None,
+                   help="per-request deadline in seconds (default 30)")
+    s.add_argument("--max-body", type=_positive, default=None,
+                   help="largest request body in bytes (default 1048576)")
+    s.add_argument("--route-ttl", type=float, default=None,
+                   help="seconds a resolved API is reused before it is looked up again "
+                        "(default 1)")
+    s.add_argument("--no-access-log", action="store_true")
+
+    y = sub.add_parser("sync", help="make a user's .regapi/api tree match a folder")
+    y.add_argument("dir")
+    y.add_argument("--user", default="demo")
+    y.add_argument("--store", default=None)
+
+    d = sub.add_parser("demo", help="run the WeChat Pay seed end to end over HTTP")
+    d.add_argument("--keep", action="store_true",
+                   help="leave the simulator and server running; print the URLs")
+    d.add_argument("--port", type=_port, default=0, help="server port (default: free)")
+    d.add_argument("--store", default=None,
+                   help="store URL (default: a fresh SQLite file in a temp folder)")
+    d.add_argument("--timeout", type=float, default=20.0, help="seconds for each wait")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        ns = build_parser().parse_args(argv)
+    except _Usage as e:
+        print(f"e.cmd.wnshell.usage : {e}", file=sys.stderr)
+        return 2
+    except SystemExit as e:  # --help
+        return int(e.code or 0)
+    from objstore.errors import WnError
+    try:
+        if ns.cmd == "serve":
+            from regapi.server import serve
+            return serve(host=ns.host, port=ns.port, workers=ns.workers, store_url=ns.store,
+                         regapi_dir=ns.regapi_dir, user=ns.user,
+                         threads=ns.threads or 32, deadline=ns.deadline,
+                         max_body=ns.max_body, route_ttl=ns.route_ttl,
+                         access_log=not ns.no_access_log)
+        if ns.cmd == "sync":
+            from objstore import open_store
+            from regapi.sync import sync_dir
+            store = open_store(ns.store)
+            try:
+                rep = sync_dir(store, ns.dir, ns.user)
+            finally:
+                store.close()
+            for what, names in (("created", rep.created), ("updated", rep.updated),
+                                ("removed", rep.removed)):
+                for n in names:
+                    print(f"{what} {n}")
+            print(f"sync /home/{ns.user}/.regapi/api: {rep.line()}")
+            return 0
+        if ns.cmd == "demo":
+            from regapi.demo import run_demo
+            return run_demo(keep=ns.keep, port=ns.port, store_url=ns.store,
+                            timeout=ns.timeout)
+    except WnError as e:
+        print(e.line(), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 2

@@ -1,0 +1,108 @@
+"""``wnshell serve``: the regapi WSGI app on granian.
+
+Why granian: measured on this machine (2 cores, loopback, ``wrk -t2 -c64 -d5s``, the
+same bare WSGI hello app): granian 2 workers ~61k req/s, gunicorn sync 2 workers ~7.3k,
+gunicorn gthread 2x8 ~15k, waitress 4 threads ~1.9k (docs/regapi.md has the table).
+
+The main process checks the store URL (and creates the store), loads ``--regapi-dir``
+into the store when given, and then hands over to granian, which forks ``--workers``
+processes; each opens its own store and builds one app (``regapi.app:app_factory``).
+SIGTERM/SIGINT: graceful shutdown (in-flight requests finish).  SIGHUP: the folder is
+synced again and the workers are respawned gracefully (fresh caches).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+log = logging.getLogger("regapi")
+
+DEFAULT_THREADS = 32
+
+
+def prepare_store(store_url: str | None) -> str:
+    """Resolve and open the store once in the main process (creates SQLite files and
+    schema, fails early on a bad URL); returns the URL the workers will use."""
+    from objstore import default_url, open_store
+    url = store_url or os.environ.get("WNSHELL_STORE") or default_url()
+    if url.startswith("sqlite://"):
+        from objstore import url_path
+        os.makedirs(os.path.dirname(url_path(url)), exist_ok=True)
+    store = open_store(url)
+    store.close()
+    return url
+
+
+def sync_folder(store_url: str, regapi_dir: str, user: str) -> str:
+    from objstore import open_store
+    from regapi.sync import sync_dir
+    store = open_store(store_url)
+    try:
+        return sync_dir(store, regapi_dir, user).line()
+    finally:
+        store.close()
+
+
+def serve(host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
+          store_url: str | None = None, regapi_dir: str | None = None,
+          user: str = "demo", threads: int = DEFAULT_THREADS,
+          deadline: float | None = None, max_body: int | None = None,
+          route_ttl: float | None = None, access_log: bool = True) -> int:
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    url = prepare_store(store_url)
+    os.environ["WNSHELL_STORE"] = url
+    for key, value in (("DEADLINE", deadline), ("MAX_BODY", max_body),
+                       ("ROUTE_TTL", route_ttl), ("THREADS", threads)):
+        if value is not None:
+            os.environ["WNSHELL_REGAPI_" + key] = str(value)
+    os.environ["WNSHELL_REGAPI_ACCESS_LOG"] = "1" if access_log else "0"
+    if regapi_dir:
+        print(f"regapi: synced {regapi_dir} -> /home/{user}/.regapi/api: "
+              f"{sync_folder(url, regapi_dir, user)}", file=sys.stderr, flush=True)
+
+    server = Granian(
+        "regapi.app:app_factory",
+        address=host,
+        port=port,
+        interface=Interfaces.WSGI,
+        workers=workers,
+        blocking_threads=threads,
+        websockets=False,
+        factory=True,
+        log_access=False,
+        respawn_failed_workers=True,
+        workers_kill_timeout=35,
+    )
+    if regapi_dir:
+        @server.on_reload
+        def _resync():
+            try:
+                line = sync_folder(url, regapi_dir, user)
+                print(f"regapi: reload: synced {regapi_dir}: {line}", file=sys.stderr,
+                      flush=True)
+            except Exception as e:  # noqa: BLE001 - keep serving the last good tree
+                msg = e.line() if hasattr(e, "line") else type(e).__name__
+                print(f"regapi: reload: sync failed, store unchanged: {msg}",
+                      file=sys.stderr, flush=True)
+
+    print(f"regapi: serving http://{host}:{port}/api/<user>/<api> "
+          f"({workers} worker{'s' if workers != 1 else ''}, store {_safe_url(url)})",
+          file=sys.stderr, flush=True)
+    server.serve()
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    """A store URL for a log line: any password removed."""
+    from urllib.parse import urlsplit, urlunsplit
+    try:
+        p = urlsplit(url)
+        if p.password:
+            netloc = p.netloc.replace(":" + p.password + "@", ":***@")
+            return urlunsplit(p._replace(netloc=netloc))
+    except ValueError:
+        return url.split("://", 1)[0] + "://..."
+    return url
