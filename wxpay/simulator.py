@@ -9,7 +9,9 @@ In-process::
         sim.wait_notified(order["out_trade_no"])
 
 Console: ``wxpay-sim --host 127.0.0.1 --port P --merchant APPID:MCH_ID:KEY`` (repeatable;
-``python -m wxpay.simulator`` works too).
+``python -m wxpay.simulator`` works too; the environment variable
+``WXPAY_SIM_MERCHANTS="APPID:MCH_ID:KEY,..."`` adds merchants without showing keys in
+``ps``).  It prints ``wxpay-sim listening on http://127.0.0.1:PORT ...`` once ready.
 
 Endpoints:
 
@@ -40,6 +42,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import os
 import re
 import secrets
 import signal
@@ -204,7 +207,7 @@ class Simulator:
         server = _Server((self.host, self.port), handler)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever,
-                                        kwargs={"poll_interval": 0.1},
+                                        kwargs={"poll_interval": 0.02},
                                         name="wxpay-sim", daemon=True)
         self._thread.start()
         return self
@@ -846,8 +849,16 @@ def main(argv=None) -> int:
                     help="seconds the 'timeout' fault holds a reply")
     ap.add_argument("--verbose", action="store_true", help="log requests (no bodies)")
     args = ap.parse_args(argv)
+    # keys can also come from the environment, so they stay out of `ps` listings
+    for item in re.split(r"[\s,]+", os.environ.get("WXPAY_SIM_MERCHANTS", "").strip()):
+        if item:
+            try:
+                args.merchant.append(_merchant(item))
+            except argparse.ArgumentTypeError:
+                ap.error("WXPAY_SIM_MERCHANTS holds an entry that is not APPID:MCH_ID:KEY")
     if not args.merchant:
-        ap.error("give at least one --merchant APPID:MCH_ID:KEY")
+        ap.error("give at least one --merchant APPID:MCH_ID:KEY "
+                 "(or WXPAY_SIM_MERCHANTS)")
     if not args.allow_remote and not is_loopback_host(args.host):
         ap.error(f"refusing non-loopback host {args.host} without --allow-remote")
     try:

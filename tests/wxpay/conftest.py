@@ -87,7 +87,7 @@ class Receiver:
 
         self.server = S(("127.0.0.1", 0), H)
         self.thread = threading.Thread(target=self.server.serve_forever,
-                                       kwargs={"poll_interval": 0.05}, daemon=True)
+                                       kwargs={"poll_interval": 0.02}, daemon=True)
 
     @property
     def url(self):

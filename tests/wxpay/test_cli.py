@@ -22,9 +22,9 @@ def _script():
     return str(found) if found.exists() else shutil.which("wxpay-sim")
 
 
-def _start(cmd):
+def _start(cmd, **env):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                            cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1", **env))
     line = proc.stdout.readline()
     assert line.startswith("wxpay-sim listening on http://127.0.0.1:"), line
     return proc, line.split()[3]
@@ -58,9 +58,13 @@ def test_module_console_starts_and_answers():
 
 @pytest.mark.skipif(_script() is None, reason="wxpay-sim console script not installed")
 def test_installed_script():
-    proc, url = _start([_script(), "--port", "0", "--merchant", f"{APPID}:{MCH_ID}:{KEY}"])
+    proc, url = _start([_script(), "--port", "0"],
+                       WXPAY_SIM_MERCHANTS=f"{APPID}:{MCH_ID}:{KEY}")
     try:
         assert requests.get(url + "/sim/health", timeout=5).json() == {"ok": True}
+        acc = Account(APPID, MCH_ID, KEY, notify_url="http://127.0.0.1:9/n", api_base=url)
+        with Client(acc) as c:
+            assert c.unifiedorder(order())["result_code"] == "SUCCESS"
     finally:
         code, out, err = _stop(proc)
     assert code == 0
