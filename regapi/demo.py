@@ -1,0 +1,319 @@
+"""``wnshell demo``: the seed's WeChat JSAPI pay flow, end to end, over real HTTP.
+
+On a fresh store (SQLite in a temp folder unless ``--store``): start the WeChat Pay
+simulator and ``wnshell serve`` (a subprocess) on free loopback ports; write user
+``demo``'s ``~/.weixin/xxx/wxconf`` with the seed's fields (random test keys, never
+printed), the seed's two ``.regapi`` files exactly as it writes them, and an order;
+then walk the flow, checking every step:
+
+1. client -> ``GET /api/demo/pay?id=…&openid=…`` -> the signed JSON for the JS-SDK
+2. the user pays (simulator ``POST /sim/pay``)
+3. WeChat -> ``POST /api/demo/payresult`` -> SUCCESS (seen at ``/sim/orders/<no>``)
+4. the order now has ``or_status`` 2, ``pay_result`` and ``pay_time``
+
+Exit status 0 only when every step checked out.  ``--keep`` leaves it all running and
+prints the URLs until Ctrl-C / SIGTERM.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+USER = "demo"
+CONF = "xxx"
+
+# the seed's .regapi files, byte for byte (its trailing blanks included)
+PAY_API = ("# 提交订单支付信息\n"
+           "weixin xxx order -submit ${http-qs-id} \n"
+           "           -client_ip ${http-remote-host} \n"
+           "           -openid ${http-qs-openid} \n")
+PAYRESULT_API = ("# 处理订单支付的返回\n"
+                 "weixin xxx order -result id:${id}\n")
+
+WXCONF = """\
+appID      : '{appid}',   # 公众号 API 的 ID 号
+appsecret  : '{appsecret}',     # 公众号 API 秘钥
+pay_mch_id : "{mch_id}"        # 商户号
+pay_key    : "{pay_key}"        # 支付秘钥
+pay_time_expire : 10       # 订单过期时间(分钟)，默认10
+pay_notify_url : "{notify_url}" # 支付成功的回调
+pay_api_base : "{api_base}"  # the local WeChat Pay simulator
+"""
+
+
+class DemoFailed(Exception):
+    pass
+
+
+class Out:
+    """Readable step-by-step output."""
+
+    def __init__(self, stream=None):
+        self.s = stream or sys.stdout
+
+    def line(self, text: str = "") -> None:
+        self.s.write(text + "\n")
+        self.s.flush()
+
+    def ok(self, text: str) -> None:
+        self.line(f"   [ok] {text}")
+
+    def block(self, text: str, indent: str = "        ") -> None:
+        for ln in text.rstrip("\n").splitlines():
+            self.line(indent + ln)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(what: str, fn, timeout: float, interval: float = 0.05):
+    """Call ``fn`` until it returns a truthy value; DemoFailed after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            value = fn()
+            if value:
+                return value
+        except Exception as e:  # noqa: BLE001 - keep polling; say why at the end
+            last = e
+        if time.monotonic() >= deadline:
+            why = f" (last error: {type(last).__name__}: {last})" if last else ""
+            raise DemoFailed(f"timed out after {timeout:g}s waiting for {what}{why}")
+        time.sleep(interval)
+
+
+def check(cond: bool, what: str) -> None:
+    if not cond:
+        raise DemoFailed(what)
+
+
+def start_server(port: int, store_url: str, log_path: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "regapi", "serve", "--host", "127.0.0.1",
+           "--port", str(port), "--workers", "1", "--store", store_url]
+    log = open(log_path, "ab")
+    try:
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    finally:
+        log.close()
+
+
+def stop_server(proc: subprocess.Popen | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)          # graceful shutdown
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+def setup_store(store, conf: dict, openid: str):
+    """wxconf, the two APIs and an order, through the store API."""
+    store.create(f"/home/{USER}/.weixin/{CONF}/wxconf", "FILE", parents=True,
+                 content=WXCONF.format(**conf).encode("utf-8"))
+    api = f"/home/{USER}/.regapi/api"
+    store.create(f"{api}/pay", "FILE", {"http-header-Content-Type": "application/json"},
+                 parents=True, content=PAY_API.encode("utf-8"))
+    store.create(f"{api}/payresult", "FILE", {"http-header-Content-Type": "text/xml"},
+                 parents=True, content=PAYRESULT_API.encode("utf-8"))
+    return store.create(f"/home/{USER}/orders/o1", "FILE",
+                        {"title": "wnshell demo: one bowl of noodles", "openid": openid,
+                         "total_fee": 888, "or_status": 0}, parents=True)
+
+
+def run_demo(keep: bool = False, port: int = 0, store_url: str | None = None,
+             timeout: float = 20.0, out: Out | None = None) -> int:
+    import requests
+
+    from objstore import open_store
+    from wxpay.simulator import Simulator
+    from wxpay.sign import sign as wxsign
+
+    out = out or Out()
+    tmp = tempfile.mkdtemp(prefix="wnshell-demo-")
+    store_url = store_url or f"sqlite://{os.path.join(tmp, 'store.db')}"
+    log_path = os.path.join(tmp, "server.log")
+    sim = server = store = None
+    http = requests.Session()
+    http.trust_env = False                  # loopback only, never a proxy
+    status = 1
+    try:
+        appid = "wx" + secrets.token_hex(8)
+        mch_id = str(1900000000 + secrets.randbelow(99999999))
+        pay_key = secrets.token_hex(16)       # 32 chars, generated now, never printed
+        appsecret = secrets.token_hex(16)
+        openid = "o" + secrets.token_urlsafe(20)
+
+        sim = Simulator(merchants=[(appid, mch_id, pay_key)]).start()
+        port = port or free_port()
+        base = f"http://127.0.0.1:{port}"
+        conf = {"appid": appid, "appsecret": appsecret, "mch_id": mch_id,
+                "pay_key": pay_key, "notify_url": f"{base}/api/{USER}/payresult",
+                "api_base": sim.url}
+
+        store = open_store(store_url)
+        order = setup_store(store, conf, openid)
+
+        out.line("wnshell demo: WeChat JSAPI pay, the seed's flow over real HTTP")
+        out.line(f"  store      {store_url} (fresh)")
+        out.line(f"  simulator  {sim.url}  (WeChat Pay v2, merchant {mch_id})")
+        out.line(f"  wxconf     /home/{USER}/.weixin/{CONF}/wxconf "
+                 "(test keys generated now; pay_key and appsecret never shown)")
+        out.block(WXCONF.format(**dict(conf, pay_key="*" * 8, appsecret="*" * 8)), "      ")
+        out.line(f"  API pay        /home/{USER}/.regapi/api/pay")
+        out.block(PAY_API, "      ")
+        out.line(f"  API payresult  /home/{USER}/.regapi/api/payresult")
+        out.block(PAYRESULT_API, "      ")
+        out.line(f"  order      /home/{USER}/orders/o1  id={order['id']}  total_fee=888 fen"
+                 f"  or_status=0")
+
+        server = start_server(port, store_url, log_path)
+        wait_until("the server to answer",
+                   lambda: _alive(server) and http.get(base + "/", timeout=1).status_code == 404,
+                   timeout)
+        out.line(f"  server     {base}  (wnshell serve, pid {server.pid})")
+        out.line()
+
+        # 1. C -> W : the pay API, answered with the JS-SDK's JSON
+        url = f"{base}/api/{USER}/pay"
+        out.line(f"1. client -> W   GET /api/{USER}/pay?id={order['id']}&openid={openid}")
+        r = http.get(url, params={"id": order["id"], "openid": openid}, timeout=timeout)
+        out.line(f"   <- {r.status_code} {r.headers.get('Content-Type')}")
+        check(r.status_code == 200, f"pay answered {r.status_code}: {r.text.strip()[:300]}")
+        js = r.json()
+        out.block(json.dumps(js, indent=2, ensure_ascii=False))
+        for k in ("appId", "timeStamp", "nonceStr", "package", "signType", "paySign"):
+            check(isinstance(js.get(k), str) and js[k], f"JS-SDK JSON lacks {k}")
+        check(js["appId"] == appid, "appId is not the account's")
+        check(js["timeStamp"].isdigit() and abs(int(js["timeStamp"]) - time.time()) < 600,
+              "timeStamp is not Unix seconds")
+        check(js["package"].startswith("prepay_id="), "package is not prepay_id=…")
+        signed = {k: js[k] for k in ("appId", "timeStamp", "nonceStr", "package", "signType")}
+        check(wxsign(signed, pay_key, js["signType"]) == js["paySign"], "paySign does not verify")
+        prepay_id = js["package"][len("prepay_id="):]
+        out.ok("the JSON WeixinJSBridge / wx.chooseWXPay needs; paySign verifies")
+
+        # 2. the user pays on the phone (the simulator stands in for WeChat)
+        out.line(f"2. user pays     POST {sim.url}/sim/pay  prepay_id={prepay_id}")
+        r = http.post(f"{sim.url}/sim/pay", json={"prepay_id": prepay_id}, timeout=timeout)
+        check(r.status_code == 200, f"simulator refused the payment: {r.status_code} "
+                                    f"{r.text.strip()[:300]}")
+        paid = r.json()
+        otn, txid = paid.get("out_trade_no"), paid.get("transaction_id")
+        check(bool(otn and txid), "simulator answered no out_trade_no/transaction_id")
+        out.ok(f"paid: out_trade_no {otn}, transaction_id {txid}")
+
+        # 3. S -> W : the signed notification, answered SUCCESS
+        out.line(f"3. WeChat -> W   POST /api/{USER}/payresult  (signed notification XML)")
+
+        def delivered():
+            o = http.get(f"{sim.url}/sim/orders/{otn}", timeout=timeout).json()
+            st = (o.get("notify") or {}).get("status")
+            if st == "failed" or st == "refused":
+                raise DemoFailed(f"notification {st}: {o['notify'].get('last_reply')}")
+            return o if st == "delivered" else None
+
+        try:
+            sim_order = wait_until("WeChat's notification to be answered SUCCESS",
+                                   delivered, timeout)
+        except DemoFailed:
+            raise
+        note = sim_order["notify"]
+        out.line(f"   <- {note.get('last_reply')}")
+        check("SUCCESS" in (note.get("last_reply") or ""), "payresult did not answer SUCCESS")
+        out.ok(f"WeChat got SUCCESS (attempts: {note.get('attempts')}); "
+               f"simulator trade_state {sim_order.get('trade_state')}")
+
+        # 4. W : the order is paid
+        fresh = store.get(order["id"])
+        check(fresh is not None, "the order vanished")
+        pr = fresh.get("pay_result") or {}
+        out.line(f"4. order         /home/{USER}/orders/o1")
+        out.block(json.dumps({"or_status": fresh.get("or_status"),
+                              "pay_time": fresh.get("pay_time"),
+                              "pay_result": {k: pr.get(k) for k in
+                                             ("out_trade_no", "transaction_id", "total_fee",
+                                              "result_code", "time_end")}},
+                             indent=2, ensure_ascii=False))
+        check(fresh.get("or_status") == 2, f"or_status is {fresh.get('or_status')!r}, not 2")
+        check(isinstance(pr, dict) and pr.get("transaction_id") == txid,
+              "pay_result does not hold the transaction")
+        check(isinstance(fresh.get("pay_time"), int), "pay_time is not epoch ms")
+        out.ok("or_status 2 (paid), pay_result and pay_time recorded")
+        out.line()
+        out.line("OK: every step checked out.")
+        status = 0
+
+        if keep:
+            _keep_running(out, base, sim.url, order, openid, store_url, log_path)
+    except DemoFailed as e:
+        out.line(f"   [FAIL] {e}")
+        _tail(out, log_path)
+        status = 1
+    except KeyboardInterrupt:
+        status = 130
+    except Exception as e:  # noqa: BLE001 - a demo says what broke, in one line
+        msg = e.line() if hasattr(e, "line") else f"{type(e).__name__}: {e}"
+        out.line(f"   [FAIL] {msg}")
+        _tail(out, log_path)
+        status = 1
+    finally:
+        stop_server(server)
+        if sim is not None:
+            sim.stop()
+        if store is not None:
+            store.close()
+        http.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return status
+
+
+def _alive(proc: subprocess.Popen) -> bool:
+    if proc.poll() is not None:
+        raise DemoFailed(f"the server exited with status {proc.returncode}")
+    return True
+
+
+def _tail(out: Out, log_path: str, n: int = 15) -> None:
+    try:
+        with open(log_path, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()[-n:]
+    except OSError:
+        return
+    if lines:
+        out.line("   server log (last lines):")
+        out.block("\n".join(lines), "     | ")
+
+
+def _keep_running(out, base, sim_url, order, openid, store_url, log_path) -> None:
+    out.line()
+    out.line("Still running (--keep); Ctrl-C or SIGTERM stops everything:")
+    out.line(f"  server     {base}/api/{USER}/<api>   (log: {log_path})")
+    out.line(f"  pay        {base}/api/{USER}/pay?id={order['id']}&openid={openid}")
+    out.line(f"  simulator  {sim_url}/sim/orders/<out_trade_no>")
+    out.line(f"  store      {store_url}")
+    out.line(f"  shell      WNSHELL_STORE={store_url} wnshell -c 'obj id:{order['id']}'")
+    stop = threading.Event()
+    prev = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, prev)
