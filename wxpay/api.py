@@ -257,13 +257,16 @@ def _check_sign(account: Account, params: Mapping, sign_type: str | None) -> Non
         raise SignError("the signature of the WeChat payload does not match")
 
 
-def parse_reply(account: Account, xml, max_bytes: int = MAX_BYTES) -> dict:
+def parse_reply(account: Account, xml, max_bytes: int = MAX_BYTES,
+                check_result: bool = True) -> dict:
     """Check a unifiedorder/orderquery/closeorder reply and return its fields.
 
     return_code FAIL → ReturnFail; SUCCESS without sign or with a bad sign →
     SignError; appid/mch_id not the account's → MismatchError; result_code FAIL →
-    ResultFail(err_code).  The signature uses the reply's ``sign_type`` when present,
-    else the account's (WeChat signs replies the way the request was signed).
+    ResultFail(err_code) (unless ``check_result=False``: then a verified
+    result_code=FAIL reply is returned as is).  The signature uses the reply's
+    ``sign_type`` when present, else the account's (WeChat signs replies the way the
+    request was signed).
     """
     params = _parse(xml, max_bytes)
     rc = params.get("return_code")
@@ -274,7 +277,7 @@ def parse_reply(account: Account, xml, max_bytes: int = MAX_BYTES) -> dict:
     _check_sign(account, params, params.get("sign_type") or account.sign_type)
     _check_owner(account, params, "reply")
     result = params.get("result_code")
-    if result != "SUCCESS":
+    if check_result and result != "SUCCESS":
         raise ResultFail(params.get("err_code"), params.get("err_code_des"))
     return params
 

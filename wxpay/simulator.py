@@ -651,6 +651,8 @@ class Simulator:
 
     def _deliver_copy(self, o, url, body, copy, barrier):
         delivered = False
+        http = requests.Session()
+        http.trust_env = False            # never through a proxy from the environment
         try:
             if barrier is not None:
                 try:
@@ -663,9 +665,9 @@ class Simulator:
                     return
                 status, reply, ok = None, "", False
                 try:
-                    r = requests.post(url, data=body, timeout=self.notify_timeout,
-                                      headers={"Content-Type": "text/xml; charset=utf-8"},
-                                      allow_redirects=False)
+                    r = http.post(url, data=body, timeout=self.notify_timeout,
+                                  headers={"Content-Type": "text/xml; charset=utf-8"},
+                                  allow_redirects=False)
                     status = r.status_code
                     raw = r.content[:MAX_BYTES]
                     reply = raw[:500].decode("utf-8", "replace")
@@ -681,6 +683,7 @@ class Simulator:
                     delivered = True
                     return
         finally:
+            http.close()
             with self._cond:
                 o.notify_active -= 1
                 if delivered:
@@ -712,7 +715,10 @@ class _Handler(BaseHTTPRequestHandler):
             chunks, size = [], 0
             while True:
                 line = self.rfile.readline(100)
-                n = int(line.split(b";")[0].strip() or b"0", 16)
+                try:
+                    n = int(line.split(b";")[0].strip(), 16)
+                except ValueError:
+                    raise _BadFraming("malformed chunked body") from None
                 if n == 0:
                     self.rfile.readline(100)
                     break
@@ -800,20 +806,37 @@ class _Handler(BaseHTTPRequestHandler):
             raise _BadJson("the body must be a JSON object")
         return data
 
+    def _safe_route(self, method: str) -> None:
+        try:
+            self._route(method)
+        except _BadFraming as e:
+            self._json(400, {"error": str(e)})
+        except Exception as e:       # never a traceback on the console; one line instead
+            sys.stderr.write(f"wxpay-sim: {method} {urlsplit(self.path).path}: "
+                             f"{type(e).__name__}\n")
+            try:
+                self._json(500, {"error": "internal error"})
+            except Exception:
+                pass
+
     def do_POST(self):
-        self._route("POST")
+        self._safe_route("POST")
 
     def do_GET(self):
-        self._route("GET")
+        self._safe_route("GET")
 
     def do_PUT(self):
-        self._route("PUT")
+        self._safe_route("PUT")
 
     def do_DELETE(self):
-        self._route("DELETE")
+        self._safe_route("DELETE")
 
 
 class _BadJson(Exception):
+    pass
+
+
+class _BadFraming(Exception):
     pass
 
 

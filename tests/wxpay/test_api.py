@@ -258,3 +258,10 @@ def test_reply_xml_exact():
     fail = reply_xml(False, "sign ]]> bad")
     assert from_xml(fail) == {"return_code": "FAIL", "return_msg": "sign ]]> bad"}
     assert from_xml(reply_xml(False)) == {"return_code": "FAIL", "return_msg": "OK"}
+
+
+def test_parse_reply_without_result_check(account):
+    fail = _signed(_reply(result_code="FAIL", err_code="SYSTEMERROR"))
+    assert parse_reply(account, fail, check_result=False)["err_code"] == "SYSTEMERROR"
+    with pytest.raises(SignError):
+        parse_reply(account, to_xml(_reply(result_code="FAIL")), check_result=False)

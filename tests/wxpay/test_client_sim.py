@@ -269,3 +269,28 @@ def test_refuses_non_loopback_listen():
     from wxpay.simulator import Simulator
     with pytest.raises(WxPayError):
         Simulator(host="0.0.0.0", merchants=[(APPID, MCH_ID, KEY)])
+
+
+def _raw_http(sim, request: bytes) -> bytes:
+    port = int(sim.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(request)
+        data = b""
+        while True:
+            chunk = c.recv(4096)
+            if not chunk:
+                return data
+            data += chunk
+
+
+def test_chunked_bodies(sim):
+    bad = _raw_http(sim, b"POST /pay/unifiedorder HTTP/1.1\r\nHost: x\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\nzz\r\n")
+    assert bad.startswith(b"HTTP/1.0 400") and b"malformed chunked body" in bad
+    xml = _req()
+    good = _raw_http(sim, b"POST /pay/unifiedorder HTTP/1.1\r\nHost: x\r\n"
+                          b"Transfer-Encoding: chunked\r\n\r\n"
+                          + f"{len(xml):x}".encode() + b"\r\n" + xml + b"\r\n0\r\n\r\n")
+    assert good.startswith(b"HTTP/1.0 200")
+    reply = from_xml(good.split(b"\r\n\r\n", 1)[1])
+    assert reply["result_code"] == "SUCCESS" and verify(reply, KEY)
