@@ -302,9 +302,10 @@ class SqliteCompiler:
                 if c.key in self.columns:
                     return "0", []
                 return f"({typ} = ?)", kp + ["true" if c.value else "false"]
+            # the cheap equality first: the type is only checked on rows that pass it
             if isinstance(c.value, str):
-                return f"({typ} = 'text' AND {val} = ?)", kp + kp + [c.value]
-            return f"({typ} IN ('integer','real') AND {val} = ?)", kp + kp + [c.value]
+                return f"({val} = ? AND {typ} = 'text')", kp + [c.value] + kp
+            return f"({val} = ? AND {typ} IN ('integer','real'))", kp + [c.value] + kp
         if c.op == "regex":
             return (f"({typ} IN ('text','integer','real') AND {val} REGEXP ?)",
                     kp + kp + [c.value])
