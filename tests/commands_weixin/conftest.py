@@ -35,6 +35,11 @@ pay_notify_url : "{notify_url}" # 支付成功的回调
 pay_api_base : "{api_base}"  # 测试: 本地模拟器
 {extra}"""
 
+# the seed's template for the notification API (weixin_pay.md, .regapi 的写法)
+RESULT_TEMPLATE = """# 处理订单支付的返回
+weixin xxx order -result id:${id}
+"""
+
 # what every test recorded: (kind, text)
 RECORDED: list[tuple[str, str]] = []
 _rec_lock = threading.Lock()
@@ -134,7 +139,12 @@ class Receiver:
         session = Session(store, user="demo")
         req = store.create("/home/demo/.regapi/tmp/" + objstore_new_id(), "FILE",
                            {"http-method": "POST"}, parents=True, content=body)
-        result = run(session, f"weixin {self.conf} order -result id:{req.id}")
+        # the seed's .regapi template, rendered the way regapi does
+        text = RESULT_TEMPLATE.replace("xxx", self.conf)
+        status, out, err = session.run(text, "", template_vars={"id": req.id})
+        for kind, t in (("cmd", text), ("stdout", out), ("stderr", err)):
+            record(kind, t)
+        result = (status, out, err)
         with self.lock:
             self.replies.append(result)
         return result
