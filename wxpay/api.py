@@ -66,6 +66,9 @@ def _as_datetime(now) -> datetime:
     if isinstance(now, datetime):
         return now if now.tzinfo else now.replace(tzinfo=timezone.utc)
     if isinstance(now, (int, float)) and not isinstance(now, bool):
+        if not 0 <= now < 1e11:
+            raise _bad("e.weixin.param.invalid",
+                       "a time must be Unix seconds (not milliseconds)")
         return datetime.fromtimestamp(now, timezone.utc)
     raise _bad("e.weixin.param.invalid", "now must be a datetime or Unix seconds")
 
@@ -78,6 +81,8 @@ def beijing_stamp(when=None) -> str:
 
 def parse_beijing(stamp: str) -> datetime:
     """An aware datetime from ``yyyyMMddHHmmss`` Beijing time; BAD_INPUT if invalid."""
+    if isinstance(stamp, int) and not isinstance(stamp, bool):
+        stamp = str(stamp)
     if not isinstance(stamp, str) or not _STAMP.match(stamp):
         raise _bad("e.weixin.param.invalid", "a time must be yyyyMMddHHmmss")
     try:
@@ -194,12 +199,14 @@ def build_unifiedorder(account: Account, order: Mapping, now=None, nonce=None) -
     time_start = order.get("time_start")
     if time_start not in (None, ""):
         parse_beijing(time_start)
-        params["time_start"] = time_start
+        params["time_start"] = str(time_start)
     time_expire = order.get("time_expire")
     if time_expire in (None, ""):
         time_expire = beijing_stamp(nowdt + timedelta(minutes=account.time_expire_minutes))
     elif parse_beijing(time_expire) <= nowdt:
         raise _bad("e.weixin.param.invalid", "time_expire is already past")
+    else:
+        time_expire = str(time_expire)
     params["time_expire"] = time_expire
     for name in ("goods_tag", "limit_pay", "product_id", "receipt", "scene_info",
                  "profit_sharing"):

@@ -265,3 +265,15 @@ def test_parse_reply_without_result_check(account):
     assert parse_reply(account, fail, check_result=False)["err_code"] == "SYSTEMERROR"
     with pytest.raises(SignError):
         parse_reply(account, to_xml(_reply(result_code="FAIL")), check_result=False)
+
+
+def test_times(account):
+    p = build_unifiedorder(account, order(time_expire=20260102120000), now=NOW)
+    assert p["time_expire"] == "20260102120000"
+    with pytest.raises(WnError, match="milliseconds"):
+        jsapi_params(account, "wx1", now=NOW.timestamp() * 1000)
+    with pytest.raises(WnError):
+        jsapi_params(account, "wx1", now="yesterday")
+    naive = datetime(2026, 1, 2, 3, 4, 5)                    # naive = UTC
+    assert jsapi_params(account, "wx1", now=naive)["timeStamp"] == \
+        str(int(NOW.timestamp()))
