@@ -61,8 +61,21 @@ class _RecordAll(logging.Handler):
 
 _handler = _RecordAll(level=logging.DEBUG)
 _handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
-logging.getLogger().addHandler(_handler)
-logging.getLogger("wnshell").setLevel(logging.DEBUG)
+
+
+@pytest.fixture(autouse=True)
+def _record_logs():
+    """While a test of this folder runs, every log record of every logger (DEBUG and
+    up for wnshell.*) is kept in RECORDED."""
+    root, wn = logging.getLogger(), logging.getLogger("wnshell")
+    old_level = wn.level
+    wn.setLevel(logging.DEBUG)
+    root.addHandler(_handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(_handler)
+        wn.setLevel(old_level)
 
 
 def run(session: Session, text: str, stdin: str = ""):
