@@ -11,7 +11,7 @@ from wxpay.errors import ResultFail, ReturnFail, SignError, TransportError
 from wxpay.sign import sign, verify
 from wxpay.xmlcodec import from_xml, to_xml
 
-from .conftest import (APPID, KEY, MCH_ID, OTHER_APPID, OTHER_KEY, OTHER_MCH,
+from .conftest import (APPID, KEY, MCH_ID, OTHER_KEY, OTHER_MCH,
                        SECOND_APPID, order)
 
 
