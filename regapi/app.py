@@ -137,7 +137,11 @@ class RegApiApp:
         except UnicodeDecodeError:
             raise WnError("e.regapi.api.invalid", "API template is not UTF-8",
                           kind="internal") from None
-        ast = parse(text)
+        try:
+            ast = parse(text)
+        except WnError as e:     # the API's own text is broken: a server-side fault
+            raise WnError("e.regapi.api.invalid", f"{e.key} : {e.reason}",
+                          kind="internal") from None
         t = Template(ast, api, version)
         if len(self._templates) > 4096:
             self._templates.clear()
@@ -172,7 +176,7 @@ class RegApiApp:
             path = wsgi_path(environ)
             status, headers, body = self.handle(environ, path)
         except rq.HttpError as e:
-            status, headers, body = e.status, [], rs.error_body(e.key, e.reason, False)
+            status, headers, body = e.http_code, [], rs.error_body(e.key, e.reason, False)
         except WnError as e:
             status, headers, body = rs.error_status(e), [], rs.error_body(e.key, e.reason, False)
         except Exception:  # noqa: BLE001 - never a traceback to a client
@@ -215,7 +219,7 @@ class RegApiApp:
                                        tpl.names)
             status, out, err, last = self.run(usr, tpl, tvars)
         except rq.HttpError as e:
-            return _error(e.status, e.key, e.reason, as_json)
+            return _error(e.http_code, e.key, e.reason, as_json)
         except WnError as e:
             return _error(rs.error_status(e), e.key, e.reason, as_json)
 
@@ -364,8 +368,9 @@ def _setup_logging(access: bool = True) -> None:
     if not log.handlers:
         h = logging.StreamHandler()
         h.setFormatter(logging.Formatter("%(asctime)s [%(process)d] %(name)s %(message)s"))
-        log.addHandler(h)
-        log.propagate = False
-    log.setLevel(logging.INFO)
+        for lg in (log, logging.getLogger("wnshell")):   # regapi and the commands' logs
+            lg.addHandler(h)
+            lg.propagate = False
+            lg.setLevel(logging.INFO)
     access_log.setLevel(logging.INFO if access else logging.WARNING)
 

@@ -30,11 +30,11 @@ _SERVER_ENV = {k: v for k, v in os.environ.items() if k.startswith(("HTTP_", "CO
 
 
 class HttpError(WnError):
-    """An error the app answers directly with ``status`` (413, 400, 404 …)."""
+    """An error the app answers directly with HTTP status ``http_code`` (413, 400 …)."""
 
-    def __init__(self, status: int, key: str, reason: str = "", kind: str = BAD_INPUT):
+    def __init__(self, http_code: int, key: str, reason: str = "", kind: str = BAD_INPUT):
         super().__init__(key, reason, kind)
-        self.status = status
+        self.http_code = http_code
 
 
 def _text(s: str) -> str:
@@ -180,10 +180,15 @@ def _header(environ: dict, name: str) -> str | None:
     """``USER-AGENT`` -> the request's User-Agent header (None when absent)."""
     if name in ("CONTENT-TYPE", "CONTENT-LENGTH"):
         key = name.replace("-", "_")
+        value = environ.get(key)
+        if not value:
+            return None
     else:
         key = "HTTP_" + name.replace("-", "_")
-    value = environ.get(key)
-    if not value or (_SERVER_ENV and _SERVER_ENV.get(key) == value):
+        value = environ.get(key)
+        if value is None:
+            return None
+    if _SERVER_ENV and _SERVER_ENV.get(key) == value:
         return None
     return _text(value)
 

@@ -119,7 +119,7 @@ def check_location(text: str) -> str | None:
 def error_status(err: WnError | None) -> int:
     if err is None:
         return 500
-    return getattr(err, "status", None) or HTTP_STATUS.get(err.kind, 500)
+    return getattr(err, "http_code", None) or HTTP_STATUS.get(err.kind, 500)
 
 
 def error_body(key: str, reason: str, as_json: bool) -> bytes:
