@@ -1,4 +1,5 @@
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -25,6 +26,10 @@ def _script():
 def _start(cmd, **env):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1", **env))
+    ready = select.select([proc.stdout], [], [], 15)[0]
+    if not ready:
+        proc.kill()
+        pytest.fail("wxpay-sim printed nothing within 15 s")
     line = proc.stdout.readline()
     assert line.startswith("wxpay-sim listening on http://127.0.0.1:"), line
     return proc, line.split()[3]
