@@ -81,10 +81,33 @@ def clean_meta(meta: Mapping[str, Any] | None, *, what: str = "metadata") -> dic
         if want is not None and v is not None and (
                 not isinstance(v, want) or isinstance(v, bool)):
             raise meta_invalid(f"'{k}' must be {'an integer' if want is int else 'a string'}")
+    if "expi" in meta and meta["expi"] is not None and not 0 <= meta["expi"] < INT64:
+        raise meta_invalid("'expi' is out of range")
+    return to_json(meta, what)
+
+
+INT64 = 2 ** 63
+
+
+def to_json(value: Any, what: str) -> Any:
+    """A deep copy of ``value`` through JSON text (UTF-8 encodable, finite numbers)."""
     try:
-        return json.loads(json.dumps(dict(meta), allow_nan=False, ensure_ascii=False))
-    except (TypeError, ValueError) as exc:
-        raise meta_invalid(f"{what} is not JSON: {exc}") from None
+        text = json.dumps(dict(value) if isinstance(value, Mapping) else value,
+                          allow_nan=False, ensure_ascii=False)
+        text.encode("utf-8")
+        out = json.loads(text)
+    except (TypeError, ValueError, RecursionError) as exc:   # UnicodeError is a ValueError
+        raise meta_invalid(f"{what} is not JSON: {str(exc)[:200]}") from None
+    todo = [out]                       # integers must fit every backend (64-bit)
+    while todo:
+        v = todo.pop()
+        if isinstance(v, int) and not isinstance(v, bool) and not -INT64 <= v < INT64:
+            raise meta_invalid(f"{what}: integer out of the 64-bit range")
+        if isinstance(v, dict):
+            todo.extend(v.values())
+        elif isinstance(v, list):
+            todo.extend(v)
+    return out
 
 
 def apply_changes(doc: dict, changes: Mapping[str, Any], now: int) -> None:
@@ -116,10 +139,7 @@ def clean_expect(expect: Mapping[str, Any]) -> dict:
     for k in expect:
         if not isinstance(k, str) or not k:
             raise meta_invalid(f"cas keys must be non-empty strings: {k!r}")
-    try:
-        return json.loads(json.dumps(dict(expect), allow_nan=False, ensure_ascii=False))
-    except (TypeError, ValueError) as exc:
-        raise meta_invalid(f"cas expectations are not JSON: {exc}") from None
+    return to_json(expect, "cas expectations")
 
 
 def matches_expect(doc: Mapping[str, Any], expect: Mapping[str, Any]) -> bool:
@@ -136,10 +156,13 @@ def matches_expect(doc: Mapping[str, Any], expect: Mapping[str, Any]) -> bool:
 def check_delta(key: Any, delta: Any) -> None:
     if not isinstance(key, str) or not key:
         raise meta_invalid(f"incr key must be a non-empty string: {key!r}")
+    to_json(key, "incr key")
     if key in RESERVED:
         raise meta_invalid(f"'{key}' is a reserved field")
     if isinstance(delta, bool) or not isinstance(delta, int):
         raise meta_invalid("incr delta must be an integer")
+    if not -INT64 <= delta < INT64:
+        raise meta_invalid("incr delta is out of range")
 
 
 def incr_value(current: Any, key: str, delta: int) -> int:
@@ -147,7 +170,18 @@ def incr_value(current: Any, key: str, delta: int) -> int:
         current = 0
     if isinstance(current, bool) or not isinstance(current, int):
         raise meta_invalid(f"'{key}' is not an integer")
+    if not -INT64 <= current + delta < INT64:
+        raise meta_invalid(f"'{key}' would leave the 64-bit range")
     return current + delta
+
+
+def glob_regex(glob: Any) -> str:
+    """A children() name glob (``*``, ``?``, ``[...]``) as regex text."""
+    import fnmatch
+    if not isinstance(glob, str):
+        raise paths.invalid(f"glob must be a string, not {type(glob).__name__}")
+    paths._utf8(glob)
+    return fnmatch.translate(glob)
 
 
 def as_bytes(data: Any) -> bytes:

@@ -247,9 +247,8 @@ class DocStore(Store):
     def children(self, oid: str, glob: str | None = None) -> list[WnObj]:
         rx = None
         if glob is not None:
-            import fnmatch
             import re
-            rx = re.compile(fnmatch.translate(glob))
+            rx = re.compile(C.glob_regex(glob))
         now = C.now_ms()
         with self._txn(False) as v:
             doc = self._need(v, oid, now)

@@ -66,7 +66,7 @@ def check_name(nm: str) -> str:
         raise invalid(f"name contains a control character: {_show(nm)}")
     if nm in (".", ".."):
         raise invalid(f"'{nm}' is not a name")
-    if len(nm.encode("utf-8", "surrogatepass")) > MAX_NAME:
+    if len(_utf8(nm)) > MAX_NAME:
         raise invalid(f"name longer than {MAX_NAME} bytes: {_show(nm)}")
     return nm
 
@@ -76,8 +76,15 @@ def _check_text(path: str, what: str = "path") -> None:
         raise invalid(f"{what} must be a string, not {type(path).__name__}")
     if _CONTROL.search(path):
         raise invalid(f"{what} contains a control character: {_show(path)}")
-    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH:
+    if len(_utf8(path)) > MAX_PATH:
         raise invalid(f"{what} longer than {MAX_PATH} bytes")
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise invalid(f"not valid Unicode text: {_show(text.encode('utf-8', 'replace').decode())}") from None
 
 
 def _normalize(segments: list[str], base: list[str], *, keep_up: bool = False) -> list[str]:

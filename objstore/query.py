@@ -99,7 +99,7 @@ def _negated(key: str, text: str) -> Cond:
     typed: Any = {"true": True, "false": False}.get(text)
     if typed is None:
         typed = _number(text)
-    if typed is None:
+    if typed is None or (isinstance(typed, int) and not -INT64 <= typed < INT64):
         return inner
     return Cond(key, "any", subs=(inner, Cond(key, "eq", typed)))
 
@@ -111,10 +111,9 @@ def parse_value(key: str, value: Any) -> Cond:
     if isinstance(value, bool):
         return Cond(key, "eq", value)
     if isinstance(value, (int, float)):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise query_error(f"{key}: numbers must be finite")
-        return Cond(key, "eq", value)
+        return Cond(key, "eq", _check_num(key, value))
     if isinstance(value, str):
+        _check_text(key, value)
         if value.startswith("!"):
             return Cond(key, "not", subs=(_negated(key, value[1:]),))
         if value.startswith("^"):
@@ -126,6 +125,7 @@ def parse_value(key: str, value: Any) -> Cond:
             hi = _number(hi_t) if hi_t else None
             if (lo_t and lo is None) or (hi_t and hi is None):
                 raise query_error(f"bad range for {key}: {value}")
+            lo, hi = (None if x is None else _check_num(key, x) for x in (lo, hi))
             return Cond(key, "range", lo=lo, lo_incl=m.group(1) == "[",
                         hi=hi, hi_incl=m.group(4) == "]")
         if "*" in value:
@@ -133,13 +133,34 @@ def parse_value(key: str, value: Any) -> Cond:
             return Cond(key, "regex", rx, compiled=_compile_regex(key, rx))
         return Cond(key, "eq", value)
     if isinstance(value, (list, tuple)):
+        if any(isinstance(v, (list, tuple)) for v in value):
+            raise query_error(f"{key}: a list of values cannot hold lists")
         return Cond(key, "any", subs=tuple(parse_value(key, v) for v in value))
     raise query_error(f"{key}: unsupported match value of type {type(value).__name__}")
+
+
+INT64 = 2 ** 63
+
+
+def _check_num(key: str, n: int | float) -> int | float:
+    if isinstance(n, float) and not math.isfinite(n):
+        raise query_error(f"{key}: numbers must be finite")
+    if isinstance(n, int) and not -INT64 <= n < INT64:
+        raise query_error(f"{key}: integer out of range")
+    return n
+
+
+def _check_text(key: str, text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise query_error(f"{key}: value is not valid Unicode text") from None
 
 
 def check_key(key: Any) -> str:
     if not isinstance(key, str) or not key:
         raise query_error(f"match keys must be non-empty strings: {key!r}")
+    _check_text("key", key)
     if _KEY_BAD.search(key):
         raise query_error(f"match key contains a quote, backslash or control character: {key!r}")
     return key
@@ -181,9 +202,10 @@ def parse_sort(sort: Any) -> list[tuple[str, int]]:
 
 
 def check_window(skip: Any, limit: Any) -> tuple[int, int | None]:
-    if isinstance(skip, bool) or not isinstance(skip, int) or skip < 0:
+    if isinstance(skip, bool) or not isinstance(skip, int) or not 0 <= skip < INT64:
         raise query_error("skip must be an integer >= 0")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                              or not 0 <= limit < INT64):
         raise query_error("limit must be an integer >= 0")
     return skip, limit
 

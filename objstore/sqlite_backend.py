@@ -61,9 +61,14 @@ COMPILER = Q.SqliteCompiler({k: k for k in COLUMNS}, INT_COLUMNS, "meta")
 PURGE_EVERY_MS = 60_000
 
 
+_VALUE_ERRORS = (OverflowError, UnicodeError)   # a value SQLite cannot bind
+
+
 def _store_error(exc: BaseException, what: str = "") -> StoreError:
     """A raw sqlite3 exception -> StoreError (never leaks sqlite3 types upward)."""
-    msg = str(exc)
+    msg = str(exc)[:300]
+    if isinstance(exc, _VALUE_ERRORS):
+        return C.meta_invalid(f"value cannot be stored: {msg}")
     if isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in msg:
         return C.exists(what or msg)
     if isinstance(exc, sqlite3.OperationalError) and ("locked" in msg or "busy" in msg):
@@ -193,7 +198,7 @@ class SQLiteStore(Store):
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
-            if isinstance(exc, sqlite3.Error):
+            if isinstance(exc, (sqlite3.Error,) + _VALUE_ERRORS):
                 raise _store_error(exc) from None
             raise
         try:
@@ -209,7 +214,7 @@ class SQLiteStore(Store):
         """A single autocommit SELECT (itself one transaction)."""
         try:
             return self._conn().execute(sql, params).fetchone()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error,) + _VALUE_ERRORS as exc:
             raise _store_error(exc) from None
 
     def close(self) -> None:
@@ -443,8 +448,7 @@ class SQLiteStore(Store):
     def children(self, oid: str, glob: str | None = None) -> list[WnObj]:
         rx_sql, params = "", []
         if glob is not None:
-            import fnmatch
-            rx_sql, params = " AND nm REGEXP ?", [fnmatch.translate(glob)]
+            rx_sql, params = " AND nm REGEXP ?", [C.glob_regex(glob)]
         now = C.now_ms()
         with self._tx(False) as conn:
             doc = self._need(conn, oid, now)
@@ -522,7 +526,7 @@ class SQLiteStore(Store):
         try:
             rows = self._conn().execute(
                 sql, params + order_params + [-1 if limit is None else limit, skip]).fetchall()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error,) + _VALUE_ERRORS as exc:
             raise _store_error(exc) from None
         return [C.copy_out(_row_doc(r)) for r in rows]
 

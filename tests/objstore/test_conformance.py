@@ -548,3 +548,56 @@ def test_sigkill_keeps_every_acknowledged_write(store_factory):
     # the store still works after the crash
     again.create("/w/after")
     assert again.fetch("/w/after") is not None
+
+
+# ---- hostile input: always a StoreError, never a raw exception, nothing half-written -------------
+BAD_VALUES = ["\ud800", 2 ** 70, -(2 ** 70), float("nan"), float("-inf"), object(), {1, 2},
+              b"bytes", {"deep": [[[[[]]]]], "x": "\udfff"}]
+
+
+def test_hostile_values_are_store_errors(store):
+    f = store.create("/f", meta={"n": 1})
+    deep: list = []
+    for _ in range(5000):
+        deep = [deep]
+    calls = []
+    for bad in BAD_VALUES + [deep]:
+        calls += [
+            (store.create, ("/x",), {"meta": {"k": bad}}),
+            (store.create, ("/x",), {"meta": {"expi": bad}}),
+            (store.set_meta, (f.id, {"k": bad}), {}),
+            (store.set_meta, (f.id, {"expi": bad}), {}),
+            (store.cas, (f.id, {"n": bad}, {"k": 1}), {}),
+            (store.cas, (f.id, {"n": 1}, {"k": bad}), {}),
+            (store.incr, (f.id, "n", bad), {}),
+            (store.query, ({"k": bad},), {}),
+            (store.query, ({"k": [bad]},), {}),
+            (store.query, ({},), {"skip": bad}),
+            (store.query, ({},), {"limit": bad}),
+            (store.query, ({},), {"sort": {"k": bad}}),
+            (store.count, ({"k": bad},), {}),
+            (store.create, (bad,), {}),
+            (store.fetch, (bad,), {}),
+            (store.children, (store.fetch("/").id, bad), {}),
+        ]
+    calls += [(store.query, ({"k": "\ud800"},), {}), (store.query, ({"\ud800": 1},), {}),
+              (store.query, ({"k": "!99999999999999999999999"},), {}),
+              (store.query, ({"k": "[0,99999999999999999999999]"},), {}),
+              (store.create, ("/a\ud800",), {}), (store.incr, (f.id, "\ud800"), {}),
+              (store.write, (f.id, ["x"]), {}), (store.move, (f.id, "/\udfff"), {})]
+    for fn, args, kw in calls:
+        try:
+            fn(*args, **kw)
+        except StoreError as e:
+            assert e.key.startswith("e.io.") and "\n" not in e.line()
+        # any other exception fails the test with its traceback
+    assert store.get(f.id)["n"] == 1 and store.fetch("/x") is None
+    assert store.count({}) == 2
+    assert store.incr(f.id, "n", 2 ** 62) == 2 ** 62 + 1      # big but storable
+    assert err(store.incr, f.id, "n", 2 ** 62).key == "e.io.meta.invalid"   # overflow
+    assert store.get(f.id)["n"] == 2 ** 62 + 1
+
+
+def test_errors_have_one_line_and_kind(store):
+    e = err(store.create, "/a/b")
+    assert e.line() == "e.io.obj.noexists : /a" and e.http_status == 404
