@@ -1,0 +1,337 @@
+"""End to end: ``wnshell serve`` in a subprocess (SQLite store in a temp folder, free
+loopback port, 2 workers), the APIs loaded from a folder with ``--regapi-dir``, the
+WeChat Pay simulator in this process.  One server for the whole module."""
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from objstore import open_store
+from regapi.demo import PAY_API, PAYRESULT_API, WXCONF, free_port
+from wxpay.sign import sign as wxsign
+from wxpay.simulator import Simulator
+from wxpay.xmlcodec import to_xml
+
+USER = "demo"
+TMP = f"/home/{USER}/.regapi/tmp"
+
+APIS = {
+    "pay": (PAY_API, {"http-header-Content-Type": "application/json"}),
+    "payresult.regapi": (PAYRESULT_API, {"http-header-Content-Type": "text/xml"}),
+    "echo": ("echo ${http-qs-x}\n", None),
+    "hdr": ("echo ${http-header-X-IN}\n", None),
+    "cookie": ("echo ${http-cookie-c}\n", None),
+    "body": ("cat id:${id}\n", None),
+    "json": ("echo '{\"a\": 1}'\n", {"http-header-Content-Type": "application/json",
+                                     "http-header-Cache-Control": "no-store"}),
+    "missing": ("cat ~/no-such-object\n", {"http-header-Content-Type": "application/json"}),
+    "go": ("echo ${http-qs-to}\n", {"http-resp-code": 302}),
+    "moved": ("echo /api/demo/json\n", {"http-resp-code": 301}),
+    "u/_ANY/_action": ("echo user ${args-0}\n", None),
+    "u/_ANY/info": ("echo info ${args-0}\n", None),
+    "files/_ANY": ("echo file ${args}\n", None),
+    "reloadme": ("echo v1\n", None),
+}
+
+
+def _write_dir(root):
+    for rel, (text, meta) in APIS.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text, encoding="utf-8")
+        if meta:
+            (root / (rel + ".meta.json")).write_text(json.dumps(meta), encoding="utf-8")
+
+
+class Served:
+    pass
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    s = Served()
+    s.tmp = tmp
+    s.apis = tmp / "apis"
+    _write_dir(s.apis)
+    s.store_url = f"sqlite://{tmp / 'store.db'}"
+    s.appid, s.mch_id = "wx" + secrets.token_hex(8), "1900000123"
+    s.key = secrets.token_hex(16)
+    s.sim = Simulator(merchants=[(s.appid, s.mch_id, s.key)]).start()
+    s.port = free_port()
+    s.base = f"http://127.0.0.1:{s.port}"
+    s.store = open_store(s.store_url)
+    s.store.create(f"/home/{USER}/.weixin/xxx/wxconf", "FILE", parents=True, content=WXCONF.format(
+        appid=s.appid, appsecret=secrets.token_hex(16), mch_id=s.mch_id, pay_key=s.key,
+        notify_url=f"{s.base}/api/{USER}/payresult", api_base=s.sim.url).encode())
+    s.log = tmp / "server.log"
+    with open(s.log, "wb") as log:
+        s.proc = subprocess.Popen(
+            [sys.executable, "-m", "regapi", "serve", "--port", str(s.port), "--workers", "2",
+             "--store", s.store_url, "--regapi-dir", str(s.apis), "--user", USER],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    s.http = requests.Session()
+    s.http.trust_env = False
+    deadline = time.time() + 20
+    while True:
+        assert s.proc.poll() is None, s.log.read_text()
+        try:
+            if s.http.get(s.base + "/", timeout=1).status_code == 404:
+                break
+        except requests.ConnectionError:
+            pass
+        assert time.time() < deadline, "server did not start"
+        time.sleep(0.05)
+    yield s
+    s.proc.send_signal(signal.SIGTERM)
+    try:
+        code = s.proc.wait(timeout=20)
+    finally:
+        if s.proc.poll() is None:
+            s.proc.kill()
+        s.sim.stop()
+        s.store.close()
+    assert code == 0, "graceful shutdown on SIGTERM should exit 0"
+
+
+def get(s, path, **kw):
+    return s.http.get(s.base + path, timeout=20, allow_redirects=False, **kw)
+
+
+def new_order(s, name, total_fee=888):
+    openid = "o" + secrets.token_hex(8)
+    o = s.store.create(f"/home/{USER}/orders/{name}", "FILE",
+                       {"openid": openid, "total_fee": total_fee, "or_status": 0},
+                       parents=True)
+    return o, openid
+
+
+def tmp_count(s):
+    d = s.store.fetch(TMP)
+    return 0 if d is None else len(s.store.children(d["id"]))
+
+
+# ---- the seed's flow ------------------------------------------------------------------
+def test_seed_flow_over_http(srv):
+    order, openid = new_order(srv, "flow")
+    r = get(srv, f"/api/{USER}/pay", params={"id": order["id"], "openid": openid})
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"] == "application/json; charset=utf-8"
+    js = r.json()
+    assert js["appId"] == srv.appid and js["package"].startswith("prepay_id=")
+    signed = {k: js[k] for k in ("appId", "timeStamp", "nonceStr", "package", "signType")}
+    assert wxsign(signed, srv.key, js["signType"]) == js["paySign"]
+    # the same request again reuses the prepay (no second unifiedorder)
+    again = get(srv, f"/api/{USER}/pay", params={"id": order["id"], "openid": openid}).json()
+    assert again["package"] == js["package"]
+    # someone else's openid: forbidden
+    r = get(srv, f"/api/{USER}/pay", params={"id": order["id"], "openid": "intruder"})
+    assert r.status_code == 403 and r.json()["errCode"] == "e.cmd.weixin.order.user.nosame"
+
+    paid = srv.http.post(srv.sim.url + "/sim/pay", json={"prepay_id": js["package"][10:]},
+                         timeout=10).json()
+    snap = srv.sim.wait_notified(paid["out_trade_no"], timeout=15)
+    assert snap["notify"]["status"] == "delivered"
+    assert "<return_code><![CDATA[SUCCESS]]></return_code>" in snap["notify"]["last_reply"]
+    fresh = srv.store.get(order["id"])
+    assert fresh["or_status"] == 2 and isinstance(fresh["pay_time"], int)
+    assert fresh["pay_result"]["transaction_id"] == paid["transaction_id"]
+
+
+def test_pay_errors_map_to_statuses(srv):
+    r = get(srv, f"/api/{USER}/pay", params={"id": "nosuchorder", "openid": "x"})
+    assert r.status_code == 404 and r.json()["ok"] is False
+    r = get(srv, f"/api/{USER}/pay", params={"openid": "x"})        # no id at all
+    assert r.status_code == 400
+
+
+def test_fifty_concurrent_duplicate_notifications_make_one_transition(srv):
+    order, openid = new_order(srv, "dup")
+    js = get(srv, f"/api/{USER}/pay", params={"id": order["id"], "openid": openid}).json()
+    srv.http.post(srv.sim.url + "/sim/faults", json={"concurrent_notify": 50, "count": 1},
+                  timeout=5).raise_for_status()
+    paid = srv.http.post(srv.sim.url + "/sim/pay", json={"prepay_id": js["package"][10:]},
+                         timeout=10).json()
+    assert paid["notify_copies"] == 50
+    snap = srv.sim.wait_notified(paid["out_trade_no"], timeout=60)
+    firsts = [a for a in snap["notify"]["log"] if a["n"] == 1]
+    assert len(firsts) == 50 and snap["notify"]["successes"] == 50
+    assert all(a["ok"] and a["status"] == 200 for a in firsts)
+    fresh = srv.store.get(order["id"])
+    assert fresh["or_status"] == 2 and "pay_result_extra" not in fresh
+    assert fresh["pay_result"]["transaction_id"] == paid["transaction_id"]
+    log = srv.log.read_text(encoding="utf-8", errors="replace")
+    assert log.count(f"order {order['id']} paid") == 1
+
+
+# ---- routing ---------------------------------------------------------------------------
+def test_any_routing(srv):
+    assert get(srv, f"/api/{USER}/u/42").text == "user 42\n"
+    assert get(srv, f"/api/{USER}/u/42/info").text == "info 42\n"
+    assert get(srv, f"/api/{USER}/files/a/b/c.txt").text == "file a/b/c.txt\n"
+    assert get(srv, f"/api/{USER}/files/%E4%B8%AD%20x").text == "file 中 x\n"
+    assert get(srv, f"/api/{USER}/u/42/nope").status_code == 404
+    assert get(srv, f"/api/{USER}/nope").status_code == 404
+    assert get(srv, "/api/nobody/echo").status_code == 404
+
+
+@pytest.mark.parametrize("path", [
+    "/api/demo/%2e%2e/%2e%2e/demo/echo", "/api/demo/u/%00", "/api/demo/u/a%0Ab",
+    "/api/%2e%2e/demo/echo", "/api/demo/files/..%2F..%2Fx", "/api/demo//echo",
+])
+def test_hostile_paths_refused(srv, path):
+    r = srv.http.get(srv.base + path, timeout=10)
+    assert r.status_code in (400, 404)
+    assert "Traceback" not in r.text
+
+
+# ---- responses -------------------------------------------------------------------------
+def test_content_types_and_headers(srv):
+    r = get(srv, f"/api/{USER}/echo", params={"x": "hi"})
+    assert r.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    r = get(srv, f"/api/{USER}/json")
+    assert r.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert r.headers["Cache-Control"] == "no-store" and r.json() == {"a": 1}
+    r = get(srv, f"/api/{USER}/json", params={"mime": "text/plain"})
+    assert r.headers["Content-Type"] == "text/plain; charset=utf-8"
+    r = get(srv, f"/api/{USER}/missing")
+    assert r.status_code == 404 and r.json()["errCode"] == "e.io.obj.noexists"
+
+
+def test_redirects(srv):
+    r = get(srv, f"/api/{USER}/go", params={"to": "https://example.com/next?a=1"})
+    assert r.status_code == 302 and r.headers["Location"] == "https://example.com/next?a=1"
+    r = get(srv, f"/api/{USER}/moved")
+    assert r.status_code == 301 and r.headers["Location"] == "/api/demo/json"
+    r = get(srv, f"/api/{USER}/go", params={"to": "//evil.example"})
+    assert r.status_code == 500 and "Location" not in r.headers
+
+
+def test_request_body_through_request_object(srv):
+    before = tmp_count(srv)
+    r = srv.http.post(srv.base + f"/api/{USER}/body", data="hello 体".encode(), timeout=10)
+    assert r.status_code == 200 and r.content == "hello 体".encode()
+    assert tmp_count(srv) == before + 1
+    get(srv, f"/api/{USER}/echo", params={"x": "1"})
+    assert tmp_count(srv) == before + 1          # echo wrote nothing
+
+
+# ---- injection -------------------------------------------------------------------------
+CANARY = f"/home/{USER}/canary"
+CORPUS = [
+    "; touch ~/canary", "| touch ~/canary", "&& touch ~/canary", "|| touch ~/canary",
+    "`touch ~/canary`", "$(touch ~/canary)", "${touch ~/canary}", "$<x>", "${HOME}",
+    "x\ntouch ~/canary", "x\r\ntouch ~/canary", "'; touch ~/canary; '",
+    '"; touch ~/canary; "', "\\; touch ~/canary", "> ~/canary", "< /etc/passwd",
+    "2>&1 touch ~/canary", "-n", "-e \\x41", "-h", "--help", "# comment", "*", "~",
+    "a b  c", "  ", "", "touch ~/canary #", "$(", "`", "${", "\\",
+]
+
+
+@pytest.mark.parametrize("value", CORPUS)
+def test_injection_in_query_is_inert(srv, value):
+    r = get(srv, f"/api/{USER}/echo", params={"x": value})
+    assert r.status_code == 200
+    assert r.text == value + "\n"
+    assert srv.store.fetch(CANARY) is None
+
+
+@pytest.mark.parametrize("value", [v for v in CORPUS if "\n" not in v and "\r" not in v
+                                   and v == v.strip() and v])
+def test_injection_in_headers_is_inert(srv, value):
+    r = get(srv, f"/api/{USER}/hdr", headers={"X-In": value})
+    assert r.status_code == 200
+    assert r.text == value + "\n"
+    assert srv.store.fetch(CANARY) is None
+
+
+@pytest.mark.parametrize("value", [v for v in CORPUS if not set(v) & set(';\n\r"\\ ,')])
+def test_injection_in_cookies_is_inert(srv, value):
+    r = get(srv, f"/api/{USER}/cookie", headers={"Cookie": f"c={value}"})
+    assert r.status_code == 200
+    assert r.text == value + "\n"
+    assert srv.store.fetch(CANARY) is None
+
+
+def test_option_injection_into_weixin_is_inert(srv):
+    order, openid = new_order(srv, "optinj")
+    for value in ["-openid", "-client_ip", "-result", "-submit x"]:
+        r = get(srv, f"/api/{USER}/pay", params={"id": value, "openid": openid})
+        assert r.status_code in (400, 404), r.text
+    assert srv.store.get(order["id"]).get("pay_seq") is None
+
+
+# ---- hostile bodies ----------------------------------------------------------------------
+XXE = (b'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+       b'<xml><return_code>&xxe;</return_code></xml>')
+LAUGHS = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+          + b"".join(b'<!ENTITY lol%d "%s">' % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10)
+                     for i in range(1, 10))
+          + b']><xml><return_code>&lol9;</return_code></xml>')
+
+
+@pytest.mark.parametrize("body,status", [(XXE, 400), (LAUGHS, 400),
+                                         (b"<xml>" + b"A" * (10 << 20) + b"</xml>", 413)])
+def test_hostile_bodies_change_nothing(srv, body, status):
+    order, openid = new_order(srv, f"hostile{status}{len(body)}")
+    before_order, before_tmp = srv.store.get(order["id"]), tmp_count(srv)
+    try:
+        r = srv.http.post(srv.base + f"/api/{USER}/payresult", data=body, timeout=30,
+                          headers={"Content-Type": "text/xml"})
+        assert r.status_code == status
+    except requests.ConnectionError:
+        assert status == 413     # a server may close on an oversized body
+    assert srv.store.get(order["id"]) == before_order
+    assert tmp_count(srv) == before_tmp
+
+
+def test_forged_notification_gets_fail_and_changes_nothing(srv):
+    order, openid = new_order(srv, "forged")
+    fields = {"return_code": "SUCCESS", "appid": srv.appid, "mch_id": srv.mch_id,
+              "nonce_str": "n1", "result_code": "SUCCESS", "openid": openid,
+              "trade_type": "JSAPI", "bank_type": "OTHERS", "total_fee": "888",
+              "cash_fee": "888", "transaction_id": "4200000000000000000000000001",
+              "out_trade_no": f"{order['id']}_1", "time_end": "20260101000000"}
+    fields["sign"] = wxsign(fields, "0" * 32, "MD5")           # wrong key
+    r = srv.http.post(srv.base + f"/api/{USER}/payresult", data=to_xml(fields).encode(),
+                      timeout=10)
+    assert r.status_code == 200 and "FAIL" in r.text        # WeChat reads the body
+    assert srv.store.get(order["id"])["or_status"] == 0
+
+
+# ---- reload ------------------------------------------------------------------------------
+def test_sighup_resyncs_the_folder(srv):
+    assert get(srv, f"/api/{USER}/reloadme").text == "v1\n"
+    (srv.apis / "reloadme").write_text("echo v2\n")
+    (srv.apis / "added").write_text("echo added\n")
+    srv.proc.send_signal(signal.SIGHUP)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            if get(srv, f"/api/{USER}/reloadme").text == "v2\n" and \
+                    get(srv, f"/api/{USER}/added").status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    assert get(srv, f"/api/{USER}/reloadme").text == "v2\n"
+    assert get(srv, f"/api/{USER}/added").text == "added\n"
+    # the server is still healthy for everything else
+    assert get(srv, f"/api/{USER}/echo", params={"x": "after"}).text == "after\n"
+
+
+def test_access_log_has_no_query_values(srv):
+    get(srv, f"/api/{USER}/echo", params={"x": "SECRET-VALUE-123"})
+    time.sleep(0.2)
+    log = srv.log.read_text(encoding="utf-8", errors="replace")
+    assert "GET /api/demo/echo 200" in log
+    assert "SECRET-VALUE-123" not in log
+    assert "Traceback" not in log
