@@ -15,7 +15,7 @@ from wxpay.sign import sign
 from wxpay.xmlcodec import from_xml, to_xml
 
 from .conftest import (APPID, MCH_ID, OPENID, PAY_KEY, Receiver, install_wxconf,
-                       make_order, run, write_file)
+                       make_order, run)
 
 
 def notification(out_trade_no, total_fee="888", **over):

@@ -8,10 +8,10 @@ import pytest
 import requests
 
 from wxpay.api import SUCCESS_XML
-from wxpay.sign import sign, verify
+from wxpay.sign import verify
 from wxpay.xmlcodec import from_xml, to_xml
 
-from .conftest import APPID, MCH_ID, OPENID, PAY_KEY, make_order, run, write_file
+from .conftest import APPID, OPENID, PAY_KEY, make_order, run, write_file
 
 PAY_FIELDS = ("pay_send", "pay_rexml", "pay_remap", "pay_jsobj", "pay_jsobj_choose",
               "pay_out_trade_no", "pay_prepay_time")

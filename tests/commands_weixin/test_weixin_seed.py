@@ -53,7 +53,7 @@ def test_template_values_cannot_become_options(sh, store):
     for values in ({"http-qs-id": f"{order.id} -openid {OPENID}",
                     "http-remote-host": "127.0.0.1", "http-qs-openid": "attacker"},
                    {"http-qs-id": order.id, "http-remote-host": "127.0.0.1",
-                    "http-qs-openid": f"-openid_key title"},
+                    "http-qs-openid": "-openid_key title"},
                    {"http-qs-id": "", "http-remote-host": "127.0.0.1",
                     "http-qs-openid": OPENID}):
         status, out, err = trun(sh, SUBMIT_TEMPLATE, values)
@@ -95,7 +95,7 @@ def test_concurrent_submits_keep_the_order_consistent(tmp_path, sim):
     assert o["pay_jsobj"]["package"] == "prepay_id=" + o["pay_remap"]["prepay_id"]
     assert o["pay_remap"]["prepay_id"] == sim.order(o["pay_out_trade_no"])["prepay_id"]
     # every printed jsobj names a prepay the simulator knows for this order
-    for status, out, err in results:
+    for _status, out, _err in results:
         prepay = json.loads(out)["package"].split("=", 1)[1]
         assert any(sim.order(f"{order.id}_{k}") and
                    sim.order(f"{order.id}_{k}")["prepay_id"] == prepay
