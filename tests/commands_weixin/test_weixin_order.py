@@ -214,3 +214,43 @@ def test_query_unsubmitted_order(sh, store, sim):
     status, out, err = run(sh, f"weixin xxx order -query {order.id}")
     assert status == 0, err
     assert json.loads(out)["trade_state"] == "NOTPAY"
+
+
+def test_hmac_sha256_account_full_flow(store, sim, receiver):
+    from wnshell.session import Session
+
+    from .conftest import install_wxconf
+    install_wxconf(store, sim.url, receiver.url, extra="pay_sign_type : 'HMAC-SHA256'\n")
+    sh = Session(store, user="demo")
+    order = make_order(store)
+    status, out, err = submit(sh, order)
+    assert status == 0, err
+    jsobj = json.loads(out)
+    assert jsobj["signType"] == "HMAC-SHA256"
+    fields = dict(jsobj, sign=jsobj["paySign"], paySign=None)
+    assert verify(fields, PAY_KEY, "HMAC-SHA256")
+    assert store.get(order.id)["pay_send"]["sign_type"] == "HMAC-SHA256"
+    _, snap = pay_and_wait(sim, store, order)
+    assert snap["notify"]["status"] == "delivered"
+    assert store.get(order.id)["or_status"] == 2
+
+
+def test_order_expi_sets_time_expire_and_expired_orders_are_refused(sh, store, sim):
+    from wxpay.api import beijing_stamp
+    expi = int(time.time() * 1000) + 30 * 60_000
+    order = make_order(store, order_expi=expi)
+    status, out, err = submit(sh, order)
+    assert status == 0, err
+    assert store.get(order.id)["pay_send"]["time_expire"] == beijing_stamp(expi / 1000)
+    old = make_order(store, "old", order_expi=int(time.time() * 1000) - 1000)
+    before = store.get(old.id)
+    status, out, err = submit(sh, old)
+    assert status == 1 and err.startswith("e.cmd.weixin.order.expired")
+    assert store.get(old.id) == before
+
+
+def test_help_pages(sh):
+    status, out, _ = run(sh, "weixin --help")
+    assert status == 0 and "order -result id:REQ" in out and "exit status" in out.lower()
+    status, out, _ = run(sh, "httpc --help")
+    assert status == 0 and "EXIT STATUS" in out
