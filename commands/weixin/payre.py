@@ -23,7 +23,10 @@ def input_xml(session, args, stdin) -> str:
 def verify_xml(account, xml: str) -> dict:
     """Every check: safe XML, return_code, sign, appid/mch_id, result_code."""
     fields = from_xml(xml)
-    if "transaction_id" in fields and "prepay_id" not in fields:
+    # a payment notification (not a unifiedorder/orderquery reply): its sign type is
+    # its own sign_type field, else MD5 (§4); a reply's default is the account's
+    if "transaction_id" in fields and "prepay_id" not in fields \
+            and "trade_state" not in fields:
         params = parse_notification(account, fields)
         if params.get("result_code") != "SUCCESS":
             raise ResultFail(params.get("err_code"), params.get("err_code_des"))
