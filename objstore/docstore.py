@@ -61,8 +61,13 @@ class DocView(abc.ABC):
         return out
 
 
+PURGE_EVERY_MS = 60_000
+
+
 class DocStore(Store):
     """All of ``Store`` on top of ``DocView``."""
+
+    _last_purge = 0
 
     @abc.abstractmethod
     def _txn(self, write: bool) -> AbstractContextManager[DocView]: ...
@@ -182,6 +187,9 @@ class DocStore(Store):
             v.put(doc)
             if data is not None:
                 doc = self._set_content(v, doc, data, now)
+            if now - self._last_purge >= PURGE_EVERY_MS:     # opportunistic, once a minute
+                self._last_purge = now
+                self._purge(v, now)
             return C.copy_out(doc)
 
     def set_meta(self, oid: str, changes: Mapping[str, Any]) -> WnObj:
@@ -329,8 +337,12 @@ class DocStore(Store):
     def purge_expired(self) -> int:
         now = C.now_ms()
         with self._txn(True) as v:
-            n = 0
-            for d in list(v.scan(lambda d: C.is_expired(d, now))):
-                if v.get(d["id"]) is not None:       # not already gone with its parent
-                    n += self._remove_tree(v, d)
-            return n
+            self._last_purge = now
+            return self._purge(v, now)
+
+    def _purge(self, v: DocView, now: int) -> int:
+        n = 0
+        for d in list(v.scan(lambda d: C.is_expired(d, now))):
+            if v.get(d["id"]) is not None:       # not already gone with its parent
+                n += self._remove_tree(v, d)
+        return n

@@ -21,6 +21,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from typing import Any, Iterator, Mapping
 
@@ -101,13 +102,36 @@ def _subtree_range(ph: str) -> tuple[str, str]:
     return ph + "/", ph + "0"
 
 
+class _ConnHolder:
+    """One thread's connection.  The thread-local slot holds the only strong reference,
+    so when the thread ends the connection is closed (servers that start a thread per
+    request do not leak connections); never closed in a forked child."""
+
+    __slots__ = ("conn", "pid", "__weakref__")
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+        self.pid = os.getpid()
+
+    def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None and os.getpid() == self.pid:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+
+    def __del__(self) -> None:
+        self.close()
+
+
 class SQLiteStore(Store):
     def __init__(self, url: str):
         from . import url_path
         self.url = url
         self.path = url_path(url)
         self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
+        self._holders: "weakref.WeakSet[_ConnHolder]" = weakref.WeakSet()
         self._conns_lock = threading.Lock()
         self._pid = os.getpid()
         self._last_purge = 0
@@ -127,10 +151,10 @@ class SQLiteStore(Store):
         if os.getpid() != self._pid:          # forked: never touch the parent's handles
             self._pid = os.getpid()
             self._local = threading.local()
-            self._conns = []
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn
+            self._holders = weakref.WeakSet()
+        holder = getattr(self._local, "holder", None)
+        if holder is not None:
+            return holder.conn
         try:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                    check_same_thread=False, cached_statements=256)
@@ -144,9 +168,10 @@ class SQLiteStore(Store):
         except sqlite3.Error as exc:
             raise StoreError("e.io.store.open", f"cannot open {self.path}: {exc}",
                              INTERNAL) from None
-        self._local.conn = conn
+        holder = _ConnHolder(conn)
+        self._local.holder = holder
         with self._conns_lock:
-            self._conns.append(conn)
+            self._holders.add(holder)
         return conn
 
     def _init_schema(self, conn: sqlite3.Connection) -> None:
@@ -219,13 +244,9 @@ class SQLiteStore(Store):
 
     def close(self) -> None:
         with self._conns_lock:
-            conns, self._conns = self._conns, []
-        if os.getpid() == self._pid:
-            for conn in conns:
-                try:
-                    conn.close()
-                except sqlite3.Error:
-                    pass
+            holders, self._holders = list(self._holders), weakref.WeakSet()
+        for holder in holders:
+            holder.close()
         self._local = threading.local()
 
     # ---- helpers inside a transaction ---------------------------------------------------------

@@ -601,3 +601,34 @@ def test_hostile_values_are_store_errors(store):
 def test_errors_have_one_line_and_kind(store):
     e = err(store.create, "/a/b")
     assert e.line() == "e.io.obj.noexists : /a" and e.http_status == 404
+
+
+def test_sqlite_threads_do_not_leak_connections(tmp_path):
+    import objstore
+    store = objstore.open_store(f"sqlite://{tmp_path}/leak.db")
+    f = store.create("/f")
+
+    def one():
+        assert store.get(f.id) is not None
+
+    for _ in range(300):            # a thread per request, as simple servers do
+        t = threading.Thread(target=one)
+        t.start()
+        t.join()
+    fds = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
+    assert len(store._holders) < 10
+    assert fds < 200
+    store.close()
+
+
+def test_expired_objects_are_purged_without_being_asked(store_factory):
+    store = store_factory()
+    if not hasattr(store, "_last_purge"):
+        pytest.skip(f"{store_factory.backend} has no opportunistic purge")
+    store._last_purge = now_ms()         # a purge just ran
+    old = store.create("/old", meta={"expi": now_ms() - 10})
+    store._last_purge = 0                # a minute later: the next write purges
+    store.create("/new")
+    store._last_purge = now_ms()
+    assert store.purge_expired() == 0    # already gone
+    assert store.get(old.id) is None
