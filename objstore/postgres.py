@@ -71,7 +71,8 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS {TABLE}_pid_nm ON {TABLE} (pid, nm);
 CREATE UNIQUE INDEX IF NOT EXISTS {TABLE}_ph ON {TABLE} (ph text_pattern_ops);
-CREATE INDEX IF NOT EXISTS {TABLE}_meta ON {TABLE} USING gin (meta jsonb_path_ops);
+CREATE INDEX IF NOT EXISTS {TABLE}_meta ON {TABLE} USING gin (meta jsonb_path_ops)
+    WITH (fastupdate = off);
 CREATE INDEX IF NOT EXISTS {TABLE}_expi ON {TABLE} (expi) WHERE expi IS NOT NULL
 """
 
