@@ -597,13 +597,19 @@ class PostgresStore(Store):
         C.check_oid(oid)
         now = C.now_ms()
         k = _lit(key)
-        row = self._one(
-            f"UPDATE {TABLE} SET meta = jsonb_set(meta, ARRAY[{k}], to_jsonb("
-            f"coalesce((meta ->> {k})::numeric, 0) + %s)) || jsonb_build_object('lm', "
-            f"greatest(%s, (meta ->> 'lm')::bigint)) "
-            f"WHERE id = %s AND {_LIVE_POS} AND ((meta -> {k}) IS NULL OR "
-            f"(jsonb_typeof(meta -> {k}) = 'number' AND (meta ->> {k}) ~ '^-?[0-9]+$')) "
-            f"RETURNING (meta ->> {k})::numeric", (delta, now, oid, now))
+        try:
+            # bigint arithmetic: leaving the 64-bit range is an error, as on every backend
+            row = self._one(
+                f"UPDATE {TABLE} SET meta = jsonb_set(meta, ARRAY[{k}], to_jsonb("
+                f"coalesce((meta ->> {k})::bigint, 0) + %s::bigint)) || jsonb_build_object("
+                f"'lm', greatest(%s, (meta ->> 'lm')::bigint)) "
+                f"WHERE id = %s AND {_LIVE_POS} AND ((meta -> {k}) IS NULL OR "
+                f"(jsonb_typeof(meta -> {k}) = 'number' AND (meta ->> {k}) ~ '^-?[0-9]{{1,19}}$')) "
+                f"RETURNING (meta ->> {k})::bigint", (delta, now, oid, now))
+        except StoreError as exc:
+            if "out of range" in exc.reason:
+                raise C.meta_invalid(f"'{key}' would leave the 64-bit range") from None
+            raise
         if row is not None:
             return int(row[0])
         if self.get(oid) is None:
@@ -660,8 +666,8 @@ class PostgresStore(Store):
     # ---- tree -------------------------------------------------------------------------
     def children(self, oid: str, glob: str | None = None) -> list[WnObj]:
         C.check_oid(oid)
-        if glob is not None and not isinstance(glob, str):
-            raise Q.query_error("glob must be a string")
+        if glob is not None:
+            C.glob_regex(glob)          # the shared validation (type, encodable text)
         now = C.now_ms()
         extra, params = "", [oid, now]
         if glob is not None:
