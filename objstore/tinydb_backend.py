@@ -63,7 +63,7 @@ class AtomicJSONStorage(Storage):
             st = os.stat(self.path)
         except FileNotFoundError:
             return None
-        return (st.st_ino, st.st_size, st.st_mtime_ns)
+        return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
     def refresh(self) -> None:
         """Reload the file if it is not the one we last read or wrote."""
@@ -76,7 +76,8 @@ class AtomicJSONStorage(Storage):
             try:
                 with open(self.path, "rb") as fh:
                     raw = fh.read()
-                    sig = (os.fstat(fh.fileno()).st_ino,) + sig[1:]
+                    st = os.fstat(fh.fileno())      # the inode we read: never rewritten
+                    sig = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
             except OSError as exc:
                 raise StoreError("e.io.store.open", f"cannot read {self.path}: "
                                  f"{exc.strerror}", INTERNAL) from None
@@ -130,6 +131,10 @@ class AtomicJSONStorage(Storage):
         text = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
         try:
+            try:       # keep the mode of the file we replace (new files stay 0600)
+                os.fchmod(fd, os.stat(self.path).st_mode & 0o7777)
+            except FileNotFoundError:
+                pass
             with os.fdopen(fd, "wb") as fh:
                 fh.write(text)
                 fh.flush()
@@ -297,6 +302,9 @@ class TinyDBStore(DocStore):
             except filelock.Timeout:
                 raise StoreError("e.io.store.busy", f"{self.path} is locked by another "
                                  "process", TIMEOUT) from None
+            except OSError as exc:
+                raise StoreError("e.io.store.open", f"cannot lock {self.path}.lock: "
+                                 f"{exc.strerror}", INTERNAL) from None
             try:
                 self.storage.begin()
                 self._reindex()

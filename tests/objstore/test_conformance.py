@@ -632,3 +632,37 @@ def test_expired_objects_are_purged_without_being_asked(store_factory):
     store._last_purge = now_ms()
     assert store.purge_expired() == 0    # already gone
     assert store.get(old.id) is None
+
+
+@pytest.mark.parametrize("scheme", ["sqlite", "tinydb"])
+def test_unusable_files_are_store_errors(tmp_path, scheme):
+    import objstore
+    garbage = tmp_path / "garbage"
+    garbage.write_bytes(b"\x00not a store at all\xff" * 100)
+    (tmp_path / "adir").mkdir()
+    for path in [garbage, tmp_path / "adir"]:
+        with pytest.raises(StoreError) as ei:
+            s = objstore.open_store(f"{scheme}://{path}")
+            s.fetch("/")
+        assert ei.value.key.startswith("e.io.store.") and "\n" not in ei.value.line()
+    with pytest.raises(StoreError) as ei:
+        objstore.open_store("nosuch:///x")
+    assert ei.value.key == "e.io.store.url.invalid"
+
+
+def test_tinydb_file_is_replaced_whole_and_keeps_its_mode(tmp_path):
+    import json as _json
+    import objstore
+    path = tmp_path / "s.json"
+    store = objstore.open_store(f"tinydb://{path}")
+    os.chmod(path, 0o640)
+    f = store.create("/f", meta={"k": 1})
+    assert os.stat(path).st_mode & 0o777 == 0o640
+    data = _json.loads(path.read_text())
+    assert data["obj"][f.id]["k"] == 1
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]
+    # another process' change (here: another store object) is seen, not clobbered
+    other = objstore.open_store(f"tinydb://{path}")
+    other.set_meta(f.id, {"k": 2})
+    store.set_meta(f.id, {"j": 3})
+    assert other.get(f.id)["k"] == 2 and other.get(f.id)["j"] == 3
