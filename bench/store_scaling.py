@@ -11,7 +11,8 @@ N) per operation.  TinyDB stops at 10k (it rewrites its whole file per write).
 
 Adding a backend is one entry in ``BACKENDS``.  PostgreSQL joins when a URL is given by
 ``--pg-url`` or env ``WNSHELL_BENCH_PG`` (each run works in its own directory of that
-store and deletes it afterwards).
+store and deletes it afterwards); ``--backends postgresql`` without a URL starts a
+throwaway server from Debian's binaries (fsync on, unix socket) for the run.
 """
 from __future__ import annotations
 
@@ -36,6 +37,18 @@ BACKENDS = {
     "memory": (lambda d: "memory://", None),
 }
 TARGET_MS = {"get": 0.2, "fetch": 0.2, "set_meta": 0.2}
+TARGET_MS_PG = {"get": 1.0, "fetch": 1.0, "set_meta": 1.0}
+
+
+def throwaway_pg():
+    """A throwaway PostgreSQL (Debian's binaries, fsync on, unix socket) for
+    ``--backends postgresql`` without ``--pg-url``; returns (url, stop)."""
+    from tests.objstore import pg_backend
+    bindir = pg_backend.find_bindir()
+    if bindir is None:
+        raise SystemExit(pg_backend.missing_reason())
+    srv = pg_backend.PgServer(bindir, fsync=True)
+    return srv.url(), srv.stop
 
 
 def populate(store, top: str, n: int) -> list:
@@ -107,10 +120,21 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     backends = dict(BACKENDS)
     names = [b for b in args.backends.split(",") if b]
+    stop_pg = None
+    if "postgresql" in names and not args.pg_url:
+        args.pg_url, stop_pg = throwaway_pg()
     if args.pg_url:
         backends["postgresql"] = (lambda d, url=args.pg_url: url, None)
         if "postgresql" not in names:
             names.append("postgresql")
+    try:
+        return report(args, backends, names)
+    finally:
+        if stop_pg is not None:
+            stop_pg()
+
+
+def report(args, backends, names) -> int:
     sizes = sorted(int(s) for s in args.sizes.split(","))
     ops = ["get", "fetch", "set_meta", "create", "query"]
     results: dict[str, dict[int, dict[str, float]]] = {}
@@ -147,13 +171,14 @@ def main(argv=None) -> int:
         for op in ops:
             line += f"{by_n[hi][op] / by_n[lo][op]:>11.2f}"
         print(line)
-        if name == "sqlite" and hi >= 100_000:
-            for op, limit in TARGET_MS.items():
+        targets = {"sqlite": TARGET_MS, "postgresql": TARGET_MS_PG}.get(name)
+        if targets and hi >= 100_000:
+            for op, limit in targets.items():
                 ms = by_n[hi][op] * 1000
                 ratio = by_n[hi][op] / by_n[lo][op]
                 ok = ms <= limit and ratio <= 2
                 verdict_ok &= ok
-                print(f"  sqlite {op} at {hi}: {ms:.3f} ms (target <= {limit}), ratio "
+                print(f"  {name} {op} at {hi}: {ms:.3f} ms (target <= {limit}), ratio "
                       f"{ratio:.2f} (target <= 2): {'ok' if ok else 'MISSED'}")
     return 0 if verdict_ok else 1
 

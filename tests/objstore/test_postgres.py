@@ -1,0 +1,252 @@
+"""PostgreSQL-specific behaviour, beyond the shared conformance suite: several processes
+starting on one empty database, concurrent parent creation, several purgers at once,
+fork safety, deletes racing creates, sort order equal to the reference, error mapping.
+
+Runs against the throwaway server of pg_backend.py (skipped without PostgreSQL, failed
+under CI=true).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+import psycopg
+import pytest
+
+import objstore
+from objstore import common as C
+from objstore.errors import StoreError
+from tests.objstore import pg_backend
+from tests.objstore.pg_backend import pg_server  # noqa: F401  (session fixture)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture
+def pg_url(pg_server):  # noqa: F811
+    return pg_server.fresh_schema_url()
+
+
+@pytest.fixture
+def opened():
+    stores = []
+
+    def open_(url):
+        s = objstore.open_store(url)
+        stores.append(s)
+        return s
+    yield open_
+    for s in stores:
+        s.close()
+
+
+def err(fn, *a, **kw) -> StoreError:
+    with pytest.raises(StoreError) as ei:
+        fn(*a, **kw)
+    return ei.value
+
+
+def test_many_processes_start_on_an_empty_database_at_once(pg_url, opened):
+    code = ("import sys, objstore; s = objstore.open_store(sys.argv[1]); "
+            "o = s.create('/started/' + sys.argv[2], parents=True); "
+            "print(s.fetch('/').id)")
+    procs = [subprocess.Popen([sys.executable, "-c", code, pg_url, f"p{i}"], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(6)]
+    roots = set()
+    for p in procs:
+        out, errs = p.communicate(timeout=120)
+        assert p.returncode == 0, errs
+        roots.add(out.strip())
+    store = opened(pg_url)
+    assert roots == {store.fetch("/").id}            # one "/" for everyone
+    assert store.count({"ph": "/"}) == 1
+    assert [c.nm for c in store.children(store.fetch("/started").id)] == [
+        f"p{i}" for i in range(6)]
+
+
+def test_threads_creating_the_same_missing_parents(pg_url, opened):
+    stores = [opened(pg_url) for _ in range(4)]       # separate pools, like workers
+    gate = threading.Barrier(8)
+    errors = []
+
+    def run(i):
+        gate.wait()
+        try:
+            stores[i % 4].create(f"/a/b/c/f{i}", parents=True)
+        except Exception as exc:                       # noqa: BLE001 - collected
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    s = stores[0]
+    assert s.count({"ph": "/a/b/c"}) == 1
+    assert [c.nm for c in s.children(s.fetch("/a/b/c").id)] == [f"f{i}" for i in range(8)]
+
+
+def test_several_purgers_at_once_delete_each_expired_object_once(pg_url, opened):
+    s = opened(pg_url)
+    past = C.now_ms() - 10
+    for i in range(60):
+        s.create(f"/tmp/e{i}", meta={"expi": past}, parents=True)
+    s.create("/tmp/edir", "DIR", meta={"expi": past})
+    # children under an expired DIR (made before it expired) go with it, counted once
+    d2 = s.create("/tmp/edir2", "DIR")
+    for i in range(10):
+        s.create(f"/tmp/edir2/x{i}")
+    s.set_meta(d2.id, {"expi": past})
+    keep = [s.create(f"/tmp/k{i}").id for i in range(5)]
+    with psycopg.connect(pg_url) as conn:   # (a create may already have purged a few)
+        expected = conn.execute(
+            "SELECT count(*) FROM wn_obj o WHERE EXISTS (SELECT 1 FROM wn_obj e WHERE "
+            "e.expi < %s AND (o.ph = e.ph OR o.ph LIKE e.ph || '/%%'))", (C.now_ms(),)
+        ).fetchone()[0]
+    assert expected >= 12
+
+    purgers = [opened(pg_url) for _ in range(4)]
+    counts, errors = [], []
+    gate = threading.Barrier(4)
+
+    def run(store):
+        gate.wait()
+        try:
+            counts.append(store.purge_expired())
+        except Exception as exc:                       # noqa: BLE001 - collected
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in purgers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sum(counts) == expected
+    with psycopg.connect(pg_url) as conn:
+        left = conn.execute("SELECT count(*) FROM wn_obj WHERE ph LIKE '/tmp/%'").fetchone()[0]
+    assert left == len(keep)
+    assert all(s.get(k) is not None for k in keep)
+
+
+def test_sort_order_is_the_reference_order(pg_url, opened):
+    pg = opened(pg_url)
+    mem = opened("memory://")
+    values = [3, -1, 2.5, 0, True, False, "b", "B", "a", "é", "10", "", None, 7, 2.5, "zz",
+              10 ** 15]
+    for s in (pg, mem):
+        s.create("/s", "DIR")
+        for i, v in enumerate(values):
+            s.create(f"/s/o{i:02d}", meta={} if v is None else {"v": v, "w": i % 3})
+    for sort in ({"v": 1}, {"v": -1}, {"w": 1, "v": -1}, {"w": -1, "nm": 1}):
+        want = [o.nm for o in mem.query({"d0": "s", "race": "FILE"}, sort=sort)]
+        got = [o.nm for o in pg.query({"d0": "s", "race": "FILE"}, sort=sort)]
+        assert got == want, sort
+    window = [o.nm for o in pg.query({"d0": "s", "race": "FILE"}, sort={"v": 1},
+                                     skip=3, limit=4)]
+    assert window == [o.nm for o in mem.query({"d0": "s", "race": "FILE"}, sort={"v": 1},
+                                              skip=3, limit=4)]
+
+
+def test_a_forked_child_uses_its_own_connections(pg_url, opened):
+    s = opened(pg_url)
+    o = s.create("/f", meta={"n": 0})
+    assert s.incr(o.id, "n") == 1
+    pid = os.fork()
+    if pid == 0:                                       # child: never return into pytest
+        code = 1
+        try:
+            s.incr(o.id, "n")
+            s.create("/from-child")
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert s.incr(o.id, "n") == 3                      # the parent's pool still works
+    assert s.fetch("/from-child") is not None
+
+
+def test_deletes_racing_creates_leave_no_orphans(pg_url, opened):
+    writers = [opened(pg_url) for _ in range(3)]
+    deleter = opened(pg_url)
+    deleter.create("/d", "DIR")
+    stop = threading.Event()
+    unexpected = []
+
+    def create_loop(store, tag):
+        i = 0
+        while not stop.is_set():
+            try:
+                store.create(f"/d/{tag}{i}")
+            except StoreError as exc:
+                if exc.key not in ("e.io.obj.noexists", "e.io.obj.exists"):
+                    unexpected.append(exc)
+            i += 1
+
+    threads = [threading.Thread(target=create_loop, args=(w, f"t{n}_"))
+               for n, w in enumerate(writers)]
+    for t in threads:
+        t.start()
+    for _ in range(15):
+        d = deleter.fetch("/d")
+        if d is not None:
+            deleter.delete(d.id, recursive=True)
+        try:
+            deleter.create("/d", "DIR")
+        except StoreError as exc:
+            assert exc.key == "e.io.obj.exists"
+    stop.set()
+    for t in threads:
+        t.join()
+    assert unexpected == []
+    with psycopg.connect(pg_url) as conn:
+        orphans = conn.execute(
+            "SELECT count(*) FROM wn_obj c WHERE c.pid IS NOT NULL AND NOT EXISTS "
+            "(SELECT 1 FROM wn_obj p WHERE p.id = c.pid AND c.ph LIKE p.ph || '%')"
+        ).fetchone()[0]
+    assert orphans == 0
+
+
+def test_database_errors_are_store_errors(pg_url, opened, pg_server):  # noqa: F811
+    s = opened(pg_url)
+    f = s.create("/f", meta={"n": "text"})
+    # PostgreSQL text cannot hold NUL: refused as bad metadata, nothing written
+    assert err(s.create, "/g", meta={"k": "a\x00b"}).key == "e.io.meta.invalid"
+    assert s.fetch("/g") is None
+    assert err(s.set_meta, f.id, {"k": "a\x00b"}).key == "e.io.meta.invalid"
+    assert "k" not in s.get(f.id)
+    assert err(s.incr, f.id, "n").key == "e.io.meta.invalid"
+    # a regex Python accepts but PostgreSQL does not
+    assert err(s.query, {"nm": "^(?P<x>f)$"}).key == "e.io.query.invalid"
+    # keys with quotes and backslashes are data, never SQL
+    weird = "a'b\\c\"); DROP TABLE wn_obj; --"
+    s.set_meta(f.id, {weird: 1})
+    assert s.incr(f.id, weird) == 2
+    assert s.cas(f.id, {weird: 2}, {"ok": True})["ok"] is True
+    quoted = "a'b); DROP TABLE wn_obj; --"          # query keys refuse \\ and "
+    s.set_meta(f.id, {quoted: 1})
+    assert [o.nm for o in s.query({quoted: 1})] == ["f"]
+    assert [o.nm for o in s.query({"d0": "f"}, sort={quoted: -1})] == ["f"]
+    # no server there
+    dead = pg_server.url().replace(f"port={pg_server.port}", "port=1")
+    e = err(objstore.open_store, dead)
+    assert e.key == "e.io.store.open" and "\n" not in e.line()
+    e = err(objstore.open_store, "postgresql://x@/db?nosuchoption=1")
+    assert e.key.startswith("e.io.store.")
+
+
+def test_missing_postgresql_skips_or_fails_under_ci(monkeypatch):
+    monkeypatch.setattr(pg_backend, "_server", None)
+    monkeypatch.setattr(pg_backend, "find_bindir", lambda: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception) as skipped:
+        pg_backend.get_server()
+    assert "postgresql" in str(skipped.value).lower()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception):
+        pg_backend.get_server()
