@@ -112,6 +112,8 @@ def to_json(value: Any, what: str) -> Any:
 
 def apply_changes(doc: dict, changes: Mapping[str, Any], now: int) -> None:
     """Apply cleaned changes (None deletes) to ``doc`` in place and bump ``lm``."""
+    if doc.get("ph") == "/" and changes.get("expi") is not None:
+        raise meta_invalid("'/' cannot expire")
     for k, v in changes.items():
         if v is None:
             doc.pop(k, None)
@@ -181,7 +183,7 @@ def glob_regex(glob: Any) -> str:
     if not isinstance(glob, str):
         raise paths.invalid(f"glob must be a string, not {type(glob).__name__}")
     paths._utf8(glob)
-    return fnmatch.translate(glob)
+    return "^" + fnmatch.translate(glob)       # anchored: REGEXP uses re.search
 
 
 def as_bytes(data: Any) -> bytes:
