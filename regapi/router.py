@@ -110,6 +110,21 @@ class Router:
         self._lock = threading.Lock()
 
     # -- public ---------------------------------------------------------------
+    def resolve_path(self, path: str) -> Route | None:
+        """``resolve(*split_api_path(path))``, with the checked path itself cached (a
+        path seen within ``ttl`` skips the checks and the walk)."""
+        hit = self._cache.get(path)
+        if hit is not None and time.monotonic() - hit.checked < self.ttl:
+            return hit
+        usr, segs = split_api_path(path)
+        route = self.resolve(usr, segs)
+        if route is not None:
+            with self._lock:
+                if len(self._cache) >= self.max_entries:
+                    self._cache.clear()
+                self._cache[path] = route
+        return route
+
     def resolve(self, usr: str, segs: list[str]) -> Route | None:
         key = (usr, tuple(segs))
         hit = self._cache.get(key)
