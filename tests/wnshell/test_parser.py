@@ -1,0 +1,101 @@
+"""The parser builds a tree; syntax errors are e.cmd.syntax with status 2."""
+from __future__ import annotations
+
+import pytest
+
+from wnshell.errors import ShellSyntaxError
+from wnshell.nodes import Lit, Sub, Var, Word
+from wnshell.parser import is_complete, parse
+
+
+def words(text):
+    """The words of the single simple command in ``text``."""
+    tree = parse(text)
+    assert len(tree.items) == 1 and not tree.items[0].rest
+    assert len(tree.items[0].first.cmds) == 1
+    return tree.items[0].first.cmds[0].words
+
+
+def test_quotes_and_parts():
+    w = words("""echo a'b c'"d $X ${Y?z}"\\ e""")
+    assert w[0] == Word([Lit("echo")])
+    assert w[1].parts == [Lit("a"), Lit("b c", True), Lit("d ", True), Var("X"),
+                          Lit(" ", True), Var("Y", [Lit("z", True)]), Lit(" e")]
+    assert len(w) == 2
+
+
+def test_lists_and_or_pipelines():
+    tree = parse("a; b && c || d | e\nf")
+    assert len(tree.items) == 3
+    mid = tree.items[1]
+    assert [op for op, _ in mid.rest] == ["&&", "||"]
+    assert len(mid.rest[1][1].cmds) == 2
+
+
+def test_seed_regapi_template_is_one_command():
+    text = ("weixin xxx order -submit ${http-qs-id} \n"
+            "           -client_ip ${http-remote-host} \n"
+            "           -openid ${http-qs-openid} ")
+    w = words(text)
+    assert [x.parts[0].text if isinstance(x.parts[0], Lit) else x.parts[0].name
+            for x in w] == ["weixin", "xxx", "order", "-submit", "http-qs-id",
+                            "-client_ip", "http-remote-host", "-openid", "http-qs-openid"]
+
+
+def test_dash_continuation_needs_leading_blank_and_a_command_above():
+    assert len(parse("echo a\n-b").items) == 2           # no indentation: new command
+    assert len(parse("echo a;\n  -b").items) == 2         # nothing to continue
+    assert len(parse("echo a \\\n  b").items) == 1         # classic continuation
+
+
+def test_comments():
+    tree = parse("# hash\n// slashes\n   // indented\necho a # tail\n")
+    assert len(tree.items) == 1
+    assert len(tree.items[0].first.cmds[0].words) == 2
+    # '//' in the middle of a command is a word
+    assert len(words("echo http://x // y")) == 4
+
+
+def test_substitutions_are_parsed_up_front():
+    w = words("echo $(echo a $(b c) ')') `x \\`y\\``")
+    assert isinstance(w[1].parts[0], Sub) and isinstance(w[2].parts[0], Sub)
+    inner = w[1].parts[0].body.items[0].first.cmds[0].words
+    assert isinstance(inner[2].parts[0], Sub) and inner[3].parts == [Lit(")", True)]
+
+
+def test_assignments_and_redirections():
+    cmd = parse("A=1 B=$X echo C=2 > f 2>&1 < g >> h").items[0].first.cmds[0]
+    assert [n for n, _ in cmd.assigns] == ["A", "B"]
+    assert len(cmd.words) == 2                             # C=2 is an argument
+    assert [(r.fd, r.op) for r in cmd.redirs] == [(1, ">"), (2, ">&"), (0, "<"), (1, ">>")]
+
+
+def test_template_names_and_alias():
+    w = words("echo ${http-qs-id} $<http-qs-x>y ${a.b?} $1 $? $@")
+    assert w[1].parts == [Var("http-qs-id")]
+    assert w[2].parts == [Var("http-qs-x"), Lit("y")]
+    assert w[3].parts == [Var("a.b", [])]
+    assert [x.parts[0].name for x in w[4:]] == ["1", "?", "@"]
+
+
+@pytest.mark.parametrize("text", ["echo 'a", 'echo "a', "echo a \\", "echo a |",
+                                  "a &&", "echo $(a", "echo `a", "echo ${A"])
+def test_incomplete(text):
+    with pytest.raises(ShellSyntaxError) as e:
+        parse(text)
+    assert e.value.key == "e.cmd.syntax" and e.value.incomplete
+    assert not is_complete(text)
+
+
+@pytest.mark.parametrize("text", ["| a", "a ;; | b", "echo a & b", "echo >", "echo ${}",
+                                  "echo ${a b}", "a && && b"])
+def test_syntax_errors(text):
+    with pytest.raises(ShellSyntaxError) as e:
+        parse(text)
+    assert e.value.line().startswith("e.cmd.syntax : ")
+
+
+def test_syntax_error_through_session(run):
+    st, out, err = run("echo ok; echo 'oops")
+    assert (st, out) == (2, "")                       # nothing ran
+    assert err.startswith("e.cmd.syntax : unterminated '") and err.count("\n") == 1
