@@ -1,0 +1,265 @@
+"""Scale-out on PostgreSQL: ``wnshell serve --workers 2 --store postgresql://...`` in a
+subprocess, sharing one database (a fresh schema on the throwaway server of
+tests/objstore/pg_backend.py) with this test process and the WeChat Pay simulator.
+
+* the seed's pay flow works with the workers as the only writers of the order;
+* fifty concurrent copies of one payment notification, spread over both workers, make
+  exactly one transition (the order's compare-and-set races across processes);
+* pay requests racing over both workers draw distinct ``out_trade_no`` sequence numbers;
+* a worker killed with SIGKILL in the middle of a stream of writes loses nothing that
+  was acknowledged, and the server goes on serving (granian respawns the worker).
+
+Skipped without PostgreSQL's binaries; a failure under CI=true (see pg_backend.py).
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from objstore import open_store
+from regapi.demo import PAY_API, PAYRESULT_API, WXCONF, free_port
+from tests.objstore.pg_backend import pg_server  # noqa: F401  (session fixture)
+from wxpay.sign import sign as wxsign
+from wxpay.simulator import Simulator
+
+USER = "demo"
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _children(pid: int) -> set[int]:
+    """Direct child processes of ``pid`` (from /proc)."""
+    out: set[int] = set()
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out.update(int(x) for x in f.read().split())
+        except OSError:
+            pass
+    return out
+
+
+def _descendants(pid: int) -> set[int]:
+    seen, todo = set(), [pid]
+    while todo:
+        for c in _children(todo.pop()):
+            if c not in seen:
+                seen.add(c)
+                todo.append(c)
+    return seen
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+class Served:
+    pass
+
+
+@pytest.fixture(scope="module")
+def pg(pg_server, tmp_path_factory):  # noqa: F811
+    tmp = tmp_path_factory.mktemp("pgscale")
+    s = Served()
+    s.tmp = tmp
+    s.store_url = pg_server.fresh_schema_url("scale")
+    apis = tmp / "apis"
+    apis.mkdir()
+    (apis / "pay").write_text(PAY_API, encoding="utf-8")
+    (apis / "pay.meta.json").write_text('{"http-header-Content-Type": "application/json"}')
+    (apis / "payresult").write_text(PAYRESULT_API, encoding="utf-8")
+    (apis / "payresult.meta.json").write_text('{"http-header-Content-Type": "text/xml"}')
+    (apis / "ack").write_text("touch ~/acks/${http-qs-n}\necho ok ${http-qs-n}\n")
+    (apis / "pid").write_text("echo ${http-qs-x}\n")
+    s.appid, s.mch_id = "wx" + secrets.token_hex(8), "1900000456"
+    s.key = secrets.token_hex(16)
+    s.sim = Simulator(merchants=[(s.appid, s.mch_id, s.key)]).start()
+    s.port = free_port()
+    s.base = f"http://127.0.0.1:{s.port}"
+    s.store = open_store(s.store_url)
+    s.store.create(f"/home/{USER}/.weixin/xxx/wxconf", "FILE", parents=True, content=WXCONF.format(
+        appid=s.appid, appsecret=secrets.token_hex(16), mch_id=s.mch_id, pay_key=s.key,
+        notify_url=f"{s.base}/api/{USER}/payresult", api_base=s.sim.url).encode())
+    s.store.create(f"/home/{USER}/acks", "DIR", parents=True)
+    s.log = tmp / "server.log"
+    with open(s.log, "wb") as log:
+        s.proc = subprocess.Popen(
+            [sys.executable, "-m", "regapi", "serve", "--port", str(s.port), "--workers", "2",
+             "--store", s.store_url, "--regapi-dir", str(apis), "--user", USER],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT)
+    s.http = requests.Session()
+    s.http.trust_env = False
+    deadline = time.time() + 30
+    while True:
+        assert s.proc.poll() is None, s.log.read_text()
+        try:
+            if s.http.get(s.base + "/", timeout=1).status_code == 404:
+                break
+        except requests.ConnectionError:
+            pass
+        assert time.time() < deadline, "server did not start: " + s.log.read_text()
+        time.sleep(0.05)
+    yield s
+    s.proc.send_signal(signal.SIGTERM)
+    try:
+        s.proc.wait(timeout=30)
+    finally:
+        if s.proc.poll() is None:
+            s.proc.kill()
+            s.proc.wait(timeout=10)
+        s.sim.stop()
+        s.store.close()
+        s.http.close()
+
+
+def workers(s) -> list[int]:
+    """PIDs of the serving worker processes (descendants of ``wnshell serve`` that
+    run Python, i.e. not granian's own helper threads)."""
+    return sorted(p for p in _descendants(s.proc.pid) if "python" in _cmdline(p)
+                  or "regapi" in _cmdline(p))
+
+
+def get(s, path, **kw):
+    return s.http.get(s.base + path, timeout=30, allow_redirects=False, **kw)
+
+
+def new_order(s, name, total_fee=888):
+    openid = "o" + secrets.token_hex(8)
+    o = s.store.create(f"/home/{USER}/orders/{name}", "FILE",
+                       {"openid": openid, "total_fee": total_fee, "or_status": 0},
+                       parents=True)
+    return o, openid
+
+
+def test_two_workers_share_the_database(pg):
+    assert len(workers(pg)) >= 2, (_descendants(pg.proc.pid), pg.log.read_text())
+    # a write by this process is visible to the workers at once, and back
+    pg.store.create(f"/home/{USER}/acks/from-test")
+    assert get(pg, f"/api/{USER}/ack", params={"n": "from-http"}).text == "ok from-http\n"
+    assert pg.store.fetch(f"/home/{USER}/acks/from-http") is not None
+
+
+def test_seed_flow_on_postgresql(pg):
+    order, openid = new_order(pg, "flow")
+    r = get(pg, f"/api/{USER}/pay", params={"id": order["id"], "openid": openid})
+    assert r.status_code == 200, r.text
+    js = r.json()
+    signed = {k: js[k] for k in ("appId", "timeStamp", "nonceStr", "package", "signType")}
+    assert wxsign(signed, pg.key, js["signType"]) == js["paySign"]
+    paid = pg.http.post(pg.sim.url + "/sim/pay", json={"prepay_id": js["package"][10:]},
+                        timeout=10).json()
+    snap = pg.sim.wait_notified(paid["out_trade_no"], timeout=30)
+    assert snap["notify"]["status"] == "delivered"
+    fresh = pg.store.get(order["id"])
+    assert fresh["or_status"] == 2 and isinstance(fresh["pay_time"], int)
+    assert fresh["pay_result"]["transaction_id"] == paid["transaction_id"]
+
+
+def test_fifty_concurrent_duplicate_notifications_across_workers(pg):
+    order, openid = new_order(pg, "dup")
+    js = get(pg, f"/api/{USER}/pay", params={"id": order["id"], "openid": openid}).json()
+    pg.http.post(pg.sim.url + "/sim/faults", json={"concurrent_notify": 50, "count": 1},
+                 timeout=5).raise_for_status()
+    paid = pg.http.post(pg.sim.url + "/sim/pay", json={"prepay_id": js["package"][10:]},
+                        timeout=10).json()
+    assert paid["notify_copies"] == 50
+    snap = pg.sim.wait_notified(paid["out_trade_no"], timeout=90)
+    firsts = [a for a in snap["notify"]["log"] if a["n"] == 1]
+    assert len(firsts) == 50 and snap["notify"]["successes"] == 50
+    assert all(a["ok"] and a["status"] == 200 for a in firsts)
+    fresh = pg.store.get(order["id"])
+    assert fresh["or_status"] == 2 and "pay_result_extra" not in fresh
+    assert fresh["pay_result"]["transaction_id"] == paid["transaction_id"]
+    log = pg.log.read_text(encoding="utf-8", errors="replace")
+    assert log.count(f"order {order['id']} paid") == 1      # one transition, one worker
+
+
+def test_pay_requests_racing_over_workers_draw_distinct_sequence_numbers(pg):
+    """Twelve concurrent pay requests for one order, over both workers: each request that
+    did not reuse a stored prepay drew its own ``pay_seq`` (an atomic increment across
+    processes), so the order's counter equals the number of distinct prepays handed out."""
+    order, openid = new_order(pg, "race")
+
+    def pay(_):
+        r = get(pg, f"/api/{USER}/pay", params={"id": order["id"], "openid": openid})
+        assert r.status_code == 200, r.text
+        return r.json()["package"]
+
+    with ThreadPoolExecutor(12) as ex:
+        packages = list(ex.map(pay, range(12)))
+    fresh = pg.store.get(order["id"])
+    assert 1 <= fresh["pay_seq"] <= 12
+    assert fresh["pay_seq"] == len(set(packages))
+    assert fresh["pay_out_trade_no"].startswith(order["id"] + "_")
+
+
+def test_worker_killed_mid_stream_loses_nothing_acknowledged(pg):
+    before = set(workers(pg))
+    assert len(before) >= 2
+    acked: list[str] = []
+    failed: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def writer(tag):
+        http = requests.Session()
+        http.trust_env = False
+        i = 0
+        while not stop.is_set():
+            n = f"{tag}-{i}"
+            i += 1
+            try:
+                r = http.get(pg.base + f"/api/{USER}/ack", params={"n": n}, timeout=30)
+            except requests.RequestException:
+                with lock:
+                    failed.append(n)
+                continue
+            with lock:
+                (acked if r.status_code == 200 and r.text == f"ok {n}\n" else failed).append(n)
+        http.close()
+
+    threads = [threading.Thread(target=writer, args=(f"w{k}",)) for k in range(8)]
+    for t in threads:
+        t.start()
+    deadline = time.time() + 30
+    while len(acked) < 100 and time.time() < deadline:
+        time.sleep(0.01)
+    victim = sorted(before)[0]
+    os.kill(victim, signal.SIGKILL)                 # in the middle of the stream
+    at_kill = len(acked)
+    time.sleep(0.5)
+    # keep writing until the respawned worker is back and requests succeed again
+    deadline = time.time() + 30
+    while time.time() < deadline and len(acked) < at_kill + 100:
+        time.sleep(0.05)
+    stop.set()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(acked) >= at_kill + 100, f"server stopped serving after the kill: {failed[-5:]}"
+    # every acknowledged write is in the database
+    acks = pg.store.fetch(f"/home/{USER}/acks")
+    names = {c.nm for c in pg.store.children(acks.id)}
+    lost = [n for n in acked if n not in names]
+    assert lost == []
+    # the killed worker was replaced, the server still has two
+    deadline = time.time() + 30
+    while time.time() < deadline and len(set(workers(pg)) - {victim}) < 2:
+        time.sleep(0.1)
+    assert victim not in workers(pg) and len(workers(pg)) >= 2
+    assert get(pg, f"/api/{USER}/ack", params={"n": "after"}).text == "ok after\n"
