@@ -104,6 +104,20 @@ class PgServer:
         self._pg("pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "-o", opts, "start")
         self.pid = self._postmaster_pid()
         self.stopped = False
+        self.owner = os.getpid()
+        self._watchdog()
+
+    def _watchdog(self) -> None:
+        """A tiny shell loop that stops the server and removes its files once this
+        process is gone, even when it was killed (no atexit then)."""
+        if not self.pid:
+            return
+        script = ('while kill -0 "$1" 2>/dev/null; do sleep 1; done; '
+                  'kill -QUIT "$2" 2>/dev/null; sleep 3; kill -KILL "$2" 2>/dev/null; '
+                  'rm -rf "$3"')
+        subprocess.Popen(["sh", "-c", script, "pg-watchdog", str(os.getpid()), str(self.pid),
+                          self.dir], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
 
     def _pg(self, exe: str, *args: str) -> None:
         cmd = [os.path.join(self.bindir, exe), *args]
@@ -143,7 +157,7 @@ class PgServer:
         return self.url("postgres", options=f"-c search_path={name}")
 
     def stop(self) -> None:
-        if self.stopped:
+        if self.stopped or os.getpid() != self.owner:     # never from a forked child
             return
         self.stopped = True
         try:
