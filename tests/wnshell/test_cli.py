@@ -1,0 +1,80 @@
+"""The wnshell console script in subprocesses: -c, script files, piped stdin."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.wnshell.conftest import REPO
+
+
+def test_dash_c(cli):
+    p = cli("-c", "echo hi $0 $1; echo $#", "zero", "one")
+    assert (p.returncode, p.stdout, p.stderr) == (0, "hi zero one\n1\n", "")
+
+
+def test_exit_status_is_the_last_commands(cli):
+    assert cli("-c", "true; false").returncode == 1
+    assert cli("-c", "exit 7; echo no").returncode == 7
+    p = cli("-c", "nosuch")
+    assert (p.returncode, p.stderr) == (127, "e.cmd.notfound : nosuch\n")
+    p = cli("-c", "echo 'open")
+    assert p.returncode == 2 and p.stderr.startswith("e.cmd.syntax : ")
+    assert "Traceback" not in p.stderr
+
+
+def test_script_file_with_args(cli, tmp_path):
+    script = tmp_path / "s.wn"
+    script.write_text("# a script\necho $0 $1 \"$2\"\necho a \\\n  b\n"
+                      "echo c\n   -d\nexit 3\n", encoding="utf-8")
+    p = cli(str(script), "x", "y z")
+    assert p.returncode == 3
+    assert p.stdout == f"{script} x y z\na b\nc -d\n"
+    p = cli(str(tmp_path / "missing.wn"))
+    assert p.returncode == 127 and p.stderr.startswith("e.cmd.script.noexists")
+
+
+def test_piped_stdin_runs_without_prompt(cli):
+    p = cli(input="echo one\nfalse\necho two | cat\n")
+    assert (p.returncode, p.stdout, p.stderr) == (0, "one\ntwo\n", "")
+    p = cli(input="echo x; false\n")
+    assert p.returncode == 1
+
+
+def test_dash_c_commands_read_process_stdin(cli):
+    assert cli("-c", "cat | cat", input="piped data\n").stdout == "piped data\n"
+
+
+def test_store_and_user_options(cli, tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    assert cli("--user", "bob", "-c", "echo kept > note; pwd", store=url).stdout == "/home/bob\n"
+    p = cli("--user", "bob", "-c", "cat ~/note", store=url)
+    assert p.stdout == "kept\n"
+    # default store: SQLite in $XDG_DATA_HOME/wnshell/
+    assert cli("-c", "echo d > f").returncode == 0
+    assert (tmp_path / "xdg" / "wnshell").is_dir()
+    assert cli("-c", "cat f").stdout == "d\n"
+
+
+def test_bad_invocations(cli):
+    p = cli("--bogus")
+    assert p.returncode == 2 and p.stderr.startswith("e.cmd.wnshell.usage : unknown option")
+    p = cli("-c")
+    assert p.returncode == 2
+    p = cli("--store", "nope:///x", "-c", "echo")
+    assert p.returncode == 1 and p.stderr.startswith("e.io.store")
+    p = cli("--user", "a/b", "-c", "echo")
+    assert p.returncode == 1 and p.stderr.startswith("e.cmd.user.invalid")
+    assert cli("--help").stdout.startswith("usage: wnshell")
+
+
+def test_non_interactive_modes_stay_lean(tmp_path):
+    """-c must not import prompt_toolkit, requests, or command modules it does not use."""
+    code = ("import sys\nfrom wnshell.cli import main\n"
+            "st = main(['--store', 'memory://', '-c', 'echo hi'])\n"
+            "heavy = [m for m in ('prompt_toolkit', 'requests', 'commands.fs', 'commands.obj',"
+            " 'commands.json_cmd', 'commands.help', 'commands.httpc', 'commands.weixin',"
+            " 'importlib.metadata', 'wnshell.repl') if m in sys.modules]\n"
+            "print(st, heavy)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=REPO, timeout=60)
+    assert p.stdout == "hi\n0 []\n", p.stderr

@@ -1,0 +1,189 @@
+"""The REPL through prompt_toolkit's pipe input and DummyOutput."""
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+import pytest
+from prompt_toolkit.document import Document
+from prompt_toolkit.history import FileHistory, InMemoryHistory
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
+
+from objstore import open_store
+from wnshell.command import Command
+from wnshell.registry import REGISTRY, Registry
+from wnshell.repl import ShellLexer, run_repl
+from wnshell.session import Session
+
+
+class Interrupt(Command):
+    name = "interrupt"
+
+    def run(self, session, args, stdin, stdout, stderr):
+        raise KeyboardInterrupt          # what SIGINT does to a running command
+
+
+class Show(Command):
+    name = "show"
+    options = {"-alpha": "first", "-beta": "second"}
+
+    def run(self, session, args, stdin, stdout, stderr):
+        stdout.write(" ".join(args) + "\n")
+        return 0
+
+
+def new_session():
+    reg = Registry(parent=REGISTRY)
+    reg.register(Interrupt())
+    reg.register(Show())
+    s = Session(open_store("memory://"), registry=reg)
+    s.run("mkdir -p ~/orders/o1; echo note > ~/notes")
+    return s
+
+
+class Driver:
+    """Runs the REPL in a thread; ``type`` sends keys, ``wait`` waits for output."""
+
+    def __init__(self, session, history=None):
+        self.session = session
+        self.out, self.err = io.StringIO(), io.StringIO()
+        self._cm = create_pipe_input()
+        self.inp = self._cm.__enter__()
+        self.result = {}
+        self.thread = threading.Thread(target=self._run, args=(history,), daemon=True)
+        self.thread.start()
+
+    def _run(self, history):
+        self.result["status"] = run_repl(self.session, input=self.inp, output=DummyOutput(),
+                                         stdout=self.out, stderr=self.err,
+                                         history=history or InMemoryHistory())
+
+    def type(self, keys, expect=None, timeout=10.0):
+        self.inp.send_text(keys)
+        if expect is not None:
+            end = time.monotonic() + timeout
+            while expect not in self.out.getvalue():
+                if time.monotonic() > end:
+                    raise AssertionError(f"never saw {expect!r} in {self.out.getvalue()!r}")
+                time.sleep(0.01)
+
+    def finish(self, keys="\x04", timeout=10.0) -> int:
+        self.inp.send_text(keys)
+        self.thread.join(timeout)
+        self._cm.__exit__(None, None, None)
+        assert not self.thread.is_alive()
+        return self.result["status"]
+
+
+def test_run_lines_and_exit_status():
+    d = Driver(new_session())
+    d.type("echo hi\r", expect="hi\n")
+    d.type("false\r")
+    assert d.finish("\x04") == 1                        # Ctrl-D: the last status
+    d = Driver(new_session())
+    assert d.finish("exit 4\r") == 4
+
+
+def test_tab_completes_commands_options_and_paths():
+    d = Driver(new_session())
+    d.type("ec\thi\r", expect="hi\n")                   # command name
+    d.type("show -al\t-b\t\r", expect="-alpha -beta\n")  # options from Command.options
+    d.type("cat ~/no\t\r", expect="note\n")             # store path (FILE)
+    d.type("ls ~/ord\t\r", expect="o1\n")              # a DIR completes with a /
+    d.finish()
+    assert d.err.getvalue() == ""
+
+
+def test_completer_directly():
+    from prompt_toolkit.completion import CompleteEvent
+    from wnshell.repl import ShellCompleter
+    c = ShellCompleter(new_session())
+
+    def texts(line):
+        return [x.text for x in c.get_completions(Document(line), CompleteEvent(True))]
+
+    assert texts("ls ~/ord") == ["orders/"]
+    assert texts("ls ~/orders/") == ["o1/"]
+    assert "echo" in texts("ec") and "exit" not in texts("ec")
+    assert texts("echo a | sh") == ["show"]
+    assert texts("show -") == ["-alpha", "-beta"]
+    assert texts("echo -") == ["-e", "-n"]
+    assert texts("cat /nope/") == []
+
+
+def test_ctrl_c_cancels_the_line_and_the_running_command():
+    d = Driver(new_session())
+    d.type("echo never\x03")
+    d.type("echo status=$?\r", expect="status=130\n")
+    d.type("interrupt; echo not-reached\r")
+    d.type("echo after=$?\r", expect="after=130\n")
+    assert "never" not in d.out.getvalue() and "not-reached" not in d.out.getvalue()
+    d.finish()
+
+
+def test_incomplete_text_asks_for_more_lines():
+    d = Driver(new_session())
+    d.type('echo "a\rb"\r', expect="a\nb\n")
+    d.type("echo x \\\r y |\r cat\r", expect="x y\n")
+    d.type("echo 'bad\x03")                            # Ctrl-C gives up the block
+    d.type("echo ok\r", expect="ok\n")
+    d.finish()
+
+
+def test_errors_go_to_stderr_one_line():
+    d = Driver(new_session())
+    d.type("nosuch\r")
+    d.type("echo done\r", expect="done\n")
+    d.finish()
+    assert d.err.getvalue() == "e.cmd.notfound : nosuch\n"
+
+
+def test_history_file_persists_and_up_recalls(tmp_path):
+    path = str(tmp_path / "history")
+    d = Driver(new_session(), FileHistory(path))
+    d.type("echo first-line\r", expect="first-line\n")
+    d.finish()
+    assert "echo first-line" in open(path, encoding="utf-8").read()
+
+    d = Driver(new_session(), FileHistory(path))
+    time.sleep(0.5)                                     # history loads in the background
+    d.type("\x1b[A")
+    time.sleep(0.2)
+    d.type("\r", expect="first-line\n")
+    d.finish()
+
+
+def test_history_path_is_in_xdg_data_dir(monkeypatch, tmp_path):
+    from wnshell.repl import history_path
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert history_path() == str(tmp_path / "wnshell" / "history")
+
+
+def test_highlighting():
+    s = new_session()
+    get_line = ShellLexer(s.registry).lex_document(
+        Document("echo -n $X 'q' | nosuch > f # note"))
+    frags = [(style, text) for style, text in get_line(0) if text.strip()]
+    assert frags == [("class:command", "echo"), ("class:option", "-n"),
+                     ("class:variable", "$X"), ("class:string", "'q'"),
+                     ("class:operator", "|"), ("class:unknown", "nosuch"),
+                     ("class:operator", ">"), ("", "f"), ("class:comment", "# note")]
+
+
+def test_repl_is_what_a_tty_gets(monkeypatch):
+    """cli.main with no arguments and a terminal on stdin starts the REPL."""
+    import sys
+    from wnshell import cli
+    called = {}
+
+    def fake_repl(session):
+        called["user"] = session.user
+        return 5
+
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
+    import wnshell.repl
+    monkeypatch.setattr(wnshell.repl, "run_repl", fake_repl)
+    assert cli.main(["--store", "memory://", "--user", "zed"]) == 5
+    assert called == {"user": "zed"}
