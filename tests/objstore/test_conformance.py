@@ -18,7 +18,7 @@ from objstore.common import now_ms
 from objstore.errors import BAD_INPUT, CONFLICT, NOT_FOUND
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PY = "/work/venv/bin/python" if os.path.exists("/work/venv/bin/python") else sys.executable
+PY = sys.executable          # the interpreter running the tests (/work/venv/bin/python here)
 
 
 def err(fn, *a, **kw) -> StoreError:
