@@ -500,8 +500,6 @@ def test_two_processes_increment_one_counter(store_factory):
 
 def test_processes_race_cas_exactly_one_wins(store_factory, tmp_path):
     shared_only(store_factory)
-    if store_factory.backend == "tinydb":
-        pytest.skip("the brief asks this of the SQL backends; TinyDB races threads above")
     url = store_factory.new_url()
     store = store_factory(url)
     o = store.create("/o", meta={"or_status": 0})
