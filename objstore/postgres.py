@@ -35,8 +35,7 @@ import os
 import re
 import threading
 import time
-from contextlib import contextmanager
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 from . import common as C
 from . import paths, query as Q
@@ -113,6 +112,15 @@ def _first_line(exc: BaseException) -> str:
 
 
 _RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """The session ended under us (server restart, admin shutdown, network)."""
+    if isinstance(exc, (pg_errors.AdminShutdown, pg_errors.CrashShutdown,
+                        pg_errors.CannotConnectNow)):
+        return True
+    return isinstance(exc, psycopg.OperationalError) and (
+        getattr(exc, "sqlstate", None) is None or str(exc.sqlstate).startswith("08"))
 
 
 # ---- SQL helpers ------------------------------------------------------------------------
@@ -291,7 +299,6 @@ class PostgresStore(Store):
         self._pool: ConnectionPool | None = None
         self._pool_lock = threading.Lock()
         self._last_purge = 0
-        self._closed = False
         self._init_schema()
 
     # ---- connections -----------------------------------------------------------------
@@ -334,8 +341,6 @@ class PostgresStore(Store):
             conn.close()
 
     def _get_pool(self) -> ConnectionPool:
-        if self._closed:
-            raise StoreError("e.io.store.closed", "the store was closed", INTERNAL)
         pid = os.getpid()
         if self._pool is not None and pid == self._pid:
             return self._pool
@@ -362,20 +367,11 @@ class PostgresStore(Store):
                 self._pool = pool
             return self._pool
 
-    @contextmanager
-    def _conn(self) -> Iterator["psycopg.Connection"]:
-        """A pooled autocommit connection (each statement its own transaction)."""
-        try:
-            with self._get_pool().connection() as conn:
-                yield conn
-        except StoreError:
-            raise
-        except (psycopg.Error, PoolTimeout) as exc:
-            raise _store_error(exc) from None
-
     def _run(self, fn, *args, write: bool = True):
-        """Run ``fn(conn, *args)`` as one transaction; deadlocks and serialization
-        failures are retried (the transaction was rolled back, so this is safe)."""
+        """Run ``fn(conn, *args)`` as one transaction.  Deadlocks and serialization
+        failures are retried (the transaction was rolled back, so this is safe); a read
+        is retried once on a broken connection (a server restart, a failover)."""
+        lost_once = False
         for attempt in range(RETRIES):
             try:
                 with self._get_pool().connection() as conn:
@@ -387,21 +383,51 @@ class PostgresStore(Store):
                 if attempt == RETRIES - 1:
                     raise _store_error(exc) from None
                 time.sleep(0.005 * (attempt + 1))
+            except psycopg.OperationalError as exc:
+                lost = _connection_lost(exc)
+                if lost:
+                    self._drop_dead_connections()
+                if write or lost_once or not lost:
+                    raise _store_error(exc) from None
+                lost_once = True
             except (psycopg.Error, PoolTimeout) as exc:
                 raise _store_error(exc) from None
             except ValueError as exc:          # e.g. NUL in text, refused client-side
                 raise _store_error(exc) from None
+        raise AssertionError("unreachable")
 
-    def _one(self, sql: str, params: Any) -> Any:
-        """One autocommit statement, first row."""
-        with self._conn() as conn:
+    def _one(self, sql: str, params: Any, *, write: bool = True, many: bool = False) -> Any:
+        """One autocommit statement (itself one transaction): first row (all rows with
+        ``many``).  Reads are retried once on a broken connection; writes never (their
+        outcome is unknown)."""
+        for attempt in (0, 1):
             try:
-                return conn.execute(sql, params).fetchone()
-            except ValueError as exc:
+                with self._get_pool().connection() as conn:
+                    cur = conn.execute(sql, params)
+                    return cur.fetchall() if many else cur.fetchone()
+            except StoreError:
+                raise
+            except psycopg.OperationalError as exc:
+                lost = _connection_lost(exc)
+                if lost:
+                    self._drop_dead_connections()
+                if write or attempt or not lost:
+                    raise _store_error(exc) from None
+            except (psycopg.Error, PoolTimeout, ValueError) as exc:
                 raise _store_error(exc) from None
+        raise AssertionError("unreachable")
+
+    def _drop_dead_connections(self) -> None:
+        """After one pooled session died, the others usually did too (a restart, a
+        failover): test the idle ones now so the next operations get live sessions."""
+        pool = self._pool
+        if pool is not None and self._pid == os.getpid():
+            try:
+                pool.check()
+            except Exception:       # noqa: BLE001 - best effort; the caller reports
+                pass
 
     def close(self) -> None:
-        self._closed = True
         pool, self._pool = self._pool, None
         if pool is not None and os.getpid() == self._pid:
             try:
@@ -484,7 +510,7 @@ class PostgresStore(Store):
         if not paths.is_id(oid):
             return None
         row = self._one(f"SELECT meta FROM {TABLE} WHERE id = %s AND {_LIVE_POS}",
-                        (oid, C.now_ms()))
+                        (oid, C.now_ms()), write=False)
         return _doc(row[0]) if row else None
 
     _FETCH = (f"SELECT meta FROM {TABLE} WHERE ph = %s AND {_LIVE_POS} AND NOT EXISTS "
@@ -495,7 +521,7 @@ class PostgresStore(Store):
         sp = paths.resolve(path, cwd, home)
         now = C.now_ms()
         if not sp.startswith("id:"):
-            row = self._one(self._FETCH, (sp, now, paths.ancestors(sp), now))
+            row = self._one(self._FETCH, (sp, now, paths.ancestors(sp), now), write=False)
             return _doc(row[0]) if row else None
 
         def tx(conn):
@@ -620,7 +646,7 @@ class PostgresStore(Store):
     def read(self, oid: str) -> bytes:
         C.check_oid(oid)
         row = self._one(f"SELECT race, ph, content FROM {TABLE} WHERE id = %s AND {_LIVE_POS}",
-                        (oid, C.now_ms()))
+                        (oid, C.now_ms()), write=False)
         if row is None:
             raise C.noexists(f"id:{oid}")
         if row[0] != "FILE":
@@ -763,17 +789,13 @@ class PostgresStore(Store):
         if skip:
             sql += " OFFSET %s"
             params.append(skip)
-        with self._conn() as conn:
-            try:
-                rows = conn.execute(sql, params).fetchall()
-            except ValueError as exc:
-                raise _store_error(exc) from None
-        return [_doc(r[0]) for r in rows]
+        return [_doc(r[0]) for r in self._one(sql, params, write=False, many=True)]
 
     def count(self, match) -> int:
         params: list = []
         where = self._where(match, C.now_ms(), params)
-        return int(self._one(f"SELECT count(*) FROM {TABLE} WHERE {where}", params)[0])
+        return int(self._one(f"SELECT count(*) FROM {TABLE} WHERE {where}", params,
+                             write=False)[0])
 
     # ---- housekeeping -----------------------------------------------------------------
     def _maybe_purge(self, now: int) -> None:

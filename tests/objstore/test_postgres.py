@@ -212,6 +212,29 @@ def test_deletes_racing_creates_leave_no_orphans(pg_url, opened):
     assert orphans == 0
 
 
+def test_reads_survive_the_server_dropping_connections(pg_url, opened):
+    s = opened(pg_url + "&application_name=wn-drop-test")
+    o = s.create("/o", meta={"n": 1})
+    assert s.get(o.id)["n"] == 1
+
+    def drop():
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            return conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                "WHERE application_name = 'wn-drop-test'").fetchone()[0]
+    assert drop() >= 1
+    assert s.get(o.id)["n"] == 1                      # retried on a fresh connection
+    assert drop() >= 1
+    assert [x.nm for x in s.query({"n": 1})] == ["o"]
+    assert drop() >= 1
+    # a write whose connection died is not retried (its outcome would be unknown):
+    # it fails as a one-line StoreError, and the next write works
+    try:
+        s.set_meta(o.id, {"n": 2})
+    except StoreError as exc:
+        assert exc.key == "e.io.store.unavailable" and "\n" not in exc.line()
+    assert s.set_meta(o.id, {"n": 3})["n"] == 3
+
+
 def test_database_errors_are_store_errors(pg_url, opened, pg_server):  # noqa: F811
     s = opened(pg_url)
     f = s.create("/f", meta={"n": "text"})
