@@ -10,7 +10,8 @@ Layout (one table, ``wn_obj``, in the connection's current schema):
   create under a DIR being deleted fails cleanly; ``nm`` and ``ph`` in the "C"
   collation (codepoint order, like every other backend); ``race``; ``expi`` (epoch ms,
   partial index); ``meta`` JSONB holding the *whole* document (reserved fields
-  included), GIN-indexed with ``jsonb_path_ops``; ``content`` bytea.
+  included), its free (non-reserved) keys GIN-indexed with ``jsonb_path_ops``;
+  ``content`` bytea.
 * unique ``(pid, nm)`` (children listing in name order), unique ``ph`` with
   ``text_pattern_ops`` (fetch by path, subtree ranges with ``~>=~``/``~<~``).
 
@@ -39,7 +40,7 @@ from typing import Any, Mapping
 
 from . import common as C
 from . import paths, query as Q
-from .base import Store, WnObj
+from .base import RESERVED, Store, WnObj
 from .errors import BAD_INPUT, INTERNAL, TIMEOUT, StoreError
 
 try:
@@ -57,6 +58,13 @@ PURGE_LOCK = 0x776E7370757267  # advisory lock key: one purger at a time per dat
 PURGE_EVERY_MS = 60_000
 RETRIES = 5
 
+# The GIN index covers free metadata only: the reserved fields are either columns with
+# their own indexes (id, pid, nm, ph, race, expi) or too common to narrow a search (d0,
+# race, mime...) or changed by every write (lm); leaving them out keeps each write's
+# index work proportional to the caller's own keys.
+FREE_ARR = "'{" + ",".join(RESERVED) + "}'::text[]"
+FREE_META = f"(meta - {FREE_ARR})"
+
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
     id      text PRIMARY KEY,
@@ -70,7 +78,7 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS {TABLE}_pid_nm ON {TABLE} (pid, nm);
 CREATE UNIQUE INDEX IF NOT EXISTS {TABLE}_ph ON {TABLE} (ph text_pattern_ops);
-CREATE INDEX IF NOT EXISTS {TABLE}_meta ON {TABLE} USING gin (meta jsonb_path_ops)
+CREATE INDEX IF NOT EXISTS {TABLE}_meta ON {TABLE} USING gin ((meta - {FREE_ARR}) jsonb_path_ops)
     WITH (fastupdate = off);
 CREATE INDEX IF NOT EXISTS {TABLE}_expi ON {TABLE} (expi) WHERE expi IS NOT NULL
 """
@@ -211,7 +219,8 @@ class PgCompiler:
     booleans, numbers compare numerically, regexes/globs apply to strings and numbers,
     ranges to numbers only, ``not`` matches absent keys.  String equality on the
     tree columns (id, pid, nm, ph, race) uses the columns and their indexes; other
-    equalities add a ``meta @> ...`` containment so the GIN index can narrow the scan.
+    equalities on free metadata add a containment test on the GIN-indexed expression
+    ``meta - <reserved keys>`` so the index can narrow the scan.
     """
 
     def cond(self, c: Q.Cond, params: list) -> str:
@@ -229,9 +238,11 @@ class PgCompiler:
             if isinstance(c.value, str) and c.key in _COLUMN_KEYS:
                 params.append(c.value)
                 return f"({_COLUMN_KEYS[c.key]} = %s)"
-            params.append(Jsonb({c.key: c.value}))
             params.append(Jsonb(c.value))
-            return f"(meta @> %s AND {v} = %s)"
+            if c.key in RESERVED:
+                return f"({v} = %s)"
+            params.insert(len(params) - 1, Jsonb({c.key: c.value}))
+            return f"({FREE_META} @> %s AND {v} = %s)"
         if c.op == "regex":
             params.append(c.value)
             extra = ""
