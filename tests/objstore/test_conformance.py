@@ -664,3 +664,20 @@ def test_tinydb_file_is_replaced_whole_and_keeps_its_mode(tmp_path):
     other.set_meta(f.id, {"k": 2})
     store.set_meta(f.id, {"j": 3})
     assert other.get(f.id)["k"] == 2 and other.get(f.id)["j"] == 3
+
+
+def test_open_store_default_and_env(tmp_path, monkeypatch):
+    import objstore
+    monkeypatch.delenv("WNSHELL_STORE", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    s = objstore.open_store()
+    assert type(s).__name__ == "SQLiteStore" and s.fetch("/").is_dir
+    assert (tmp_path / "xdg" / "wnshell" / "store.db").exists()
+    s.close()
+    monkeypatch.setenv("WNSHELL_STORE", f"tinydb://{tmp_path}/env.json")
+    t = objstore.open_store()
+    assert type(t).__name__ == "TinyDBStore" and (tmp_path / "env.json").exists()
+    t.close()
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "h"))
+    assert objstore.default_url() == f"sqlite://{tmp_path}/h/.local/share/wnshell/store.db"
