@@ -90,6 +90,19 @@ def _fix_streams() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``wnshell`` command line; returns the exit status (never raises)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # a bug or a broken environment: one line, no traceback
+        if os.environ.get("WNSHELL_DEBUG"):
+            raise
+        _err(f"e.cmd.internal : wnshell: {type(e).__name__}")
+        return 1
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
         from regapi.cli import main as regapi_main

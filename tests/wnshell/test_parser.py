@@ -99,3 +99,24 @@ def test_syntax_error_through_session(run):
     st, out, err = run("echo ok; echo 'oops")
     assert (st, out) == (2, "")                       # nothing ran
     assert err.startswith("e.cmd.syntax : unterminated '") and err.count("\n") == 1
+
+
+def test_seed_regapi_block_verbatim():
+    """The seed's whole `.regapi` block (CJK comments, trailing blanks) parses as the two
+    commands it shows."""
+    seed = open("/work/shared/seed/weixin_pay.md", encoding="utf-8").read() \
+        if __import__("os").path.exists("/work/shared/seed/weixin_pay.md") else None
+    block = ("# 提交订单支付信息\n"
+             "weixin xxx order -submit ${http-qs-id} \n"
+             "           -client_ip ${http-remote-host} \n"
+             "           -openid ${http-qs-openid} \n"
+             "\n"
+             "# 处理订单支付的返回\n"
+             "weixin xxx order -result id:${id}\n")
+    if seed is not None:
+        assert block in seed
+    tree = parse(block)
+    assert len(tree.items) == 2
+    cmds = [it.first.cmds[0] for it in tree.items]
+    assert len(cmds[0].words) == 9
+    assert cmds[1].words[4].parts == [Lit("id:"), Var("id")]

@@ -85,3 +85,22 @@ def test_values_never_change_the_argument_count(a, b):
     # cat reports the first missing object (or reads stdin): whatever it says, exactly
     # one cat ran with three arguments, and nothing else ran
     assert COUNTS == {"cat": 1}
+
+
+@settings(max_examples=400, deadline=None)
+@given(VALUES)
+def test_any_text_parses_or_is_one_syntax_error_line(text):
+    from wnshell.errors import ShellSyntaxError
+    try:
+        parse(text)
+    except ShellSyntaxError as e:
+        assert e.line().startswith("e.cmd.syntax : ") and "\n" not in e.line()
+
+
+@settings(max_examples=200, deadline=None)
+@given(SHELLY)
+def test_running_any_text_never_raises(text):
+    st_, out, err = SESSION.run(text.replace("canary", "true"))
+    assert isinstance(st_, int)
+    assert "Traceback" not in err
+    assert all(line.startswith("e.") for line in err.splitlines() if line)
