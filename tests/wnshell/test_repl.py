@@ -172,18 +172,42 @@ def test_highlighting():
                      ("class:operator", ">"), ("", "f"), ("class:comment", "# note")]
 
 
-def test_repl_is_what_a_tty_gets(monkeypatch):
-    """cli.main with no arguments and a terminal on stdin starts the REPL."""
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs a pty")
+def test_cli_on_a_terminal_is_the_repl(tmp_path):
+    """`wnshell` with no arguments on a pty: a prompt, a command, `exit 3`."""
+    import os
+    import pty
+    import select
     import sys
-    from wnshell import cli
-    called = {}
+    from tests.wnshell.conftest import REPO
 
-    def fake_repl(session):
-        called["user"] = session.user
-        return 5
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.chdir(REPO)
+        os.environ.update(TERM="xterm", XDG_DATA_HOME=str(tmp_path))
+        os.execv(sys.executable, [sys.executable, "-m", "wnshell.cli", "--store",
+                                  "memory://", "--user", "tty"])
+    buf = b""
 
-    monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
-    import wnshell.repl
-    monkeypatch.setattr(wnshell.repl, "run_repl", fake_repl)
-    assert cli.main(["--store", "memory://", "--user", "zed"]) == 5
-    assert called == {"user": "zed"}
+    def read_until(token, timeout=20):
+        nonlocal buf
+        end = time.monotonic() + timeout
+        while token not in buf and time.monotonic() < end:
+            r, _, _ = select.select([fd], [], [], 0.1)
+            if r:
+                try:
+                    buf += os.read(fd, 4096)
+                except OSError:
+                    break
+        return token in buf
+
+    try:
+        assert read_until(b"tty:~$"), buf
+        os.write(fd, b"echo hel''lo-tty\r")
+        assert read_until(b"hello-tty\r\n"), buf
+        os.write(fd, b"exit 3\r")
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 3
+        assert os.path.exists(tmp_path / "wnshell" / "history")
+    finally:
+        os.close(fd)
