@@ -201,13 +201,19 @@ def test_cli_on_a_terminal_is_the_repl(tmp_path):
                     break
         return token in buf
 
+    done = False
     try:
         assert read_until(b"tty:~$"), buf
         os.write(fd, b"echo hel''lo-tty\r")
         assert read_until(b"hello-tty\r\n"), buf
         os.write(fd, b"exit 3\r")
         _, status = os.waitpid(pid, 0)
+        done = True
         assert os.waitstatus_to_exitcode(status) == 3
         assert os.path.exists(tmp_path / "wnshell" / "history")
     finally:
+        if not done:
+            import signal
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
         os.close(fd)
