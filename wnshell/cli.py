@@ -82,9 +82,12 @@ def _session(opts):
 
 
 def _fix_streams() -> None:
+    """Unencodable text is replaced, not fatal; stdout is line-buffered so that output
+    and error lines keep their order when both go to one file (one flush per write
+    that holds a newline, not per line)."""
     for s in (sys.stdout, sys.stderr):
         try:
-            s.reconfigure(errors="replace")
+            s.reconfigure(errors="replace", line_buffering=True)
         except Exception:  # pragma: no cover - replaced streams
             pass
 

@@ -78,3 +78,14 @@ def test_non_interactive_modes_stay_lean(tmp_path):
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        cwd=REPO, timeout=60)
     assert p.stdout == "hi\n0 []\n", p.stderr
+
+
+def test_output_and_errors_keep_their_order(tmp_path):
+    import os
+    out = tmp_path / "out.txt"
+    with open(out, "w") as f:
+        p = subprocess.run([sys.executable, "-m", "wnshell.cli", "--store", "memory://", "-c",
+                            "echo a; nosuch; echo b"], stdout=f, stderr=subprocess.STDOUT,
+                           cwd=REPO, env=dict(os.environ, PYTHONUNBUFFERED=""), timeout=60)
+    assert p.returncode == 0
+    assert out.read_text() == "a\ne.cmd.notfound : nosuch\nb\n"
