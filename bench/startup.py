@@ -30,22 +30,28 @@ def main() -> int:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         cmd_shell = shell + ["-c", "echo hi"]
         cmd_py = [py, "-c", "pass"]
+        # for the breakdown: the interpreter plus importing and opening the store only
+        cmd_store = [py, "-c", "import objstore; objstore.open_store().close()"]
         subprocess.run(cmd_py, env=env, check=False)
         first = subprocess.run(cmd_shell, env=env, capture_output=True, text=True)
         if first.returncode != 0 or first.stdout != "hi\n":
             print(f"wnshell failed: {first.returncode} {first.stdout!r} {first.stderr!r}")
             return 1
-        t_shell, t_py = [], []
+        t_shell, t_py, t_store = [], [], []
         for _ in range(runs):
-            for cmd, acc in ((cmd_py, t_py), (cmd_shell, t_shell)):
+            for cmd, acc in ((cmd_py, t_py), (cmd_shell, t_shell), (cmd_store, t_store)):
                 t0 = time.perf_counter()
                 subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, check=False)
                 acc.append(time.perf_counter() - t0)
     m_shell, m_py = statistics.median(t_shell), statistics.median(t_py)
+    m_store = statistics.median(t_store)
     ratio = m_shell / m_py
     print(f"python3 -c pass        median {m_py * 1000:7.1f} ms  ({runs} runs)")
     print(f"wnshell -c 'echo hi'   median {m_shell * 1000:7.1f} ms  ({runs} runs)")
+    print(f"  breakdown: python -c 'import objstore; open_store()' median "
+          f"{m_store * 1000:.1f} ms, so the store costs ~{(m_store - m_py) * 1000:.1f} ms and "
+          f"the shell ~{(m_shell - m_store) * 1000:.1f} ms on top of the interpreter")
     print(f"ratio {ratio:.2f}  (target <= 3: {'ok' if ratio <= 3 else 'MISSED'})")
     return 0
 
