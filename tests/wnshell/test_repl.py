@@ -152,6 +152,12 @@ def test_history_file_persists_and_up_recalls(tmp_path):
     d.type("\x1b[A")
     time.sleep(0.2)
     d.type("\r", expect="first-line\n")
+    # auto-suggest from history: type a prefix, accept the grey suggestion with ->
+    d.type("echo fir")
+    time.sleep(0.5)                                     # suggestions are computed async
+    d.type("\x1b[C")
+    time.sleep(0.2)
+    d.type("\r", expect="first-line\nfirst-line\n")
     d.finish()
 
 
