@@ -27,7 +27,9 @@ deletes them (and their subtrees) and is safe with several workers purging toget
 The schema is created idempotently under an advisory lock, so several processes may start
 against an empty database at the same time.
 
-Pool size: env ``WNSHELL_PG_POOL_MAX`` (default 16 connections per process).
+Environment: ``WNSHELL_PG_POOL_MAX`` (default 16 connections per process);
+``WNSHELL_PG_PREPARE=0`` turns off server-side prepared statements (for a connection
+pooler in transaction mode that cannot keep them).  See docs/postgresql.md.
 """
 from __future__ import annotations
 
@@ -363,8 +365,11 @@ class PostgresStore(Store):
                 self._pid = pid
             if self._pool is None:
                 size = int(os.environ.get("WNSHELL_PG_POOL_MAX", "16") or 16)
+                kwargs: dict = {"autocommit": True}
+                if os.environ.get("WNSHELL_PG_PREPARE", "1") == "0":
+                    kwargs["prepare_threshold"] = None   # e.g. behind a transaction pooler
                 pool = ConnectionPool(self._conninfo, min_size=1, max_size=max(1, size),
-                                      kwargs={"autocommit": True}, open=False,
+                                      kwargs=kwargs, open=False,
                                       timeout=30, name="wnshell-store")
                 try:
                     pool.open(wait=True, timeout=30)
