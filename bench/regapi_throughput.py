@@ -1,12 +1,13 @@
 """regapi throughput: one bounded run on loopback, the same server and worker count.
 
     python bench/regapi_throughput.py [--workers 2] [--duration 5] [--connections 64]
+                                      [--store URL | --store postgresql]
 
 Measures, with ``wrk`` when installed (else a bounded Python load generator):
 
 1. a bare WSGI "hello" app on granian (the same settings ``wnshell serve`` uses);
-2. ``wnshell serve`` answering the ``.regapi`` API ``echo ${http-qs-x}`` (SQLite store,
-   access log on, as in production) -- and the ratio echo / hello (target >= 0.5);
+2. ``wnshell serve`` answering the ``.regapi`` API ``echo ${http-qs-x}`` (SQLite store
+   unless ``--store``, access log on, as in production) -- and the ratio echo / hello (target >= 0.5);
 3. the seed's pay-submit API ``/api/demo/pay?id=…&openid=…`` against the WeChat Pay
    simulator: a new order on every request (one unifiedorder round trip each), and the
    same order again and again (its signed ``pay_jsobj`` is reused, no upstream call).
@@ -144,6 +145,9 @@ def main(argv=None) -> int:
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--orders", type=int, default=6000,
                     help="orders prepared for the new-order pay-submit run")
+    ap.add_argument("--store", default=None,
+                    help="URL of an empty store (default: a fresh SQLite file); the word "
+                         "'postgresql' starts a throwaway PostgreSQL (fsync on, unix socket)")
     a = ap.parse_args(argv)
     a.duration = min(a.duration, 30.0)
     use_wrk = shutil.which("wrk") is not None
@@ -157,8 +161,16 @@ def main(argv=None) -> int:
     tmp = tempfile.mkdtemp(prefix="wnshell-bench-")
     procs: list[subprocess.Popen] = []
     sim = None
+    stop_pg = None
     try:
-        store_url = f"sqlite://{tmp}/store.db"
+        store_url = a.store or f"sqlite://{tmp}/store.db"
+        if store_url == "postgresql":
+            from tests.objstore import pg_backend
+            if pg_backend.find_bindir() is None:
+                raise SystemExit(pg_backend.missing_reason())
+            pg = pg_backend.PgServer(pg_backend.find_bindir(), fsync=True)
+            stop_pg = pg.stop
+            store_url = pg.fresh_schema_url("bench")
         key = secrets.token_hex(16)
         appid, mch = "wx" + secrets.token_hex(8), "1900000999"
         sim = Simulator(merchants=[(appid, mch, key)]).start()
@@ -235,7 +247,7 @@ def main(argv=None) -> int:
         sim_calls = sim.requests_seen
 
         print(f"regapi throughput -- granian, {a.workers} workers x {THREADS} threads, "
-              f"{tool}, loopback, {os.cpu_count()} CPUs")
+              f"{tool}, loopback, {os.cpu_count()} CPUs, store {store_url.split(':', 1)[0]}")
         print(f"  bare WSGI hello (granian)            {hello_rps:10.0f} req/s")
         print(f"  echo API  /api/demo/echo?x=hello     {echo_rps:10.0f} req/s   "
               f"non-2xx {echo_bad}")
@@ -253,6 +265,8 @@ def main(argv=None) -> int:
             stop(p)
         if sim is not None:
             sim.stop()
+        if stop_pg is not None:
+            stop_pg()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
