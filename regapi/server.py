@@ -16,6 +16,8 @@ import logging
 import os
 import sys
 
+from objstore.errors import BAD_INPUT, INTERNAL, WnError
+
 log = logging.getLogger("regapi")
 
 DEFAULT_THREADS = 32
@@ -52,6 +54,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
     from granian import Granian
     from granian.constants import Interfaces
 
+    check_bind(host, port)
     url = prepare_store(store_url)
     os.environ["WNSHELL_STORE"] = url
     for key, value in (("DEADLINE", deadline), ("MAX_BODY", max_body),
@@ -88,11 +91,38 @@ def serve(host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
                 print(f"regapi: reload: sync failed, store unchanged: {msg}",
                       file=sys.stderr, flush=True)
 
+    # granian warns about more Python threads than cores; ours mostly wait on I/O
+    # (WeChat replies, the store), which is what they are for
+    logging.getLogger("_granian").addFilter(
+        lambda r: "Python threads" not in r.getMessage())
     print(f"regapi: serving http://{host}:{port}/api/<user>/<api> "
           f"({workers} worker{'s' if workers != 1 else ''}, store {_safe_url(url)})",
           file=sys.stderr, flush=True)
-    server.serve()
+    try:
+        server.serve()
+    except (OSError, RuntimeError) as e:
+        raise WnError("e.regapi.serve.failed", f"{type(e).__name__}: {e}",
+                      kind=INTERNAL) from None
     return 0
+
+
+def check_bind(host: str, port: int) -> None:
+    """Fail early, in one line, when the address cannot be listened on."""
+    import socket
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise WnError("e.regapi.serve.bind", f"bad host {host!r}: {e.strerror}",
+                      kind=BAD_INPUT) from None
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError as e:
+            raise WnError("e.regapi.serve.bind",
+                          f"cannot listen on {host}:{port}: {e.strerror}",
+                          kind=BAD_INPUT) from None
 
 
 def _safe_url(url: str) -> str:

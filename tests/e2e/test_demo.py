@@ -35,3 +35,49 @@ def test_demo_keys_never_printed():
     # every 32-hex-char token printed must not be a key: the demo prints none at all
     import re
     assert not re.search(r"\b[0-9a-f]{32}\b", r.stdout + r.stderr)
+
+
+def test_demo_keep_leaves_it_running_until_sigterm():
+    import re
+    import signal
+    import time
+    import urllib.request
+
+    script = os.path.join(os.path.dirname(sys.executable), "wnshell")
+    cmd = [script] if os.path.exists(script) else [
+        sys.executable, "-c", "import sys; from wnshell.cli import main; sys.exit(main())"]
+    p = subprocess.Popen(cmd + ["demo", "--keep"], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+    try:
+        lines, deadline = [], time.time() + 60
+        while time.time() < deadline:
+            line = p.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("  pay "):
+                break
+        out = "".join(lines)
+        assert "OK: every step checked out." in out and "Still running (--keep)" in out
+        url = re.search(r"  pay\s+(\S+)", out).group(1)
+        import json
+        import urllib.error
+        try:   # the order is paid now: paying it again is a conflict, said in JSON
+            urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=10)
+            raise AssertionError("a paid order was accepted for payment again")
+        except urllib.error.HTTPError as e:
+            assert e.code == 409
+            assert json.loads(e.read())["errCode"] == "e.cmd.weixin.order.paid"
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 0
+        # everything it started is gone
+        import urllib.error
+        try:
+            urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=2)
+            raise AssertionError("server still answering after the demo stopped")
+        except (urllib.error.URLError, ConnectionError, OSError):
+            pass
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
