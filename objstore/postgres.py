@@ -364,7 +364,11 @@ class PostgresStore(Store):
                 self._pool = None
                 self._pid = pid
             if self._pool is None:
-                size = int(os.environ.get("WNSHELL_PG_POOL_MAX", "16") or 16)
+                try:
+                    size = int(os.environ.get("WNSHELL_PG_POOL_MAX") or 16)
+                except ValueError:
+                    raise StoreError("e.io.store.open", "WNSHELL_PG_POOL_MAX must be a "
+                                     "number of connections", BAD_INPUT) from None
                 kwargs: dict = {"autocommit": True}
                 if os.environ.get("WNSHELL_PG_PREPARE", "1") == "0":
                     kwargs["prepare_threshold"] = None   # e.g. behind a transaction pooler
