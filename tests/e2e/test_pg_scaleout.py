@@ -252,6 +252,7 @@ def test_worker_killed_mid_stream_loses_nothing_acknowledged(pg):
     for t in threads:
         t.join(timeout=60)
     assert len(acked) >= at_kill + 100, f"server stopped serving after the kill: {failed[-5:]}"
+    print(f"acked {len(acked)}, failed {len(failed)} (in flight at the kill or refused)")
     # every acknowledged write is in the database
     acks = pg.store.fetch(f"/home/{USER}/acks")
     names = {c.nm for c in pg.store.children(acks.id)}
