@@ -12,8 +12,12 @@ import subprocess
 import sys
 import threading
 
-import psycopg
 import pytest
+
+if os.environ.get("CI", "").lower() == "true":
+    import psycopg                      # under CI a missing driver is a failure
+else:
+    psycopg = pytest.importorskip("psycopg", reason="psycopg 3 is not installed")
 
 import objstore
 from objstore import common as C
