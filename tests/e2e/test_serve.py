@@ -90,6 +90,7 @@ def srv(tmp_path_factory):
         assert time.time() < deadline, "server did not start"
         time.sleep(0.05)
     yield s
+    s.http.close()
     s.proc.send_signal(signal.SIGTERM)
     try:
         code = s.proc.wait(timeout=20)
