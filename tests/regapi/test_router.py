@@ -86,3 +86,38 @@ def test_cache_ttl(store):
     assert r.resolve("u1", ["a", "zz"]).rel == "a/_ANY"      # cached for ttl
     r.ttl = 0
     assert r.resolve("u1", ["a", "zz"]).rel == "a/zz"        # re-walked
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SEG = st.one_of(st.sampled_from(["..", ".", "", "_ANY", "_action", "a", "b", "pay", "~",
+                                 "id:x", "%2e%2e", "..%2f", "\\", "tmp", ".regapi"]),
+                st.text(max_size=6))
+
+
+@settings(max_examples=300, deadline=None)
+@given(user=st.sampled_from(["u1", "u2", "..", "", "u1/..", "U", "u1%2f"]),
+       segs=st.lists(SEG, max_size=6), trailing=st.booleans())
+def test_no_path_reaches_outside_the_users_api_tree(user, segs, trailing):
+    s = _STORE
+    path = "/api/" + user + "/" + "/".join(segs) + ("/" if trailing else "")
+    try:
+        usr, parts = split_api_path(path)
+        r = Router(s, ttl=0).resolve(usr, parts)
+    except RouteError:
+        return
+    if r is not None:
+        assert r.api["ph"].startswith(f"/home/{usr}/.regapi/api/")
+        assert r.api["race"] == "FILE"
+
+
+def _tree():
+    s = open_store("memory://")
+    for path in [f"{API}/pay", f"{API}/a/_ANY", f"{API}/u/_ANY/_action", f"{API}/a/b",
+                 "/home/u1/.regapi/tmp/secret", "/home/u1/private", "/home/u2/.regapi/api/x"]:
+        s.create(path, "FILE", parents=True)
+    return s
+
+
+_STORE = _tree()

@@ -86,3 +86,23 @@ def test_reserved_meta_refused(tmp_path):
     write(tmp_path / "x.meta.json", '{"ph": "/etc"}')
     with pytest.raises(WnError, match="reserved"):
         sync_dir(s, str(tmp_path), "demo")
+
+
+def test_sync_command_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+    write(tmp_path / "apis" / "hello", "echo hello\n")
+    url = f"sqlite://{tmp_path / 'store.db'}"
+    script = os.path.join(os.path.dirname(sys.executable), "wnshell")
+    cmd = [script] if os.path.exists(script) else [sys.executable, "-m", "regapi"]
+    r = subprocess.run(cmd + ["sync", str(tmp_path / "apis"), "--user", "ann", "--store", url],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "created hello",
+        "sync /home/ann/.regapi/api: created 1, updated 0, removed 0, unchanged 0"]
+    r = subprocess.run(cmd + ["sync", str(tmp_path / "nope"), "--store", url],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and r.stderr.strip().startswith("e.regapi.sync.nodir : ")
+    assert "Traceback" not in r.stderr
