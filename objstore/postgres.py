@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import threading
 import time
 from typing import Any, Mapping
@@ -564,11 +563,9 @@ class PostgresStore(Store):
         if data is not None and race != "FILE":
             raise C.notfile(f"{path}: a DIR has no content")
         now = C.now_ms()
-        shown = [sp]
 
         def tx(conn):
             ph = self._abs(conn, sp, now)
-            shown[0] = ph
             if ph == "/":
                 raise C.exists("/")
             up, nm = paths.parent_and_name(ph)
