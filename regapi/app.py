@@ -95,7 +95,7 @@ def runs_inline(node) -> bool:
 class Template:
     """A parsed API object, with what the response needs from its metadata."""
     __slots__ = ("ast", "uses_id", "inline", "version", "headers", "mime", "redirect",
-                 "names")
+                 "names", "api", "as_json")
 
     def __init__(self, ast, api, version):
         from wnshell import nodes as n
@@ -106,7 +106,9 @@ class Template:
         self.version = version
         self.headers = tuple(rs.api_headers(api))
         self.mime = rs.content_type(None, api)
+        self.as_json = rs.is_json(self.mime)
         self.redirect = rs.redirect_code(api)
+        self.api = api          # the object it was made from (identity = still current)
 
 
 class RegApiApp:
@@ -130,9 +132,12 @@ class RegApiApp:
 
     # -- templates ------------------------------------------------------------
     def template(self, api) -> Template:
-        version = (api.get("lm"), api.get("sha1"), api.get("len"), api.get("ph"))
         t = self._templates.get(api["id"])
+        if t is not None and t.api is api:      # the same cached route object
+            return t
+        version = (api.get("lm"), api.get("sha1"), api.get("len"), api.get("ph"))
         if t is not None and t.version == version:
+            t.api = api
             return t
         from wnshell.parser import parse
         try:
@@ -208,8 +213,11 @@ class RegApiApp:
         tpl = self.template(route.api)
         query = rq.parse_query(environ.get("QUERY_STRING", ""))
         qs_mime = query.get("mime")
-        mime = (rs.clean_mime(qs_mime) or tpl.mime) if qs_mime else tpl.mime
-        as_json = rs.is_json(mime)
+        if qs_mime:
+            mime = rs.clean_mime(qs_mime) or tpl.mime
+            as_json = rs.is_json(mime)
+        else:
+            mime, as_json = tpl.mime, tpl.as_json
         try:
             if tpl.uses_id:
                 meta = rq.build_meta(environ, usr, path, route.rel, route.args, query)
@@ -256,8 +264,7 @@ class RegApiApp:
         not done in time (the request thread is never stuck behind a hung command);
         and the Session's registry refuses to start any further command once the
         deadline has passed (so an abandoned or slow run stops at its next command)."""
-        from wnshell.registry import REGISTRY
-        from wnshell.session import Session
+        Session, REGISTRY = _shell()
         # The API object lives below /home/<usr>, so the home exists: spare the Session
         # its "create home when missing" lookup (one store read per request).
         known = _HomeKnown(self.store, f"/home/{usr}")
@@ -296,6 +303,19 @@ class RegApiApp:
                                                         thread_name_prefix="regapi-run")
                 pool = self._executor
         return pool
+
+
+_SHELL = None
+
+
+def _shell():
+    """(Session, REGISTRY), imported once (at the first request, not at import)."""
+    global _SHELL
+    if _SHELL is None:
+        from wnshell.registry import REGISTRY
+        from wnshell.session import Session
+        _SHELL = (Session, REGISTRY)
+    return _SHELL
 
 
 class _HomeKnown:
