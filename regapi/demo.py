@@ -145,6 +145,10 @@ def run_demo(keep: bool = False, port: int = 0, store_url: str | None = None,
     from wxpay.sign import sign as wxsign
 
     out = out or Out()
+    if store_url and store_url.split(":", 1)[0].lower() == "memory":
+        out.line("e.regapi.demo.store : the server runs in its own process; "
+                 "give a sqlite://, tinydb:// or postgresql:// store")
+        return 2
     tmp = tempfile.mkdtemp(prefix="wnshell-demo-")
     store_url = store_url or f"sqlite://{os.path.join(tmp, 'store.db')}"
     log_path = os.path.join(tmp, "server.log")

@@ -28,6 +28,10 @@ def prepare_store(store_url: str | None) -> str:
     schema, fails early on a bad URL); returns the URL the workers will use."""
     from objstore import default_url, open_store
     url = store_url or os.environ.get("WNSHELL_STORE") or default_url()
+    if url.split(":", 1)[0].lower() == "memory":
+        raise WnError("e.regapi.serve.store",
+                      "memory:// lives inside one process; serve a sqlite://, tinydb:// "
+                      "or postgresql:// store", kind=BAD_INPUT)
     if url.startswith("sqlite://"):
         from objstore import url_path
         os.makedirs(os.path.dirname(url_path(url)), exist_ok=True)
