@@ -38,14 +38,30 @@ def _positive(text: str) -> int:
     return n
 
 
+def _seconds(text: str) -> float:
+    n = float(text)
+    if not 0 < n <= 3600:
+        raise ValueError(text)
+    return n
+
+
+def _ttl(text: str) -> float:
+    n = float(text)
+    if not 0 <= n <= 3600:
+        raise ValueError(text)
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="wnshell", add_help=True)
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
 
     s = sub.add_parser("serve", help="serve .regapi APIs over HTTP (granian)")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=_port, default=8080)
-    s.add_argument("--workers", type=_positive, default=1)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default "
+                                                         "127.0.0.1)")
+    s.add_argument("--port", type=_port, default=8080, help="port (default 8080)")
+    s.add_argument("--workers", type=_positive, default=1,
+                   help="worker processes, each with its own store connection (default 1)")
     s.add_argument("--threads", type=_positive, default=None,
                    help="request threads per worker (default 32)")
     s.add_argument("--store", default=None, help="store URL (default: WNSHELL_STORE or "
@@ -53,15 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--regapi-dir", default=None,
                    help="folder of .regapi files synced into --user's API tree at start "
                         "and on SIGHUP")
-    s.add_argument("--user", default="demo")
-    s.add_argument("--deadline", type=float, default=None,
+    s.add_argument("--user", default="demo", help="owner of --regapi-dir's APIs (default demo)")
+    s.add_argument("--deadline", type=_seconds, default=None,
                    help="per-request deadline in seconds (default 30)")
     s.add_argument("--max-body", type=_positive, default=None,
                    help="largest request body in bytes (default 1048576)")
-    s.add_argument("--route-ttl", type=float, default=None,
+    s.add_argument("--route-ttl", type=_ttl, default=None,
                    help="seconds a resolved API is reused before it is looked up again "
                         "(default 1)")
-    s.add_argument("--no-access-log", action="store_true")
+    s.add_argument("--no-access-log", action="store_true",
+                   help="no line per request on stderr")
 
     y = sub.add_parser("sync", help="make a user's .regapi/api tree match a folder")
     y.add_argument("dir")
