@@ -11,9 +11,7 @@ With ``url=None`` the URL comes from env ``WNSHELL_STORE``, else the default fil
 """
 from __future__ import annotations
 
-import importlib
 import os
-from urllib.parse import urlsplit
 
 from .base import READONLY, RESERVED, Store, WnObj
 from .errors import BAD_INPUT, StoreError, WnError
@@ -47,13 +45,27 @@ def url_path(url: str) -> str:
     return os.path.abspath(os.path.expanduser(rest))
 
 
+_SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.")
+
+
+def _scheme(url: str) -> str:
+    """The URL's scheme, lower-cased.  A plain ``letters:`` prefix (every URL the module
+    doc lists) is read by hand: ``urllib.parse`` costs more start-up time than the
+    whole shell, so it is imported only for anything unusual."""
+    head = url.split(":", 1)[0]
+    if head and head[0].isascii() and head[0].isalpha() and _SCHEME_CHARS.issuperset(head):
+        return head.lower()
+    from urllib.parse import urlsplit
+    return urlsplit(url).scheme.lower() or head.lower()
+
+
 def open_store(url: str | None = None) -> Store:
     """Open the store named by ``url`` (see module doc)."""
     if url is None:
         url = os.environ.get("WNSHELL_STORE") or default_url()
     if not isinstance(url, str) or ":" not in url:
         raise StoreError("e.io.store.url.invalid", f"not a store URL: {url!r}", BAD_INPUT)
-    scheme = urlsplit(url).scheme.lower() or url.split(":", 1)[0].lower()
+    scheme = _scheme(url)
     target = BACKENDS.get(scheme)
     if target is None:
         raise StoreError("e.io.store.url.invalid",
@@ -61,6 +73,7 @@ def open_store(url: str | None = None) -> Store:
                          BAD_INPUT)
     mod_name, _, attr = target.partition(":")
     try:
+        import importlib
         module = importlib.import_module(mod_name)
     except ImportError as exc:
         raise StoreError("e.io.store.unavailable", f"backend {scheme}: {exc}") from None
