@@ -22,15 +22,18 @@ Conventions
 from __future__ import annotations
 
 import abc
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+TYPE_CHECKING = False   # as typing.TYPE_CHECKING: importing typing costs start-up time
+if TYPE_CHECKING:       # (annotations are strings here, never evaluated)
+    from typing import Any, Mapping, Sequence
+
+    Match = Mapping[str, Any] | Sequence[Mapping[str, Any]]
 
 RESERVED = ("id", "pid", "nm", "ph", "race", "d0", "d1", "c", "m", "g", "ct", "lm",
             "tp", "mime", "len", "sha1", "expi")
 # fields the store computes; set_meta refuses to change them (expi, c, m, g, tp, mime
 # may be set by callers)
 READONLY = ("id", "pid", "nm", "ph", "race", "d0", "d1", "ct", "lm", "len", "sha1")
-
-Match = Mapping[str, Any] | Sequence[Mapping[str, Any]]
 
 
 class WnObj(dict):

@@ -2,17 +2,19 @@
 fields the store computes (``tp``, ``mime``, ``d0``/``d1``, times), and copies."""
 from __future__ import annotations
 
-import hashlib
 import json
-import mimetypes
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
 
 from . import paths
 from .base import READONLY, RESERVED, WnObj
 from .errors import BAD_INPUT, CONFLICT, NOT_FOUND, StoreError
 
-EMPTY_SHA1 = hashlib.sha1(b"").hexdigest()
+TYPE_CHECKING = False   # typing, hashlib and mimetypes cost start-up time: imported late
+if TYPE_CHECKING:
+    from typing import Any
+
+EMPTY_SHA1 = "da39a3ee5e6b4b0d3255bfef95601890afd80709"     # hashlib.sha1(b"").hexdigest()
 # reserved fields a caller may set, and the type each must have
 SETTABLE_TYPES = {"c": str, "m": str, "g": str, "tp": str, "mime": str, "expi": int}
 
@@ -201,6 +203,7 @@ def type_of(nm: str) -> tuple[str | None, str | None]:
     if dot <= 0 or dot == len(nm) - 1:
         return None, "application/octet-stream"
     tp = nm[dot + 1:].lower()
+    import mimetypes
     mime = mimetypes.types_map.get("." + tp) or mimetypes.common_types.get("." + tp)
     if mime is None:
         mime = mimetypes.guess_type("x." + tp)[0] or (

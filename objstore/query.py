@@ -29,10 +29,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Mapping
 
 from .errors import BAD_INPUT, StoreError
+
+TYPE_CHECKING = False   # typing and dataclasses cost start-up time (every shell opens a
+if TYPE_CHECKING:       # store, which imports this module): annotations only
+    from typing import Any, Callable, Sequence
 
 _RANGE = re.compile(r"^\s*([\[(])\s*([^,\s]*)\s*,\s*([^,\s]*)\s*([\])])\s*$")
 _KEY_BAD = re.compile(r'[\x00-\x1f\x7f"\\]')
@@ -43,24 +46,53 @@ def query_error(reason: str) -> StoreError:
 
 
 # ---- parsed form ------------------------------------------------------------------
-@dataclass(frozen=True)
 class Cond:
-    """One condition on one key.
+    """One condition on one key (immutable; equal when all fields but ``compiled`` are).
 
     ``op`` is one of ``absent``, ``eq``, ``regex``, ``range``, ``any``, ``not``.
     ``eq``: ``value``; ``regex``: ``value`` (pattern text) and ``compiled``;
     ``range``: ``lo``, ``lo_incl``, ``hi``, ``hi_incl`` (None = unbounded);
     ``any``: ``subs`` (tuple of Cond); ``not``: ``subs`` (one Cond).
+
+    A plain class rather than a frozen dataclass: ``dataclasses`` pulls in ``inspect``,
+    about 10 ms of start-up time for every shell.
     """
-    key: str
-    op: str
-    value: Any = None
-    lo: float | int | None = None
-    lo_incl: bool = True
-    hi: float | int | None = None
-    hi_incl: bool = True
-    subs: tuple = ()
-    compiled: Any = field(default=None, compare=False)
+    __slots__ = ("key", "op", "value", "lo", "lo_incl", "hi", "hi_incl", "subs", "compiled")
+    _COMPARED = __slots__[:-1]
+
+    def __init__(self, key: str, op: str, value: Any = None, lo: float | int | None = None,
+                 lo_incl: bool = True, hi: float | int | None = None, hi_incl: bool = True,
+                 subs: tuple = (), compiled: Any = None):
+        put = object.__setattr__
+        put(self, "key", key)
+        put(self, "op", op)
+        put(self, "value", value)
+        put(self, "lo", lo)
+        put(self, "lo_incl", lo_incl)
+        put(self, "hi", hi)
+        put(self, "hi_incl", hi_incl)
+        put(self, "subs", subs)
+        put(self, "compiled", compiled)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"cannot assign to field {name!r} (Cond is immutable)")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r} (Cond is immutable)")
+
+    def _fields(self) -> tuple:
+        return tuple(getattr(self, n) for n in self._COMPARED)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return "Cond(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
 
 
 def _number(text: str) -> int | float | None:

@@ -15,7 +15,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
@@ -23,12 +22,15 @@ import threading
 import time
 import weakref
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping
 
 from . import common as C
 from . import paths, query as Q
 from .base import Store, WnObj
 from .errors import BAD_INPUT, INTERNAL, TIMEOUT, StoreError
+
+TYPE_CHECKING = False   # typing costs start-up time (and hashlib is imported by the first
+if TYPE_CHECKING:       # content write): every shell opens this store
+    from typing import Any, Iterator, Mapping
 
 SCHEMA_VERSION = 1
 COLUMNS = ("id", "pid", "nm", "ph", "race", "d0", "d1", "ct", "lm", "expi")
@@ -328,6 +330,7 @@ class SQLiteStore(Store):
         conn.execute("INSERT OR REPLACE INTO content (id, data) VALUES (?, ?)",
                      (doc["id"], data))
         doc["len"] = len(data)
+        import hashlib
         doc["sha1"] = hashlib.sha1(data).hexdigest()
         doc["lm"] = max(now, doc["lm"])
         SQLiteStore._update_meta(conn, doc)
