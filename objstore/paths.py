@@ -17,9 +17,8 @@ names.  Every violation raises ``StoreError("e.io.path.invalid")``.
 """
 from __future__ import annotations
 
-import base64
+import os
 import re
-import secrets
 
 from .errors import BAD_INPUT, StoreError
 
@@ -34,7 +33,10 @@ _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # ---- ids ------------------------------------------------------------------------
 def new_id() -> str:
     """A fresh object id: 26 lowercase URL-safe characters (base32 of 128 random bits)."""
-    return base64.b32encode(secrets.token_bytes(16)).decode("ascii").rstrip("=").lower()
+    import base64          # late: only writes need ids, and start-up time matters
+    # os.urandom is what secrets.token_bytes returns; the secrets module would also
+    # import random, hmac and hashlib
+    return base64.b32encode(os.urandom(16)).decode("ascii").rstrip("=").lower()
 
 
 def is_id(text: str) -> bool:
