@@ -80,6 +80,29 @@ def test_non_interactive_modes_stay_lean(tmp_path):
     assert p.stdout == "hi\n0 []\n", p.stderr
 
 
+def test_dash_c_on_the_default_store_stays_lean(tmp_path):
+    """Opening the default SQLite store and running -c must not import what only some
+    commands need: urllib.parse (store URLs are read by hand), dataclasses/inspect
+    (query conditions), typing, hashlib (content writes), mimetypes (file creation),
+    secrets (new ids: os.urandom is enough).  Each costs start-up time (issue 3)."""
+    import os
+    lean = ("urllib.parse", "ipaddress", "dataclasses", "inspect", "typing", "hashlib",
+            "mimetypes", "secrets", "prompt_toolkit", "importlib.metadata")
+    code = ("import sys\nfrom wnshell.cli import main\n"
+            "st = main(sys.argv[2:])\n"
+            "print(st, [m for m in sys.argv[1].split() if m in sys.modules])\n")
+    env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "xdg"))
+    env.pop("WNSHELL_STORE", None)
+    db = tmp_path / "xdg" / "wnshell" / "store.db"
+    for args in (["-c", "echo hi"],                       # makes the store and the home
+                 ["-c", "echo hi"],                       # the common case: all there
+                 ["--store", f"sqlite://{db}", "-c", "echo hi"]):
+        p = subprocess.run([sys.executable, "-c", code, " ".join(lean)] + args,
+                           capture_output=True,
+                           text=True, cwd=REPO, env=env, timeout=60)
+        assert p.stdout == "hi\n0 []\n", (args, p.stdout, p.stderr)
+
+
 def test_output_and_errors_keep_their_order(tmp_path):
     import os
     out = tmp_path / "out.txt"
