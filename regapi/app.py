@@ -9,8 +9,8 @@ templates and routes are cached per worker.
 
 Limits on by default: request body 1 MiB (413), a per-request deadline (504), and a
 catch-all so that no traceback ever reaches a client.  One access-log line per request
-(method, path without the query string, status, bytes, duration) on the
-``regapi.access`` logger.
+(method, path without the query string, status, bytes, duration): buffered to stderr by
+``wnshell serve`` (``BufferedAccessLog``), else on the ``regapi.access`` logger.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
@@ -379,7 +380,7 @@ class BufferedAccessLog:
     def __init__(self, stream, interval: float = 0.25):
         self.stream = stream
         self.interval = interval
-        self._buf: list[str] = []
+        self._buf: deque[str] = deque()     # append/popleft are atomic: no lost line
         self._sec = -1
         self._stamp = ""
         self._pid = os.getpid()
@@ -401,7 +402,8 @@ class BufferedAccessLog:
 
     def flush(self):
         with self._lock:
-            buf, self._buf = self._buf, []
+            q = self._buf
+            buf = [q.popleft() for _ in range(len(q))]
             if buf:
                 try:
                     self.stream.write("".join(buf))
