@@ -323,3 +323,19 @@ def test_api_edit_seen_after_ttl(store):
     time.sleep(0.002)
     store.write(obj["id"], b"echo two")
     assert call(app, "GET", "/api/demo/v").text == "two\n"
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+       | st.sampled_from(["; touch ~/c", "| touch ~/c", "`touch ~/c`", "$(touch ~/c)",
+                          "${x", "$<y>", "a\ntouch ~/c", "'", '"', "\\", "-n", "-e"]))
+def test_any_query_value_is_echoed_verbatim_and_runs_nothing(store, value):
+    from urllib.parse import quote
+    app = RegApiApp(store, route_ttl=60, deadline=5)
+    if store.fetch("/home/demo/.regapi/api/echo") is None:
+        put_api(store, "demo", "echo", "echo ${http-qs-x}")
+    before = store.count({"d0": "home"})
+    r = call(app, "GET", "/api/demo/echo", "x=" + quote(value, safe=""))
+    assert r.status == 200 and r.body == (value + "\n").encode("utf-8")
+    assert store.count({"d0": "home"}) == before
