@@ -102,7 +102,8 @@ def pg(pg_server, tmp_path_factory):  # noqa: F811
         s.proc = subprocess.Popen(
             [sys.executable, "-m", "regapi", "serve", "--port", str(s.port), "--workers", "2",
              "--store", s.store_url, "--regapi-dir", str(apis), "--user", USER],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT)
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
+            start_new_session=True)
     s.http = requests.Session()
     s.http.trust_env = False
     deadline = time.time() + 60              # generous: CI machines may be busy
@@ -120,7 +121,7 @@ def pg(pg_server, tmp_path_factory):  # noqa: F811
     try:
         s.proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
-        s.proc.kill()
+        os.killpg(s.proc.pid, signal.SIGKILL)  # the server and its workers
         s.proc.wait(timeout=10)
     finally:
         s.sim.stop()
