@@ -78,6 +78,10 @@ def test_demo_keep_leaves_it_running_until_sigterm():
         except (urllib.error.URLError, ConnectionError, OSError):
             pass
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        if p.poll() is None:          # SIGTERM, so the demo stops what it started
+            p.terminate()
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
