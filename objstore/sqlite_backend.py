@@ -18,10 +18,11 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import threading
 import time
-import weakref
-from contextlib import contextmanager
+# threading.local/Lock and weakref.WeakSet themselves, without the threading, weakref
+# and contextlib modules around them: every shell start opens this store
+from _thread import _local as thread_local, allocate_lock
+from _weakrefset import WeakSet
 
 from . import common as C
 from . import paths, query as Q
@@ -30,7 +31,7 @@ from .errors import BAD_INPUT, INTERNAL, TIMEOUT, StoreError
 
 TYPE_CHECKING = False   # typing costs start-up time (and hashlib is imported by the first
 if TYPE_CHECKING:       # content write): every shell opens this store
-    from typing import Any, Iterator, Mapping
+    from typing import Any, Mapping
 
 SCHEMA_VERSION = 1
 COLUMNS = ("id", "pid", "nm", "ph", "race", "d0", "d1", "ct", "lm", "expi")
@@ -127,14 +128,56 @@ class _ConnHolder:
         self.close()
 
 
+class _Tx:
+    """The context manager of ``SQLiteStore._tx`` (a class, not contextlib's generator
+    decorator: contextlib costs start-up time): BEGIN [IMMEDIATE] on entry; COMMIT when
+    the block ends normally, ROLLBACK when it raises (sqlite3 errors -> StoreError)."""
+
+    __slots__ = ("store", "write", "conn")
+
+    def __init__(self, store: SQLiteStore, write: bool):
+        self.store = store
+        self.write = write
+        self.conn = None
+
+    def __enter__(self) -> sqlite3.Connection:
+        conn = self.store._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE" if self.write else "BEGIN")
+        except sqlite3.Error as exc:
+            raise _store_error(exc) from None
+        self.conn = conn
+        return conn
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        conn = self.conn
+        if exc_type is not None:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            if isinstance(exc, (sqlite3.Error,) + _VALUE_ERRORS):
+                raise _store_error(exc) from None
+            return False
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise _store_error(exc) from None
+        return False
+
+
 class SQLiteStore(Store):
     def __init__(self, url: str):
         from . import url_path
         self.url = url
         self.path = url_path(url)
-        self._local = threading.local()
-        self._holders: "weakref.WeakSet[_ConnHolder]" = weakref.WeakSet()
-        self._conns_lock = threading.Lock()
+        self._local = thread_local()
+        self._holders: WeakSet[_ConnHolder] = WeakSet()
+        self._conns_lock = allocate_lock()
         self._pid = os.getpid()
         self._last_purge = 0
         try:
@@ -152,8 +195,8 @@ class SQLiteStore(Store):
     def _conn(self) -> sqlite3.Connection:
         if os.getpid() != self._pid:          # forked: never touch the parent's handles
             self._pid = os.getpid()
-            self._local = threading.local()
-            self._holders = weakref.WeakSet()
+            self._local = thread_local()
+            self._holders = WeakSet()
         holder = getattr(self._local, "holder", None)
         if holder is not None:
             return holder.conn
@@ -210,32 +253,10 @@ class SQLiteStore(Store):
             conn.execute("ROLLBACK")
             raise
 
-    @contextmanager
-    def _tx(self, write: bool) -> Iterator[sqlite3.Connection]:
-        """One transaction; sqlite3 errors become StoreError."""
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        except sqlite3.Error as exc:
-            raise _store_error(exc) from None
-        try:
-            yield conn
-        except BaseException as exc:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            if isinstance(exc, (sqlite3.Error,) + _VALUE_ERRORS):
-                raise _store_error(exc) from None
-            raise
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            raise _store_error(exc) from None
+    def _tx(self, write: bool) -> _Tx:
+        """``with self._tx(write) as conn``: one transaction; sqlite3 errors become
+        StoreError."""
+        return _Tx(self, write)
 
     def _one(self, sql: str, params: tuple) -> Any:
         """A single autocommit SELECT (itself one transaction)."""
@@ -246,10 +267,10 @@ class SQLiteStore(Store):
 
     def close(self) -> None:
         with self._conns_lock:
-            holders, self._holders = list(self._holders), weakref.WeakSet()
+            holders, self._holders = list(self._holders), WeakSet()
         for holder in holders:
             holder.close()
-        self._local = threading.local()
+        self._local = thread_local()
 
     # ---- helpers inside a transaction ---------------------------------------------------------
     @staticmethod
