@@ -12,6 +12,7 @@ With ``url=None`` the URL comes from env ``WNSHELL_STORE``, else the default fil
 from __future__ import annotations
 
 import os
+import sys
 
 from .base import READONLY, RESERVED, Store, WnObj
 from .errors import BAD_INPUT, StoreError, WnError
@@ -73,8 +74,8 @@ def open_store(url: str | None = None) -> Store:
                          BAD_INPUT)
     mod_name, _, attr = target.partition(":")
     try:
-        import importlib
-        module = importlib.import_module(mod_name)
+        __import__(mod_name)            # as importlib.import_module, without importing
+        module = sys.modules[mod_name]  # importlib (start-up time)
     except ImportError as exc:
         raise StoreError("e.io.store.unavailable", f"backend {scheme}: {exc}") from None
     return getattr(module, attr)(url)
