@@ -37,8 +37,17 @@ TYPE_CHECKING = False   # typing and dataclasses cost start-up time (every shell
 if TYPE_CHECKING:       # store, which imports this module): annotations only
     from typing import Any, Callable, Sequence
 
-_RANGE = re.compile(r"^\s*([\[(])\s*([^,\s]*)\s*,\s*([^,\s]*)\s*([\])])\s*$")
-_KEY_BAD = re.compile(r'[\x00-\x1f\x7f"\\]')
+# compiled by the first query, not at import (every shell start imports this module)
+_RANGE = r"^\s*([\[(])\s*([^,\s]*)\s*,\s*([^,\s]*)\s*([\])])\s*$"
+_KEY_BAD = r'[\x00-\x1f\x7f"\\]'
+_RX: dict = {}
+
+
+def _rx(pattern: str) -> re.Pattern:
+    rx = _RX.get(pattern)
+    if rx is None:
+        rx = _RX[pattern] = re.compile(pattern)
+    return rx
 
 
 def query_error(reason: str) -> StoreError:
@@ -150,7 +159,7 @@ def parse_value(key: str, value: Any) -> Cond:
             return Cond(key, "not", subs=(_negated(key, value[1:]),))
         if value.startswith("^"):
             return Cond(key, "regex", value, compiled=_compile_regex(key, value))
-        m = _RANGE.match(value)
+        m = _rx(_RANGE).match(value)
         if m:
             lo_t, hi_t = m.group(2), m.group(3)
             lo = _number(lo_t) if lo_t else None
@@ -193,7 +202,7 @@ def check_key(key: Any) -> str:
     if not isinstance(key, str) or not key:
         raise query_error(f"match keys must be non-empty strings: {key!r}")
     _check_text("key", key)
-    if _KEY_BAD.search(key):
+    if _rx(_KEY_BAD).search(key):
         raise query_error(f"match key contains a quote, backslash or control character: {key!r}")
     return key
 
