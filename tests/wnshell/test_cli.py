@@ -84,13 +84,17 @@ def test_dash_c_on_the_default_store_stays_lean(tmp_path):
     """Opening the default SQLite store and running -c must not import what only some
     commands need: urllib.parse (store URLs are read by hand), dataclasses/inspect
     (query conditions), typing, hashlib (content writes), mimetypes (file creation),
-    secrets (new ids: os.urandom is enough).  Each costs start-up time (issue 3)."""
+    secrets (new ids: os.urandom is enough), contextlib/threading/weakref (the SQLite
+    store uses their C parts), importlib.  Each costs start-up time (issue 3)."""
     import os
     lean = ("urllib.parse", "ipaddress", "dataclasses", "inspect", "typing", "hashlib",
-            "mimetypes", "secrets", "prompt_toolkit", "importlib.metadata")
-    code = ("import sys\nfrom wnshell.cli import main\n"
+            "mimetypes", "secrets", "contextlib", "threading", "weakref", "importlib",
+            "prompt_toolkit", "importlib.metadata")
+    # only what main() imports counts (a sitecustomize may have imported more)
+    code = ("import sys\nbefore = set(sys.modules)\nfrom wnshell.cli import main\n"
             "st = main(sys.argv[2:])\n"
-            "print(st, [m for m in sys.argv[1].split() if m in sys.modules])\n")
+            "print(st, [m for m in sys.argv[1].split() if m in sys.modules"
+            " and m not in before])\n")
     env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "xdg"))
     env.pop("WNSHELL_STORE", None)
     db = tmp_path / "xdg" / "wnshell" / "store.db"
@@ -98,8 +102,7 @@ def test_dash_c_on_the_default_store_stays_lean(tmp_path):
                  ["-c", "echo hi"],                       # the common case: all there
                  ["--store", f"sqlite://{db}", "-c", "echo hi"]):
         p = subprocess.run([sys.executable, "-c", code, " ".join(lean)] + args,
-                           capture_output=True,
-                           text=True, cwd=REPO, env=env, timeout=60)
+                           capture_output=True, text=True, cwd=REPO, env=env, timeout=60)
         assert p.stdout == "hi\n0 []\n", (args, p.stdout, p.stderr)
 
 
