@@ -1,0 +1,244 @@
+"""``ScopedStore``: a view of a store confined to one subtree (a user's home).
+
+    view = ScopedStore(open_store(url), "/home/demo")
+
+Everything a confined ``Session`` (``Session(store, user, confine=True)``, as every
+``.regapi`` request runs) does to the store goes through such a view, so no value a
+request carries -- ``?id=/home/other/x``, ``?id=id:<someone else's id>``, a query --
+can reach an object outside ``/home/<user>``, whatever command it is handed to.
+
+Rules (root = the subtree's top, e.g. ``/home/demo``; "inside" = root or below it):
+
+* Reads answer as if objects outside did not exist: ``get``/``fetch`` return None,
+  ``check``/``check_id`` raise ``e.io.obj.noexists`` (kind not_found) -- the same answer
+  as for a missing object, so the view is no oracle of what exists elsewhere.
+* Operations on an object by id (``set_meta``, ``cas``, ``incr``, ``read``, ``write``,
+  ``append``, ``children``, ``move``, ``delete``) first make sure the object is inside;
+  an outside id is ``e.io.obj.noexists`` too.
+* A path that is outside by its text alone (``create``/``move`` to ``/home/other/x``,
+  or ``id:ID/../..`` climbing out) is refused with ``e.io.forbidden`` (kind forbidden,
+  HTTP 403): that is decided without any store read, so it reveals nothing.  An ``id:``
+  anchor must itself be inside (else ``e.io.obj.noexists``).
+* ``query``/``count`` only ever see inside objects: every OR branch of the match gets
+  ``d0 == "home"``-style equalities on the first two path segments (``d0``/``d1``, kept
+  by every backend) and, when the branch has no ``ph`` condition of its own, an anchored
+  ``ph`` regex with the root as literal prefix (PostgreSQL turns that into a range scan
+  of its ``ph`` index).  A branch's own ``d0``/``d1`` conditions are decided once against
+  the root's constant values.  Results are checked again before they are returned.
+* ``purge_expired`` is passed through: it only removes objects that are already
+  invisible to every reader (expired), so it neither reveals nor changes anything
+  visible.
+* ``close`` closes the underlying store (the view owns no other resource).
+
+The root is given as an absolute path of at least two segments (``/home/<user>``);
+whether it exists is not checked here.  The view remembers ids it has seen inside
+(returned by its own reads, creates and queries) so that a command's follow-up writes
+on the object it just fetched cost no extra read; an object moved out of the subtree by
+someone else while a view is alive can thus still be written through that view until
+the view is dropped (a ``Session`` lives for one request).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from . import paths
+from . import query as Q
+from .base import Store
+from .errors import FORBIDDEN, NOT_FOUND, StoreError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .base import Match, WnObj
+
+
+class ScopedStore(Store):
+    """``store`` seen through the subtree ``root`` (see the module docstring)."""
+
+    def __init__(self, store: Store, root: str):
+        root = paths.resolve(root)
+        segs = paths.split(root)
+        if root.startswith("id:") or len(segs) < 2:
+            raise paths.invalid(f"a scope root needs two or more segments: {root}")
+        self._store = store
+        self.root = root
+        self.url = getattr(store, "url", "")
+        self._d0, self._d1 = segs[0], segs[1]
+        # the subtree as query conditions: exact (d0, d1) and, where it can help an
+        # index, a ph regex whose literal prefix is the root (no alternation in it)
+        self._scope_d = {"d0": self._d0, "d1": self._d1}
+        self._scope_ph = "^" + re.escape(root) + "(?:/.*)?$"
+        self._inside: set[str] = set()
+
+    # ---- helpers ----------------------------------------------------------------
+    @property
+    def inner(self) -> Store:
+        """The unconfined store behind this view."""
+        return self._store
+
+    def contains(self, path: str) -> bool:
+        """True when the absolute store path ``path`` is the root or below it."""
+        return paths.is_within(path, self.root)
+
+    def _seen(self, obj):
+        """``obj`` if it is inside (remembering its id), else None."""
+        if obj is None or not self.contains(obj.get("ph", "")):
+            return None
+        self._inside.add(obj["id"])
+        return obj
+
+    def _need(self, oid: str) -> None:
+        """Raise ``e.io.obj.noexists`` unless object ``oid`` is inside."""
+        if oid in self._inside:
+            return
+        obj = self._store.get(oid) if isinstance(oid, str) else None
+        if self._seen(obj) is None:
+            raise StoreError("e.io.obj.noexists",
+                             f"id:{oid}" if isinstance(oid, str) else f"bad id {oid!r}",
+                             NOT_FOUND)
+
+    def _forbidden(self, path: str) -> StoreError:
+        return StoreError("e.io.forbidden", f"{paths._show(path)} is outside {self.root}",
+                          FORBIDDEN)
+
+    def _absolute(self, path: str, cwd: str, home: str | None) -> str | None:
+        """``path`` as an absolute store path; an ``id:`` anchor is looked up through
+        this view (None when it is not inside or does not exist)."""
+        sp = paths.resolve(path, cwd, home)
+        if not sp.startswith("id:"):
+            return sp
+        oid, segs = paths._split_id(sp)
+        anchor = self.get(oid)
+        if anchor is None:
+            return None
+        return paths.anchor_join(anchor["ph"], "/".join(segs))
+
+    # ---- lookup -----------------------------------------------------------------
+    def get(self, oid: str) -> WnObj | None:
+        return self._seen(self._store.get(oid))
+
+    def fetch(self, path: str, *, cwd: str = "/", home: str | None = None) -> WnObj | None:
+        sp = paths.resolve(path, cwd, home)
+        if sp.startswith("id:"):
+            oid, segs = paths._split_id(sp)
+            anchor = self.get(oid)
+            if anchor is None or not segs:
+                return anchor
+            sp = paths.anchor_join(anchor["ph"], "/".join(segs))
+        if not self.contains(sp):
+            return None
+        return self._seen(self._store.fetch(sp))
+
+    # ---- create / change --------------------------------------------------------
+    def create(self, path: str, race: str = "FILE", meta: Mapping[str, Any] | None = None,
+               *, parents: bool = False, content: bytes | None = None,
+               cwd: str = "/", home: str | None = None) -> WnObj:
+        sp = self._absolute(path, cwd, home)
+        if sp is None:
+            raise StoreError("e.io.obj.noexists", path, NOT_FOUND)
+        if not self.contains(sp):
+            raise self._forbidden(sp)
+        obj = self._store.create(sp, race, meta, parents=parents, content=content)
+        return self._seen(obj) or obj
+
+    def set_meta(self, oid: str, changes: Mapping[str, Any]) -> WnObj:
+        self._need(oid)
+        return self._store.set_meta(oid, changes)
+
+    def cas(self, oid: str, expect: Mapping[str, Any], changes: Mapping[str, Any]) -> WnObj | None:
+        self._need(oid)
+        return self._store.cas(oid, expect, changes)
+
+    def incr(self, oid: str, key: str, delta: int = 1) -> int:
+        self._need(oid)
+        return self._store.incr(oid, key, delta)
+
+    # ---- content ----------------------------------------------------------------
+    def read(self, oid: str) -> bytes:
+        self._need(oid)
+        return self._store.read(oid)
+
+    def write(self, oid: str, data: bytes) -> WnObj:
+        self._need(oid)
+        return self._store.write(oid, data)
+
+    def append(self, oid: str, data: bytes) -> WnObj:
+        self._need(oid)
+        return self._store.append(oid, data)
+
+    # ---- tree -------------------------------------------------------------------
+    def children(self, oid: str, glob: str | None = None) -> list[WnObj]:
+        self._need(oid)
+        kids = self._store.children(oid, glob)
+        return [k for k in kids if self._seen(k) is not None]
+
+    def move(self, oid: str, new_path: str, *, cwd: str = "/", home: str | None = None) -> WnObj:
+        self._need(oid)
+        sp = self._absolute(new_path, cwd, home)
+        if sp is None:
+            raise StoreError("e.io.obj.noexists", new_path, NOT_FOUND)
+        if not self.contains(sp):
+            raise self._forbidden(sp)
+        # an existing DIR at sp receives the object below it: still inside
+        return self._store.move(oid, sp)
+
+    def delete(self, oid: str, *, recursive: bool = False) -> None:
+        self._need(oid)
+        self._store.delete(oid, recursive=recursive)
+        self._inside.discard(oid)
+
+    # ---- query ------------------------------------------------------------------
+    def _scoped_match(self, match: Match) -> list[dict] | None:
+        """The caller's match restricted to the subtree, or None when no object inside
+        can match it (every branch contradicts the root's d0/d1)."""
+        ors = Q.parse_match(match)     # validates; [] = "everything"
+        if not ors:
+            branches: list = [{}]
+        elif isinstance(match, Mapping):
+            branches = [match]
+        else:
+            branches = list(match)
+        consts = {"d0": self._d0, "d1": self._d1}
+        out = []
+        for b in branches:
+            b = dict(b)
+            # inside the subtree d0/d1 are constants: the branch's own conditions on
+            # them are either always or never true there
+            own = {k: b.pop(k) for k in ("d0", "d1") if k in b}
+            if own and not Q.compile_predicate(own)(consts):
+                continue
+            scoped = dict(self._scope_d)
+            if "ph" not in b:
+                scoped["ph"] = self._scope_ph
+            scoped.update(b)
+            out.append(scoped)
+        return out or None
+
+    def query(self, match: Match, *, sort: Mapping[str, int] | None = None,
+              skip: int = 0, limit: int | None = None) -> list[WnObj]:
+        scoped = self._scoped_match(match)
+        if scoped is None:
+            Q.parse_sort(sort)
+            Q.check_window(skip, limit)
+            return []
+        found = self._store.query(scoped if len(scoped) > 1 else scoped[0], sort=sort,
+                                  skip=skip, limit=limit)
+        return [o for o in found if self._seen(o) is not None]
+
+    def count(self, match: Match) -> int:
+        scoped = self._scoped_match(match)
+        if scoped is None:
+            return 0
+        return self._store.count(scoped if len(scoped) > 1 else scoped[0])
+
+    # ---- housekeeping -----------------------------------------------------------
+    def purge_expired(self) -> int:
+        return self._store.purge_expired()
+
+    def close(self) -> None:
+        self._store.close()
+
+    def __repr__(self) -> str:
+        return f"<ScopedStore {self.root} of {self._store!r}>"
