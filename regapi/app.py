@@ -3,9 +3,10 @@
 Per request: route the path (``regapi.router``), build the request metadata
 (``regapi.request``), create the request object only when the template uses ``${id}``
 (one store write, content and metadata at once), run the *parsed* template in a fresh
-``Session`` of the API's user with the metadata as ``template_vars``, and map the
-outcome to a response (``regapi.response``).  One store per worker process; parsed
-templates and routes are cached per worker.
+``Session`` of the API's user, confined to that user's home (``confine=True``: nothing
+outside ``/home/<usr>`` can be read, changed or found), with the metadata as
+``template_vars``, and map the outcome to a response (``regapi.response``).  One store
+per worker process; parsed templates and routes are cached per worker.
 
 Limits on by default: request body 1 MiB (413), a per-request deadline (504), and a
 catch-all so that no traceback ever reaches a client.  One access-log line per request
@@ -266,17 +267,17 @@ class RegApiApp:
         and the Session's registry refuses to start any further command once the
         deadline has passed (so an abandoned or slow run stops at its next command)."""
         Session, REGISTRY = _shell()
-        # The API object lives below /home/<usr>, so the home exists: spare the Session
-        # its "create home when missing" lookup (one store read per request).
-        known = _HomeKnown(self.store, f"/home/{usr}")
+        # confine=True: the session's store is a view of /home/<usr> only, so no value
+        # of the request can name another user's object (objstore/scoped.py).
+        # home_known=True: the API object lives below /home/<usr>, so the home exists;
+        # spare the Session its "create home when missing" lookup (one store read).
         if not self.deadline:
-            session = Session(known, user=usr)
-            session.store = self.store
+            session = Session(self.store, user=usr, confine=True, home_known=True)
             status, out, err = session.run_ast(tpl.ast, stdin="", template_vars=tvars)
             return status, out, err, session.last_error
         limit = time.monotonic() + self.deadline
-        session = Session(known, user=usr, registry=DeadlineRegistry(REGISTRY, limit))
-        session.store = self.store
+        session = Session(self.store, user=usr, registry=DeadlineRegistry(REGISTRY, limit),
+                          confine=True, home_known=True)
         if tpl.inline:
             status, out, err = session.run_ast(tpl.ast, stdin="", template_vars=tvars)
             if time.monotonic() > limit:
@@ -317,26 +318,6 @@ def _shell():
         from wnshell.session import Session
         _SHELL = (Session, REGISTRY)
     return _SHELL
-
-
-class _HomeKnown:
-    """The store as ``Session.__init__`` sees it: a lookup of the home directory is
-    answered "exists" without a store read (the route proved it); everything else goes
-    to the real store.  The session gets the real store right after construction."""
-
-    __slots__ = ("_store", "_home")
-
-    def __init__(self, store, home: str):
-        self._store = store
-        self._home = home
-
-    def fetch(self, path, *a, **kw):
-        if path == self._home:
-            return True
-        return self._store.fetch(path, *a, **kw)
-
-    def __getattr__(self, attr):
-        return getattr(self._store, attr)
 
 
 class DeadlineRegistry:

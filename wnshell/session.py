@@ -10,6 +10,14 @@ Attributes: ``store``, ``user``, ``home`` (``/home/<user>``, created when missin
 ``cwd``, ``env`` (dict of strings), ``argv`` (``$0 $1 ...``), ``registry``,
 ``last_status``, ``last_error`` (the last ``WnError`` of the latest run, or None),
 ``exit_requested`` (the status given to ``exit``, else None).
+
+``Session(store, user, confine=True)`` confines the session to the user's home: its
+``store`` is then an ``objstore.scoped.ScopedStore`` view of ``store`` in which nothing
+outside ``/home/<user>`` exists (reads: not found; creates/moves there: forbidden;
+queries: only the home's subtree), whatever path, ``id:`` or query a command is given.
+Every ``.regapi`` request runs confined; the interactive shell and ``-c`` do not (the
+local user owns the store) unless ``wnshell --confine``.  ``home_known=True`` skips the
+home check (one store read) when the caller knows the home exists.
 """
 from __future__ import annotations
 
@@ -26,7 +34,8 @@ def _valid_user(user: str) -> bool:
 
 class Session:
     def __init__(self, store, user: str = "demo", cwd: str | None = None,
-                 env: dict | None = None, *, registry=None, argv=None):
+                 env: dict | None = None, *, registry=None, argv=None,
+                 confine: bool = False, home_known: bool = False):
         if not _valid_user(user):
             raise WnError("e.cmd.user.invalid", repr(user), BAD_INPUT)
         self.store = store
@@ -43,12 +52,16 @@ class Session:
         self.last_error: WnError | None = None
         self.exit_requested: int | None = None
         self._depth = 0
-        if store.fetch(self.home) is None:
+        if not home_known and store.fetch(self.home) is None:
             try:
                 store.create(self.home, "DIR", parents=True)
             except WnError:
                 if store.fetch(self.home) is None:  # not a lost race: a real failure
                     raise
+        self.confined = confine
+        if confine:
+            from objstore.scoped import ScopedStore
+            self.store = ScopedStore(store, self.home)
         self.cwd = self.home
         if cwd:
             self.cwd = self.resolve(cwd)
