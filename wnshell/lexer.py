@@ -15,6 +15,9 @@ from wnshell.nodes import Lit, Redir, Sub, Var, Word
 from wnshell import template
 
 BLANKS = " \t\r"
+# $( ... ), backticks and ${k?default} may nest this deep; deeper text is a syntax
+# error (one line), never a RecursionError
+MAX_DEPTH = 64
 # characters that end an unquoted word
 _WORD_END = frozenset(" \t\r\n;&|<>")
 _BARE_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
@@ -23,8 +26,12 @@ _SPECIAL = frozenset("?@#*0123456789")
 
 
 class Lexer:
-    def __init__(self, text: str):
+    def __init__(self, text: str, *, line_base: int = 0, depth: int = 0):
         self.text = text
+        # lines before this text (a backtick body reports the script's line numbers)
+        self.line_base = line_base
+        # how many $( / ` / ${?} this text sits inside
+        self.depth = depth
         self.pos = 0
         self.n = len(text)
         # one counter of open "(" per enclosing $( ... ); empty at top level
@@ -34,10 +41,15 @@ class Lexer:
 
     # ---- helpers ------------------------------------------------------------------
     def line_of(self, pos: int) -> int:
-        return self.text.count("\n", 0, pos) + 1
+        return self.line_base + self.text.count("\n", 0, pos) + 1
 
     def error(self, reason: str, pos: int, incomplete: bool = False) -> ShellSyntaxError:
         return ShellSyntaxError(f"{reason} (line {self.line_of(pos)})", incomplete)
+
+    def _enter(self, pos: int) -> None:
+        if self.depth >= MAX_DEPTH:
+            raise self.error(f"nested more than {MAX_DEPTH} levels deep", pos)
+        self.depth += 1
 
     def _continues_with_dash(self, j: int) -> bool:
         """After a newline at j-1: does the next line start with blanks then '-'?"""
@@ -270,6 +282,15 @@ class Lexer:
                 raise self.error("unterminated ${", start, incomplete=True)
             raise self.error(f"bad substitution ${{{name}{text[end]}", start)
         # ${name?default}: default is a word (quotes and expansions allowed) up to "}"
+        self._enter(start)
+        try:
+            parts = self._braced_default(start, end)
+        finally:
+            self.depth -= 1
+        return Var(name, parts)
+
+    def _braced_default(self, start: int, end: int) -> list:
+        text, n = self.text, self.n
         self.pos = end + 1
         parts: list = []
         buf: list[str] = []
@@ -308,10 +329,11 @@ class Lexer:
                 buf.append(c)
                 self.pos += 1
         flush()
-        return Var(name, parts)
+        return parts
 
     def command_sub(self, start: int) -> Sub:
         from wnshell.parser import Parser  # cyclic by nature: $( ... ) holds a script
+        self._enter(start)
         self.pos = start + 2
         saved = self.cmd_start
         self.cmd_start = True
@@ -321,12 +343,15 @@ class Lexer:
         finally:
             self.parens.pop()
             self.cmd_start = saved
+            self.depth -= 1
         return Sub(body)
 
     def backtick(self) -> Sub:
-        from wnshell.parser import parse
+        from wnshell.parser import Parser
         text, n = self.text, self.n
         start = self.pos
+        if self.depth >= MAX_DEPTH:
+            raise self.error(f"nested more than {MAX_DEPTH} levels deep", start)
         p = start + 1
         buf: list[str] = []
         while True:
@@ -343,7 +368,9 @@ class Lexer:
             p += 1
         self.pos = p + 1
         try:
-            body = parse("".join(buf))
+            inner = Lexer("".join(buf), line_base=self.line_of(start) - 1,
+                          depth=self.depth + 1)
+            body = Parser(inner).script()
         except ShellSyntaxError as e:
             raise ShellSyntaxError(f"in `...`: {e.reason}", e.incomplete) from None
         return Sub(body)

@@ -128,7 +128,10 @@ class Parser:
 
 def parse(text: str) -> Script:
     """Parse shell text into a ``Script``; raises ``ShellSyntaxError`` (e.cmd.syntax)."""
-    return Parser(Lexer(text)).script()
+    try:
+        return Parser(Lexer(text)).script()
+    except RecursionError:  # a last guard: the lexer limits nesting (MAX_DEPTH)
+        raise ShellSyntaxError("nested too deeply") from None
 
 
 def is_complete(text: str) -> bool:
