@@ -57,20 +57,31 @@ if TYPE_CHECKING:
 class ScopedStore(Store):
     """``store`` seen through the subtree ``root`` (see the module docstring)."""
 
+    # root as given -> (normalized root, d0, d1, ph regex): a view is made per request,
+    # so the checks and the regex are computed once per root, not per view
+    _ROOTS: dict = {}
+
     def __init__(self, store: Store, root: str):
-        root = paths.resolve(root)
-        segs = paths.split(root)
-        if root.startswith("id:") or len(segs) < 2:
-            raise paths.invalid(f"a scope root needs two or more segments: {root}")
+        known = self._ROOTS.get(root)
+        if known is None:
+            known = self._root_info(root)
+            if len(self._ROOTS) > 4096:
+                self._ROOTS.clear()
+            self._ROOTS[root] = known
+        self.root, self._d0, self._d1, self._scope_ph = known
         self._store = store
-        self.root = root
         self.url = getattr(store, "url", "")
-        self._d0, self._d1 = segs[0], segs[1]
+        self._inside: set[str] = set()
+
+    @staticmethod
+    def _root_info(root: str) -> tuple:
+        norm = paths.resolve(root)
+        segs = paths.split(norm)
+        if norm.startswith("id:") or len(segs) < 2:
+            raise paths.invalid(f"a scope root needs two or more segments: {root}")
         # the subtree as query conditions: exact (d0, d1) and, where it can help an
         # index, a ph regex whose literal prefix is the root (no alternation in it)
-        self._scope_d = {"d0": self._d0, "d1": self._d1}
-        self._scope_ph = "^" + re.escape(root) + "(?:/.*)?$"
-        self._inside: set[str] = set()
+        return norm, segs[0], segs[1], "^" + re.escape(norm) + "(?:/.*)?$"
 
     # ---- helpers ----------------------------------------------------------------
     @property
@@ -209,7 +220,7 @@ class ScopedStore(Store):
             own = {k: b.pop(k) for k in ("d0", "d1") if k in b}
             if own and not Q.compile_predicate(own)(consts):
                 continue
-            scoped = dict(self._scope_d)
+            scoped = {"d0": self._d0, "d1": self._d1}
             if "ph" not in b:
                 scoped["ph"] = self._scope_ph
             scoped.update(b)
