@@ -56,6 +56,8 @@ def parse_json(text: str, *, lenient: bool = False, key: str = "e.json.invalid",
         raise WnError(key, f"{prefix}empty input", BAD_INPUT)
     try:
         return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise WnError(key, f"{prefix}nested too deeply", BAD_INPUT) from None
     except ValueError as strict_err:
         if not lenient:
             raise WnError(key, f"{prefix}{_describe(strict_err)}", BAD_INPUT) from None
@@ -99,6 +101,8 @@ def iter_json_stream(text: str, *, key: str = "e.json.invalid") -> Iterator[Any]
             return
         try:
             value, pos = decoder.raw_decode(text, pos)
+        except RecursionError:
+            raise WnError(key, "nested too deeply", BAD_INPUT) from None
         except ValueError as err:
             raise WnError(key, _describe(err), BAD_INPUT) from None
         yield value
@@ -113,6 +117,8 @@ def dumps(value: Any, *, compact: bool = False) -> str:
         return json.dumps(value, ensure_ascii=False, allow_nan=False, indent=2)
     except (TypeError, ValueError) as err:
         raise WnError("e.json.unserializable", str(err), "internal") from None
+    except RecursionError:
+        raise WnError("e.json.unserializable", "nested too deeply", "internal") from None
 
 
 def write_json(stdout: TextIO, value: Any, *, compact: bool = False) -> None:

@@ -397,7 +397,7 @@ DESCRIPTION
     name; with several SRCs, the last argument must be an existing DIR.  A DIR moves
     with everything below it (their ph, d0, d1 follow); ids never change.
     An existing object is never overwritten.  Every move is checked before any is
-    done.
+    done.  The root '/', the session user's home and the DIRs above it never move.
 
 EXAMPLES
     mv ~/orders/o1 ~/orders/o1.old
@@ -407,6 +407,7 @@ ERRORS
     e.io.obj.noexists : PATH     SRC (or DST's parent) is missing (status 1)
     e.io.obj.exists : PATH       the target name is taken (status 1)
     e.io.mv.intoself : PATH      a DIR can not move below itself (status 1)
+    e.io.mv.home : PATH          refusing to move the home or a DIR above it
 """
 
     def run(self, session, args, stdin, stdout, stderr) -> int:
@@ -427,6 +428,10 @@ ERRORS
         for src in srcs:
             if src.ph == "/":
                 raise WnError("e.io.mv.root", "/", FORBIDDEN)
+            home = getattr(session, "home", None)
+            if home and (home + "/").startswith(src.ph.rstrip("/") + "/"):
+                # moving the home (or a DIR above it) away is deleting it for the user
+                raise WnError("e.io.mv.home", f"{src.ph} holds the home {home}", FORBIDDEN)
             if dst is not None and dst.is_dir:
                 target = dst.ph.rstrip("/") + "/" + src.nm
                 target_dir = dst

@@ -212,8 +212,13 @@ EXIT STATUS
             raise _usage("no URL")
         else:
             raise _usage("expected [METHOD] URL")
-        parts = urlsplit(url)
-        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            raise _usage("invalid URL") from None
+        if parts.scheme.lower() not in ("http", "https") or not host:
             raise _usage("only http:// and https:// URLs are supported")
         req["method"], req["url"] = method, url
         return req

@@ -210,6 +210,9 @@ def test_charset_decoding(sh, server):
     "httpc http://127.0.0.1/x -z",
     "httpc http://127.0.0.1/x @body",
     "httpc GET POST http://127.0.0.1/x",
+    "httpc GET http://[::1",                 # QA: was e.cmd.internal (ValueError)
+    "httpc http://127.0.0.1:99999/x",
+    "httpc http://127.0.0.1:port/x",
 ])
 def test_usage_errors(sh, cmd):
     status, out, err = sh.run(cmd)
