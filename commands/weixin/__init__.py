@@ -81,9 +81,11 @@ HANDLERS
         the seed's spelling (the check is always made).
 
     order -submit ORDER -client_ip IP -openid OPENID [-openid_key KEY]
-        ORDER is an id, id:ID or a path. The order's field KEY (default
-        "openid") must equal OPENID (else e.cmd.weixin.order.user.nosame,
-        forbidden). A paid (or_status 2), cancelled (3, 5) or fulfilled (4)
+        ORDER is an id, id:ID or a path (missing: e.cmd.weixin.order.noexists,
+        not found; an object with none of the fields KEY, or_status, total_fee,
+        pay_val: e.cmd.weixin.order.invalid, bad input). The order's field KEY
+        (default "openid") must equal OPENID (else
+        e.cmd.weixin.order.user.nosame, forbidden). A paid (or_status 2), cancelled (3, 5) or fulfilled (4)
         order is refused (conflict). The amount is total_fee (fen) or pay_val
         (yuan); zero, negative or fractional fen is refused.
         When pay_jsobj was built for the same amount, openid, body and account

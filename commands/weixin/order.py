@@ -70,6 +70,20 @@ def order_body(order) -> str:
     return f"order {order.id}"[:127]
 
 
+ORDER_FIELDS = ("or_status", "total_fee", "pay_val")
+
+
+def check_is_order(order, openid_key: str = "openid") -> None:
+    """Refuse an object that carries none of an order's fields (``or_status``,
+    ``total_fee``, ``pay_val``, the buyer's openid key): a wxconf, an API file, a
+    directory of orders... named by mistake (or on purpose) where an order is expected."""
+    if not any(order.get(k) not in (None, "") for k in ORDER_FIELDS + (openid_key,)):
+        what = "directory" if order.is_dir else "object"
+        raise WnError("e.cmd.weixin.order.invalid",
+                      f"{what} {order.get('ph', order.id)} is not an order (it has no "
+                      f"{openid_key}, or_status, total_fee or pay_val)", BAD_INPUT)
+
+
 def check_payable(order) -> int:
     status = order_status(order)
     if status == PAID:
@@ -152,6 +166,7 @@ def submit(session, loaded, opts, stdout) -> int:
             raise usage("e.cmd.weixin.order.usage", f"{name} needs a value")
     store, account = session.store, loaded.account
     order = fetch_obj(session, ref, "order", "e.cmd.weixin.order.noexists")
+    check_is_order(order, openid_key)
     owner = order.get(openid_key)
     if not isinstance(owner, str) or owner != openid:
         raise WnError("e.cmd.weixin.order.user.nosame",
@@ -334,6 +349,7 @@ def result(session, loaded, ref, stdout, stderr) -> int:
 def query(session, loaded, ref, stdout) -> int:
     store = session.store
     order = fetch_obj(session, ref, "order", "e.cmd.weixin.order.noexists")
+    check_is_order(order)
     state = {"id": order.id, "or_status": order_status(order), "trade_state": None,
              "out_trade_no": order.get("pay_out_trade_no"), "transaction_id": None,
              "pay_time": order.get("pay_time")}

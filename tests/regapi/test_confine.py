@@ -275,3 +275,29 @@ def test_the_other_user_still_reads_its_own(srv):
     assert r.status_code == 200 and r.text == "TOP-SECRET-CONTENT"
     r = get(srv, OTHER, "find", q=json.dumps({"mark": "victim-meta"}))
     assert [o["ph"] for o in r.json()] == [f"/home/{OTHER}/secret.txt"]
+
+
+# ---- weixin order -submit/-query: the object must be an order --------------------------------
+@pytest.mark.parametrize("ref", ["~/.weixin/xxx/wxconf", "~/.regapi/api/pay", "~/.weixin",
+                                 "~"])
+def test_pay_api_refuses_objects_that_are_not_orders(srv, ref):
+    obj = srv.store.fetch(ref.replace("~", f"/home/{USER}", 1))
+    before = srv.store.get(obj["id"])
+    for value in (ref, obj["id"], f"id:{obj['id']}"):
+        r = get(srv, USER, "pay", id=value, openid="x")
+        assert r.status_code == 400, r.text
+        body = r.json()
+        assert body["errCode"] == "e.cmd.weixin.order.invalid"
+        assert "is not an order" in body["msg"] and "\n" not in body["msg"]
+    assert srv.store.get(obj["id"]) == before
+
+
+def test_order_query_refuses_objects_that_are_not_orders(srv):
+    from wnshell.session import Session
+    sh = Session(srv.store, user=USER, confine=True)
+    status, out, err = sh.run("weixin xxx order -query ~/.weixin/xxx/wxconf")
+    assert status == 1 and out == ""
+    assert err.startswith("e.cmd.weixin.order.invalid : ") and err.count("\n") == 1
+    status, out, err = sh.run("weixin xxx order -query ~/no/such/order")
+    assert status == 1 and err.startswith("e.cmd.weixin.order.noexists")
+    assert sh.last_error.kind == "not_found"
