@@ -17,8 +17,13 @@ from objstore.errors import BAD_INPUT, NOT_FOUND, WnError
 from wxpay.account import Account, mask
 
 _CONF_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
-_SECRET_KEY = re.compile(r"(key|secret|password|passwd|token)", re.IGNORECASE)
+# field names that look secret (over-masking is harmless, under-masking is a leak)
+_SECRET_KEY = re.compile(r"(key|secret|pass|pwd|token|private|cert|pem|credential|auth"
+                         r"|salt|signature)", re.IGNORECASE)
 _CACHE_MAX = 128
+# the account's public fields (sent in every request to WeChat): shown as they are
+_PUBLIC = frozenset(("appID", "appid", "appId", "pay_mch_id", "mch_id", "pay_time_expire",
+                     "pay_notify_url", "pay_api_base", "pay_sign_type", "pay_timeout"))
 
 _lock = threading.Lock()
 _cache: "OrderedDict[tuple, Loaded]" = OrderedDict()
@@ -57,16 +62,30 @@ class Loaded:
         return mask_conf(self.conf)
 
 
-def mask_conf(conf: dict) -> dict:
-    out = {}
-    for k, v in conf.items():
-        if _SECRET_KEY.search(str(k)):
-            out[k] = mask(v if isinstance(v, str) else (str(v) if v is not None else None))
-        elif isinstance(v, dict):
-            out[k] = mask_conf(v)
-        else:
-            out[k] = v
-    return out
+def mask_conf(conf: dict, _secrets: frozenset | None = None) -> dict:
+    """Every secret-looking field masked, at any depth (in maps and in lists): a name
+    that looks secret (key, secret, pass, token, private, cert...), a PEM block, or a
+    value equal to the account's pay_key or appsecret under any name."""
+    if _secrets is None:
+        _secrets = frozenset(str(conf.get(k)) for k in ("pay_key", "appsecret", "appSecret")
+                             if conf.get(k) not in (None, ""))
+    return {k: v if k in _PUBLIC and not isinstance(v, (dict, list))
+            else _mask_value(v, _secrets, _SECRET_KEY.search(str(k)) is not None)
+            for k, v in conf.items()}
+
+
+def _mask_value(v, secrets: frozenset, secret_name: bool):
+    if secret_name:
+        return mask(v if isinstance(v, str) else (str(v) if v is not None else None))
+    if isinstance(v, dict):
+        return mask_conf(v, secrets)
+    if isinstance(v, list):
+        return [_mask_value(x, secrets, False) for x in v]
+    if isinstance(v, bool) or v is None:
+        return v
+    if str(v) in secrets or (isinstance(v, str) and "-----BEGIN" in v):
+        return mask(str(v))
+    return v
 
 
 def _invalid(name: str, reason: str) -> WnError:
