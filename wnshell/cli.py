@@ -6,6 +6,10 @@
     wnshell [--store URL] [--user NAME]                          REPL on a terminal
     wnshell serve|demo|sync ...                                  regapi.cli (lazy)
 
+``--confine`` runs the session confined to ``/home/NAME`` (as every ``.regapi`` request
+is): nothing outside it can be read, changed or found.  Without it the local user owns
+the whole store.
+
 The process exits with the last command's status (or ``exit N``).  Only the REPL imports
 prompt_toolkit; everything here stays lazy because start-up time matters.
 """
@@ -15,7 +19,7 @@ import os
 import sys
 
 USAGE = """\
-usage: wnshell [--store URL] [--user NAME] [-c TEXT [ARG0 ARG...] | FILE [ARG...]]
+usage: wnshell [--store URL] [--user NAME] [--confine] [-c TEXT [ARG0 ARG...] | FILE [ARG...]]
        wnshell serve|demo|sync [...]
 
   -c TEXT       run TEXT (ARG0 ARG... become $0 $1 ...)
@@ -25,6 +29,8 @@ usage: wnshell [--store URL] [--user NAME] [-c TEXT [ARG0 ARG...] | FILE [ARG...
                 postgresql://...); default: env WNSHELL_STORE, else
                 $XDG_DATA_HOME/wnshell/store.db
   --user NAME   the session's user (default demo); /home/NAME is created if missing
+  --confine     see and change only /home/NAME (as .regapi requests do); objects
+                elsewhere read as missing, writes there are forbidden
   -h, --help    this help
 """
 
@@ -41,12 +47,16 @@ def _err(msg: str) -> None:
 
 def _parse_argv(argv: list[str]):
     """-> (opts dict, mode, rest) or raises ValueError(message)."""
-    opts = {"store": None, "user": "demo"}
+    opts = {"store": None, "user": "demo", "confine": False}
     i = 0
     while i < len(argv):
         a = argv[i]
         if a in ("-h", "--help"):
             return opts, "help", []
+        if a == "--confine":
+            opts["confine"] = True
+            i += 1
+            continue
         if a in ("--store", "--user"):
             if i + 1 >= len(argv):
                 raise ValueError(f"{a} needs a value")
@@ -78,7 +88,7 @@ def _session(opts):
     from objstore import open_store
     from wnshell.session import Session
     store = open_store(opts["store"])
-    return Session(store, user=opts["user"])
+    return Session(store, user=opts["user"], confine=opts["confine"])
 
 
 def _fix_streams() -> None:
