@@ -94,7 +94,8 @@ HANDLERS
         atomically, so every attempt has a fresh number), body from the order's
         pay_body, title or body (else "order <id>"), unifiedorder is called and
         on success one write stores pay_type "weixin", pay_send (the request
-        without sign), pay_out_trade_no, pay_rexml, pay_remap (the verified
+        without sign), pay_fees (out_trade_no -> fen of the recent attempts),
+        pay_out_trade_no, pay_rexml, pay_remap (the verified
         reply), pay_jsobj (getBrandWCPayRequest: appId, timeStamp in seconds,
         nonceStr, package, signType, paySign), pay_jsobj_choose (the
         wx.chooseWXPay form, lowercase timestamp), pay_prepay_time (ms).
@@ -119,7 +120,10 @@ HANDLERS
         A payment for an order that is already paid by another transaction,
         cancelled or fulfilled is answered SUCCESS (WeChat must stop
         retrying), logged as a warning and recorded under pay_result_extra for
-        a refund; or_status is not changed.
+        a refund; or_status is not changed. So is the payment of an older
+        attempt made for an amount the order no longer has (pay_fees keeps
+        each recent attempt's amount): the money is real, the order is not
+        paid by it.
 
     order -query ORDER
         Asks orderquery for the order's latest attempts (newest first, at most

@@ -7,6 +7,9 @@ State kept on the order object (see the man page of ``weixin``):
   ``pay_jsobj_choose``, ``pay_prepay_time``, ``pay_type``
                          written together, in one compare-and-set, only after a
                          verified SUCCESS reply of unifiedorder
+* ``pay_fees``           {out_trade_no: fen} of the latest attempts that got a prepay_id:
+                         a payment of an older attempt made for another amount is
+                         then recognised (recorded aside, never applied)
 * ``pay_error``          the last failed attempt (never a FAIL in pay_remap)
 * ``or_status`` 2, ``pay_result``, ``pay_time``
                          written once, by one compare-and-set, when WeChat says paid
@@ -38,6 +41,8 @@ REUSE_MS = (2 * 60 - 10) * 60 * 1000
 EXPIRE_MARGIN_MS = 60 * 1000
 QUERY_ATTEMPTS = 5
 CAS_TRIES = 20
+# how many attempts' amounts pay_fees remembers
+FEES_KEPT = 20
 _ORDER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -209,10 +214,11 @@ def submit(session, loaded, opts, stdout) -> int:
                "pay_out_trade_no": out_trade_no, "pay_rexml": rexml, "pay_remap": remap,
                "pay_jsobj": jsobj, "pay_jsobj_choose": choose, "pay_prepay_time": now,
                "pay_error": None}
-    watched = ("or_status", openid_key, "total_fee", "pay_val")
+    watched = ("or_status", openid_key, "total_fee", "pay_val", "pay_fees")
     current = order
     for _ in range(CAS_TRIES):
         expect = {k: current.get(k) for k in watched}
+        changes["pay_fees"] = _with_fee(current.get("pay_fees"), out_trade_no, amount)
         if store.cas(order.id, expect, changes) is not None:
             write_json(stdout, jsobj)
             return 0
@@ -228,6 +234,17 @@ def submit(session, loaded, opts, stdout) -> int:
                   CONFLICT)
 
 
+def _with_fee(fees, out_trade_no: str, amount: int) -> dict:
+    """pay_fees plus this attempt, keeping the latest FEES_KEPT attempts."""
+    kept = dict(fees) if isinstance(fees, dict) else {}
+    kept[out_trade_no] = amount
+
+    def seq(otn):
+        tail = str(otn).rpartition("_")[2]
+        return int(tail) if tail.isdigit() else 0
+    return dict(sorted(kept.items(), key=lambda kv: seq(kv[0]))[-FEES_KEPT:])
+
+
 # ---- the paid transition (shared by -result and -query) ----------------------------
 class Reject(Exception):
     """A notification we answer with FAIL: ``msg`` goes to WeChat, ``reason`` to logs."""
@@ -238,7 +255,10 @@ class Reject(Exception):
 
 
 def match_order(store, params: dict):
-    """(order, amount) that a verified payload's out_trade_no names, or Reject."""
+    """(order, amount, superseded) that a verified payload's out_trade_no names, or
+    Reject.  ``superseded`` is None for a payment of the order's current amount; it is
+    a reason (str) for a payment of an older attempt that was made, and paid, for an
+    amount the order no longer has: genuine money, never applied to the order."""
     otn = params.get("out_trade_no") or ""
     oid, sep, seq = otn.rpartition("_")
     if not sep or not _ORDER_ID.match(oid) or not (seq.isascii() and seq.isdigit()):
@@ -257,8 +277,18 @@ def match_order(store, params: dict):
     try:
         check_notification_amount(params, amount)
     except WnError as e:
+        fees = order.get("pay_fees")
+        sent = fees.get(otn) if isinstance(fees, dict) else None
+        if isinstance(sent, int) and not isinstance(sent, bool) and sent != amount:
+            try:
+                check_notification_amount(params, sent)
+            except WnError:
+                pass
+            else:
+                return order, amount, (f"attempt {otn} was paid {sent} fen; the order's "
+                                       f"amount is now {amount} fen")
         raise Reject("amount mismatch", f"order {oid}: {e.reason}") from None
-    return order, amount
+    return order, amount, None
 
 
 def mark_paid(store, oid: str, params: dict) -> str:
@@ -326,7 +356,7 @@ def result(session, loaded, ref, stdout, stderr) -> int:
             params = parse_notification(loaded.account, raw)
         except WnError as e:
             raise Reject(_FAIL_MSG.get(e.key, "invalid notification"), e.line()) from None
-        order, _amount = match_order(store, params)
+        order, _amount, superseded = match_order(store, params)
     except Reject as r:
         line = f"weixin: notification rejected: {r.reason}"
         log.warning("weixin %s: notification (request %s) rejected: %s",
@@ -340,7 +370,12 @@ def result(session, loaded, ref, stdout, stderr) -> int:
                  params.get("err_code") or "no err_code")
         stdout.write(reply_xml(True))
         return 0
-    mark_paid(store, order.id, params)
+    if superseded:
+        # money WeChat took for an attempt the order has moved past: acknowledged (so
+        # WeChat stops retrying), kept for a refund, the order left as it is
+        _record_extra(store, order.id, params, superseded)
+    else:
+        mark_paid(store, order.id, params)
     stdout.write(reply_xml(True))
     return 0
 
@@ -380,10 +415,13 @@ def query(session, loaded, ref, stdout) -> int:
             break
     if found is not None:
         try:
-            match_order(store, found)
+            _order, _amount, superseded = match_order(store, found)
         except Reject as r:
             raise WnError("e.cmd.weixin.order.query.mismatch", r.reason, UPSTREAM) from None
-        outcome = mark_paid(store, order.id, found)
+        if superseded:
+            outcome = _record_extra(store, order.id, found, superseded)
+        else:
+            outcome = mark_paid(store, order.id, found)
         fresh = store.get(order.id) or order
         state.update(trade_state="SUCCESS", out_trade_no=found.get("out_trade_no"),
                      transaction_id=found.get("transaction_id"),
