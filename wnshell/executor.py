@@ -36,6 +36,8 @@ class Executor:
     def __init__(self, session, template_vars=None):
         self.session = session
         self.tvars = template_vars
+        # status of the latest $(...) / `...` (None: none ran since it was reset)
+        self.sub_status = None
 
     # ---- tree ---------------------------------------------------------------------
     def script(self, node, inp, out, err) -> int:
@@ -100,6 +102,7 @@ class Executor:
         finally:
             s.exit_requested = saved_exit
         s.last_status = status
+        self.sub_status = status
         return buf.getvalue().rstrip("\n")
 
     def parts_text(self, parts, err) -> str:
@@ -138,10 +141,10 @@ class Executor:
         sp = s.resolve(path)
         obj = s.store.fetch(sp)
         if obj is None:
-            obj = s.store.create(sp, "FILE")
-        elif obj.get("race") == "DIR":
+            return s.store.create(sp, "FILE")["id"], True
+        if obj.get("race") == "DIR":
             raise WnError("e.io.obj.notfile", path, BAD_INPUT)
-        return obj["id"]
+        return obj["id"], False
 
     def _read(self, path: str) -> str:
         s = self.session
@@ -158,12 +161,14 @@ class Executor:
 
     def simple(self, node, inp, out, err) -> int:
         s = self.session
+        self.sub_status = None
         args: list[str] = []
         for w in node.words:
             args.extend(self.word(w, err))
         assigns = [(name, self.parts_text(w.parts, err)) for name, w in node.assigns]
+        sub_status = self.sub_status
         fds = {0: inp, 1: out, 2: err}
-        sinks = []  # (buffer, object id, append)
+        sinks = []  # (buffer, object id, append, created here)
         try:
             for r in node.redirs:
                 if r.op == ">&":
@@ -171,33 +176,62 @@ class Executor:
                 elif r.op == "<":
                     fds[0] = io.StringIO(self._read(self._path(r.target, err)))
                 else:
-                    oid = self._open_for_write(self._path(r.target, err))
+                    oid, created = self._open_for_write(self._path(r.target, err))
                     buf = io.StringIO()
-                    sinks.append((buf, oid, r.op == ">>"))
+                    sinks.append((buf, oid, r.op == ">>", created))
                     fds[r.fd] = buf
         except WnError as e:
             return self.fail(e, fds[2])
 
         status = 0
+        finished = False
         try:
             if not args:
                 s.env.update(assigns)
+                # "x=$(cmd)" has the status of its last substitution, as in sh
+                status = 0 if sub_status is None else sub_status
             else:
                 status = self.call(args, assigns, fds)
+            finished = True
+        except ExitShell:
+            finished = True
+            raise
         finally:
-            for buf, oid, append in sinks:
-                data = buf.getvalue().encode("utf-8")
-                try:
-                    if append:
-                        if data:
-                            s.store.append(oid, data)
-                    else:
-                        s.store.write(oid, data)
-                except WnError as e:
-                    status = self.fail(e, fds[2])
+            if finished:
+                failed = self._flush_sinks(sinks, fds)
+                if failed is not None:
+                    status = failed
+            else:
+                # interrupted (Ctrl-C): no half-written object -- existing objects keep
+                # their content, objects created for this command are removed
+                self._drop_sinks(sinks)
         if s.exit_requested is not None:
             raise ExitShell(s.exit_requested)
         return status
+
+    def _flush_sinks(self, sinks, fds):
+        """Write the redirected output; the status of a failed write, else None."""
+        s = self.session
+        failed = None
+        for buf, oid, append, _created in sinks:
+            data = buf.getvalue().encode("utf-8")
+            try:
+                if append:
+                    if data:
+                        s.store.append(oid, data)
+                else:
+                    s.store.write(oid, data)
+            except WnError as e:
+                failed = self.fail(e, fds[2])
+        return failed
+
+    def _drop_sinks(self, sinks) -> None:
+        for _buf, oid, _append, created in sinks:
+            if created:
+                try:
+                    self.session.store.delete(oid)
+                except Exception:  # already gone: nothing to undo
+                    pass
 
     def call(self, args, assigns, fds) -> int:
         s = self.session

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from wnshell.command import Command
+
 
 @pytest.mark.parametrize("text", [
     "echo " + "$(" * 100_000,                                # 100k open $(
@@ -36,3 +38,41 @@ def test_errors_inside_backticks_name_the_scripts_line(run):
     text = "echo `echo a\n`\necho `echo b\n`\necho `echo c >&5`\n"
     status, _, err = run(text)
     assert status == 2 and "(line 5)" in err, err
+
+
+def test_assignment_takes_the_status_of_its_substitution(run):
+    assert run("x=$(false); echo $?") == (0, "1\n", "")
+    assert run("x=$(exit 3); echo $?") == (0, "3\n", "")
+    assert run("x=$(true); echo $?") == (0, "0\n", "")
+    assert run("false; x=1; echo $?") == (0, "0\n", "")
+    assert run("x=$(false) && echo no || echo failed")[1] == "failed\n"
+
+
+class _HalfThenCtrlC(Command):
+    """Writes part of its output, then the user presses Ctrl-C."""
+    name = "halfway"
+
+    def run(self, session, args, stdin, stdout, stderr):
+        stdout.write("partial output\n")
+        raise KeyboardInterrupt
+
+
+def _session_with(cmd):
+    from objstore import open_store
+    from wnshell import registry
+    from wnshell.session import Session
+    reg = registry.Registry(parent=registry.REGISTRY)
+    reg.register(cmd)
+    return Session(open_store("memory://"), registry=reg)
+
+
+def test_ctrl_c_leaves_no_half_written_object():
+    s = _session_with(_HalfThenCtrlC())
+    assert s.run("echo whole > f")[0] == 0
+    assert s.run("halfway > f")[0] == 130                      # existing: untouched
+    assert s.run("cat f") == (0, "whole\n", "")
+    assert s.run("halfway >> f")[0] == 130
+    assert s.run("cat f") == (0, "whole\n", "")
+    assert s.run("halfway > new")[0] == 130                    # created for it: gone
+    assert s.store.fetch("/home/demo/new") is None
+    assert s.run("echo ok > new; cat new") == (0, "ok\n", "")
