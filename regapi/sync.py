@@ -23,6 +23,7 @@ import os
 from dataclasses import dataclass, field
 
 from objstore.base import RESERVED
+from objstore.common import clean_meta
 from objstore.errors import BAD_INPUT, WnError
 from objstore.paths import check_name
 
@@ -63,6 +64,9 @@ def _skip(name: str) -> bool:
 
 
 def _load_meta(path: str, shown: str) -> dict:
+    if os.path.islink(path) or not os.path.isfile(path):
+        # as for templates: a link could read any file of the machine into the store
+        raise SyncError("e.regapi.sync.link", f"not a regular file: {shown}", BAD_INPUT)
     try:
         with open(path, "rb") as f:
             data = json.loads(f.read(MAX_FILE + 1).decode("utf-8"))
@@ -74,7 +78,10 @@ def _load_meta(path: str, shown: str) -> dict:
     bad = [k for k in data if k in RESERVED or k == MANAGED or not isinstance(k, str)]
     if bad:
         raise SyncError("e.regapi.sync.meta", f"{shown}: reserved key {bad[0]!r}", BAD_INPUT)
-    return data
+    try:    # what the store would refuse later, half-way through the sync
+        return clean_meta(data)
+    except WnError as e:
+        raise SyncError("e.regapi.sync.meta", f"{shown}: {e.reason}", BAD_INPUT) from None
 
 
 def scan(src: str) -> dict[str, Entry]:
