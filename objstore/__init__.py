@@ -12,10 +12,11 @@ With ``url=None`` the URL comes from env ``WNSHELL_STORE``, else the default fil
 from __future__ import annotations
 
 import os
+import stat
 import sys
 
 from .base import READONLY, RESERVED, Store, WnObj
-from .errors import BAD_INPUT, StoreError, WnError
+from .errors import BAD_INPUT, INTERNAL, StoreError, WnError
 
 __all__ = ["open_store", "default_url", "Store", "WnObj", "StoreError", "WnError",
            "RESERVED", "READONLY", "BACKENDS"]
@@ -43,7 +44,18 @@ def url_path(url: str) -> str:
     rest = url.split("://", 1)[1] if "://" in url else url.split(":", 1)[1]
     if not rest:
         raise StoreError("e.io.store.url.invalid", f"no file path in {url}", BAD_INPUT)
-    return os.path.abspath(os.path.expanduser(rest))
+    if "\x00" in rest:
+        raise StoreError("e.io.store.url.invalid", "NUL character in the file path", BAD_INPUT)
+    path = os.path.abspath(os.path.expanduser(rest))
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:         # missing (created later) or unreachable (the open says why)
+        return path
+    if not stat.S_ISREG(mode):
+        # a store replaces or grows files beside its own: never a device (/dev/null), a
+        # FIFO (an open would block) or a folder
+        raise StoreError("e.io.store.open", f"{path} is not a regular file", INTERNAL)
+    return path
 
 
 _SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.")

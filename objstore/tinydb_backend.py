@@ -246,7 +246,9 @@ class TinyDBStore(DocStore):
     def __init__(self, url: str):
         from . import url_path
         self.url = url
-        self.path = url_path(url)
+        # the file itself, not a symlink to it: every write replaces the file (rename),
+        # which would otherwise swap the link for a copy and leave the target stale
+        self.path = os.path.realpath(url_path(url))
         try:
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         except OSError as exc:
