@@ -89,8 +89,9 @@ def api_headers(api) -> list[tuple[str, str]]:
             continue
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = str(value)
-        if not isinstance(value, str) or _CTL_RE.search(value) or len(value) > 4096:
-            continue
+        if (not isinstance(value, str) or not value.isascii() or _CTL_RE.search(value)
+                or len(value) > 4096):
+            continue        # one ASCII line: what every server and client reads alike
         out.append((name, value))
     return out
 
@@ -104,16 +105,33 @@ def redirect_code(api) -> int | None:
     return code if code in (301, 302) else None
 
 
+# characters a URI may hold as they are; everything else (non-ASCII text, spaces,
+# quotes, <>) is percent-encoded as UTF-8, and "%" is kept so escapes stay as they are
+_URI_SAFE = "!#$%&'()*+,-./:;=?@[]_~"
+
+
 def check_location(text: str) -> str | None:
+    """The Location for a redirect's stdout (trimmed): a path starting with one "/", or
+    an http(s) URL, on one line; returned as an ASCII URI (None when refused)."""
     loc = text.strip()
     if not loc or len(loc) > 4096 or _CTL_RE.search(loc):
         return None
     if loc.startswith("/") and not loc.startswith("//") and "\\" not in loc:
-        return loc
+        return _as_uri(loc)
     low = loc.lower()
     if (low.startswith("http://") or low.startswith("https://")) and " " not in loc:
-        return loc
+        return _as_uri(loc)
     return None
+
+
+def _as_uri(loc: str) -> str:
+    if loc.isascii() and not _UNSAFE_RE.search(loc):
+        return loc
+    from urllib.parse import quote
+    return quote(loc, safe=_URI_SAFE)
+
+
+_UNSAFE_RE = re.compile(r"[^A-Za-z0-9" + re.escape(_URI_SAFE) + "]")
 
 
 def error_status(err: WnError | None) -> int:
