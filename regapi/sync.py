@@ -79,9 +79,35 @@ def _load_meta(path: str, shown: str) -> dict:
     if bad:
         raise SyncError("e.regapi.sync.meta", f"{shown}: reserved key {bad[0]!r}", BAD_INPUT)
     try:    # what the store would refuse later, half-way through the sync
-        return clean_meta(data)
+        data = clean_meta(data)
     except WnError as e:
         raise SyncError("e.regapi.sync.meta", f"{shown}: {e.reason}", BAD_INPUT) from None
+    _check_response_meta(data, shown)
+    return data
+
+
+def _check_response_meta(meta: dict, shown: str) -> None:
+    """Response metadata the server would silently leave out is an error here, where the
+    operator sees it: headers that are not one ASCII line under an HTTP token name (or
+    are framing headers), a Content-Type that is not a MIME type, a redirect code other
+    than 301/302."""
+    from regapi import response as rs
+    for key, value in meta.items():
+        if value is None:
+            continue
+        if key.startswith("http-header-"):
+            name = key[len("http-header-"):]
+            if name.lower() == "content-type":
+                ok = rs.clean_mime(value) is not None
+            else:
+                ok = bool(rs.api_headers({key: value}))
+            if not ok:
+                raise SyncError("e.regapi.sync.meta", f"{shown}: header {name!r} would "
+                                "never be sent (a name that is an HTTP token, not a framing "
+                                "header; a value of one ASCII line)", BAD_INPUT)
+        elif key == "http-resp-code" and rs.redirect_code(meta) is None:
+            raise SyncError("e.regapi.sync.meta", f"{shown}: http-resp-code must be 301 or "
+                            "302", BAD_INPUT)
 
 
 def scan(src: str) -> dict[str, Entry]:

@@ -53,3 +53,33 @@ def test_symlinked_sidecar_is_refused(tmp_path):
     assert ei.value.key == "e.regapi.sync.link"
     assert "x-leaked" not in s.fetch("/home/demo/.regapi/api/x")
     assert tree(s) == {"x": "echo one\n", "old": "echo old\n"}
+
+
+@pytest.mark.parametrize("sidecar,why", [
+    ('{"http-header-X-A": "a\\r\\nSet-Cookie: x=1"}', "X-A"),
+    ('{"http-header-Bad Name": "x"}', "Bad Name"),
+    ('{"http-header-Content-Length": "5"}', "Content-Length"),
+    ('{"http-header-X-Name": "\\u652f\\u4ed8"}', "X-Name"),
+    ('{"http-header-X-List": [1, 2]}', "X-List"),
+    ('{"http-header-Content-Type": "text/html\\r\\nX-Evil: 1"}', "Content-Type"),
+    ('{"http-resp-code": 307}', "http-resp-code"),
+])
+def test_response_metadata_the_server_would_drop_is_refused(tmp_path, sidecar, why):
+    # the server silently leaves out such headers (and ignores other redirect codes),
+    # so the operator never learnt that the API answers without them
+    s, src = _synced(tmp_path)
+    write(src / "x.meta.json", sidecar)
+    with pytest.raises(WnError) as ei:
+        sync_dir(s, str(src), "demo")
+    assert ei.value.key == "e.regapi.sync.meta"
+    assert ei.value.reason.startswith("x.meta.json: ") and why in ei.value.reason
+    assert tree(s) == {"x": "echo one\n", "old": "echo old\n"}
+
+
+def test_good_response_metadata_is_kept(tmp_path):
+    s, src = _synced(tmp_path)
+    write(src / "x.meta.json", '{"http-header-Content-Type": "json", "http-resp-code": "302",'
+                               ' "http-header-Cache-Control": "no-store", "http-header-X-N": 5}')
+    sync_dir(s, str(src), "demo")
+    x = s.fetch("/home/demo/.regapi/api/x")
+    assert x["http-header-Cache-Control"] == "no-store" and x["http-resp-code"] == "302"
