@@ -287,6 +287,7 @@ class DocStore(Store):
             self._clear_expired(v, dest, now)
             old_ph = src["ph"]
             tree = v.subtree(src)
+            paths.check_moved(dest, old_ph, max(len(d["ph"].encode("utf-8")) for d in tree))
             for d in tree:
                 d = dict(d)
                 if d["id"] == src["id"]:

@@ -155,8 +155,24 @@ def split(abs_path: str) -> list[str]:
 
 
 def join(parent: str, name: str) -> str:
-    """Child path of an absolute ``parent``."""
-    return ("/" + name) if parent == "/" else f"{parent}/{name}"
+    """Child path of an absolute ``parent`` (``e.io.path.invalid`` over MAX_PATH)."""
+    return check_length(("/" + name) if parent == "/" else f"{parent}/{name}")
+
+
+def check_length(abs_path: str) -> str:
+    """``abs_path`` if it is at most MAX_PATH bytes, else ``e.io.path.invalid``: for a
+    path put together from pieces (an ``id:`` anchor's path and a sub-path)."""
+    if len(abs_path) * 4 > MAX_PATH and len(_utf8(abs_path)) > MAX_PATH:
+        raise invalid(f"path longer than {MAX_PATH} bytes")
+    return abs_path
+
+
+def check_moved(dest: str, old_ph: str, longest: int) -> None:
+    """A subtree at ``old_ph`` whose longest path has ``longest`` bytes moves to
+    ``dest``: refuse when a path below would grow past MAX_PATH (it could never be named
+    again)."""
+    if longest - len(_utf8(old_ph)) + len(_utf8(dest)) > MAX_PATH:
+        raise invalid(f"the move would make paths longer than {MAX_PATH} bytes")
 
 
 def parent_and_name(abs_path: str) -> tuple[str, str]:
@@ -181,7 +197,8 @@ def d0_d1(abs_path: str) -> tuple[str | None, str | None]:
 
 def anchor_join(obj_path: str, sub: str) -> str:
     """Absolute path of ``sub`` (normalized, may start with ``..``) below ``obj_path``."""
-    return "/" + "/".join(_normalize(sub.split("/") if sub else [], split(obj_path)))
+    return check_length("/" + "/".join(_normalize(sub.split("/") if sub else [],
+                                                  split(obj_path))))
 
 
 def is_within(path: str, ancestor: str) -> bool:

@@ -750,6 +750,12 @@ class PostgresStore(Store):
                 raise C.exists(dest)
             old_ph = src["ph"]
             lo, hi = _range(old_ph)
+            longest = len(old_ph.encode("utf-8"))
+            if src["race"] == "DIR":
+                below = conn.execute(f"SELECT max(octet_length(ph)) FROM {TABLE} "
+                                     f"WHERE ph ~>=~ %s AND ph ~<~ %s", (lo, hi)).fetchone()[0]
+                longest = max(longest, below or 0)
+            paths.check_moved(dest, old_ph, longest)
             conn.execute(
                 f"UPDATE {TABLE} o SET ph = x.nph, meta = o.meta || jsonb_build_object("
                 f"'ph', x.nph, 'd0', split_part(x.nph, '/', 2), 'd1', split_part(x.nph, '/', 3)) "

@@ -524,6 +524,12 @@ class SQLiteStore(Store):
             old_ph = src["ph"]
             # descendants: ph prefix swapped, d0/d1 recomputed, all in SQL
             lo, hi = _subtree_range(old_ph)
+            longest = len(old_ph.encode("utf-8"))
+            if src["race"] == "DIR":
+                below = conn.execute("SELECT max(length(CAST(ph AS BLOB))) FROM obj "
+                                     "WHERE ph >= ? AND ph < ?", (lo, hi)).fetchone()[0]
+                longest = max(longest, below or 0)
+            paths.check_moved(dest, old_ph, longest)
             d0, d1 = paths.d0_d1(dest)
             cut = len(old_ph) + 1          # substr() index of the '/' after old_ph
             if d1 is not None:
