@@ -160,6 +160,27 @@ class AtomicJSONStorage(Storage):
         self.invalidate()
 
 
+_STR_FIELDS = ("id", "pid", "nm", "ph")
+
+
+def _bad_record(key: str, doc: Any) -> str | None:
+    """Why an object record cannot be served (None when it is fine)."""
+    if not isinstance(doc, dict):
+        return "not an object"
+    for k in _STR_FIELDS:
+        if not isinstance(doc.get(k), str):
+            return f"{k} missing or not a string"
+    if doc["id"] != key:
+        return "id differs from its key"
+    if doc.get("race") not in ("FILE", "DIR"):
+        return "race is neither FILE nor DIR"
+    for k in ("ct", "lm", "expi"):
+        v = doc.get(k)
+        if (v is not None or k != "expi") and (type(v) is not int):
+            return f"{k} is not an integer"
+    return None
+
+
 class _StrIdTable(Table):
     """Documents keyed by our string object ids (TinyDB's default is int)."""
     document_id_class = str
@@ -228,7 +249,12 @@ class _TinyView(DocView):
 
     def get_content(self, oid):
         rec = self.content.get(doc_id=oid)
-        return base64.b64decode(rec["b64"]) if rec else b""
+        if not rec:
+            return b""
+        try:
+            return base64.b64decode(rec["b64"], validate=True)
+        except (ValueError, TypeError, KeyError):   # binascii.Error is a ValueError
+            raise _corrupt(self.s.path, f"bad content record {oid!r}") from None
 
     def put_content(self, oid, data):
         rec = {"b64": base64.b64encode(data).decode("ascii")}
@@ -280,15 +306,25 @@ class TinyDBStore(DocStore):
                 del self.kids[doc["pid"]]
 
     def _reindex(self) -> None:
+        """Rebuild the path/child index from freshly loaded data, checking every record
+        on the way (a file edited by hand): a bad one is ``e.io.store.corrupt`` naming
+        it, for every operation, and no write can rewrite the file until it is fixed."""
         if self._index_gen == self.storage.generation:
             return
         self.by_ph, self.kids = {}, {}
-        for doc in (self.storage.read() or {}).get(OBJ_TABLE, {}).values():
-            if isinstance(doc, dict) and {"id", "ph", "pid", "nm"} <= doc.keys():
-                self.index(doc)
-            else:
-                raise StoreError("e.io.store.corrupt", f"{self.path}: bad object record",
-                                 INTERNAL)
+        data = self.storage.read() or {}
+        for key, doc in data.get(OBJ_TABLE, {}).items():
+            why = _bad_record(key, doc)
+            if why is None and doc["ph"] in self.by_ph:
+                why = f"path {doc['ph']!r} used twice"
+            if why is not None:
+                self.by_ph, self.kids, self._index_gen = {}, {}, -1
+                raise _corrupt(self.path, f"bad object record {key!r} ({why})")
+            self.index(doc)
+        for key, rec in data.get(CONTENT_TABLE, {}).items():
+            if not isinstance(rec, dict) or not isinstance(rec.get("b64"), str):
+                self.by_ph, self.kids, self._index_gen = {}, {}, -1
+                raise _corrupt(self.path, f"bad content record {key!r}")
         self._index_gen = self.storage.generation
 
     @contextmanager
