@@ -77,6 +77,8 @@ def _store_error(exc: BaseException, what: str = "") -> StoreError:
         return C.exists(what or msg)
     if isinstance(exc, sqlite3.OperationalError) and ("locked" in msg or "busy" in msg):
         return StoreError("e.io.store.busy", f"database is busy: {msg}", TIMEOUT)
+    if "malformed JSON" in msg:     # json_extract() on a row edited by hand
+        return StoreError("e.io.store.corrupt", "a row's metadata is not JSON", INTERNAL)
     return StoreError("e.io.store.failed", f"sqlite: {msg}", INTERNAL)
 
 
@@ -91,7 +93,14 @@ def _row_doc(row) -> dict:
     if row[9] is not None:
         doc["expi"] = row[9]
     if row[10] != "{}":
-        doc.update(json.loads(row[10]))
+        try:
+            meta = json.loads(row[10])
+        except (TypeError, ValueError):
+            meta = None
+        if not isinstance(meta, dict):      # a row edited by hand or by another tool
+            raise StoreError("e.io.store.corrupt", f"object {row[0]!r} ({row[3]}): its "
+                             "metadata is not a JSON object", INTERNAL)
+        doc.update(meta)
     return doc
 
 
