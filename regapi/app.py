@@ -211,9 +211,12 @@ class RegApiApp:
         if route is None:
             raise RouteError("e.regapi.noexists", "no such API", kind="not_found")
         usr = route.usr
-        rq.check_length(environ, self.max_body)
         tpl = self.template(route.api)
-        query = rq.parse_query(environ.get("QUERY_STRING", ""))
+        try:
+            rq.check_length(environ, self.max_body)
+            query = rq.parse_query(environ.get("QUERY_STRING", ""))
+        except rq.HttpError as e:       # in the API's own error format (JSON or text)
+            return _error(e.http_code, e.key, e.reason, tpl.as_json)
         qs_mime = query.get("mime")
         if qs_mime:
             mime = rs.clean_mime(qs_mime) or tpl.mime

@@ -36,3 +36,21 @@ def test_api_header_with_non_ascii_value_is_not_sent(app, store):
     assert r.status == 200 and r.headers["X-Ok"] == "fine"
     assert "X-Name" not in r.headers and "X-Latin" not in r.headers
     _ascii_headers(r)
+
+
+@pytest.mark.parametrize("query,body,code,key", [
+    ("x=%FF", b"", 400, "e.regapi.req.badquery"),
+    ("&".join(f"p{i}=1" for i in range(300)), b"", 400, "e.regapi.req.badquery"),
+    ("", b"x" * 2000, 413, "e.regapi.req.toolarge"),
+])
+def test_request_errors_of_a_json_api_are_json(store, query, body, code, key):
+    # the template's own errors came as JSON, but a bad query string or an oversized
+    # body of the same API was answered in text/plain: a JSON client could not parse it
+    from regapi.app import RegApiApp
+    app = RegApiApp(store, route_ttl=0, deadline=5, max_body=1000)
+    put_api(store, "demo", "j", "cat id:${id}", **{"http-header-Content-Type": "application/json"})
+    r = call(app, "POST", "/api/demo/j", query, body=body)
+    assert r.status == code
+    assert r.headers["Content-Type"] == "application/json; charset=utf-8"
+    import json
+    assert json.loads(r.body) == {"ok": False, "errCode": key, "msg": json.loads(r.body)["msg"]}
