@@ -94,20 +94,20 @@ def read_body(environ: dict, limit: int = MAX_BODY) -> bytes:
 _DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 
 
+_BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
+
+
 def check_body(body: bytes) -> None:
     """Refuse XML bodies that carry a DTD (XXE, billion laughs): no API here needs one,
-    whatever the command behind it does with the body."""
-    if body.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            body = body.decode("utf-16").encode("utf-8")
-        except UnicodeDecodeError:
-            return
-        head = body.lstrip()[:1]
-    elif body.startswith(b"\xef\xbb\xbf"):
-        head = body[3:].lstrip()[:1]
-    else:
-        head = body.lstrip()[:1]
-    if head == b"<" and _DTD.search(body):
+    whatever the command behind it does with the body.  XML may come in UTF-8, UTF-16 or
+    UTF-32, with or without a byte-order mark: for the check, NUL bytes (the padding of
+    ASCII characters in the wider encodings) and marks are dropped."""
+    probe = body.lstrip()
+    if b"\x00" in probe[:8]:
+        probe = body.replace(b"\x00", b"").lstrip()
+    while probe.startswith(_BOMS):
+        probe = probe[3 if probe[:1] == b"\xef" else 2:].lstrip()
+    if probe[:1] == b"<" and _DTD.search(probe):
         raise HttpError(400, "e.regapi.req.dtd", "XML with a DTD is refused")
 
 

@@ -54,3 +54,30 @@ def test_request_errors_of_a_json_api_are_json(store, query, body, code, key):
     assert r.headers["Content-Type"] == "application/json; charset=utf-8"
     import json
     assert json.loads(r.body) == {"ok": False, "errCode": key, "msg": json.loads(r.body)["msg"]}
+
+
+_DTD_XML = '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><x>&e;</x>'
+
+
+@pytest.mark.parametrize("body", [
+    _DTD_XML.encode("utf-16-le"),                   # UTF-16 without a BOM
+    _DTD_XML.encode("utf-16-be"),
+    _DTD_XML.encode("utf-32"),                      # UTF-32 with its BOM
+    _DTD_XML.encode("utf-32-be"),
+    b"\r\n\t " + _DTD_XML.encode("utf-16"),         # whitespace before the BOM
+])
+def test_xml_with_dtd_in_other_encodings_is_refused_before_anything_is_written(app, store,
+                                                                                body):
+    # the DTD check only looked for the declaration in 8-bit text (and after a UTF-16
+    # BOM): these bodies were stored as request objects and handed to the template
+    put_api(store, "demo", "body", "cat id:${id}")
+    r = call(app, "POST", "/api/demo/body", body=body, headers={"Content-Type": "text/xml"})
+    assert r.status == 400 and r.text.startswith("e.regapi.req.dtd")
+    assert store.fetch("/home/demo/.regapi/tmp") is None or \
+        store.children(store.fetch("/home/demo/.regapi/tmp")["id"]) == []
+
+
+def test_bodies_that_only_look_odd_are_accepted(app, store):
+    put_api(store, "demo", "body", "cat id:${id}")
+    for body in [b'{"a": "<!DOCTYPE x>"}', "<x>文档</x>".encode("utf-16"), b"\x00\x01binary"]:
+        assert call(app, "POST", "/api/demo/body", body=body).status == 200, body
