@@ -119,7 +119,12 @@ class DocStore(Store):
         return len(docs)
 
     def _dir(self, v: DocView, ph: str, parents: bool, now: int) -> dict:
+        # a DIR hidden by an expired DIR above it is no parent: what went in there could
+        # never be reached by path, and the next purge would delete it
         doc = self._visible(v.by_path(ph), now)
+        if doc is not None and any(self._visible(v.by_path(a), now) is None
+                                   for a in paths.ancestors(ph)):
+            doc = None
         if doc is not None:
             if doc["race"] != "DIR":
                 raise C.notdir(ph)

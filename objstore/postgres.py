@@ -499,7 +499,10 @@ class PostgresStore(Store):
         return cur.rowcount == 1
 
     def _dir(self, conn, ph: str, parents: bool, now: int) -> dict:
-        doc = self._by_ph(conn, ph, now)
+        # as fetch: a DIR hidden by an expired DIR above it is no parent (what went in
+        # there could never be reached by path, and the next purge would delete it)
+        row = conn.execute(self._FETCH, (ph, now, paths.ancestors(ph), now)).fetchone()
+        doc = row[0] if row else None
         if doc is not None:
             if doc["race"] != "DIR":
                 raise C.notdir(ph)

@@ -340,7 +340,11 @@ class SQLiteStore(Store):
         self._remove_tree(conn, ph)
 
     def _dir(self, conn, ph: str, parents: bool, now: int) -> dict:
+        # a DIR hidden by an expired DIR above it is no parent: what went in there could
+        # never be reached by path, and the next purge would delete it
         doc = self._live(self._by_ph(conn, ph), now)
+        if doc is not None and ph != "/" and self._hidden_by_ancestor(conn, ph, now):
+            doc = None
         if doc is not None:
             if doc["race"] != "DIR":
                 raise C.notdir(ph)

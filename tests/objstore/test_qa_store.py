@@ -49,3 +49,40 @@ def test_create_below_an_id_anchor_checks_the_whole_path(store):
     assert store.children(deep["id"]) == []
     ok = store.create(f"id:{deep['id']}/" + "n" * 70, "FILE")
     assert len(ok["ph"].encode()) == 4087
+
+
+def _expired_tree(store):
+    """/tmpd (expired) with a live DIR /tmpd/sub below it: hidden from every path."""
+    from objstore.common import now_ms
+    sub = store.create("/tmpd/sub", "DIR", parents=True)
+    store.set_meta(store.fetch("/tmpd")["id"], {"expi": now_ms() - 1})
+    assert store.fetch("/tmpd/sub") is None
+    return sub
+
+
+def test_create_below_an_expired_dir_is_not_a_silent_loss(store):
+    # the parent DIR was found by its own row, alive, although an expired DIR above
+    # hides it: create answered success for an object no path could ever reach, and
+    # the next purge deleted it
+    _expired_tree(store)
+    with pytest.raises(WnError) as ei:
+        store.create("/tmpd/sub/x", "FILE", content=b"important")
+    assert ei.value.key == "e.io.obj.noexists"
+    # with parents the expired name is free again, as at the top: a fresh tree
+    x = store.create("/tmpd/sub/x", "FILE", parents=True, content=b"important")
+    assert store.fetch("/tmpd/sub/x")["id"] == x["id"]
+    store.purge_expired()
+    assert store.read(x["id"]) == b"important"
+    assert store.fetch("/tmpd").get("expi") is None
+
+
+def test_move_into_an_expired_dir_is_refused(store):
+    # the move succeeded into a hidden subtree; the next purge destroyed the object
+    _expired_tree(store)
+    f = store.create("/keep", "FILE", content=b"keep me")
+    for dest in ("/tmpd/sub/", "/tmpd/sub/keep"):
+        with pytest.raises(WnError) as ei:
+            store.move(f["id"], dest)
+        assert ei.value.key == "e.io.obj.noexists"
+    store.purge_expired()
+    assert store.fetch("/keep")["id"] == f["id"] and store.read(f["id"]) == b"keep me"
