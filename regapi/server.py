@@ -129,14 +129,26 @@ def check_bind(host: str, port: int) -> None:
                           kind=BAD_INPUT) from None
 
 
+_SECRET_PARAMS = ("password", "sslpassword")    # libpq takes these in the query too
+
+
 def _safe_url(url: str) -> str:
-    """A store URL for a log line: any password removed."""
-    from urllib.parse import urlsplit, urlunsplit
+    """A store URL for a log line: any password removed (``user:pw@`` and the
+    ``password=``/``sslpassword=`` query parameters)."""
+    from urllib.parse import unquote, urlsplit, urlunsplit
     try:
         p = urlsplit(url)
+        q = p
         if p.password:
-            netloc = p.netloc.replace(":" + p.password + "@", ":***@")
-            return urlunsplit(p._replace(netloc=netloc))
+            q = q._replace(netloc=p.netloc.replace(":" + p.password + "@", ":***@"))
+        if p.query:
+            parts = []
+            for part in p.query.split("&"):
+                key, eq, _ = part.partition("=")
+                if eq and unquote(key).strip().lower() in _SECRET_PARAMS:
+                    part = key + "=***"
+                parts.append(part)
+            q = q._replace(query="&".join(parts))
+        return url if q == p else urlunsplit(q)    # (file URLs stay as they were given)
     except ValueError:
         return url.split("://", 1)[0] + "://..."
-    return url
