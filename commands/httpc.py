@@ -10,6 +10,7 @@ bodies and headers are never echoed to stderr.
 from __future__ import annotations
 
 import threading
+import time
 from urllib.parse import urlsplit
 
 import requests
@@ -72,6 +73,29 @@ def _origin(url: str) -> str:
     """scheme://host[:port] -- what an error message may show of a URL."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+def _body_chunks(resp, deadline: float):
+    """The reply body, chunk by chunk, as it arrives (one socket read per chunk, so a
+    trickling server is caught by the deadline); urllib3 errors as requests' ones."""
+    import urllib3.exceptions as u3
+    if getattr(resp, "_content_consumed", False):   # requests read it already
+        if resp.content:                            # (a redirect it did not follow)
+            yield resp.content
+        return
+    raw = resp.raw
+    while True:
+        if time.monotonic() > deadline:
+            raise requests.exceptions.ReadTimeout()
+        try:
+            chunk = raw.read1(65536, decode_content=True)
+        except (u3.ReadTimeoutError, TimeoutError):
+            raise requests.exceptions.ReadTimeout() from None
+        except (u3.HTTPError, OSError):
+            raise requests.exceptions.ConnectionError() from None
+        if not chunk:
+            return
+        yield chunk
 
 
 def _guess_type(body: bytes) -> str:
@@ -139,7 +163,8 @@ OPTIONS
     @query K=V      add a URL query parameter (URL-encoded); repeatable
     @body TEXT      the request body
     @timeout S      read timeout in seconds (default 10, max 600); the
-                    connect timeout is 5 seconds (or S when smaller)
+                    connect timeout is 5 seconds (or S when smaller); the
+                    whole reply must arrive within connect + read timeout
     --help          print this page
 
 EXIT STATUS
@@ -245,6 +270,9 @@ EXIT STATUS
                 headers["Content-Type"] = _guess_type(data)
         read_t = req["timeout"] or READ_TIMEOUT
         timeout = (min(CONNECT_TIMEOUT, read_t), read_t)
+        # @timeout bounds each read; a server that trickles its body must not hold the
+        # command for ever: the whole reply has to arrive within connect + read timeout
+        deadline = time.monotonic() + timeout[0] + timeout[1]
         origin = _origin(req["url"])
         try:
             resp = http_session().request(
@@ -268,7 +296,7 @@ EXIT STATUS
             raw = b""
             if not req["head_only"] and method != "HEAD":
                 chunks, size = [], 0
-                for chunk in resp.iter_content(65536):
+                for chunk in _body_chunks(resp, deadline):
                     size += len(chunk)
                     if size > MAX_BODY:
                         raise WnError("e.httpc.toolarge",

@@ -7,6 +7,7 @@ status, a body that is not XML), :class:`ReturnFail`, :class:`ResultFail`,
 """
 from __future__ import annotations
 
+import time
 from typing import Mapping
 
 import requests
@@ -70,6 +71,10 @@ class Client:
         """
         url = self.base_url + "/" + path.lstrip("/")
         data = xml.encode("utf-8") if isinstance(xml, str) else bytes(xml)
+        # the read timeout bounds each socket read; a server that trickles its reply
+        # one byte at a time must not hold the caller for ever: the whole reply has to
+        # arrive within connect + read timeout
+        deadline = time.monotonic() + self._total_timeout()
         try:
             resp = self.http.post(url, data=data, timeout=self.timeout, stream=True,
                                   allow_redirects=False,
@@ -80,7 +85,7 @@ class Client:
             raise TransportError(
                 f"cannot reach WeChat Pay {path} ({type(e).__name__})") from None
         try:
-            body = self._read(resp, path)
+            body = self._read(resp, path, deadline)
         finally:
             resp.close()
         if resp.status_code != 200:
@@ -100,10 +105,32 @@ class Client:
                                  f"WeChat XML ({e.reason})") from None
         return text
 
-    def _read(self, resp, path: str) -> bytes:
+    def _total_timeout(self) -> float:
+        t = self.timeout
+        if isinstance(t, (tuple, list)):
+            return float(sum(x for x in t if x is not None))
+        return float(t) * 2 if t is not None else 60.0
+
+    def _read(self, resp, path: str, deadline: float | None = None) -> bytes:
         chunks, size = [], 0
+        import urllib3.exceptions as u3
+        if getattr(resp, "_content_consumed", False):  # requests read it already
+            return resp.content or b""
+        raw = resp.raw
         try:
-            for chunk in resp.iter_content(8192):
+            while True:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TransportError(f"timeout reading WeChat Pay {path}", TIMEOUT)
+                try:
+                    # one socket read per chunk (iter_content would wait for a whole
+                    # chunk, and a trickling server never fills one)
+                    chunk = raw.read1(8192, decode_content=True)
+                except (u3.ReadTimeoutError, TimeoutError):
+                    raise requests.exceptions.ReadTimeout() from None
+                except (u3.HTTPError, OSError) as e:
+                    raise requests.exceptions.ConnectionError(str(type(e).__name__)) from None
+                if not chunk:
+                    break
                 size += len(chunk)
                 if size > self.max_bytes:
                     raise TransportError(f"WeChat Pay {path} answered more than "
