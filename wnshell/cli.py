@@ -135,7 +135,7 @@ def _main(argv: list[str] | None) -> int:
     if mode == "file":
         path = rest[0]
         try:
-            with open(path, encoding="utf-8") as f:
+            with open(path, encoding="utf-8-sig") as f:   # a BOM is not a command
                 text = f.read()
         except OSError as e:
             _err(f"e.cmd.script.noexists : {path}: {e.strerror or type(e).__name__}")
@@ -160,6 +160,7 @@ def _main(argv: list[str] | None) -> int:
             from wnshell.repl import run_repl
             return run_repl(session)
         text = sys.stdin.read() if sys.stdin is not None else ""
+        text = text[1:] if text.startswith("\ufeff") else text    # a BOM is not a command
 
     try:
         session = _session(opts)

@@ -257,6 +257,10 @@ class Executor:
             return self.fail(e, fds[2])
         except (KeyboardInterrupt, ExitShell):
             raise
+        except BrokenPipeError:
+            # the reader of our stdout went away (wnshell ... | head -1): stop the
+            # whole run, like a shell killed by SIGPIPE; the CLI exits 141
+            raise
         except Exception as e:
             if os.environ.get("WNSHELL_DEBUG"):
                 import traceback
