@@ -169,6 +169,13 @@ def submit(session, loaded, opts, stdout) -> int:
                         ("-openid", openid), ("-openid_key", openid_key)):
         if not isinstance(value, str) or not value:
             raise usage("e.cmd.weixin.order.usage", f"{name} needs a value")
+    import ipaddress
+    try:    # checked even when a stored pay_jsobj is reused (WeChat would refuse it)
+        ipaddress.ip_address(client_ip)
+    except ValueError:
+        raise WnError("e.cmd.weixin.order.client_ip.invalid",
+                      f"-client_ip is not an IP address: {client_ip[:64]!r}",
+                      BAD_INPUT) from None
     store, account = session.store, loaded.account
     order = fetch_obj(session, ref, "order", "e.cmd.weixin.order.noexists")
     check_is_order(order, openid_key)
