@@ -173,7 +173,7 @@ def submit(session, loaded, opts, stdout) -> int:
     try:    # checked even when a stored pay_jsobj is reused (WeChat would refuse it)
         ipaddress.ip_address(client_ip)
     except ValueError:
-        raise WnError("e.cmd.weixin.order.client_ip.invalid",
+        raise WnError("e.weixin.param.invalid",     # the key wxpay gives spbill_create_ip
                       f"-client_ip is not an IP address: {client_ip[:64]!r}",
                       BAD_INPUT) from None
     store, account = session.store, loaded.account

@@ -16,7 +16,7 @@ def test_bad_client_ip_is_refused_even_on_reuse(sh, store, ip):
     status, out, err = sh.run(submit, "", template_vars={"O": order.id, "IP": ip,
                                                           "U": OPENID})
     assert status == 1 and out == ""
-    assert err.startswith("e.cmd.weixin.order.client_ip.invalid : "), err
+    assert err.startswith("e.weixin.param.invalid : "), err
     assert err.count("\n") == 1
     assert store.get(order.id) == before
 
