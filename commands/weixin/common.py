@@ -102,6 +102,9 @@ def parse_lenient(text: str, what: str):
         raise WnError("e.cmd.weixin.input.invalid", f"{what}: empty input", BAD_INPUT)
     try:
         value = json.loads(text, parse_constant=_reject)
+    except RecursionError:
+        raise WnError("e.cmd.weixin.input.invalid", f"{what}: nested too deeply",
+                      BAD_INPUT) from None
     except ValueError:
         import hjson
         try:
