@@ -340,6 +340,11 @@ class Lexer:
         self.parens.append(0)
         try:
             body = Parser(self).script(until=")")
+        except ShellSyntaxError as e:
+            if e.incomplete and e.reason.startswith("unterminated $( "):
+                # reported where this $( opens, not at the end of the text
+                raise self.error("unterminated $(", start, incomplete=True) from None
+            raise
         finally:
             self.parens.pop()
             self.cmd_start = saved

@@ -78,21 +78,22 @@ class Parser:
         first = self.pipeline()
         rest = []
         while self._is_op("&&", "||"):
-            op = self.tok[1]
+            op, op_pos = self.tok[1], self.tok[2]
             self.advance()
             self._skip_newlines()
-            if self.tok[0] == "EOF":
-                raise self._err(f"nothing after {op}", incomplete=True)
+            if self.tok[0] == "EOF":      # reported on the operator's line
+                raise self.lx.error(f"nothing after {op}", op_pos, incomplete=True)
             rest.append((op, self.pipeline()))
         return AndOr(first, rest)
 
     def pipeline(self) -> Pipeline:
         cmds = [self.command()]
         while self._is_op("|"):
+            op_pos = self.tok[2]
             self.advance()
             self._skip_newlines()
-            if self.tok[0] == "EOF":
-                raise self._err("nothing after |", incomplete=True)
+            if self.tok[0] == "EOF":      # reported on the operator's line
+                raise self.lx.error("nothing after |", op_pos, incomplete=True)
             cmds.append(self.command())
         return Pipeline(cmds)
 

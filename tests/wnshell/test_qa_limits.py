@@ -76,3 +76,20 @@ def test_ctrl_c_leaves_no_half_written_object():
     assert s.run("halfway > new")[0] == 130                    # created for it: gone
     assert s.store.fetch("/home/demo/new") is None
     assert s.run("echo ok > new; cat new") == (0, "ok\n", "")
+
+
+@pytest.mark.parametrize("bad, more", [
+    ("echo $(echo a", True),       # open $( : everything after it is inside
+    ('echo "open', True),
+    ("echo a |", False),           # a trailing operator: only blank lines follow
+    ("echo a &&", False),
+    ("echo a ||", False),
+])
+def test_piped_script_error_names_the_line_it_is_on(cli, bad, more):
+    """A syntax error on line 50 of a piped script says line 50, not the last line."""
+    after = "".join(f"echo m{i}\n" for i in range(10)) if more else ""
+    text = "".join(f"echo l{i}\n" for i in range(1, 50)) + bad + "\n" + after + "\n\n"
+    p = cli(store="memory://", input=text)
+    assert p.returncode == 2 and p.stdout == ""          # nothing ran
+    assert p.stderr.startswith("e.cmd.syntax : ") and p.stderr.count("\n") == 1
+    assert "(line 50)" in p.stderr, p.stderr
