@@ -11,8 +11,9 @@ __all__ = ["to_fen", "fen_to_yuan", "MAX_FEN"]
 
 # WeChat's total_fee is a 32-bit Int
 MAX_FEN = 2**31 - 1
-_DIGITS = re.compile(r"^-?[0-9]{1,12}$")
-_YUAN = re.compile(r"^-?[0-9]{1,12}(\.[0-9]+)?$")
+# fullmatch: no surrounding whitespace, no trailing newline ("$" alone allows one)
+_DIGITS = re.compile(r"-?[0-9]{1,12}")
+_YUAN = re.compile(r"-?[0-9]{1,12}(\.[0-9]+)?")
 
 
 def _bad(reason: str) -> WnError:
@@ -37,7 +38,7 @@ def _fen_from_total_fee(value) -> int:
             raise _bad("total_fee must be a whole number of fen")
         fen = int(value)
     elif isinstance(value, str):
-        if not _DIGITS.match(value):
+        if not _DIGITS.fullmatch(value):
             raise _bad("total_fee must be a whole number of fen (digits only)")
         fen = int(value)
     else:
@@ -57,8 +58,8 @@ def _fen_from_yuan(value) -> int:
     elif isinstance(value, Decimal):
         amount = value
     elif isinstance(value, str):
-        text = value.strip()
-        if not _YUAN.match(text):
+        text = value     # exact, like total_fee: " 8.88" and "8.88\n" are refused
+        if not _YUAN.fullmatch(text):
             raise _bad("pay_val must be an amount in yuan like 8.88")
         try:
             amount = Decimal(text)
