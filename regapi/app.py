@@ -350,9 +350,13 @@ def _error(code: int, key: str, reason: str, as_json: bool):
 
 
 def _log_path(path: str) -> str:
-    if path.isascii() and path.isprintable():
-        return path[:300]
-    return path.encode("unicode_escape").decode("ascii")[:300]
+    """The path as one field of a log line: control and non-ASCII characters escaped,
+    spaces as %20 (a path must never add fields to the line), at most 300 characters."""
+    if not (path.isascii() and path.isprintable()):
+        path = path.encode("unicode_escape").decode("ascii")
+    if " " in path:
+        path = path.replace(" ", "%20")
+    return path[:300]
 
 
 class BufferedAccessLog:

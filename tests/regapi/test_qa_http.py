@@ -81,3 +81,26 @@ def test_bodies_that_only_look_odd_are_accepted(app, store):
     put_api(store, "demo", "body", "cat id:${id}")
     for body in [b'{"a": "<!DOCTYPE x>"}', "<x>文档</x>".encode("utf-16"), b"\x00\x01binary"]:
         assert call(app, "POST", "/api/demo/body", body=body).status == 200, body
+
+
+@pytest.mark.parametrize("path", [
+    "/api/demo/x 200 5 0.1ms",                 # a forged tail of fields
+    '/api/demo/a"b c',
+])
+def test_access_log_line_keeps_its_fields(store, path):
+    # a decoded path with spaces was logged as is: one request could add fake
+    # "status bytes duration" fields (or a whole fake request) to the line
+    import io
+
+    from regapi.app import BufferedAccessLog, RegApiApp
+    out = io.StringIO()
+    log = BufferedAccessLog(out, interval=3600)
+    app = RegApiApp(store, route_ttl=0, deadline=5, access=log)
+    r = call(app, "GET", path)
+    log.flush()
+    line = out.getvalue().strip()
+    assert len(line.splitlines()) == 1
+    fields = line.split(" ")
+    # TIME(2 fields) [PID] regapi.access METHOD PATH STATUS BYTES DURATION
+    assert len(fields) == 9, line
+    assert fields[5].startswith("/api/demo/") and fields[6] == str(r.status)
