@@ -131,6 +131,19 @@ class Lexer:
             if c == "<":
                 self.pos += 1
                 return ("REDIR", Redir(0, "<", None), start)
+            if c == "0" and text.startswith("<", start + 1):      # 0< is <
+                self.pos += 2
+                return ("REDIR", Redir(0, "<", None), start)
+            if c.isdigit():
+                # "3>x", "12>x", "3<x": a file-descriptor redirection in sh; reading
+                # "3" as an argument would silently send other text to x
+                q = start
+                while q < n and text[q] in "0123456789":
+                    q += 1
+                if q < n and text[q] in "<>":
+                    raise self.error(f"redirection of file descriptor {text[start:q]} is "
+                                     "not supported (only <, >, >>, 2>, 2>>, 2>&1, >&2)",
+                                     start)
             return ("WORD", self.word(), start)
 
     # ---- words --------------------------------------------------------------------

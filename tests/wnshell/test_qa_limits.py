@@ -93,3 +93,18 @@ def test_piped_script_error_names_the_line_it_is_on(cli, bad, more):
     assert p.returncode == 2 and p.stdout == ""          # nothing ran
     assert p.stderr.startswith("e.cmd.syntax : ") and p.stderr.count("\n") == 1
     assert "(line 50)" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("text", ["echo a 3>x", "echo a 12>x", "echo a 3<x", "echo a 9>>x"])
+def test_other_file_descriptors_are_a_syntax_error(sh, run, text):
+    """In sh, 3>x redirects fd 3; read as the argument "3", x silently got "a 3"."""
+    status, out, err = run(text)
+    assert status == 2 and out == "" and err.startswith("e.cmd.syntax : ")
+    assert sh.store.fetch("/home/demo/x") is None
+
+
+def test_digits_that_are_not_a_redirection_stay_words(run):
+    assert run("echo a3>x; cat x") == (0, "a3\n", "")
+    assert run("echo 3 > x; cat x") == (0, "3\n", "")
+    assert run("echo 1.5>x; cat x") == (0, "1.5\n", "")
+    assert run("echo hi > f; cat 0< f; cat 1>g f; cat g") == (0, "hi\nhi\n", "")
