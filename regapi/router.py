@@ -32,7 +32,7 @@ MAX_SEGMENTS = 32
 MAX_SEGMENT_LEN = 255
 MAX_LOOKUPS = 256           # store reads one walk may make (bounds pathological trees)
 
-USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")     # fullmatch: "$" would let a trailing newline in
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -41,7 +41,7 @@ class RouteError(WnError):
 
 
 def check_user(usr: str) -> str:
-    if not USER_RE.match(usr) or usr in (".", "..") or ".." in usr:
+    if not USER_RE.fullmatch(usr) or usr in (".", "..") or ".." in usr:
         raise RouteError("e.regapi.usr.invalid", "bad user name", kind=BAD_INPUT)
     return usr
 

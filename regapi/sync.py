@@ -175,7 +175,7 @@ def _check(name: str, reldir: str) -> None:
 
 def sync_dir(store, src: str, user: str) -> SyncReport:
     """Make ``/home/<user>/.regapi/api`` match folder ``src``; returns what changed."""
-    if not USER_RE.match(user):
+    if not USER_RE.fullmatch(user):
         raise SyncError("e.regapi.sync.user", f"bad user name: {user!r}", BAD_INPUT)
     want = scan(src)
     root = f"/home/{user}/.regapi/api"

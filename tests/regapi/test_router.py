@@ -57,7 +57,7 @@ def test_no_match(store):
 @pytest.mark.parametrize("path", [
     "/api/u1/../private", "/api/u1/a/../../tmp/secret", "/api/u1/./pay", "/api/u1//pay",
     "/api/u1/pay\x00", "/api/u1/p\nay", "/api/../u1/pay", "/api/u%31/pay",
-    "/api/.regapi/pay", "/api/u1/a\\b",
+    "/api/.regapi/pay", "/api/u1/a\\b", "/api/u1\n/pay",
 ])
 def test_bad_paths_refused(store, path):
     with pytest.raises(RouteError) as ei:

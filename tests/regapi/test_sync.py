@@ -106,3 +106,13 @@ def test_sync_command_line(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and r.stderr.strip().startswith("e.regapi.sync.nodir : ")
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("user", ["demo\n", "demo/x", "de mo", "", "..", "-demo"])
+def test_bad_user_names_refused(tmp_path, user):
+    write(tmp_path / "pay", "echo hi\n")
+    s = open_store("memory://")
+    with pytest.raises(WnError) as ei:
+        sync_dir(s, str(tmp_path), user)
+    assert ei.value.key == "e.regapi.sync.user"
+    assert s.fetch("/home") is None
