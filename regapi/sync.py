@@ -137,6 +137,10 @@ def scan(src: str) -> dict[str, Entry]:
                 if base.endswith(SUFFIX):
                     base = base[:-len(SUFFIX)]
                 rel = f"{reldir}/{base}" if reldir else base
+                if rel in metas:
+                    first = sorted([metas[rel][1], shown])
+                    raise SyncError("e.regapi.sync.dup", f"two sidecars for API {rel}: "
+                                    f"{first[0]} and {first[1]}", BAD_INPUT)
                 metas[rel] = (full, shown)
                 continue
             if not os.path.isfile(full) or os.path.islink(full):

@@ -83,3 +83,16 @@ def test_good_response_metadata_is_kept(tmp_path):
     sync_dir(s, str(src), "demo")
     x = s.fetch("/home/demo/.regapi/api/x")
     assert x["http-header-Cache-Control"] == "no-store" and x["http-resp-code"] == "302"
+
+
+def test_two_sidecars_for_one_api_are_refused(tmp_path):
+    # "pay.meta.json" and "pay.regapi.meta.json" both name the metadata of "pay": one
+    # of them was silently ignored (which one depended on the directory listing)
+    s, src = _synced(tmp_path)
+    write(src / "x.meta.json", '{"http-header-Cache-Control": "no-store"}')
+    write(src / "x.regapi.meta.json", '{"http-header-Cache-Control": "max-age=60"}')
+    with pytest.raises(WnError) as ei:
+        sync_dir(s, str(src), "demo")
+    assert ei.value.key == "e.regapi.sync.dup" and "x.meta.json" in ei.value.reason
+    assert "x.regapi.meta.json" in ei.value.reason
+    assert tree(s) == {"x": "echo one\n", "old": "echo old\n"}
