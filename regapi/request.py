@@ -56,7 +56,7 @@ def content_length(environ: dict) -> int | None:
     cl = environ.get("CONTENT_LENGTH") or ""
     if not cl:
         return None
-    if not cl.isdigit():
+    if not (cl.isascii() and cl.isdigit()):     # (isdigit alone takes "²")
         raise HttpError(400, "e.regapi.req.badlength", "bad Content-Length")
     return int(cl)
 

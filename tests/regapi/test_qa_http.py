@@ -104,3 +104,12 @@ def test_access_log_line_keeps_its_fields(store, path):
     # TIME(2 fields) [PID] regapi.access METHOD PATH STATUS BYTES DURATION
     assert len(fields) == 9, line
     assert fields[5].startswith("/api/demo/") and fields[6] == str(r.status)
+
+
+@pytest.mark.parametrize("length", ["\u00b2", "\u00b9\u00b3", "1_0", " 5", "0x10", "-1", "+5"])
+def test_odd_content_length_is_a_400(app, store, length):
+    # str.isdigit() accepted the latin-1 byte "²" (0xB2), then int() raised: a 500
+    # internal error; the WSGI driver passes the header on as a server would
+    put_api(store, "demo", "b", "cat id:${id}")
+    r = call(app, "POST", "/api/demo/b", body=b"hello", headers={"Content-Length": length})
+    assert r.status == 400 and r.text.startswith("e.regapi.req.badlength"), (length, r.body)
