@@ -260,7 +260,7 @@ def select_vars(environ: dict, usr: str, path: str, api_rel: str, args: list[str
             v = basic[name]
         elif name == "args":
             v = "/".join(args)
-        elif name.startswith("args-") and name[5:].isdigit():
+        elif name.startswith("args-") and name[5:].isascii() and name[5:].isdigit():
             i = int(name[5:])
             v = args[i] if i < len(args) and name[5:] == str(i) else None
         else:

@@ -113,3 +113,10 @@ def test_odd_content_length_is_a_400(app, store, length):
     put_api(store, "demo", "b", "cat id:${id}")
     r = call(app, "POST", "/api/demo/b", body=b"hello", headers={"Content-Length": length})
     assert r.status == 400 and r.text.startswith("e.regapi.req.badlength"), (length, r.body)
+
+
+def test_args_variable_with_a_non_ascii_digit_is_just_unset(app, store):
+    # "${args-²}" passed str.isdigit(), int() raised: every request to the API was a 500
+    put_api(store, "demo", "f/_ANY", "echo [${args-\u00b2}] [${args-0}]")
+    r = call(app, "GET", "/api/demo/f/x")
+    assert r.status == 200 and r.text == "[] [x]\n"
