@@ -90,7 +90,7 @@ def _check_response_meta(meta: dict, shown: str) -> None:
     """Response metadata the server would silently leave out is an error here, where the
     operator sees it: headers that are not one ASCII line under an HTTP token name (or
     are framing headers), a Content-Type that is not a MIME type, a redirect code other
-    than 301/302."""
+    than 301/302, a regapi-reqobj that is not a boolean."""
     from regapi import response as rs
     for key, value in meta.items():
         if value is None:
@@ -108,6 +108,9 @@ def _check_response_meta(meta: dict, shown: str) -> None:
         elif key == "http-resp-code" and rs.redirect_code(meta) is None:
             raise SyncError("e.regapi.sync.meta", f"{shown}: http-resp-code must be 301 or "
                             "302", BAD_INPUT)
+        elif key == "regapi-reqobj" and not isinstance(value, bool):
+            raise SyncError("e.regapi.sync.meta", f"{shown}: regapi-reqobj must be true or "
+                            "false (JSON booleans)", BAD_INPUT)
 
 
 def scan(src: str) -> dict[str, Entry]:

@@ -63,6 +63,7 @@ def test_symlinked_sidecar_is_refused(tmp_path):
     ('{"http-header-X-List": [1, 2]}', "X-List"),
     ('{"http-header-Content-Type": "text/html\\r\\nX-Evil: 1"}', "Content-Type"),
     ('{"http-resp-code": 307}', "http-resp-code"),
+    ('{"regapi-reqobj": "true"}', "regapi-reqobj"),     # only the JSON true counts
 ])
 def test_response_metadata_the_server_would_drop_is_refused(tmp_path, sidecar, why):
     # the server silently leaves out such headers (and ignores other redirect codes),
