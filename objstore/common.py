@@ -55,6 +55,19 @@ def check_race(race: Any) -> str:
     return r
 
 
+def create_args(path: str, race: Any, meta: Mapping[str, Any] | None, content: Any,
+                cwd: str, home: str | None) -> tuple[str, str, dict, bytes | None]:
+    """``create``'s checks, before any lock is taken: (race, store path, cleaned meta,
+    content as bytes or None)."""
+    race = check_race(race)
+    sp = paths.resolve(path, cwd, home)
+    clean = clean_meta(meta)
+    data = None if content is None else as_bytes(content)
+    if data is not None and race != "FILE":
+        raise notfile(f"{path}: a DIR has no content")
+    return race, sp, clean, data
+
+
 def check_oid(oid: Any) -> str:
     """Ids given to get/set_meta/...: a malformed one is simply an unknown object."""
     if not paths.is_id(oid):

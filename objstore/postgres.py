@@ -559,12 +559,7 @@ class PostgresStore(Store):
     def create(self, path: str, race: str = "FILE", meta: Mapping[str, Any] | None = None,
                *, parents: bool = False, content: bytes | None = None,
                cwd: str = "/", home: str | None = None) -> WnObj:
-        race = C.check_race(race)
-        sp = paths.resolve(path, cwd, home)
-        clean = C.clean_meta(meta)
-        data = None if content is None else C.as_bytes(content)
-        if data is not None and race != "FILE":
-            raise C.notfile(f"{path}: a DIR has no content")
+        race, sp, clean, data = C.create_args(path, race, meta, content, cwd, home)
         now = C.now_ms()
 
         def tx(conn):
