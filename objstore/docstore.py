@@ -234,22 +234,21 @@ class DocStore(Store):
             return v.get_content(oid)
 
     def write(self, oid: str, data: bytes) -> WnObj:
-        data = C.as_bytes(data)
-        now = C.now_ms()
-        with self._txn(True) as v:
-            doc = self._need(v, oid, now)
-            if doc["race"] != "FILE":
-                raise C.notfile(doc["ph"])
-            return C.copy_out(self._set_content(v, doc, data, now))
+        return self._put(oid, data, append=False)
 
     def append(self, oid: str, data: bytes) -> WnObj:
+        return self._put(oid, data, append=True)
+
+    def _put(self, oid: str, data: bytes, append: bool) -> WnObj:
         data = C.as_bytes(data)
         now = C.now_ms()
         with self._txn(True) as v:
             doc = self._need(v, oid, now)
             if doc["race"] != "FILE":
                 raise C.notfile(doc["ph"])
-            return C.copy_out(self._set_content(v, doc, v.get_content(oid) + data, now))
+            if append:
+                data = v.get_content(oid) + data
+            return C.copy_out(self._set_content(v, doc, data, now))
 
     # ---- tree -------------------------------------------------------------------------
     def children(self, oid: str, glob: str | None = None) -> list[WnObj]:

@@ -469,33 +469,34 @@ class SQLiteStore(Store):
             return val
 
     # ---- content ----------------------------------------------------------------------------------
+    @staticmethod
+    def _content(conn, oid: str) -> bytes:
+        row = conn.execute("SELECT data FROM content WHERE id = ?", (oid,)).fetchone()
+        return bytes(row[0]) if row else b""
+
     def read(self, oid: str) -> bytes:
         with self._tx(False) as conn:
             doc = self._need(conn, oid, C.now_ms())
             if doc["race"] != "FILE":
                 raise C.notfile(doc["ph"])
-            row = conn.execute("SELECT data FROM content WHERE id = ?", (oid,)).fetchone()
-            return bytes(row[0]) if row else b""
+            return self._content(conn, oid)
 
     def write(self, oid: str, data: bytes) -> WnObj:
-        data = C.as_bytes(data)
-        now = C.now_ms()
-        with self._tx(True) as conn:
-            doc = self._need(conn, oid, now)
-            if doc["race"] != "FILE":
-                raise C.notfile(doc["ph"])
-            return C.copy_out(self._set_content(conn, doc, data, now))
+        return self._put(oid, data, append=False)
 
     def append(self, oid: str, data: bytes) -> WnObj:
+        return self._put(oid, data, append=True)
+
+    def _put(self, oid: str, data: bytes, append: bool) -> WnObj:
         data = C.as_bytes(data)
         now = C.now_ms()
         with self._tx(True) as conn:
             doc = self._need(conn, oid, now)
             if doc["race"] != "FILE":
                 raise C.notfile(doc["ph"])
-            row = conn.execute("SELECT data FROM content WHERE id = ?", (oid,)).fetchone()
-            old = bytes(row[0]) if row else b""
-            return C.copy_out(self._set_content(conn, doc, old + data, now))
+            if append:
+                data = self._content(conn, oid) + data
+            return C.copy_out(self._set_content(conn, doc, data, now))
 
     # ---- tree ---------------------------------------------------------------------------------------
     def children(self, oid: str, glob: str | None = None) -> list[WnObj]:
