@@ -62,6 +62,24 @@ def expand(session, path: str, *, missing_ok: bool = False, hidden: bool = False
     raise WnError("e.io.obj.noexists", path, NOT_FOUND)
 
 
+def _need_parent_dir(store, store_path: str, path: str) -> None:
+    """The DIR that would hold a new object at ``store_path`` must exist."""
+    head, _ = _split_last(store_path)
+    parent = store.fetch(head) if head else None
+    if parent is None:
+        raise WnError("e.io.obj.noexists", head or path, NOT_FOUND)
+    if not parent.is_dir:
+        raise WnError("e.io.obj.notdir", head, BAD_INPUT)
+
+
+def _holds_home(session, ph: str) -> str | None:
+    """The session's home when the object at ``ph`` is it or a DIR above it."""
+    home = getattr(session, "home", None)
+    if home and (home + "/").startswith(ph.rstrip("/") + "/"):
+        return home
+    return None
+
+
 def iso_ms(ms) -> str:
     """Epoch ms -> ``2026-11-27T09:52:18Z`` (UTC); '-' when absent."""
     if not isinstance(ms, (int, float)):
@@ -246,12 +264,7 @@ ERRORS
                     raise WnError("e.io.obj.notdir", p, BAD_INPUT)
                 raise WnError("e.io.obj.exists", p, CONFLICT)
             if not parents:
-                head, _ = _split_last(sp)
-                parent = store.fetch(head) if head else None
-                if parent is None:
-                    raise WnError("e.io.obj.noexists", head or p, NOT_FOUND)
-                if not parent.is_dir:
-                    raise WnError("e.io.obj.notdir", head, BAD_INPUT)
+                _need_parent_dir(store, sp, p)
             todo.append(sp)
         for sp in todo:
             if parents and store.fetch(sp) is not None:  # named twice
@@ -296,12 +309,7 @@ ERRORS
             sp = session.resolve(p)
             obj = store.fetch(sp)
             if obj is None:
-                head, _ = _split_last(sp)
-                parent = store.fetch(head) if head else None
-                if parent is None:
-                    raise WnError("e.io.obj.noexists", head or p, NOT_FOUND)
-                if not parent.is_dir:
-                    raise WnError("e.io.obj.notdir", head, BAD_INPUT)
+                _need_parent_dir(store, sp, p)
             plan.append((sp, obj))
         for sp, obj in plan:
             if obj is None:
@@ -363,8 +371,8 @@ ERRORS
             for o in expand(session, p, missing_ok=force):
                 if o.ph == "/":
                     raise WnError("e.io.rm.root", "/", FORBIDDEN)
-                home = getattr(session, "home", None)
-                if home and (home + "/").startswith(o.ph.rstrip("/") + "/"):
+                home = _holds_home(session, o.ph)
+                if home:
                     raise WnError("e.io.rm.home", f"{o.ph} holds the home {home}", FORBIDDEN)
                 if o.is_dir and not recursive:
                     raise WnError("e.io.rm.isdir", o.ph, BAD_INPUT)
@@ -428,8 +436,8 @@ ERRORS
         for src in srcs:
             if src.ph == "/":
                 raise WnError("e.io.mv.root", "/", FORBIDDEN)
-            home = getattr(session, "home", None)
-            if home and (home + "/").startswith(src.ph.rstrip("/") + "/"):
+            home = _holds_home(session, src.ph)
+            if home:
                 # moving the home (or a DIR above it) away is deleting it for the user
                 raise WnError("e.io.mv.home", f"{src.ph} holds the home {home}", FORBIDDEN)
             if dst is not None and dst.is_dir:
