@@ -274,6 +274,28 @@ def renamed_type(doc: dict, old_nm: str, new_nm: str) -> None:
         doc["mime"] = mime
 
 
+def move_dest(src: Mapping[str, Any], dest: str, target: Mapping[str, Any] | None) -> str | None:
+    """Where ``move`` puts ``src`` when asked for ``dest`` (``target``: the live object
+    there): into ``target`` when that is another DIR; None when ``src`` is already there."""
+    if target is not None and target["race"] == "DIR" and target["id"] != src["id"]:
+        dest = paths.join(dest, src["nm"])
+    if dest == src["ph"]:
+        return None
+    if paths.is_within(dest, src["ph"]):
+        raise paths.invalid(f"cannot move {src['ph']} into itself")
+    return dest
+
+
+def moved(doc: dict, pid: str, nm: str, dest: str, now: int) -> None:
+    """The moved object's own fields after a move to ``dest`` (its descendants only
+    change ``ph``/``d0``/``d1``)."""
+    doc["pid"] = pid
+    renamed_type(doc, doc["nm"], nm)
+    doc["nm"] = nm
+    doc["lm"] = max(now, doc.get("lm", 0))
+    relocate(doc, dest)
+
+
 def copy_out(doc: Mapping[str, Any]) -> WnObj:
     """A WnObj the caller may mutate freely."""
     out = WnObj()

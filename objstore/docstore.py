@@ -275,12 +275,9 @@ class DocStore(Store):
                 raise paths.invalid("cannot move '/'")
             dest = self._abs(v, sp, now)
             target = self._visible(v.by_path(dest), now)
-            if target is not None and target["race"] == "DIR" and target["id"] != src["id"]:
-                dest = paths.join(dest, src["nm"])
-            if dest == src["ph"]:
+            dest = C.move_dest(src, dest, target)
+            if dest is None:
                 return C.copy_out(src)
-            if paths.is_within(dest, src["ph"]):
-                raise paths.invalid(f"cannot move {src['ph']} into itself")
             up, nm = paths.parent_and_name(dest)
             parent = self._dir(v, up, False, now)
             self._clear_expired(v, dest, now)
@@ -290,11 +287,7 @@ class DocStore(Store):
             for d in tree:
                 d = dict(d)
                 if d["id"] == src["id"]:
-                    d["pid"] = parent["id"]
-                    C.renamed_type(d, d["nm"], nm)
-                    d["nm"] = nm
-                    d["lm"] = max(now, d.get("lm", 0))
-                    C.relocate(d, dest)
+                    C.moved(d, parent["id"], nm, dest, now)
                     moved = d
                 else:
                     C.relocate(d, dest + d["ph"][len(old_ph):])

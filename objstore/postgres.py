@@ -735,12 +735,9 @@ class PostgresStore(Store):
                 raise paths.invalid("cannot move '/'")
             dest = self._abs(conn, sp, now)
             target = self._by_ph(conn, dest, now)
-            if target is not None and target["race"] == "DIR" and target["id"] != src["id"]:
-                dest = paths.join(dest, src["nm"])
-            if dest == src["ph"]:
+            dest = C.move_dest(src, dest, target)
+            if dest is None:
                 return _doc(src)
-            if paths.is_within(dest, src["ph"]):
-                raise paths.invalid(f"cannot move {src['ph']} into itself")
             up, nm = paths.parent_and_name(dest)
             parent = self._dir(conn, up, False, now)
             self._clear_expired(conn, dest, now)
@@ -760,11 +757,7 @@ class PostgresStore(Store):
                 f"FROM (SELECT id, %s || substr(ph, %s) AS nph FROM {TABLE} "
                 f"WHERE ph ~>=~ %s AND ph ~<~ %s) x WHERE o.id = x.id",
                 (dest, len(old_ph) + 1, lo, hi))
-            C.renamed_type(src, src["nm"], nm)
-            src["pid"] = parent["id"]
-            src["nm"] = nm
-            src["lm"] = max(now, src.get("lm", 0))
-            C.relocate(src, dest)
+            C.moved(src, parent["id"], nm, dest, now)
             try:
                 conn.execute(f"UPDATE {TABLE} SET pid = %s, nm = %s, ph = %s, meta = %s "
                              f"WHERE id = %s", (parent["id"], nm, dest, Jsonb(src), oid))

@@ -521,12 +521,9 @@ class SQLiteStore(Store):
                 raise paths.invalid("cannot move '/'")
             dest = self._abs(conn, sp, now)
             target = self._live(self._by_ph(conn, dest), now)
-            if target is not None and target["race"] == "DIR" and target["id"] != src["id"]:
-                dest = paths.join(dest, src["nm"])
-            if dest == src["ph"]:
+            dest = C.move_dest(src, dest, target)
+            if dest is None:
                 return C.copy_out(src)
-            if paths.is_within(dest, src["ph"]):
-                raise paths.invalid(f"cannot move {src['ph']} into itself")
             up, nm = paths.parent_and_name(dest)
             parent = self._dir(conn, up, False, now)
             self._clear_expired(conn, dest, now)
@@ -550,11 +547,7 @@ class SQLiteStore(Store):
                     "d1 = substr(substr(ph, ?), 1, instr(substr(ph, ?) || '/', '/') - 1) "
                     "WHERE ph >= ? AND ph < ?",
                     (dest, cut, d0, cut + 1, cut + 1, lo, hi))
-            C.renamed_type(src, src["nm"], nm)
-            src["pid"] = parent["id"]
-            src["nm"] = nm
-            src["lm"] = max(now, src["lm"])
-            C.relocate(src, dest)
+            C.moved(src, parent["id"], nm, dest, now)
             conn.execute("UPDATE obj SET pid = ?, nm = ?, ph = ?, d0 = ?, d1 = ?, lm = ?, "
                          "meta = ? WHERE id = ?",
                          (src["pid"], nm, dest, src.get("d0"), src.get("d1"), src["lm"],
