@@ -68,6 +68,19 @@ def create_args(path: str, race: Any, meta: Mapping[str, Any] | None, content: A
     return race, sp, clean, data
 
 
+def found_dir(doc: dict | None, ph: str, parents: bool) -> dict | None:
+    """The rule of every backend's ``_dir`` for ``doc``, the live object at ``ph`` (or
+    None): it must be a DIR; a missing one may be made only with ``parents`` (and never
+    ``/``).  Returns ``doc``, or None when the caller is to make the DIR."""
+    if doc is not None:
+        if doc["race"] != "DIR":
+            raise notdir(ph)
+        return doc
+    if not parents or ph == "/":
+        raise noexists(ph)
+    return None
+
+
 def check_oid(oid: Any) -> str:
     """Ids given to get/set_meta/...: a malformed one is simply an unknown object."""
     if not paths.is_id(oid):

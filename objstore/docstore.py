@@ -125,12 +125,8 @@ class DocStore(Store):
         if doc is not None and any(self._visible(v.by_path(a), now) is None
                                    for a in paths.ancestors(ph)):
             doc = None
-        if doc is not None:
-            if doc["race"] != "DIR":
-                raise C.notdir(ph)
+        if C.found_dir(doc, ph, parents) is not None:
             return doc
-        if not parents or ph == "/":
-            raise C.noexists(ph)
         up, nm = paths.parent_and_name(ph)
         parent = self._dir(v, up, True, now)
         self._clear_expired(v, ph, now)

@@ -503,12 +503,8 @@ class PostgresStore(Store):
         # there could never be reached by path, and the next purge would delete it)
         row = conn.execute(self._FETCH, (ph, now, paths.ancestors(ph), now)).fetchone()
         doc = row[0] if row else None
-        if doc is not None:
-            if doc["race"] != "DIR":
-                raise C.notdir(ph)
+        if C.found_dir(doc, ph, parents) is not None:
             return doc
-        if not parents or ph == "/":
-            raise C.noexists(ph)
         up, nm = paths.parent_and_name(ph)
         parent = self._dir(conn, up, True, now)
         self._clear_expired(conn, ph, now)
@@ -520,12 +516,7 @@ class PostgresStore(Store):
                 return doc
         except pg_errors.ForeignKeyViolation:
             raise C.noexists(up) from None
-        doc = self._by_ph(conn, ph, now)
-        if doc is None:
-            raise C.noexists(ph)
-        if doc["race"] != "DIR":
-            raise C.notdir(ph)
-        return doc
+        return C.found_dir(self._by_ph(conn, ph, now), ph, parents=False)
 
     # ---- lookup -----------------------------------------------------------------------
     def get(self, oid: str) -> WnObj | None:

@@ -345,12 +345,8 @@ class SQLiteStore(Store):
         doc = self._live(self._by_ph(conn, ph), now)
         if doc is not None and ph != "/" and self._hidden_by_ancestor(conn, ph, now):
             doc = None
-        if doc is not None:
-            if doc["race"] != "DIR":
-                raise C.notdir(ph)
+        if C.found_dir(doc, ph, parents) is not None:
             return doc
-        if not parents or ph == "/":
-            raise C.noexists(ph)
         up, nm = paths.parent_and_name(ph)
         parent = self._dir(conn, up, True, now)
         self._clear_expired(conn, ph, now)
