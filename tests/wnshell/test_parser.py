@@ -1,6 +1,8 @@
 """The parser builds a tree; syntax errors are e.cmd.syntax with status 2."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from wnshell.errors import ShellSyntaxError
@@ -104,8 +106,9 @@ def test_syntax_error_through_session(run):
 def test_seed_regapi_block_verbatim():
     """The seed's whole `.regapi` block (CJK comments, trailing blanks) parses as the two
     commands it shows."""
-    seed = open("/work/shared/seed/weixin_pay.md", encoding="utf-8").read() \
-        if __import__("os").path.exists("/work/shared/seed/weixin_pay.md") else None
+    # the seed lives in ../shared/ beside the checkout (CI copies it there too)
+    seed_md = Path(__file__).resolve().parents[3] / "shared" / "seed" / "weixin_pay.md"
+    seed = seed_md.read_text(encoding="utf-8") if seed_md.exists() else None
     block = ("# 提交订单支付信息\n"
              "weixin xxx order -submit ${http-qs-id} \n"
              "           -client_ip ${http-remote-host} \n"
