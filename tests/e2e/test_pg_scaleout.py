@@ -14,10 +14,7 @@ Skipped without PostgreSQL's binaries; a failure under CI=true (see pg_backend.p
 from __future__ import annotations
 
 import os
-import secrets
 import signal
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,14 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from objstore import open_store
-from regapi.demo import PAY_API, PAYRESULT_API, WXCONF, free_port
+from regapi.demo import PAY_API, PAYRESULT_API
+from tests.e2e import served
+from tests.e2e.served import get, new_order
 from tests.objstore.pg_backend import pg_server  # noqa: F401  (session fixture)
 from wxpay.sign import sign as wxsign
-from wxpay.simulator import Simulator
 
-USER = "demo"
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+USER = served.USER
 
 
 def _children(pid: int) -> set[int]:
@@ -69,16 +65,9 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-class Served:
-    pass
-
-
 @pytest.fixture(scope="module")
 def pg(pg_server, tmp_path_factory):  # noqa: F811
     tmp = tmp_path_factory.mktemp("pgscale")
-    s = Served()
-    s.tmp = tmp
-    s.store_url = pg_server.fresh_schema_url("scale")
     apis = tmp / "apis"
     apis.mkdir()
     (apis / "pay").write_text(PAY_API, encoding="utf-8")
@@ -87,46 +76,11 @@ def pg(pg_server, tmp_path_factory):  # noqa: F811
     (apis / "payresult.meta.json").write_text('{"http-header-Content-Type": "text/xml"}')
     (apis / "ack").write_text("touch ~/acks/${http-qs-n}\necho ok ${http-qs-n}\n")
     (apis / "pid").write_text("echo ${http-qs-x}\n")
-    s.appid, s.mch_id = "wx" + secrets.token_hex(8), "1900000456"
-    s.key = secrets.token_hex(16)
-    s.sim = Simulator(merchants=[(s.appid, s.mch_id, s.key)]).start()
-    s.port = free_port()
-    s.base = f"http://127.0.0.1:{s.port}"
-    s.store = open_store(s.store_url)
-    s.store.create(f"/home/{USER}/.weixin/xxx/wxconf", "FILE", parents=True, content=WXCONF.format(
-        appid=s.appid, appsecret=secrets.token_hex(16), mch_id=s.mch_id, pay_key=s.key,
-        notify_url=f"{s.base}/api/{USER}/payresult", api_base=s.sim.url).encode())
+    s = served.start(tmp, pg_server.fresh_schema_url("scale"), apis, mch_id="1900000456",
+                     start_timeout=60)           # generous: CI machines may be busy
     s.store.create(f"/home/{USER}/acks", "DIR", parents=True)
-    s.log = tmp / "server.log"
-    with open(s.log, "wb") as log:
-        s.proc = subprocess.Popen(
-            [sys.executable, "-m", "regapi", "serve", "--port", str(s.port), "--workers", "2",
-             "--store", s.store_url, "--regapi-dir", str(apis), "--user", USER],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
-            start_new_session=True)
-    s.http = requests.Session()
-    s.http.trust_env = False
-    deadline = time.time() + 60              # generous: CI machines may be busy
-    while True:
-        assert s.proc.poll() is None, s.log.read_text()
-        try:
-            if s.http.get(s.base + "/", timeout=1).status_code == 404:
-                break
-        except requests.ConnectionError:
-            pass
-        assert time.time() < deadline, "server did not start: " + s.log.read_text()
-        time.sleep(0.05)
     yield s
-    s.proc.send_signal(signal.SIGTERM)      # (graceful shutdown is test_serve.py's topic)
-    try:
-        s.proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(s.proc.pid, signal.SIGKILL)  # the server and its workers
-        s.proc.wait(timeout=10)
-    finally:
-        s.sim.stop()
-        s.store.close()
-        s.http.close()
+    served.stop(s, timeout=60)                   # (graceful shutdown is test_serve.py's topic)
 
 
 def workers(s) -> list[int]:
@@ -134,18 +88,6 @@ def workers(s) -> list[int]:
     run Python, i.e. not granian's own helper threads)."""
     return sorted(p for p in _descendants(s.proc.pid) if "python" in _cmdline(p)
                   or "regapi" in _cmdline(p))
-
-
-def get(s, path, **kw):
-    return s.http.get(s.base + path, timeout=30, allow_redirects=False, **kw)
-
-
-def new_order(s, name, total_fee=888):
-    openid = "o" + secrets.token_hex(8)
-    o = s.store.create(f"/home/{USER}/orders/{name}", "FILE",
-                       {"openid": openid, "total_fee": total_fee, "or_status": 0},
-                       parents=True)
-    return o, openid
 
 
 def test_two_workers_share_the_database(pg):
@@ -173,22 +115,7 @@ def test_seed_flow_on_postgresql(pg):
 
 
 def test_fifty_concurrent_duplicate_notifications_across_workers(pg):
-    order, openid = new_order(pg, "dup")
-    js = get(pg, f"/api/{USER}/pay", params={"id": order["id"], "openid": openid}).json()
-    pg.http.post(pg.sim.url + "/sim/faults", json={"concurrent_notify": 50, "count": 1},
-                 timeout=5).raise_for_status()
-    paid = pg.http.post(pg.sim.url + "/sim/pay", json={"prepay_id": js["package"][10:]},
-                        timeout=10).json()
-    assert paid["notify_copies"] == 50
-    snap = pg.sim.wait_notified(paid["out_trade_no"], timeout=90)
-    firsts = [a for a in snap["notify"]["log"] if a["n"] == 1]
-    assert len(firsts) == 50 and snap["notify"]["successes"] == 50
-    assert all(a["ok"] and a["status"] == 200 for a in firsts)
-    fresh = pg.store.get(order["id"])
-    assert fresh["or_status"] == 2 and "pay_result_extra" not in fresh
-    assert fresh["pay_result"]["transaction_id"] == paid["transaction_id"]
-    log = pg.log.read_text(encoding="utf-8", errors="replace")
-    assert log.count(f"order {order['id']} paid") == 1      # one transition, one worker
+    served.check_fifty_concurrent_duplicates(pg, wait=90)    # one transition, one worker
 
 
 def test_pay_requests_racing_over_workers_draw_distinct_sequence_numbers(pg):

@@ -2,24 +2,19 @@
 loopback port, 2 workers), the APIs loaded from a folder with ``--regapi-dir``, the
 WeChat Pay simulator in this process.  One server for the whole module."""
 import json
-import os
-import secrets
 import signal
-import subprocess
-import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
-from objstore import open_store
-from regapi.demo import PAY_API, PAYRESULT_API, WXCONF, free_port
+from regapi.demo import PAY_API, PAYRESULT_API
+from tests.e2e import served
+from tests.e2e.served import get, new_order
 from wxpay.sign import sign as wxsign
-from wxpay.simulator import Simulator
 from wxpay.xmlcodec import to_xml
 
-USER = "demo"
+USER = served.USER
 TMP = f"/home/{USER}/.regapi/tmp"
 
 APIS = {
@@ -50,68 +45,16 @@ def _write_dir(root):
             (root / (rel + ".meta.json")).write_text(json.dumps(meta), encoding="utf-8")
 
 
-class Served:
-    pass
-
-
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
-    s = Served()
-    s.tmp = tmp
-    s.apis = tmp / "apis"
-    _write_dir(s.apis)
-    s.store_url = f"sqlite://{tmp / 'store.db'}"
-    s.appid, s.mch_id = "wx" + secrets.token_hex(8), "1900000123"
-    s.key = secrets.token_hex(16)
-    s.sim = Simulator(merchants=[(s.appid, s.mch_id, s.key)]).start()
-    s.port = free_port()
-    s.base = f"http://127.0.0.1:{s.port}"
-    s.store = open_store(s.store_url)
-    s.store.create(f"/home/{USER}/.weixin/xxx/wxconf", "FILE", parents=True, content=WXCONF.format(
-        appid=s.appid, appsecret=secrets.token_hex(16), mch_id=s.mch_id, pay_key=s.key,
-        notify_url=f"{s.base}/api/{USER}/payresult", api_base=s.sim.url).encode())
-    s.log = tmp / "server.log"
-    with open(s.log, "wb") as log:
-        s.proc = subprocess.Popen(
-            [sys.executable, "-m", "regapi", "serve", "--port", str(s.port), "--workers", "2",
-             "--store", s.store_url, "--regapi-dir", str(s.apis), "--user", USER],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    s.http = requests.Session()
-    s.http.trust_env = False
-    deadline = time.time() + 20
-    while True:
-        assert s.proc.poll() is None, s.log.read_text()
-        try:
-            if s.http.get(s.base + "/", timeout=1).status_code == 404:
-                break
-        except requests.ConnectionError:
-            pass
-        assert time.time() < deadline, "server did not start"
-        time.sleep(0.05)
+    apis = tmp / "apis"
+    _write_dir(apis)
+    s = served.start(tmp, f"sqlite://{tmp / 'store.db'}", apis, mch_id="1900000123")
+    s.apis = apis
     yield s
-    s.http.close()
-    s.proc.send_signal(signal.SIGTERM)
-    try:
-        code = s.proc.wait(timeout=20)
-    finally:
-        if s.proc.poll() is None:
-            s.proc.kill()
-        s.sim.stop()
-        s.store.close()
+    code = served.stop(s)
     assert code == 0, "graceful shutdown on SIGTERM should exit 0"
-
-
-def get(s, path, **kw):
-    return s.http.get(s.base + path, timeout=20, allow_redirects=False, **kw)
-
-
-def new_order(s, name, total_fee=888):
-    openid = "o" + secrets.token_hex(8)
-    o = s.store.create(f"/home/{USER}/orders/{name}", "FILE",
-                       {"openid": openid, "total_fee": total_fee, "or_status": 0},
-                       parents=True)
-    return o, openid
 
 
 def tmp_count(s):
@@ -154,22 +97,7 @@ def test_pay_errors_map_to_statuses(srv):
 
 
 def test_fifty_concurrent_duplicate_notifications_make_one_transition(srv):
-    order, openid = new_order(srv, "dup")
-    js = get(srv, f"/api/{USER}/pay", params={"id": order["id"], "openid": openid}).json()
-    srv.http.post(srv.sim.url + "/sim/faults", json={"concurrent_notify": 50, "count": 1},
-                  timeout=5).raise_for_status()
-    paid = srv.http.post(srv.sim.url + "/sim/pay", json={"prepay_id": js["package"][10:]},
-                         timeout=10).json()
-    assert paid["notify_copies"] == 50
-    snap = srv.sim.wait_notified(paid["out_trade_no"], timeout=60)
-    firsts = [a for a in snap["notify"]["log"] if a["n"] == 1]
-    assert len(firsts) == 50 and snap["notify"]["successes"] == 50
-    assert all(a["ok"] and a["status"] == 200 for a in firsts)
-    fresh = srv.store.get(order["id"])
-    assert fresh["or_status"] == 2 and "pay_result_extra" not in fresh
-    assert fresh["pay_result"]["transaction_id"] == paid["transaction_id"]
-    log = srv.log.read_text(encoding="utf-8", errors="replace")
-    assert log.count(f"order {order['id']} paid") == 1
+    served.check_fifty_concurrent_duplicates(srv, wait=60)
 
 
 # ---- routing ---------------------------------------------------------------------------

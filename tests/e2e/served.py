@@ -1,0 +1,112 @@
+"""One ``wnshell serve`` subprocess with its WeChat Pay simulator, for the e2e modules.
+
+``start`` writes user demo's wxconf (notify URL pointing back at the server, API base
+at the simulator), starts ``python -m regapi serve --workers 2`` on a free loopback
+port with the APIs of a folder, and waits until it answers; ``stop`` sends SIGTERM and
+returns the exit status (None when it had to be killed).
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+
+import requests
+
+from objstore import open_store
+from regapi.demo import WXCONF, free_port
+from wxpay.simulator import Simulator
+
+USER = "demo"
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class Served:
+    """``store_url, store, sim, appid, mch_id, key, port, base, log, proc, http``."""
+
+
+def start(tmp, store_url: str, apis, *, mch_id: str, start_timeout: float = 20) -> Served:
+    s = Served()
+    s.tmp = tmp
+    s.store_url = store_url
+    s.appid, s.mch_id = "wx" + secrets.token_hex(8), mch_id
+    s.key = secrets.token_hex(16)
+    s.sim = Simulator(merchants=[(s.appid, s.mch_id, s.key)]).start()
+    s.port = free_port()
+    s.base = f"http://127.0.0.1:{s.port}"
+    s.store = open_store(store_url)
+    s.store.create(f"/home/{USER}/.weixin/xxx/wxconf", "FILE", parents=True, content=WXCONF.format(
+        appid=s.appid, appsecret=secrets.token_hex(16), mch_id=s.mch_id, pay_key=s.key,
+        notify_url=f"{s.base}/api/{USER}/payresult", api_base=s.sim.url).encode())
+    s.log = tmp / "server.log"
+    with open(s.log, "wb") as log:
+        s.proc = subprocess.Popen(
+            [sys.executable, "-m", "regapi", "serve", "--port", str(s.port), "--workers", "2",
+             "--store", store_url, "--regapi-dir", str(apis), "--user", USER],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
+            start_new_session=True)
+    s.http = requests.Session()
+    s.http.trust_env = False
+    deadline = time.time() + start_timeout
+    while True:
+        assert s.proc.poll() is None, s.log.read_text()
+        try:
+            if s.http.get(s.base + "/", timeout=1).status_code == 404:
+                break
+        except requests.ConnectionError:
+            pass
+        assert time.time() < deadline, "server did not start: " + s.log.read_text()
+        time.sleep(0.05)
+    return s
+
+
+def stop(s: Served, timeout: float = 20) -> int | None:
+    """SIGTERM, then the exit status; a server still running after ``timeout`` is
+    killed with its workers and None is returned."""
+    s.http.close()
+    s.proc.send_signal(signal.SIGTERM)
+    try:
+        return s.proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(s.proc.pid, signal.SIGKILL)
+        s.proc.wait(timeout=10)
+        return None
+    finally:
+        s.sim.stop()
+        s.store.close()
+
+
+def get(s: Served, path: str, **kw):
+    return s.http.get(s.base + path, timeout=30, allow_redirects=False, **kw)
+
+
+def new_order(s: Served, name: str, total_fee: int = 888):
+    openid = "o" + secrets.token_hex(8)
+    o = s.store.create(f"/home/{USER}/orders/{name}", "FILE",
+                       {"openid": openid, "total_fee": total_fee, "or_status": 0},
+                       parents=True)
+    return o, openid
+
+
+def check_fifty_concurrent_duplicates(s: Served, wait: float) -> None:
+    """Pay an order, have the simulator send 50 copies of the notification at once:
+    exactly one transition, and 50 SUCCESS replies."""
+    order, openid = new_order(s, "dup")
+    js = get(s, f"/api/{USER}/pay", params={"id": order["id"], "openid": openid}).json()
+    s.http.post(s.sim.url + "/sim/faults", json={"concurrent_notify": 50, "count": 1},
+                timeout=5).raise_for_status()
+    paid = s.http.post(s.sim.url + "/sim/pay", json={"prepay_id": js["package"][10:]},
+                       timeout=10).json()
+    assert paid["notify_copies"] == 50
+    snap = s.sim.wait_notified(paid["out_trade_no"], timeout=wait)
+    firsts = [a for a in snap["notify"]["log"] if a["n"] == 1]
+    assert len(firsts) == 50 and snap["notify"]["successes"] == 50
+    assert all(a["ok"] and a["status"] == 200 for a in firsts)
+    fresh = s.store.get(order["id"])
+    assert fresh["or_status"] == 2 and "pay_result_extra" not in fresh
+    assert fresh["pay_result"]["transaction_id"] == paid["transaction_id"]
+    log = s.log.read_text(encoding="utf-8", errors="replace")
+    assert log.count(f"order {order['id']} paid") == 1        # one transition
