@@ -27,12 +27,12 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """OrderedDict/tuple (hjson) -> plain dict/list, recursively."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 
@@ -66,7 +66,7 @@ def parse_json(text: str, *, lenient: bool = False, key: str = "e.json.invalid",
         value = hjson.loads(text)
     except Exception as err:  # hjson raises several types; all mean "bad input"
         raise WnError(key, f"{prefix}{_describe(err)}", BAD_INPUT) from None
-    value = _plain(value)
+    value = plain(value)
     _check_finite(value, key, prefix)
     return value
 

@@ -97,39 +97,11 @@ def read_stdin(stdin) -> str:
 
 def parse_lenient(text: str, what: str):
     """JSON, else Walnut's lenient JSON (hjson); must be an object."""
-    import json
-    if not text.strip():
-        raise WnError("e.cmd.weixin.input.invalid", f"{what}: empty input", BAD_INPUT)
-    try:
-        value = json.loads(text, parse_constant=_reject)
-    except RecursionError:
-        raise WnError("e.cmd.weixin.input.invalid", f"{what}: nested too deeply",
-                      BAD_INPUT) from None
-    except ValueError:
-        import hjson
-        try:
-            value = hjson.loads(text)
-        except Exception as e:
-            pos = ""
-            if getattr(e, "lineno", None):
-                pos = f" (line {e.lineno} column {e.colno})"
-            raise WnError("e.cmd.weixin.input.invalid",
-                          f"{what}: not valid JSON{pos}", BAD_INPUT) from None
+    from commands._jsonout import parse_json
+    value = parse_json(text, lenient=True, key="e.cmd.weixin.input.invalid", what=what)
     if not isinstance(value, dict):
         raise WnError("e.cmd.weixin.input.invalid", f"{what}: expected a JSON object",
                       BAD_INPUT)
-    return _plain(value)
-
-
-def _reject(name):
-    raise ValueError(name)
-
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
     return value
 
 

@@ -92,14 +92,6 @@ def _invalid(name: str, reason: str) -> WnError:
     return WnError("e.cmd.weixin.conf.invalid", f"{name}: {reason}", BAD_INPUT)
 
 
-def _plain(value):
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 def parse_wxconf(name: str, text: str) -> dict:
     """Lenient JSON -> dict, or ``e.cmd.weixin.conf.invalid`` (never quoting content)."""
     import hjson
@@ -115,7 +107,8 @@ def parse_wxconf(name: str, text: str) -> dict:
     if not isinstance(value, dict):
         # hjson reads an unparsable document as one quoteless string: never show it
         raise _invalid(name, "wxconf is not an object of fields")
-    return _plain(value)
+    from commands._jsonout import plain
+    return plain(value)
 
 
 def load(session, name: str) -> Loaded:
