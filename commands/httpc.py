@@ -18,6 +18,7 @@ from requests.adapters import HTTPAdapter
 
 from objstore.errors import BAD_INPUT, TIMEOUT, UPSTREAM, WnError
 from wnshell.command import Command
+from wxpay.httpread import body_chunks
 
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
 CONNECT_TIMEOUT = 5.0
@@ -73,29 +74,6 @@ def _origin(url: str) -> str:
     """scheme://host[:port] -- what an error message may show of a URL."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
-
-
-def _body_chunks(resp, deadline: float):
-    """The reply body, chunk by chunk, as it arrives (one socket read per chunk, so a
-    trickling server is caught by the deadline); urllib3 errors as requests' ones."""
-    import urllib3.exceptions as u3
-    if getattr(resp, "_content_consumed", False):   # requests read it already
-        if resp.content:                            # (a redirect it did not follow)
-            yield resp.content
-        return
-    raw = resp.raw
-    while True:
-        if time.monotonic() > deadline:
-            raise requests.exceptions.ReadTimeout()
-        try:
-            chunk = raw.read1(65536, decode_content=True)
-        except (u3.ReadTimeoutError, TimeoutError):
-            raise requests.exceptions.ReadTimeout() from None
-        except (u3.HTTPError, OSError):
-            raise requests.exceptions.ConnectionError() from None
-        if not chunk:
-            return
-        yield chunk
 
 
 def _guess_type(body: bytes) -> str:
@@ -296,7 +274,7 @@ EXIT STATUS
             raw = b""
             if not req["head_only"] and method != "HEAD":
                 chunks, size = [], 0
-                for chunk in _body_chunks(resp, deadline):
+                for chunk in body_chunks(resp, deadline):
                     size += len(chunk)
                     if size > MAX_BODY:
                         raise WnError("e.httpc.toolarge",

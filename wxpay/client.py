@@ -18,6 +18,7 @@ from objstore.errors import TIMEOUT
 from .account import Account
 from .api import build_closeorder, build_orderquery, build_unifiedorder, parse_reply
 from .errors import TransportError, XmlError
+from .httpread import body_chunks
 from .xmlcodec import MAX_BYTES, from_xml, to_xml
 
 __all__ = ["Client", "CONNECT_TIMEOUT", "READ_TIMEOUT"]
@@ -113,24 +114,8 @@ class Client:
 
     def _read(self, resp, path: str, deadline: float | None = None) -> bytes:
         chunks, size = [], 0
-        import urllib3.exceptions as u3
-        if getattr(resp, "_content_consumed", False):  # requests read it already
-            return resp.content or b""
-        raw = resp.raw
         try:
-            while True:
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TransportError(f"timeout reading WeChat Pay {path}", TIMEOUT)
-                try:
-                    # one socket read per chunk (iter_content would wait for a whole
-                    # chunk, and a trickling server never fills one)
-                    chunk = raw.read1(8192, decode_content=True)
-                except (u3.ReadTimeoutError, TimeoutError):
-                    raise requests.exceptions.ReadTimeout() from None
-                except (u3.HTTPError, OSError) as e:
-                    raise requests.exceptions.ConnectionError(str(type(e).__name__)) from None
-                if not chunk:
-                    break
+            for chunk in body_chunks(resp, deadline, 8192):
                 size += len(chunk)
                 if size > self.max_bytes:
                     raise TransportError(f"WeChat Pay {path} answered more than "
