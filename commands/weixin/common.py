@@ -5,7 +5,7 @@ import datetime as _dt
 import logging
 import time
 
-from objstore.errors import BAD_INPUT, NOT_FOUND, WnError
+from objstore.errors import BAD_INPUT, CONFLICT, NOT_FOUND, WnError
 
 log = logging.getLogger("wnshell.weixin")
 
@@ -108,3 +108,22 @@ def parse_lenient(text: str, what: str):
 def write_json(stdout, value) -> None:
     import json
     stdout.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
+
+
+# WeChat wants time_expire at least a minute after the call
+EXPIRE_MARGIN_MS = 60 * 1000
+
+
+def order_time_expire(order, now: int) -> str | None:
+    """The order's ``order_expi`` (epoch ms) as WeChat's ``time_expire`` (None when the
+    order has none); an order that expires within the margin is refused."""
+    expi = order.get("order_expi")
+    if expi in (None, ""):
+        return None
+    if isinstance(expi, bool) or not isinstance(expi, (int, float)):
+        raise WnError("e.cmd.weixin.order.expi.invalid",
+                      "order_expi must be epoch milliseconds", BAD_INPUT)
+    if expi <= now + EXPIRE_MARGIN_MS:
+        raise WnError("e.cmd.weixin.order.expired", f"order {order.id} has expired",
+                      CONFLICT)
+    return beijing(int(expi))

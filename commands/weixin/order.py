@@ -28,8 +28,8 @@ from wxpay.errors import ResultFail
 from wxpay.money import to_fen
 from wxpay.xmlcodec import to_xml
 
-from .common import (beijing, fetch_obj, from_beijing, log, now_ms, parse_opts, usage,
-                     write_json)
+from .common import (EXPIRE_MARGIN_MS, beijing, fetch_obj, from_beijing, log, now_ms,
+                     order_time_expire, parse_opts, usage, write_json)
 
 PAID = 2
 CANCELLED = (3, 5)
@@ -37,8 +37,6 @@ FULFILLED = 4
 PAYABLE = (0, 1)
 # WeChat keeps a prepay_id for 2 hours; reuse a built pay_jsobj for a bit less
 REUSE_MS = (2 * 60 - 10) * 60 * 1000
-# a reused prepay must still have this long before its time_expire
-EXPIRE_MARGIN_MS = 60 * 1000
 QUERY_ATTEMPTS = 5
 CAS_TRIES = 20
 # how many attempts' amounts pay_fees remembers
@@ -104,19 +102,6 @@ def check_payable(order) -> int:
         raise WnError("e.cmd.weixin.order.status.invalid",
                       f"order {order.id} has or_status {status}", CONFLICT)
     return status
-
-
-def _order_expire(order, now: int) -> str | None:
-    expi = order.get("order_expi")
-    if expi in (None, ""):
-        return None
-    if isinstance(expi, bool) or not isinstance(expi, (int, float)):
-        raise WnError("e.cmd.weixin.order.expi.invalid",
-                      "order_expi must be epoch milliseconds", BAD_INPUT)
-    if expi <= now + EXPIRE_MARGIN_MS:
-        raise WnError("e.cmd.weixin.order.expired", f"order {order.id} has expired",
-                      CONFLICT)
-    return beijing(int(expi))
 
 
 # ---- -submit -------------------------------------------------------------------------
@@ -192,7 +177,7 @@ def submit(session, loaded, opts, stdout) -> int:
         return 0
     request = {"body": body, "total_fee": amount, "openid": openid,
                "spbill_create_ip": client_ip}
-    expire = _order_expire(order, now)
+    expire = order_time_expire(order, now)
     if expire:
         request["time_expire"] = expire
     # check the input once before spending a sequence number

@@ -1,12 +1,11 @@
 """``weixin <conf> pay [JSON | path] [-json] [-order ID]``: the signed unifiedorder."""
 from __future__ import annotations
 
-from objstore.errors import BAD_INPUT, WnError
 from wxpay.api import build_unifiedorder
 from wxpay.xmlcodec import to_xml
 
-from .common import (beijing, fetch_obj, looks_like_path, now_ms, parse_lenient,
-                     parse_opts, read_stdin, read_text, usage, write_json)
+from .common import (fetch_obj, looks_like_path, now_ms, order_time_expire,
+                     parse_lenient, parse_opts, read_stdin, read_text, usage, write_json)
 
 
 def input_json(session, args, stdin, what: str) -> dict:
@@ -26,16 +25,7 @@ def input_json(session, args, stdin, what: str) -> dict:
 def order_expire(session, ref: str) -> str | None:
     """The order's ``order_expi`` (epoch ms) as WeChat's time_expire, if any."""
     order = fetch_obj(session, ref, "order", "e.cmd.weixin.order.noexists")
-    expi = order.get("order_expi")
-    if expi in (None, ""):
-        return None
-    if isinstance(expi, bool) or not isinstance(expi, (int, float)):
-        raise WnError("e.cmd.weixin.order.expi.invalid",
-                      "order_expi must be epoch milliseconds", BAD_INPUT)
-    if expi <= now_ms():
-        raise WnError("e.cmd.weixin.order.expired", "the order's order_expi is past",
-                      BAD_INPUT)
-    return beijing(int(expi))
+    return order_time_expire(order, now_ms())
 
 
 def run(session, loaded, args, stdin, stdout, stderr) -> int:

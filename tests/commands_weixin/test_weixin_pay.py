@@ -57,6 +57,16 @@ def test_pay_input_from_object_and_order_expi(sh, store):
     assert fields["time_expire"] == beijing_stamp(expi / 1000)
 
 
+def test_pay_order_expiring_within_a_minute_is_refused_like_submit(sh, store):
+    """`pay -order` and `order -submit` share one rule: WeChat wants time_expire at
+    least a minute away, so an order expiring sooner is expired (409) for both."""
+    write_file(store, "/home/demo/pay.json", _pay_json("5"))
+    order = make_order(store, "soon", order_expi=int(time.time() * 1000) + 20_000)
+    status, out, err = run(sh, f"weixin xxx pay ~/pay.json -order id:{order.id}")
+    assert (status, out) == (1, "") and err.startswith("e.cmd.weixin.order.expired : ")
+    assert sh.last_error.kind == "conflict"
+
+
 def test_pay_refuses_bad_amounts_and_input(sh):
     for fee in ("0", "-5", "1.5", "\"abc\""):
         text = PAY_JSON.replace("888", fee) % "4"
