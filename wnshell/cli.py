@@ -148,19 +148,12 @@ def _main(argv: list[str] | None) -> int:
         text = rest[0]
         argv0 = rest[1:] or ["wnshell"]
     else:
-        interactive = not rest and sys.stdin is not None and sys.stdin.isatty()
         argv0 = ["wnshell"] + rest
-        if interactive:
-            try:
-                session = _session(opts)
-            except WnError as e:
-                _err(e.line())
-                return 1
-            session.argv = argv0
-            from wnshell.repl import run_repl
-            return run_repl(session)
-        text = sys.stdin.read() if sys.stdin is not None else ""
-        text = text[1:] if text.startswith("\ufeff") else text    # a BOM is not a command
+        if not rest and sys.stdin is not None and sys.stdin.isatty():
+            mode, text = "interactive", ""
+        else:
+            text = sys.stdin.read() if sys.stdin is not None else ""
+            text = text[1:] if text.startswith("\ufeff") else text   # a BOM is not a command
 
     try:
         session = _session(opts)
@@ -168,6 +161,9 @@ def _main(argv: list[str] | None) -> int:
         _err(e.line())
         return 1
     session.argv = argv0
+    if mode == "interactive":
+        from wnshell.repl import run_repl
+        return run_repl(session)
     # -c and scripts: commands read the process's stdin (lazily, only if they do);
     # when the script itself came from stdin, commands get empty stdin.
     stdin = sys.stdin if (mode != "stdin" and sys.stdin is not None) else ""
