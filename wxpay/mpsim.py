@@ -29,7 +29,8 @@ Test controls (not WeChat APIs): ``POST /sim/mp/faults`` ``{"endpoint": "/cgi-bi
 "errcode": 45009, "count": 1}`` (``{}`` clears; ``count`` 0 = for ever), ``GET
 /sim/mp/calls``, ``POST /sim/mp/user`` ``{"openid": …}`` (the user who approves next),
 ``POST /sim/mp/expire`` (every token and ticket expires now), ``POST /sim/mp/check``
-(a ``wx.config`` object plus ``url`` -> ``config:ok`` / ``config:invalid signature``).
+(a ``wx.config`` object plus ``url`` -> ``config:ok`` / ``config:invalid signature``),
+``POST /sim/mp/latency`` ``{"/cgi-bin/token": 0.5}``, ``POST /sim/mp/deny``.
 """
 from __future__ import annotations
 
@@ -68,6 +69,7 @@ class MpPlatform:
         self.expires_in = expires_in
         self.oauth_domains = set(oauth_domains) if oauth_domains else None  # None: loopback
         self.deny = False
+        self.latency: dict[str, float] = {}             # endpoint -> seconds
         self.offset = 0.0
         self.calls: Counter = Counter()
         self.faults: list[dict] = []
@@ -140,6 +142,9 @@ class MpPlatform:
         """-> (status, headers, body bytes)."""
         if path not in ENDPOINTS:
             return 404, [("Content-Type", "text/plain")], b"not found"
+        delay = self.latency.get(path)
+        if delay:
+            time.sleep(delay)
         with self._lock:
             self.calls[path] += 1
             code = self._fault(path)
@@ -387,6 +392,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(*ok, b"{}")
         if path == "/sim/mp/deny" and method == "POST":
             p.deny = bool(data.get("deny", True))
+            return self._send(*ok, b"{}")
+        if path == "/sim/mp/latency" and method == "POST":
+            p.latency = {k: float(v) for k, v in data.items()}
             return self._send(*ok, b"{}")
         if path == "/sim/mp/expire" and method == "POST":
             p.expire_all()

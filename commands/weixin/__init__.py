@@ -18,6 +18,9 @@ HANDLERS = {
     "pay": "pay",
     "payre": "payre",
     "order": "order",
+    "oauth2": "oauth2",
+    "user": "user",
+    "jssdk": "jssdk",
 }
 
 
@@ -31,6 +34,10 @@ class WeixinCommand(Command):
         "payre": "[id:ID|XML] [-SUCCESS]  verify WeChat XML, print it as JSON",
         "order": "-submit ID -client_ip IP -openid OPENID [-openid_key K] | "
                  "-result id:REQ | -query ID",
+        "oauth2": "URL [-scope snsapi_base|snsapi_userinfo] [-state DATA]  print the "
+                  "OAuth2 authorize URL (server-issued state)",
+        "user": "-code CODE (-state STATE | -nostate)  exchange an OAuth2 code for the openid",
+        "jssdk": "URL [-apilist a,b,c]  print the wx.config object for a page URL",
     }
     man = """weixin - WeChat Pay (JSAPI, merchant API v2)
 
@@ -41,6 +48,9 @@ USAGE
     weixin CONF order -submit ORDER -client_ip IP -openid OPENID [-openid_key KEY]
     weixin CONF order -result id:REQ
     weixin CONF order -query ORDER
+    weixin CONF oauth2 URL [-scope snsapi_base|snsapi_userinfo] [-state DATA]
+    weixin CONF user -code CODE (-state STATE | -nostate)
+    weixin CONF jssdk URL [-apilist a,b,c]
 
 ACCOUNT
     CONF names the FILE ~/.weixin/CONF/wxconf, in Walnut's lenient JSON
@@ -130,6 +140,32 @@ HANDLERS
         5). trade_state SUCCESS makes the same checks and the same
         exactly-once transition as -result. Prints
         {id, or_status, trade_state, out_trade_no, transaction_id, pay_time}.
+
+OFFICIAL ACCOUNT (OAuth2, JS-SDK)
+    wxconf fields: appsecret (required here), mp_api_base and mp_open_base
+    (optional: api.weixin.qq.com / open.weixin.qq.com, the simulator in tests).
+
+    oauth2 URL [-scope S] [-state DATA]
+        Prints the authorize URL that sends the browser back to URL with a code.
+        Its state is issued here (random, stored under ~/.weixin/CONF/oauth2_state,
+        valid 10 minutes, single use); DATA (e.g. the page to return to) stays in
+        the store and comes back from user as state_data.
+
+    user -code CODE (-state STATE | -nostate)
+        Spends the state (unknown, used or expired: e.cmd.weixin.oauth2.state.invalid,
+        forbidden), exchanges CODE for the openid and prints
+        {openid, scope, unionid?, state_data?} plus the profile for snsapi_userinfo.
+        A snapshot-page user is refused. WeChat's 40029 (invalid code) and 40163
+        (code used) are e.weixin.mp.40029 / e.weixin.mp.40163: start again.
+
+    jssdk URL [-apilist a,b,c]
+        Prints {appId, timestamp (seconds), nonceStr, signature, jsApiList} for the
+        page URL (cut at #). access_token and jsapi_ticket are cached in
+        ~/.weixin/CONF/access_token and ~/.weixin/CONF/jsapi_ticket with their
+        expiry, refreshed 5 minutes early by one caller at a time (a lease taken by
+        compare-and-set: one WeChat call per refresh for all workers), and fetched
+        again once when WeChat answers 40001/42001. WeChat's errcodes are
+        e.weixin.mp.<errcode> (45009: daily quota, never retried).
 
 ERRORS
     WeChat failures pass through as e.weixin.* (kind upstream: regapi 502):
