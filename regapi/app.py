@@ -27,6 +27,7 @@ from objstore.errors import TIMEOUT, WnError
 
 from regapi import request as rq
 from regapi import response as rs
+from regapi import websession
 from regapi.router import RouteError, Router, wsgi_path
 
 log = logging.getLogger("regapi")
@@ -235,12 +236,17 @@ class RegApiApp:
             else:
                 tvars = rq.select_vars(environ, usr, path, route.rel, route.args, query,
                                        tpl.names)
+            ws = websession.mode(tpl.api)       # None for every ordinary API
+            if ws or websession.wanted(tpl.names):
+                websession.bind(self.store, environ, usr, tvars, ws, query)
             status, out, err, last = self.run(usr, tpl, tvars)
         except rq.HttpError as e:
             return _error(e.http_code, e.key, e.reason, as_json)
         except WnError as e:
             return _error(rs.error_status(e), e.key, e.reason, as_json)
 
+        if status == 0 and ws:
+            return websession.respond(self.store, environ, usr, ws, out, as_json)
         if status == 0:
             headers = list(tpl.headers)
             if tpl.redirect:

@@ -21,6 +21,7 @@ HANDLERS = {
     "oauth2": "oauth2",
     "user": "user",
     "jssdk": "jssdk",
+    "checkout": "checkout",
 }
 
 
@@ -38,6 +39,8 @@ class WeixinCommand(Command):
                   "OAuth2 authorize URL (server-issued state)",
         "user": "-code CODE (-state STATE | -nostate)  exchange an OAuth2 code for the openid",
         "jssdk": "URL [-apilist a,b,c]  print the wx.config object for a page URL",
+        "checkout": "-status ORDER -openid O [-query 0|1] | -native ORDER -openid O "
+                    "-client_ip IP  what the checkout page asks",
     }
     man = """weixin - WeChat Pay (JSAPI, merchant API v2)
 
@@ -51,6 +54,8 @@ USAGE
     weixin CONF oauth2 URL [-scope snsapi_base|snsapi_userinfo] [-state DATA]
     weixin CONF user -code CODE (-state STATE | -nostate)
     weixin CONF jssdk URL [-apilist a,b,c]
+    weixin CONF checkout -status ORDER -openid OPENID [-query 0|1]
+    weixin CONF checkout -native ORDER -openid OPENID -client_ip IP
 
 ACCOUNT
     CONF names the FILE ~/.weixin/CONF/wxconf, in Walnut's lenient JSON
@@ -166,6 +171,18 @@ OFFICIAL ACCOUNT (OAuth2, JS-SDK)
         compare-and-set: one WeChat call per refresh for all workers), and fetched
         again once when WeChat answers 40001/42001. WeChat's errcodes are
         e.weixin.mp.<errcode> (45009: daily quota, never retried).
+
+    checkout -status ORDER -openid OPENID [-query 0|1]
+        For the checkout page: {id, name, total_fee, yuan, or_status, state} of
+        an order of OPENID (the session's ${http-se-openid}; empty:
+        e.cmd.weixin.checkout.nosession, forbidden). -query 1 also runs
+        order -query for an unpaid order already sent to WeChat (a late
+        notification), at most once every 2 s per order.
+
+    checkout -native ORDER -openid OPENID -client_ip IP
+        Submits the order for Native pay and prints {code_url, qr}, qr being an
+        SVG data URI of the QR code (e.cmd.weixin.checkout.native.unavailable
+        where order -submit has no NATIVE trade type).
 
 ERRORS
     WeChat failures pass through as e.weixin.* (kind upstream: regapi 502):
