@@ -152,7 +152,7 @@ def run_demo(keep: bool = False, port: int = 0, store_url: str | None = None,
     tmp = tempfile.mkdtemp(prefix="wnshell-demo-")
     store_url = store_url or f"sqlite://{os.path.join(tmp, 'store.db')}"
     log_path = os.path.join(tmp, "server.log")
-    sim = server = store = None
+    sim = server = store = mp = None
     http = requests.Session()
     http.trust_env = False                  # loopback only, never a proxy
     status = 1
@@ -172,6 +172,8 @@ def run_demo(keep: bool = False, port: int = 0, store_url: str | None = None,
 
         store = open_store(store_url)
         order = setup_store(store, conf, openid)
+        from regapi import checkout      # the checkout page and the MP simulator
+        mp, checkout_order = checkout.start_demo(store, USER, CONF, appid, appsecret, openid)
 
         out.line("wnshell demo: WeChat JSAPI pay, the seed's flow over real HTTP")
         out.line(f"  store      {store_url} (fresh)")
@@ -264,6 +266,8 @@ def run_demo(keep: bool = False, port: int = 0, store_url: str | None = None,
         status = 0
 
         if keep:
+            out.line(f"  checkout   {base}/api/{USER}/checkout?id={checkout_order['id']}"
+                     "   (a browser shows the QR path; WeChat's OAuth2 is simulated)")
             _keep_running(out, base, sim.url, order, openid, store_url, log_path)
     except DemoFailed as e:
         out.line(f"   [FAIL] {e}")
@@ -280,6 +284,8 @@ def run_demo(keep: bool = False, port: int = 0, store_url: str | None = None,
         stop_server(server)
         if sim is not None:
             sim.stop()
+        if mp is not None:
+            mp.stop()
         if store is not None:
             store.close()
         http.close()

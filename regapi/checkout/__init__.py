@@ -60,3 +60,16 @@ def point_at_mp(store, user: str, conf: str, mp_url: str) -> None:
     text = text.rstrip("\n") + (f'\nmp_api_base : "{mp_url}"   # the local MP simulator\n'
                                 f'mp_open_base : "{mp_url}"\n')
     store.write(obj.id, text.encode("utf-8"))
+
+
+def start_demo(store, user: str, conf: str, appid: str, appsecret: str, openid: str):
+    """For ``wnshell demo``: the MP simulator (``openid`` signs in), the checkout page
+    and APIs, and an unpaid order for it; ``(simulator, order)``."""
+    from wxpay.mpsim import MpSimulator
+    sim = MpSimulator(apps={appid: appsecret}, users=[{"openid": openid}]).start()
+    point_at_mp(store, user, conf, sim.url)
+    install(store, user, conf)
+    order = store.create(f"/home/{user}/orders/o2", "FILE",
+                         {"title": "wnshell demo: a pot of tea", "openid": openid,
+                          "total_fee": 1200, "or_status": 0}, parents=True)
+    return sim, order

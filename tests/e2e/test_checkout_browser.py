@@ -299,3 +299,42 @@ def test_no_secret_in_the_server_log_or_the_pages(page, shop):
     for secret in (conf["appsecret"], conf["pay_key"], at["wx_at_token"], jt["wx_jt_ticket"],
                    ws["ws_secret"]):
         assert secret and secret not in log and secret not in html
+
+
+def test_demo_keep_prints_the_checkout_page_and_a_browser_reaches_it(browser):
+    """``wnshell demo --keep``: the printed checkout URL, opened in a desktop browser,
+    signs in through the simulated OAuth2 and offers the QR path."""
+    import signal
+    import subprocess
+    import sys
+    cmd = [sys.executable, "-c", "import sys; from wnshell.cli import main; sys.exit(main())",
+           "demo", "--keep"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         stdin=subprocess.DEVNULL)
+    try:
+        url, deadline, lines = None, time.time() + 90, []
+        while time.time() < deadline and url is None:
+            line = p.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            m = re.match(r"\s+checkout\s+(\S+)", line)
+            url = m.group(1) if m else None
+        assert url, "".join(lines)
+        ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+        try:
+            pg = ctx.new_page()
+            pg.goto(url)
+            pg.wait_for_selector("#pay:not([hidden])", timeout=20_000)
+            assert pg.inner_text("#order-yuan") == "¥12.00"
+            assert "QR code" in pg.inner_text("#pay")
+            pg.screenshot(path=os.path.join(ARTIFACTS, "demo-desktop.png"))
+        finally:
+            ctx.close()
+    finally:
+        p.send_signal(signal.SIGTERM)
+        try:
+            assert p.wait(timeout=30) == 0
+        finally:
+            if p.poll() is None:
+                p.kill()
