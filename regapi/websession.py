@@ -47,7 +47,7 @@ PREFIX = "http-se-"
 MAX_VALUE = 256
 
 _lock = threading.Lock()
-_secrets: dict[int, bytes] = {}
+_ATTR = "_regapi_websession_secret"     # cached on the store object itself
 
 
 def mode(api) -> str | None:
@@ -63,8 +63,7 @@ def wanted(names: frozenset) -> bool:
 
 def server_secret(store) -> bytes:
     """The signing secret (made once per store, kept at SECRET_PATH)."""
-    key = id(store)
-    s = _secrets.get(key)
+    s = getattr(store, _ATTR, None)
     if s is not None:
         return s
     with _lock:
@@ -81,7 +80,11 @@ def server_secret(store) -> bytes:
         if not isinstance(value, str) or len(value) < 32:
             raise WnError("e.regapi.session.secret", "the session secret is missing",
                           "internal")
-        s = _secrets[key] = value.encode("ascii")
+        s = value.encode("ascii")
+        try:
+            setattr(store, _ATTR, s)
+        except AttributeError:      # a store type with __slots__: read it every time
+            pass
         return s
 
 
