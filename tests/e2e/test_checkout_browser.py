@@ -258,12 +258,27 @@ def test_outside_wechat_offers_native_pay(bare_page, shop):
     src = page.get_attribute("#qr-img", "src")
     assert src.startswith("data:image/svg+xml")
     assert page.get_attribute("#qr-img", "alt").startswith("QR code")
-    code_url = shop.store.get(order.id)["pay_remap"]["code_url"]
+    fresh = shop.store.get(order.id)
+    code_url = (fresh.get("pay_native") or {}).get("code_url") or fresh["pay_remap"]["code_url"]
+    assert code_url.startswith("weixin://wxpay/bizpayurl?")
     assert src == checkout_qr(code_url)
+    # what the user's camera sees: the QR code decoded from a screenshot of the page
+    shot = page.locator("#qr-img").screenshot(path=os.path.join(ARTIFACTS, "native-qr.png"))
+    page.screenshot(path=os.path.join(ARTIFACTS, "native-page.png"), full_page=True)
+    assert decode_qr(shot) == [code_url]
+    assert fresh["or_status"] == 0
     requests.post(shop.sim.url + "/sim/pay",
                   json={"out_trade_no": shop.store.get(order.id)["pay_out_trade_no"]},
                   timeout=10).raise_for_status()
     page.wait_for_selector("body[data-result=paid]", timeout=30_000)
+
+
+def decode_qr(png: bytes) -> list[str]:
+    import io
+
+    import zxingcpp
+    from PIL import Image
+    return [r.text for r in zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))]
 
 
 def checkout_qr(code_url: str) -> str:
