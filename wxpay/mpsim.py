@@ -384,8 +384,11 @@ class _Handler(BaseHTTPRequestHandler):
             if not data:
                 p.clear()
             else:
-                p.set_fault(data["endpoint"], data["errcode"], data.get("count", 1),
-                            data.get("after", 0))
+                try:
+                    p.set_fault(str(data["endpoint"]), int(data["errcode"]),
+                                int(data.get("count", 1)), int(data.get("after", 0)))
+                except (KeyError, TypeError, ValueError):
+                    return self._send(400, [], b"give endpoint, errcode[, count, after]")
             return self._send(*ok, b"{}")
         if path == "/sim/mp/user" and method == "POST":
             p.set_user(**data)

@@ -25,7 +25,8 @@ from wxpay import mp
 
 REFRESH_EARLY = 300         # seconds before expiry a refresh starts
 MIN_LEFT = 30               # a value with less left than this is not used at all
-LEASE_MS = 15_000           # how long a refresher holds the lease
+LEASE_MS = 15_000           # how long a refresher holds the lease (at least; longer
+                            # when the account's timeouts are: it must outlast one fetch)
 WAIT_STEP = 0.05
 
 
@@ -71,10 +72,15 @@ def _obj(session, loaded, slot: _Slot):
     return obj
 
 
-def _cached(session, loaded, slot: _Slot, fetch, rejected: str | None = None,
-            wait: float = LEASE_MS / 1000 + 5) -> str:
+def _lease_ms(loaded) -> int:
+    t = client(loaded).timeout
+    return max(LEASE_MS, int((float(sum(t)) + 5) * 1000))
+
+
+def _cached(session, loaded, slot: _Slot, fetch, rejected: str | None = None) -> str:
     store = session.store
-    give_up = time.monotonic() + wait
+    lease_ms = _lease_ms(loaded)
+    give_up = time.monotonic() + lease_ms / 1000 + 5
     while True:
         obj = _obj(session, loaded, slot)
         value, exp = obj.get(slot.value), obj.get(slot.expires)
@@ -96,7 +102,7 @@ def _cached(session, loaded, slot: _Slot, fetch, rejected: str | None = None,
             continue
         me = secrets.token_hex(8)
         took = store.cas(obj.id, {slot.lease: lease, slot.value: obj.get(slot.value)},
-                         {slot.lease: int(now * 1000) + LEASE_MS, slot.lease_by: me})
+                         {slot.lease: int(now * 1000) + lease_ms, slot.lease_by: me})
         if took is None:
             continue                    # another caller moved first: look again
         try:

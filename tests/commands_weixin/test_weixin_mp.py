@@ -202,3 +202,13 @@ def test_no_secret_token_or_ticket_in_any_output(msh, store, mpsim):
     for kind, text in RECORDED:
         for s in (APPSECRET, token, ticket):
             assert s not in text, kind
+
+
+def test_a_stale_lease_of_a_crashed_worker_is_taken_over(msh, store, mpsim):
+    obj = store.create("/home/demo/.weixin/xxx/access_token", "FILE",
+                       {"wx_at_lease": int(time.time() * 1000) - 1, "wx_at_lease_by": "dead"},
+                       parents=True)
+    cfg = _config(msh)
+    assert mpsim.calls["/cgi-bin/token"] == 1
+    assert store.get(obj.id).get("wx_at_lease") is None
+    assert mpsim.platform.check_config(cfg, "http://127.0.0.1/pay?id=1") == "config:ok"

@@ -176,3 +176,29 @@ def test_simulator_http_controls(sim):
     assert e.value.errcode == 40029
     calls = requests.get(sim.url + "/sim/mp/calls", timeout=5).json()
     assert calls == {"/sns/oauth2/access_token": 1}
+
+
+def test_mpsim_runs_alone_on_loopback():
+    import os
+    import signal
+    import subprocess
+    import sys
+    env = dict(os.environ, WXMP_SIM_SECRET=SECRET)
+    p = subprocess.Popen([sys.executable, "-m", "wxpay.mpsim", "--app", APPID, "--user", "o_cli"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = p.stdout.readline()
+        assert line.startswith("wxmp-sim listening on http://127.0.0.1:"), p.stderr.read()
+        url = line.split()[3]
+        assert SECRET not in line
+        tok = mp.MpClient(APPID, SECRET, api_base=url).fetch_token()
+        assert tok.value
+        r = requests.post(url + "/sim/mp/faults", json={"errcode": 1}, timeout=5)
+        assert r.status_code == 400
+        assert requests.get(url + "/sim/mp/calls", timeout=5).json() == {"/cgi-bin/token": 1}
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=10) == 0
+    r = subprocess.run([sys.executable, "-m", "wxpay.mpsim", "--host", "0.0.0.0", "--app", APPID],
+                       capture_output=True, text=True, env=env, timeout=30)
+    assert r.returncode == 2 and "loopback" in r.stderr
