@@ -353,3 +353,18 @@ def test_demo_keep_prints_the_checkout_page_and_a_browser_reaches_it(browser):
         finally:
             if p.poll() is None:
                 p.kill()
+
+
+def test_missing_chromium_skips_visibly_and_fails_under_ci(tmp_path):
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    cmd = [sys.executable, "-m", "pytest", os.path.abspath(__file__), "-k", "phone_width",
+           "-rs", "-p", "no:cacheprovider"]
+    env = dict(os.environ, WNSHELL_CHROMIUM=str(tmp_path / "no-chromium"))
+    env.pop("CI", None)
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=root, timeout=180)
+    assert r.returncode == 0 and "browser tests skipped" in r.stdout, r.stdout[-2000:]
+    env["CI"] = "true"
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=root, timeout=180)
+    assert r.returncode != 0 and "browser tests cannot run under CI" in r.stdout, r.stdout[-2000:]
