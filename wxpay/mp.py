@@ -267,6 +267,32 @@ def jssdk_config(appid: str, ticket: str, url: str, apis=None, *, nonce: str | N
 
 
 # ---- the I/O shell ---------------------------------------------------------------------
+_CREDENTIAL_QS = re.compile(r"((?:secret|access_token|refresh_token|code|ticket)=)[^&\s\"']+")
+
+
+class _Redact:
+    """A logging filter for urllib3's connection pool, which logs every request line
+    (query string included) at DEBUG: WeChat puts the appsecret and tokens there."""
+
+    def filter(self, record) -> bool:
+        try:
+            msg = record.getMessage()
+        except Exception:       # noqa: BLE001 - a broken record is not ours to fix
+            return True
+        if "=" in msg:
+            clean = _CREDENTIAL_QS.sub(r"\1****", msg)
+            if clean != msg:
+                record.msg, record.args = clean, ()
+        return True
+
+
+def _install_redaction() -> None:
+    import logging
+    lg = logging.getLogger("urllib3.connectionpool")
+    if not any(isinstance(f, _Redact) for f in lg.filters):
+        lg.addFilter(_Redact())
+
+
 class MpClient:
     """``MpClient(appid, secret, api_base=API_BASE, timeout=(5, 10))``: GETs JSON from
     WeChat with a whole-reply deadline.  Never logs; errors carry no URL."""
@@ -287,6 +313,7 @@ class MpClient:
             http.mount("http://", ad)
             http.mount("https://", ad)
         self.http = http
+        _install_redaction()
 
     def __repr__(self) -> str:
         return f"MpClient(appid={self.appid!r}, api_base={self.api_base!r})"

@@ -202,3 +202,27 @@ def test_mpsim_runs_alone_on_loopback():
     r = subprocess.run([sys.executable, "-m", "wxpay.mpsim", "--host", "0.0.0.0", "--app", APPID],
                        capture_output=True, text=True, env=env, timeout=30)
     assert r.returncode == 2 and "loopback" in r.stderr
+
+
+def test_debug_logs_of_the_http_library_never_show_the_secret_or_tokens(sim):
+    import logging
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(self.format(record))
+    lg = logging.getLogger("urllib3.connectionpool")
+    h, old = Keep(level=logging.DEBUG), lg.level
+    lg.addHandler(h)
+    lg.setLevel(logging.DEBUG)
+    try:
+        c = mp.MpClient(APPID, SECRET, api_base=sim.url)
+        tok = c.fetch_token()
+        tic = c.fetch_ticket(tok.value)
+    finally:
+        lg.removeHandler(h)
+        lg.setLevel(old)
+    text = "\n".join(seen)
+    assert "/cgi-bin/token" in text and "/cgi-bin/ticket/getticket" in text   # it did log
+    for s in (SECRET, tok.value, tic.value):
+        assert s not in text
