@@ -28,7 +28,7 @@ import string
 import time
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlsplit
 
 from objstore.errors import BAD_INPUT, TIMEOUT, UPSTREAM, WnError
 

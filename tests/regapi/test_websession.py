@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 import requests
