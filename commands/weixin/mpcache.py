@@ -55,8 +55,14 @@ def client(loaded) -> mp.MpClient:
     return c
 
 
+def account_store(session):
+    """The store as the account's own tree sees it: a request's session may hide
+    ``~/.weixin`` from templates; weixin, which owns that tree, reads it unhidden."""
+    return getattr(session.store, "unhidden", session.store)
+
+
 def _obj(session, loaded, slot: _Slot):
-    store = session.store
+    store = account_store(session)
     path = session.resolve(f"~/.weixin/{loaded.name}/{slot.name}")
     obj = store.fetch(path)
     if obj is None:
@@ -78,7 +84,7 @@ def _lease_ms(loaded) -> int:
 
 
 def _cached(session, loaded, slot: _Slot, fetch, rejected: str | None = None) -> str:
-    store = session.store
+    store = account_store(session)
     lease_ms = _lease_ms(loaded)
     give_up = time.monotonic() + lease_ms / 1000 + 5
     while True:

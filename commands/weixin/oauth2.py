@@ -19,6 +19,7 @@ from objstore.errors import BAD_INPUT, FORBIDDEN, WnError
 from wxpay import mp
 
 from .common import parse_opts, usage
+from .mpcache import account_store
 
 STATE_TTL_MS = 10 * 60 * 1000
 MAX_DATA = 1024
@@ -32,7 +33,7 @@ def state_dir(session, loaded) -> str:
 def issue_state(session, loaded, scope: str, redirect_uri: str, data: str = "") -> str:
     state = "".join(secrets.choice(_ALNUM) for _ in range(32))
     now = int(time.time() * 1000)
-    session.store.create(f"{state_dir(session, loaded)}/{state}", "FILE",
+    account_store(session).create(f"{state_dir(session, loaded)}/{state}", "FILE",
                          {"expi": now + STATE_TTL_MS, "st_scope": scope,
                           "st_uri": redirect_uri, "st_data": data, "st_used": False},
                          parents=True)
@@ -47,10 +48,11 @@ def consume_state(session, loaded, state: str):
     if not isinstance(state, str) or not (1 <= len(state) <= 128) \
             or not all(c in _ALNUM for c in state):
         raise bad
-    obj = session.store.fetch(f"{state_dir(session, loaded)}/{state}")
+    store = account_store(session)
+    obj = store.fetch(f"{state_dir(session, loaded)}/{state}")
     if obj is None or obj.get("st_used") is not False:
         raise bad
-    done = session.store.cas(obj.id, {"st_used": False},
+    done = store.cas(obj.id, {"st_used": False},
                              {"st_used": True, "st_used_at": int(time.time() * 1000)})
     if done is None:
         raise bad
