@@ -36,12 +36,17 @@ MAX_BILL_BYTES = 64 << 20
 
 
 class V3Client:
-    """``V3Client(account, http=None, timeout=(5, 10), clock=time.time)``."""
+    """``V3Client(account, http=None, timeout=(5, 10), clock=time.time,
+    on_certificates=None)``; ``on_certificates(text)`` is called with
+    :meth:`WechatKeys.export_certificates` after each refresh (to cache them in the
+    store)."""
 
     def __init__(self, account: V3Account, http: requests.Session | None = None,
                  timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time,
+                 on_certificates: Callable[[str], None] | None = None):
         self.account = account
+        self.on_certificates = on_certificates
         self._owns_http = http is None
         self.http = http if http is not None else _session()
         self.timeout = timeout
@@ -113,13 +118,16 @@ class V3Client:
     # ----- platform certificates -----------------------------------------------------------
     def ensure_certificates(self) -> None:
         if self.account.keys.needs_refresh(self.clock()):
-            self.refresh_certificates()
+            self.refresh_certificates(force=False)
 
-    def refresh_certificates(self):
+    def refresh_certificates(self, force: bool = True):
         """GET /v3/certificates, decrypt with the APIv3 key, verify the answer with the
-        certificates it holds, and keep every valid one."""
+        certificates it holds, and keep every valid one.  ``force=False``: only when
+        still needed once the lock is held (concurrent callers fetch once)."""
+        keys = self.account.keys
         with self._refresh_lock:
-            keys = self.account.keys
+            if not force and not keys.needs_refresh(self.clock()):
+                return keys.certificates()
             status, headers, body = self.send(api.build_certificates(self.account))
             if not 200 <= status < 300:
                 api.check_answer(self.account, status, headers, body, verify=False)
@@ -127,7 +135,9 @@ class V3Client:
             certs = parse_certificates(self.account.apiv3_key, body, now)
             WechatKeys(certificates=certs).verify(headers, body, now)
             keys.set_certificates(certs, now)
-            return certs
+        if self.on_certificates is not None:
+            self.on_certificates(keys.export_certificates())
+        return certs
 
     # ----- endpoints ---------------------------------------------------------------------
     def prepay(self, order: Mapping) -> str:

@@ -12,7 +12,6 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Iterable, Mapping
 
 from cryptography import x509
@@ -90,6 +89,30 @@ class WechatKeys:
             self._certs = certs
             self.fetched_at = time.time() if fetched_at is None else fetched_at
 
+    def export_certificates(self) -> str:
+        """The certificate cache as JSON text (public certificates only, no secret):
+        ``{"fetched_at": seconds, "certificates": [PEM, ...]}``."""
+        with self._lock:
+            return json.dumps({"fetched_at": self.fetched_at,
+                               "certificates": [c.pem() for c in self._certs.values()]})
+
+    def load_certificates(self, text: str, now: float | None = None) -> None:
+        """Load :meth:`export_certificates` output, keeping the still valid ones.
+        WxPayError ``e.weixin.v3.certificates.invalid`` when it is not that."""
+        try:
+            doc = json.loads(text)
+            pems = doc["certificates"]
+            fetched = doc.get("fetched_at")
+            if not isinstance(pems, list) or not (fetched is None
+                                                  or isinstance(fetched, (int, float))):
+                raise ValueError
+            certs = [PlatformCert.of(p) for p in pems]
+        except (ValueError, TypeError, KeyError, AttributeError, WxPayError):
+            raise WxPayError("e.weixin.v3.certificates.invalid",
+                             "the platform certificate cache is not valid") from None
+        now = time.time() if now is None else now
+        self.set_certificates([c for c in certs if c.valid_at(now)], fetched)
+
     def certificates(self) -> list[PlatformCert]:
         with self._lock:
             return list(self._certs.values())
@@ -155,18 +178,6 @@ class WechatKeys:
                           h["signature"]):
             raise SignError("the Wechatpay-Signature does not match")
         return h
-
-
-def _rfc3339(value) -> float | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.timestamp()
 
 
 def parse_certificates(apiv3_key, body: bytes, now: float | None = None) -> list[PlatformCert]:

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Mapping
 
-from objstore.errors import BAD_INPUT, INTERNAL, WnError
+from objstore.errors import BAD_INPUT, WnError
 
 from ..errors import MismatchError, SignError, WxPayError
 from .account import V3Account
@@ -135,8 +135,6 @@ def status_for(error: BaseException | None) -> int:
         return 400
     if isinstance(error, WnError) and error.kind == BAD_INPUT:
         return 400
-    if isinstance(error, WnError) and error.kind not in (INTERNAL,):
-        return 500
     return 500
 
 

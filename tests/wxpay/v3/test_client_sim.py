@@ -1,13 +1,12 @@
 """wnshell's v3 client against the v3 simulator over loopback: every call signed and
 checked by the simulator, every answer verified by the client, notifications
 verified and decrypted by wxpay.v3.notify."""
-import base64
 import json
 import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import pytest
 import requests
