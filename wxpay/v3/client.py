@@ -102,18 +102,24 @@ class V3Client:
 
     def call(self, req: api.Request):
         """The verified JSON answer of ``req`` (None for a 204)."""
+        return self.exchange(req)[0]
+
+    def exchange(self, req: api.Request) -> tuple[dict | None, str]:
+        """``(verified JSON or None, the answer's text)`` -- the text for a record
+        such as the order's ``pay_rexml``."""
         self.ensure_certificates()
         status, headers, body = self.send(req)
         what = f"WeChat Pay {req.target.split('?')[0]}"
         try:
-            return api.check_answer(self.account, status, headers, body, now=self.clock(),
-                                    what=what)
+            doc = api.check_answer(self.account, status, headers, body, now=self.clock(),
+                                   what=what)
         except UnknownSerial as e:
             if e.serial.startswith(PUB_KEY_PREFIX):
                 raise
             self.refresh_certificates()          # a rotated certificate: fetch, retry once
-            return api.check_answer(self.account, status, headers, body, now=self.clock(),
-                                    what=what)
+            doc = api.check_answer(self.account, status, headers, body, now=self.clock(),
+                                   what=what)
+        return doc, body.decode("utf-8")
 
     # ----- platform certificates -----------------------------------------------------------
     def ensure_certificates(self) -> None:

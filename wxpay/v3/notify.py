@@ -21,7 +21,7 @@ from .api import parse_refund, parse_transaction
 from .crypto import DecryptError, aes_gcm_decrypt
 
 __all__ = ["Notification", "parse_notification", "check_payment", "check_refund",
-           "answer", "MAX_BYTES", "PAYMENT_EVENTS", "REFUND_EVENTS"]
+           "answer", "status_for", "headers_from_meta", "MAX_BYTES", "PAYMENT_EVENTS", "REFUND_EVENTS"]
 
 MAX_BYTES = 64 * 1024
 PAYMENT_EVENTS = ("TRANSACTION.SUCCESS",)
@@ -37,6 +37,13 @@ class Notification:
     resource: dict            # the decrypted, checked plaintext
     envelope: dict            # the outer JSON, resource still encrypted
     serial: str
+
+
+def headers_from_meta(meta: Mapping) -> dict:
+    """The request headers of a regapi request object, whose metadata spells them
+    ``http-header-WECHATPAY-SIGNATURE`` (the names compare case-insensitively)."""
+    return {k[len("http-header-"):]: v for k, v in meta.items()
+            if isinstance(k, str) and k.startswith("http-header-") and isinstance(v, str)}
 
 
 def _invalid(reason: str) -> WxPayError:

@@ -58,6 +58,8 @@ def test_prepay_pay_notify_query_in_certificate_mode(srv, sim, merchant):
             assert js["signType"] == "RSA" and rsa_verify(merchant.public, msg, js["paySign"])
             t = c.query("ORDER_0001")
             assert t["trade_state"] == "NOTPAY" and "transaction_id" not in t
+            doc, text = c.exchange(api.build_query(acc, "ORDER_0001"))
+            assert json.loads(text) == doc == t
             sim.pay(prepay_id=pid)
             state = sim.wait_notified("ORDER_0001")
             assert state["status"] == "delivered" and state["attempts"] == 1

@@ -369,3 +369,15 @@ def test_account_masks_every_secret():
     with pytest.raises(Exception) as e:
         account(apiv3_key="short")
     assert e.value.key == "e.weixin.conf.invalid"
+
+
+def test_notification_headers_from_a_regapi_request_object():
+    """regapi stores headers as ``http-header-<UPPER-NAME>`` metadata; a command hands
+    them over with headers_from_meta and the same checks apply."""
+    plain = dict(json.loads(v.RESOURCE_PLAIN), appid=v.APPID)
+    body = _envelope(plain=json.dumps(plain))
+    meta = {"http-header-" + k.upper(): x for k, x in _signed(body).items()}
+    meta.update({"http-method": "POST", "http-header-CONTENT-TYPE": "application/json"})
+    n = notify.parse_notification(account(), notify.headers_from_meta(meta), body,
+                                  now=1700000011)
+    assert n.resource["out_trade_no"] == "ORDER20240101001"

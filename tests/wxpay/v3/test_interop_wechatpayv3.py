@@ -174,3 +174,17 @@ def test_our_notification_parser_accepts_what_the_sdk_accepts(srv, sim, merchant
         theirs = pay.callback(headers, body)["resource"]
         ours = notify.parse_notification(acc, headers, body).resource
         assert ours == theirs
+
+
+def test_sdk_pitfall_unencoded_path_is_refused_and_ours_is_accepted(srv, sim, merchant,
+                                                                     tmp_path):
+    """wechatpay-v3.md §11.1: wechatpayv3 signs ``A|B`` while requests sends ``A%7CB``;
+    the simulator checks the raw request-target, so the SDK's request fails and ours
+    (which percent-encodes before signing) passes."""
+    pay = _sdk(srv, merchant, tmp_path)
+    code, text = pay.query(out_trade_no="SDK|0007")
+    assert code == 401 and json.loads(text)["code"] == "SIGN_ERROR"
+    with V3Client(make_account(srv, merchant), timeout=(2, 2)) as c:
+        c.prepay({"description": "pipe", "out_trade_no": "SDK|0007", "amount": {"total": 1},
+                  "payer": {"openid": OPENID}})
+        assert c.query("SDK|0007")["out_trade_no"] == "SDK|0007"
