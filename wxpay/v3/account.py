@@ -67,6 +67,9 @@ class V3Account:
         parts = urlsplit(str(self.api_base or DEFAULT_API_BASE))
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise _bad("pay_api_base must be an http(s) URL")
+        if parts.path.strip("/") or parts.query or parts.fragment:
+            # v3 signs the request-target the server sees: no prefix can sit in front
+            raise _bad("pay_api_base of a v3 account is scheme://host[:port], no path")
         self.api_base = str(self.api_base or DEFAULT_API_BASE).rstrip("/")
         tem = self.time_expire_minutes
         if isinstance(tem, str) and tem.strip().isdigit():

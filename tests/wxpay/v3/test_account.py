@@ -62,6 +62,7 @@ def test_v3_conf_public_key_mode(merchant, srv):
     ({"pay_cert_serial": "not hex!"}, "e.weixin.conf.invalid"),
     ({"pay_wechat_pubkey_id": "PUB_KEY_ID_1"}, "e.weixin.conf.incomplete"),
     ({"pay_api_version": 4}, "e.weixin.conf.invalid"),
+    ({"pay_api_base": "https://api.mch.weixin.qq.com/prefix"}, "e.weixin.conf.invalid"),
 ])
 def test_v3_conf_refusals_name_fields_never_secrets(merchant, change, key):
     conf = v3conf(pay_cert_serial=merchant.serial)

@@ -73,6 +73,20 @@ def test_prepay_pay_notify_query_in_certificate_mode(srv, sim, merchant):
             assert c.query(transaction_id=tx["transaction_id"])["out_trade_no"] == "ORDER_0001"
 
 
+def test_every_answer_is_signed_with_its_type_and_has_a_request_id(srv, merchant):
+    target = f"/v3/pay/transactions/out-trade-no/ORDER_0001?mchid={MCHID}"
+    r = _raw(srv, merchant, "POST", "/v3/pay/transactions/jsapi", json.dumps(
+        {"appid": APPID, "mchid": MCHID, "description": "d", "out_trade_no": "ORDER_0001",
+         "notify_url": "https://example.com/n", "amount": {"total": 1},
+         "payer": {"openid": "o"}}).encode())
+    assert r.status_code == 200
+    for resp in (r, _raw(srv, merchant, "GET", target)):
+        assert resp.headers["Request-ID"]
+    assert r.headers["Wechatpay-Signature-Type"] == "WECHATPAY2-SHA256-RSA2048"
+    assert {"Wechatpay-Timestamp", "Wechatpay-Nonce", "Wechatpay-Signature",
+            "Wechatpay-Serial"} <= set(r.headers)
+
+
 def test_public_key_merchant_needs_no_certificates(srv, sim, pub_merchant):
     seen = []
     acc = make_pub_account(srv, pub_merchant)
