@@ -35,7 +35,8 @@ refund; other amounts → 400 INVALID_REQUEST.
 
 Faults (``POST /sim/v3/faults``, ``{}`` clears), for ``/v3/`` answers: ``latency`` s,
 ``timeout`` (hold the answer ``hold`` s, the request is processed), ``http_status`` N
-(an unsigned plain-text answer), ``html``, ``systemerror`` (500 SYSTEM_ERROR),
+(an unsigned plain-text answer), ``html``, ``garbage`` (an unsigned 200 of random
+bytes), ``systemerror`` (500 SYSTEM_ERROR),
 ``ratelimit`` (429 FREQUENCY_LIMITED), ``err_code`` CODE (its §10 status), ``bad_sign``,
 ``unsigned``, ``signtest`` (a ``WECHATPAY/SIGNTEST/`` signature), ``unknown_serial``;
 for notifications: ``duplicate_notify`` N, ``concurrent_notify`` N, ``notify_latency``
@@ -88,7 +89,7 @@ STATUS_OF = {"PARAM_ERROR": 400, "INVALID_REQUEST": 400, "APPID_MCHID_NOT_MATCH"
              "ACCOUNT_ERROR": 403, "RATELIMIT_EXCEEDED": 429, "FREQUENCY_LIMITED": 429,
              "SYSTEM_ERROR": 500, "SERVICE_UNAVAILABLE": 503, "USER_PAYING": 202}
 _CODE = re.compile(r"^[A-Z0-9_]{1,64}$")
-_FAULT_FLAGS = ("timeout", "html", "systemerror", "ratelimit", "bad_sign", "unsigned",
+_FAULT_FLAGS = ("timeout", "html", "garbage", "systemerror", "ratelimit", "bad_sign", "unsigned",
                 "signtest", "unknown_serial", "notify_signtest", "notify_bad_sign")
 _FAULT_NUMBERS = ("latency", "hold", "notify_latency")
 _FAULT_COUNTS = ("duplicate_notify", "concurrent_notify", "count")
@@ -379,6 +380,9 @@ class V3Simulator:
             return faults.get("http_status", 502), {"Content-Type": "text/html"}, HTML_PAGE
         if "http_status" in faults:
             return faults["http_status"], {"Content-Type": "text/plain"}, b"Service Unavailable"
+        if faults.get("garbage"):
+            return 200, {"Content-Type": "application/octet-stream"}, \
+                secrets.token_bytes(48) + b"\x00\xff{"
         merchant = None
         try:
             merchant = self._authenticate(method, target, headers, body)
@@ -763,6 +767,19 @@ class V3Simulator:
             if r is None:
                 return None
             return dict(r.answer(), notify=_notify_snapshot(r.notify))
+
+    def backdate(self, out_trade_no: str, seconds: float) -> None:
+        """Move an order's creation and payment ``seconds`` into the past (a bill of
+        an earlier day, without moving the clock the request signatures use)."""
+        with self._lock:
+            o = self._find(out_trade_no)
+            if o is None:
+                raise LookupError("no such order")
+            o.created -= seconds
+            o.prepay_at -= seconds
+            if o.paid_at is not None:
+                o.paid_at -= seconds
+                o.success_time = rfc3339(o.paid_at)
 
     def pay(self, prepay_id: str | None = None, out_trade_no: str | None = None,
             bank_type: str = "OTHERS") -> dict:

@@ -244,6 +244,7 @@ def test_prepay_field_checks(srv, merchant):
     ({"err_code": "NOT_ENOUGH"}, V3ResultFail, "e.weixin.err.NOTENOUGH"),
     ({"http_status": 502}, TransportError, "e.weixin.transport"),
     ({"html": True}, TransportError, "e.weixin.transport"),
+    ({"garbage": True}, SignError, "e.weixin.sign.invalid"),    # an unsigned 2xx
 ])
 def test_answer_faults_are_refused(client, sim, fault, err, key):
     client.ensure_certificates()

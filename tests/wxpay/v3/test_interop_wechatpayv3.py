@@ -188,3 +188,29 @@ def test_sdk_pitfall_unencoded_path_is_refused_and_ours_is_accepted(srv, sim, me
         c.prepay({"description": "pipe", "out_trade_no": "SDK|0007", "amount": {"total": 1},
                   "payer": {"openid": OPENID}})
         assert c.query("SDK|0007")["out_trade_no"] == "SDK|0007"
+
+
+def test_sdk_trade_bill_and_download(srv, sim, merchant, tmp_path):
+    """The SDK asks for yesterday's bill, verifies the signed answer, downloads the
+    (unsigned, gzip) file; its SHA-1 matches hash_value and it lists the order."""
+    import gzip
+    import hashlib
+    from datetime import datetime, timedelta
+    pay = _sdk(srv, merchant, tmp_path)
+    code, text = pay.pay(description="账单", out_trade_no="SDK_BILL1", amount={"total": 250},
+                         payer={"openid": OPENID})
+    sim.pay(prepay_id=json.loads(text)["prepay_id"])
+    sim.backdate("SDK_BILL1", 86400)
+    day = (datetime.fromtimestamp(sim.now(), api.BEIJING) - timedelta(days=1)).strftime(
+        "%Y-%m-%d")
+    code, text = pay.trade_bill(bill_date=day)
+    assert code == 200, text
+    info = json.loads(text)
+    code, content = pay.download_bill(info["download_url"])
+    assert code == 200
+    raw = gzip.decompress(content)
+    assert hashlib.sha1(raw).hexdigest() == info["hash_value"]
+    assert "`SDK_BILL1" in raw.decode() and "`2.50" in raw.decode()
+    # and our client reads the same bill
+    with V3Client(make_account(srv, merchant), timeout=(2, 2)) as c:
+        assert c.tradebill(day) == raw.decode()
