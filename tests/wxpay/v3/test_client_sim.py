@@ -354,3 +354,38 @@ def test_runs_alone_as_a_module(tmp_path, merchant):
         p.terminate()
         p.wait(timeout=5)
     assert APIV3_KEY not in p.stderr.read()
+
+
+def test_no_secret_reaches_a_log_an_error_or_an_answer(srv, sim, merchant, intruder, caplog,
+                                                       capfd):
+    import logging
+    caplog.set_level(logging.DEBUG)
+    seen, errors, answers = [], [], []
+    acc = make_account(srv, merchant)
+    wrong = make_account(srv, merchant, keys=acc.keys)   # same trust, another APIv3 key
+    wrong.apiv3_key = "X" * 32                           # so it can decrypt nothing
+    with Receiver(_checking_receiver(wrong, seen)) as rec:
+        acc.notify_url = rec.url
+        with V3Client(acc, timeout=(2, 2)) as c:
+            sim.pay(prepay_id=c.prepay(order()))
+            sim.wait_notified("ORDER_0001")
+            for bad in ({"bad_sign": True}, {"systemerror": True}, {"http_status": 503}):
+                sim.set_faults(dict(bad, count=1))
+                try:
+                    c.query("ORDER_0001")
+                except Exception as e:               # noqa: BLE001
+                    errors.append(e.line())
+        answers += [a["reply"] for a in sim.order("ORDER_0001")["notify"]["log"]]
+        answers.append(requests.get(srv.url + "/sim/v3/platform").text)
+    with pytest.raises(Exception) as e:
+        c2 = V3Client(make_account(srv, merchant), timeout=(2, 2))
+        c2.account.private_key = intruder.key
+        c2.query("ORDER_0001")
+    errors.append(e.value.line())
+    assert seen and seen[0] == ("refused", "e.weixin.v3.decrypt.invalid")
+    assert len(errors) == 4
+    out, err = capfd.readouterr()
+    text = "\n".join([caplog.text, out, err, *errors, *answers, repr(acc), str(wrong)])
+    for secret in (APIV3_KEY, "X" * 32, *merchant.pem.splitlines()[1:-1],
+                   *intruder.pem.splitlines()[1:-1]):
+        assert secret not in text
