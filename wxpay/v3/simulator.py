@@ -359,7 +359,9 @@ class V3Simulator:
             keys = [k for k in self._faults if (k in _NOTIFY_FAULTS) == notify and k != "hold"]
             if not keys:
                 return {}
-            taken = dict(self._faults)
+            # only this use's kind: an answer never carries a notification fault
+            taken = {k: v for k, v in self._faults.items()
+                     if (k in _NOTIFY_FAULTS) == notify or k == "hold"}
             if self._fault_left is not None:
                 self._fault_left -= 1
                 if self._fault_left <= 0:

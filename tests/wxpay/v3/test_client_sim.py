@@ -287,8 +287,11 @@ def test_notification_retries_probes_and_duplicates(srv, sim, merchant):
             assert st["status"] == "delivered" and st["attempts"] == 3
             assert [a["status"] for a in st["log"]] == [500, 500, 204]
             seen.clear()
-            sim.set_faults({"notify_signtest": True, "concurrent_notify": 5})
-            sim.pay(prepay_id=c.prepay(order(out_trade_no="ORDER_0002")))
+            # an answer fault and notification faults at once: the answer is slow but
+            # well signed, only the notification gets the probe
+            sim.set_faults({"latency": 0.01, "notify_signtest": True, "concurrent_notify": 5})
+            pid = c.prepay(order(out_trade_no="ORDER_0002"))
+            sim.pay(prepay_id=pid)
             st = sim.wait_notified("ORDER_0002")
     assert seen[0] == ("refused", "e.weixin.sign.invalid")           # the probe: 401
     assert st["log"][0]["status"] == 401 and st["log"][0]["probe"]
