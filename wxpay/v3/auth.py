@@ -55,8 +55,19 @@ def _text(body) -> str:
     if body is None:
         return ""
     if isinstance(body, (bytes, bytearray, memoryview)):
-        return bytes(body).decode("utf-8")
+        try:
+            return bytes(body).decode("utf-8")
+        except UnicodeDecodeError:
+            raise SignError("a signed body must be UTF-8") from None
     return str(body)
+
+
+def _bytes(body) -> bytes:
+    if body is None:
+        return b""
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        return bytes(body)
+    return str(body).encode("utf-8")
 
 
 def request_message(method: str, target: str, timestamp, nonce: str, body=b"") -> str:
@@ -72,7 +83,10 @@ def authorization(mchid: str, serial_no: str, private_key, method: str, target: 
     """The ``Authorization`` header value for one request."""
     nonce = nonce or new_nonce()
     ts = _stamp(timestamp)
-    sig = rsa_sign(private_key, request_message(method, target, ts, nonce, body))
+    request_message(method, target, ts, nonce, "")          # checks the target
+    # the exact bytes: what is sent is what is signed
+    msg = f"{method.upper()}\n{target}\n{ts}\n{nonce}\n".encode("utf-8") + _bytes(body) + b"\n"
+    sig = rsa_sign(private_key, msg)
     return (f'{SCHEMA} mchid="{mchid}",nonce_str="{nonce}",signature="{sig}",'
             f'timestamp="{ts}",serial_no="{serial_no}"')
 
@@ -108,8 +122,9 @@ def signature_headers(private_key, serial: str, body=b"", timestamp=None,
     """The ``Wechatpay-*`` headers WeChat puts on an answer or a notification."""
     nonce = nonce or new_nonce()
     ts = _stamp(timestamp)
+    msg = f"{ts}\n{nonce}\n".encode("utf-8") + _bytes(body) + b"\n"
     return {"Wechatpay-Timestamp": ts, "Wechatpay-Nonce": nonce,
-            "Wechatpay-Signature": rsa_sign(private_key, response_message(ts, nonce, body)),
+            "Wechatpay-Signature": rsa_sign(private_key, msg),
             "Wechatpay-Serial": serial, "Wechatpay-Signature-Type": SIGNATURE_TYPE}
 
 

@@ -495,6 +495,9 @@ class V3Simulator:
                      "amount", "payer"):
             if p.get(name) in (None, ""):
                 raise _Fail("PARAM_ERROR", f"输入源“/body/{name}”映射到字段“{name}”必填性规则校验失败，此字段为必填项", f"/{name}")
+        for name in ("appid", "mchid", "out_trade_no", "notify_url"):
+            if not isinstance(p[name], str):
+                raise _Fail("PARAM_ERROR", f"{name}字段类型错误", f"/{name}")
         if p["mchid"] != m.mchid:
             raise _Fail("PARAM_ERROR", "请求中的mchid与Authorization中的mchid不一致", "/mchid")
         if p["appid"] not in m.appids:
@@ -600,6 +603,9 @@ class V3Simulator:
             if nu is None or nu.query or not nu.hostname or not (
                     nu.scheme == "https" or (nu.scheme == "http" and is_loopback_host(nu.hostname))):
                 raise _Fail("PARAM_ERROR", "notify_url字段格式错误", "/notify_url")
+        for name in ("transaction_id", "out_trade_no", "reason"):
+            if p.get(name) is not None and not isinstance(p[name], str):
+                raise _Fail("PARAM_ERROR", f"{name}字段类型错误", f"/{name}")
         with self._lock:
             if p.get("transaction_id"):
                 o = next((x for x in self._orders.values() if x.mchid == m.mchid

@@ -392,3 +392,36 @@ def test_no_secret_reaches_a_log_an_error_or_an_answer(srv, sim, merchant, intru
     for secret in (APIV3_KEY, "X" * 32, *merchant.pem.splitlines()[1:-1],
                    *intruder.pem.splitlines()[1:-1]):
         assert secret not in text
+
+
+_GOOD = {"appid": APPID, "mchid": MCHID, "description": "d", "out_trade_no": "ORDER_0003",
+         "notify_url": "https://example.com/n", "amount": {"total": 1},
+         "payer": {"openid": "o"}}
+
+
+@pytest.mark.parametrize("target,body", [
+    ("/v3/pay/transactions/jsapi", b"not json"),
+    ("/v3/pay/transactions/jsapi", b"[]"),
+    ("/v3/pay/transactions/jsapi", b"\xff\xfe"),
+    *[("/v3/pay/transactions/jsapi", json.dumps(dict(_GOOD, **change)).encode())
+      for change in ({"amount": "100"}, {"amount": {"total": True}}, {"payer": "x"},
+                     {"description": 5}, {"time_expire": "tomorrow"}, {"notify_url": 5},
+                     {"attach": ["x"]}, {"out_trade_no": None}, {"mchid": "1900000002"},
+                     {"notify_url": "http://example.com/n"}, {"amount": {"total": -1}},
+                     {"amount": {"total": 1, "currency": "USD"}})],
+    ("/v3/pay/transactions/out-trade-no/ORDER_0003/close", b"[1]"),
+    ("/v3/pay/transactions/out-trade-no/ORDER_0003/close", b'{"mchid": 1}'),
+    ("/v3/refund/domestic/refunds", b'{"out_refund_no": 5}'),
+    ("/v3/refund/domestic/refunds", b'{"out_refund_no": "R", "amount": {"refund": "1"}}'),
+    ("/v3/refund/domestic/refunds", b'{"out_refund_no": "R", "amount": {"refund": 1, '
+                                    b'"total": 1}, "out_trade_no": ["x"]}'),
+    ("/v3/no/such/endpoint", b"{}"),
+])
+def test_malformed_requests_get_a_v3_error_never_a_500(srv, merchant, target, body):
+    r = _raw(srv, merchant, "POST", target, body)
+    assert 400 <= r.status_code < 500, r.text
+    assert _CODE_RE.match(r.json()["code"]) and r.json()["message"]
+    assert "Wechatpay-Signature" not in r.headers
+
+
+_CODE_RE = __import__("re").compile(r"^[A-Z_]+$")
