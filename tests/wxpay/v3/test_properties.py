@@ -107,3 +107,49 @@ def _fuzz_sim():
         s.add_merchant(v.MCHID, [v.APPID], crypto.public_pem(KEY), v.SERIAL, v.APIV3_KEY)
         _SIM.append(s)
     return _SIM[0]
+
+
+# ----- our parsers raise WnError (a clear one-line error) on anything -----------------
+def _account():
+    from wxpay.v3.account import V3Account
+    return V3Account(v.APPID, v.MCHID, v.APIV3_KEY, v.SERIAL, KEY, keys=KEYS)
+
+
+@settings(max_examples=150, deadline=None)
+@given(json_values, st.sampled_from(["transaction", "refund", "bill", "prepay", "envelope",
+                                     "certificates", "resource", "refund_resource"]))
+def test_parsers_only_raise_wn_errors(doc, which):
+    import json
+
+    from objstore.errors import WnError
+    from wxpay.v3 import api, notify
+    from wxpay.v3.keys import parse_certificates
+    acc = _account()
+    try:
+        if which == "transaction":
+            api.parse_transaction(acc, doc)
+        elif which == "refund":
+            api.parse_refund(acc, doc)
+        elif which == "bill":
+            api.parse_bill(acc, doc)
+        elif which == "prepay":
+            api.parse_prepay(doc)
+        elif which == "certificates":
+            parse_certificates(v.APIV3_KEY, json.dumps({"data": doc}).encode())
+        else:
+            if which == "envelope":
+                env = doc
+            else:                                 # a well-formed envelope, any plaintext
+                kind = "transaction" if which == "resource" else "refund"
+                env = {"id": "EV-1", "event_type": "TRANSACTION.SUCCESS" if kind ==
+                       "transaction" else "REFUND.SUCCESS",
+                       "resource_type": "encrypt-resource",
+                       "resource": {"algorithm": "AEAD_AES_256_GCM", "original_type": kind,
+                                    "nonce": "fJ3Qk9ZtB2xW", "associated_data": kind,
+                                    "ciphertext": crypto.aes_gcm_encrypt(
+                                        v.APIV3_KEY, "fJ3Qk9ZtB2xW", json.dumps(doc), kind)}}
+            body = json.dumps(env).encode()
+            h = auth.signature_headers(KEY, "PUB_KEY_ID_TEST", body)
+            notify.parse_notification(acc, h, body)
+    except WnError as e:
+        assert e.key.startswith("e.weixin.") and "\n" not in e.line()
