@@ -46,16 +46,13 @@ k applies them to the next k uses only.
 from __future__ import annotations
 
 import base64
-import csv
 import gzip
 import hashlib
-import io
 import json
 import re
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Mapping
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -64,12 +61,13 @@ import requests
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..errors import SignError, WxPayError
-from ..money import fen_to_yuan
 from .api import BEIJING, OUT_REFUND_NO, OUT_TRADE_NO, rfc3339
 from .auth import (WINDOW, header, new_nonce, parse_authorization, request_message,
                    signature_headers)
 from .crypto import aes_gcm_encrypt, load_public_key, public_pem, rsa_verify, serial_hex
+from .simbill import trade_bill
 from .simkeys import new_certificate, new_key
+from .simrecords import Merchant, Order, Refund, notify_snapshot
 
 __all__ = ["V3Simulator", "STATUS_OF", "is_loopback_host"]
 
@@ -120,100 +118,6 @@ class _Fail(Exception):
         self.status = status or STATUS_OF.get(code, 400)
 
 
-@dataclass
-class _Merchant:
-    mchid: str
-    appids: set
-    public_key: object               # the merchant's API public key
-    serial_no: str                   # its certificate serial (upper-case hex)
-    apiv3_key: str = field(repr=False)
-    sign_with: str = "certificate"   # or "pubkey"
-
-
-@dataclass
-class _Refund:
-    out_refund_no: str
-    refund_id: str
-    order: "_Order"
-    refund: int
-    reason: str | None
-    notify_url: str | None
-    created: float
-    status: str = "PROCESSING"
-    success_time: str | None = None
-    notify: dict = field(default_factory=lambda: {"status": "none", "attempts": [],
-                                                  "active": 0})
-
-    def answer(self) -> dict:
-        o = self.order
-        a = {"refund_id": self.refund_id, "out_refund_no": self.out_refund_no,
-             "transaction_id": o.transaction_id, "out_trade_no": o.out_trade_no,
-             "channel": "ORIGINAL", "user_received_account": "支付用户零钱",
-             "create_time": rfc3339(self.created), "status": self.status,
-             "funds_account": "AVAILABLE",
-             "amount": {"total": o.total, "refund": self.refund, "payer_total": o.total,
-                        "payer_refund": self.refund, "settlement_refund": self.refund,
-                        "settlement_total": o.total, "discount_refund": 0,
-                        "currency": "CNY", "refund_fee": 0}}
-        if self.success_time:
-            a["success_time"] = self.success_time
-        return a
-
-
-@dataclass
-class _Order:
-    mchid: str
-    appid: str
-    out_trade_no: str
-    params: dict
-    total: int
-    prepay_id: str
-    prepay_at: float
-    time_expire: float
-    created: float
-    state: str = "NOTPAY"            # NOTPAY, SUCCESS, REFUND, CLOSED
-    transaction_id: str | None = None
-    success_time: str | None = None
-    paid_at: float | None = None
-    bank_type: str | None = None
-    refunds: list = field(default_factory=list)
-    notify: dict = field(default_factory=lambda: {"status": "none", "attempts": [],
-                                                  "active": 0})
-
-    def transaction(self) -> dict:
-        t = {"appid": self.appid, "mchid": self.mchid, "out_trade_no": self.out_trade_no,
-             "trade_type": "JSAPI", "trade_state": self.state,
-             "trade_state_desc": {"NOTPAY": "未支付", "SUCCESS": "支付成功",
-                                  "REFUND": "转入退款", "CLOSED": "已关闭"}[self.state],
-             "payer": {"openid": self.params["payer"]["openid"]},
-             "amount": {"total": self.total, "currency": "CNY"}}
-        if self.params.get("attach"):
-            t["attach"] = self.params["attach"]
-        if self.transaction_id:
-            t.update(transaction_id=self.transaction_id, bank_type=self.bank_type,
-                     success_time=self.success_time)
-            t["amount"].update(payer_total=self.total, payer_currency="CNY")
-        return t
-
-    def snapshot(self) -> dict:
-        n = self.notify
-        return {"out_trade_no": self.out_trade_no, "mchid": self.mchid,
-                "appid": self.appid, "trade_state": self.state, "state": self.state,
-                "prepay_id": self.prepay_id, "total": self.total,
-                "transaction_id": self.transaction_id, "success_time": self.success_time,
-                "notify_url": self.params.get("notify_url"),
-                "time_expire": rfc3339(self.time_expire),
-                "refunds": [r.answer() for r in self.refunds],
-                "notify": _notify_snapshot(n)}
-
-
-def _notify_snapshot(n: dict) -> dict:
-    return {"status": n["status"], "attempts": len(n["attempts"]), "active": n["active"],
-            "successes": sum(1 for a in n["attempts"] if a["ok"]),
-            "last_reply": n["attempts"][-1]["reply"] if n["attempts"] else None,
-            "log": list(n["attempts"][-200:])}
-
-
 def _parse_time(value) -> float | None:
     if not isinstance(value, str):
         return None
@@ -246,10 +150,10 @@ class V3Simulator:
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._stop = threading.Event()
-        self._merchants: dict[str, _Merchant] = {}
-        self._orders: dict[tuple[str, str], _Order] = {}
-        self._by_prepay: dict[str, _Order] = {}
-        self._refunds: dict[tuple[str, str], _Refund] = {}
+        self._merchants: dict[str, Merchant] = {}
+        self._orders: dict[tuple[str, str], Order] = {}
+        self._by_prepay: dict[str, Order] = {}
+        self._refunds: dict[tuple[str, str], Refund] = {}
         self._bills: dict[str, tuple[str, bytes, float, bool]] = {}
         self._faults: dict = {}
         self._fault_left: int | None = None
@@ -277,7 +181,7 @@ class V3Simulator:
             raise WxPayError("e.weixin.sim.merchant",
                              "a v3 merchant needs mchid, appids, serial_no and a 32-byte APIv3 key")
         with self._lock:
-            self._merchants[str(mchid)] = _Merchant(
+            self._merchants[str(mchid)] = Merchant(
                 str(mchid), set(map(str, appids)), load_public_key(public_key),
                 str(serial_no).upper(), apiv3_key, sign_with)
 
@@ -409,7 +313,7 @@ class V3Simulator:
             self._stop.wait(faults.get("hold", self.hold))
         return status, hdrs, out
 
-    def _sign(self, merchant: _Merchant, body: bytes, faults: dict | None = None) -> dict:
+    def _sign(self, merchant: Merchant, body: bytes, faults: dict | None = None) -> dict:
         faults = faults or {}
         if faults.get("unsigned"):
             return {}
@@ -431,7 +335,7 @@ class V3Simulator:
             h["Wechatpay-Signature"] = base64.b64encode(bytes(raw)).decode()
         return h
 
-    def _authenticate(self, method, target, headers, body) -> _Merchant:
+    def _authenticate(self, method, target, headers, body) -> Merchant:
         if not header(headers, "Accept") or not header(headers, "User-Agent"):
             raise _Fail("INVALID_REQUEST", "Http头缺少Accept或User-Agent")
         try:
@@ -456,7 +360,7 @@ class V3Simulator:
             raise _Fail("PARAM_ERROR", "请求体过大")
         return m
 
-    def _dispatch(self, m: _Merchant, method: str, target: str, body: bytes):
+    def _dispatch(self, m: Merchant, method: str, target: str, body: bytes):
         parts = urlsplit(target)
         path, query = parts.path, parse_qs(parts.query, keep_blank_values=True)
         q = {k: v[0] for k, v in query.items()}
@@ -490,7 +394,7 @@ class V3Simulator:
         return 200, _dumps(doc), "application/json", True
 
     # ----- endpoints -------------------------------------------------------------------------
-    def _prepay(self, m: _Merchant, p: dict) -> dict:
+    def _prepay(self, m: Merchant, p: dict) -> dict:
         for name in ("appid", "mchid", "description", "out_trade_no", "notify_url",
                      "amount", "payer"):
             if p.get(name) in (None, ""):
@@ -547,7 +451,7 @@ class V3Simulator:
                     o.prepay_id, o.prepay_at = self._new_prepay(), now
                     self._by_prepay[o.prepay_id] = o
             else:
-                o = _Order(m.mchid, p["appid"], p["out_trade_no"], key, amount["total"],
+                o = Order(m.mchid, p["appid"], p["out_trade_no"], key, amount["total"],
                            self._new_prepay(), now, expire, now)
                 self._orders[(m.mchid, o.out_trade_no)] = o
                 self._by_prepay[o.prepay_id] = o
@@ -557,7 +461,7 @@ class V3Simulator:
         return "wx" + datetime.fromtimestamp(self.now(), BEIJING).strftime("%d%H%M%S") \
             + secrets.token_hex(14)
 
-    def _expire(self, o: _Order) -> None:
+    def _expire(self, o: Order) -> None:
         if o.state == "NOTPAY" and self.now() >= o.time_expire:
             o.state = "CLOSED"
 
@@ -630,7 +534,7 @@ class V3Simulator:
             done = sum(r.refund for r in o.refunds if r.status != "CLOSED")
             if done + amount["refund"] > o.total:
                 raise _Fail("INVALID_REQUEST", "申请退款金额超过订单可退金额")
-            r = _Refund(no, "5030" + "".join(secrets.choice("0123456789") for _ in range(25)),
+            r = Refund(no, "5030" + "".join(secrets.choice("0123456789") for _ in range(25)),
                         o, amount["refund"], p.get("reason"), url, self.now())
             o.refunds.append(r)
             o.state = "REFUND"
@@ -641,7 +545,7 @@ class V3Simulator:
         t.start()
         return ans
 
-    def _finish_refund(self, m: _Merchant, r: _Refund) -> None:
+    def _finish_refund(self, m: Merchant, r: Refund) -> None:
         with self._cond:
             if r.status != "PROCESSING":
                 return
@@ -683,54 +587,15 @@ class V3Simulator:
             raise _Fail("NO_STATEMENT_EXIST", "账单文件不存在")
         if (today - day).days > 92:
             raise _Fail("INVALID_REQUEST", "只能下载三个月以内的账单")
-        content = self._bill_text(m, day, bill_type).encode("utf-8")
+        with self._lock:
+            orders = list(self._orders.values())
+        content = trade_bill(orders, m.mchid, day, bill_type).encode("utf-8")
         token = secrets.token_urlsafe(24)
         with self._lock:
             self._bills[token] = (m.mchid, content, self.now() + BILL_URL_TTL,
                                   q.get("tar_type") == "GZIP")
         return {"hash_type": "SHA1", "hash_value": hashlib.sha1(content).hexdigest(),
                 "download_url": f"{self.base_url}/v3/billdownload/file?token={token}"}
-
-    def _bill_text(self, m, day, bill_type) -> str:
-        head = ["交易时间", "公众账号ID", "商户号", "特约商户号", "设备号", "微信订单号",
-                "商户订单号", "用户标识", "交易类型", "交易状态", "付款银行", "货币种类",
-                "应结订单金额", "代金券金额", "微信退款单号", "商户退款单号", "退款金额",
-                "充值券退款金额", "退款类型", "退款状态", "商品名称", "商户数据包", "手续费",
-                "费率", "订单金额", "申请退款金额", "费率备注"]
-        out = io.StringIO()
-        w = csv.writer(out, lineterminator="\r\n")
-        w.writerow(head)
-        n = total = refunds = 0
-        with self._lock:
-            orders = [o for o in self._orders.values() if o.mchid == m.mchid and o.paid_at
-                      and datetime.fromtimestamp(o.paid_at, BEIJING).date() == day]
-        for o in sorted(orders, key=lambda x: x.paid_at):
-            when = datetime.fromtimestamp(o.paid_at, BEIJING).strftime("%Y-%m-%d %H:%M:%S")
-            base = [when, o.appid, o.mchid, "0", "", o.transaction_id, o.out_trade_no,
-                    o.params["payer"]["openid"], "JSAPI"]
-            if bill_type in ("ALL", "SUCCESS"):
-                w.writerow(["`" + str(x) for x in base + [
-                    "SUCCESS", o.bank_type, "CNY", fen_to_yuan(o.total), "0.00", "0", "0",
-                    "0.00", "0.00", "", "", o.params["description"],
-                    o.params.get("attach") or "", "0.00", "0.60%", fen_to_yuan(o.total),
-                    "0.00", ""]])
-                n += 1
-                total += o.total
-            if bill_type in ("ALL", "REFUND"):
-                for r in o.refunds:
-                    w.writerow(["`" + str(x) for x in base + [
-                        "REFUND", o.bank_type, "CNY", "0.00", "0.00", r.refund_id,
-                        r.out_refund_no, fen_to_yuan(r.refund), "0.00", "ORIGINAL", r.status,
-                        o.params["description"], o.params.get("attach") or "", "0.00",
-                        "0.60%", "0.00", fen_to_yuan(r.refund), ""]])
-                    n += 1
-                    refunds += r.refund
-        w.writerow(["总交易单数", "应结订单总金额", "退款总金额", "充值券退款总金额",
-                    "手续费总金额", "订单总金额", "申请退款总金额"])
-        w.writerow(["`" + str(x) for x in (n, fen_to_yuan(total), fen_to_yuan(refunds),
-                                             "0.00", "0.00", fen_to_yuan(total),
-                                             fen_to_yuan(refunds))])
-        return out.getvalue()
 
     def _download(self, m, q):
         with self._lock:
@@ -756,7 +621,7 @@ class V3Simulator:
         return {"data": data}
 
     # ----- payment and notification ----------------------------------------------------------
-    def _find(self, out_trade_no: str, mchid: str | None = None) -> _Order | None:
+    def _find(self, out_trade_no: str, mchid: str | None = None) -> Order | None:
         if mchid is not None:
             return self._orders.get((mchid, out_trade_no))
         return next((o for (mc, no), o in self._orders.items() if no == out_trade_no), None)
@@ -774,7 +639,7 @@ class V3Simulator:
             r = next((x for (mc, no), x in self._refunds.items() if no == out_refund_no), None)
             if r is None:
                 return None
-            return dict(r.answer(), notify=_notify_snapshot(r.notify))
+            return dict(r.answer(), notify=notify_snapshot(r.notify))
 
     def backdate(self, out_trade_no: str, seconds: float) -> None:
         """Move an order's creation and payment ``seconds`` into the past (a bill of
@@ -821,7 +686,7 @@ class V3Simulator:
                                                "支付成功", plain)
         return result
 
-    def _envelope(self, m: _Merchant, event: str, original: str, summary: str,
+    def _envelope(self, m: Merchant, event: str, original: str, summary: str,
                   plain: dict) -> bytes:
         nonce = new_nonce(12)
         return _dumps({
@@ -924,7 +789,7 @@ class V3Simulator:
                     st = o.notify if o is not None else None
                 if st is not None and st["status"] not in ("none", "pending") \
                         and st["active"] == 0:
-                    return _notify_snapshot(st)
+                    return notify_snapshot(st)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError("notification still running")
