@@ -123,3 +123,21 @@ class Account:
                    api_base=get("pay_api_base") or DEFAULT_API_BASE,
                    time_expire_minutes=10 if tem is None else tem,
                    appsecret=get("appsecret", "appSecret"))
+
+
+def load_account(conf: Mapping, read_object=None):
+    """The account a ``wxconf`` describes: :class:`Account` (v2, exactly as
+    :meth:`Account.from_wxconf`) unless ``pay_api_version`` is 3, then a
+    :class:`wxpay.v3.account.V3Account` whose key objects ``read_object(name)`` reads
+    from the account's folder (see ``wxpay.v3.account.WXCONF_KEYS``)."""
+    if not isinstance(conf, Mapping):
+        raise _bad("e.weixin.conf.invalid", "wxconf must be an object")
+    version = conf.get("pay_api_version")
+    if version in (None, "", 2, "2", "v2"):
+        return Account.from_wxconf(conf)
+    if version not in (3, "3", "v3"):
+        raise _bad("e.weixin.conf.invalid", "pay_api_version must be 2 or 3")
+    if read_object is None:
+        raise _bad("e.weixin.conf.invalid", "a v3 account needs its key objects")
+    from .v3.account import from_wxconf
+    return from_wxconf(conf, read_object)
