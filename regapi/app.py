@@ -97,7 +97,7 @@ def runs_inline(node) -> bool:
 class Template:
     """A parsed API object, with what the response needs from its metadata."""
     __slots__ = ("ast", "uses_id", "inline", "version", "headers", "mime", "redirect",
-                 "names", "api", "as_json")
+                 "names", "api", "as_json", "qs_mime")
 
     def __init__(self, ast, api, version):
         from wnshell import nodes as n
@@ -107,7 +107,8 @@ class Template:
         self.inline = runs_inline(ast)
         self.version = version
         self.headers = tuple(rs.api_headers(api))
-        self.mime = rs.content_type(None, api)
+        self.mime = rs.content_type(api)
+        self.qs_mime = api.get(rs.QS_MIME_META) is True
         self.as_json = rs.is_json(self.mime)
         self.redirect = rs.redirect_code(api)
         self.api = api          # the object it was made from (identity = still current)
@@ -217,12 +218,10 @@ class RegApiApp:
             query = rq.parse_query(environ.get("QUERY_STRING", ""))
         except rq.HttpError as e:       # in the API's own error format (JSON or text)
             return _error(e.http_code, e.key, e.reason, tpl.as_json)
-        qs_mime = query.get("mime")
-        if qs_mime:
-            mime = rs.clean_mime(qs_mime) or tpl.mime
+        mime, as_json = tpl.mime, tpl.as_json
+        if tpl.qs_mime and query.get("mime"):     # opted in; passive types only
+            mime = rs.query_mime(query["mime"]) or mime
             as_json = rs.is_json(mime)
-        else:
-            mime, as_json = tpl.mime, tpl.as_json
         try:
             if tpl.uses_id:
                 meta = rq.build_meta(environ, usr, path, route.rel, route.args, query)

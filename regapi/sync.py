@@ -108,8 +108,8 @@ def _check_response_meta(meta: dict, shown: str) -> None:
         elif key == "http-resp-code" and rs.redirect_code(meta) is None:
             raise SyncError("e.regapi.sync.meta", f"{shown}: http-resp-code must be 301 or "
                             "302", BAD_INPUT)
-        elif key == "regapi-reqobj" and not isinstance(value, bool):
-            raise SyncError("e.regapi.sync.meta", f"{shown}: regapi-reqobj must be true or "
+        elif key in ("regapi-reqobj", rs.QS_MIME_META) and not isinstance(value, bool):
+            raise SyncError("e.regapi.sync.meta", f"{shown}: {key} must be true or "
                             "false (JSON booleans)", BAD_INPUT)
 
 

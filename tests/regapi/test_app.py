@@ -113,12 +113,22 @@ def test_content_type_precedence(app, store):
     assert call(app, "GET", "/api/demo/plain").headers["Content-Type"] == "text/html; charset=utf-8"
     assert call(app, "GET", "/api/demo/js").headers["Content-Type"] == \
         "application/json; charset=utf-8"
+    # ?mime= is ignored unless the API opts in (regapi-qs-mime: true)
     assert call(app, "GET", "/api/demo/js", "mime=text/plain").headers["Content-Type"] == \
-        "text/plain; charset=utf-8"
-    assert call(app, "GET", "/api/demo/plain", "mime=json").headers["Content-Type"] == \
         "application/json; charset=utf-8"
+    put_api(store, "demo", "pick", "echo '{}'", **{"http-header-Content-Type": "application/json",
+                                                   "regapi-qs-mime": True})
+    assert call(app, "GET", "/api/demo/pick", "mime=text/plain").headers["Content-Type"] == \
+        "text/plain; charset=utf-8"
+    assert call(app, "GET", "/api/demo/pick", "mime=csv").headers["Content-Type"] == \
+        "text/csv; charset=utf-8"
+    # ... and even then never an active type: the API's own type stays
+    for active in ("html", "text/html", "application/xhtml+xml", "image/svg+xml", "xml",
+                   "js", "text/javascript", "application/ecmascript"):
+        assert call(app, "GET", "/api/demo/pick", qs(mime=active)).headers["Content-Type"] == \
+            "application/json; charset=utf-8", active
     # a mime value that is not a plain type/subtype is ignored, never echoed
-    r = call(app, "GET", "/api/demo/js", qs(mime="text/html\r\nX-Evil: 1"))
+    r = call(app, "GET", "/api/demo/pick", qs(mime="text/html\r\nX-Evil: 1"))
     assert r.headers["Content-Type"] == "application/json; charset=utf-8"
     assert "X-Evil" not in r.headers
 
