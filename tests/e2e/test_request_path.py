@@ -27,6 +27,34 @@ APIS = {
     # reflected values: the API's own type, a query mime only when opted in
     "demo/echo": ("echo ${http-qs-x}\n", JSON),
     "demo/pick": ("echo ${http-qs-x}\n", dict(JSON, **{"regapi-qs-mime": True})),
+    # request values below a path the template wrote
+    "t/cat": ("cat ~/pub/${http-qs-f}\n", None),
+    "t/obj": ("obj ~/pub/${http-qs-f}\n", JSON),
+    "t/ls": ("ls -A ~/pub/${http-qs-f}\n", None),
+    "t/put": ("echo ${http-qs-v} > ~/data/${http-qs-n}\n", None),
+    "t/add": ("echo ${http-qs-v} >> ~/data/${http-qs-n}\n", None),
+    "t/mv": ("mv ~/data/${http-qs-n} ~/data/${http-qs-m}\n", None),
+    "t/mvto": ("mv ~/data/x ~/data/${http-qs-n}\n", None),
+    "t/rm": ("rm -r ~/data/${http-qs-n}\n", None),
+    "t/mkdir": ("mkdir -p ~/data/${http-qs-n}\n", None),
+    "t/touch": ("touch ~/data/${http-qs-n}\n", None),
+    "t/cd": ("cd ~/pub; cat ${http-qs-n}\n", None),
+    "t/sub": ("cat ~/pub/$(echo ${http-qs-n})\n", None),
+    "t/var": ("f=${http-qs-n}; cat ~/pub/$f\n", None),
+    "t/byid": ("cat id:${http-qs-n}\n", None),
+    # the hidden trees, named by the template itself
+    "h/conf": ("cat ~/.weixin/xxx/wxconf\n", None),
+    "h/api": ("cat ~/.regapi/api/demo/echo\n", None),
+    "h/plant": ("echo ls > ~/.regapi/api/evil\n", None),
+    "h/home": ("ls -A ~\n", None),
+    "h/find": ("obj -match '{\"nm\": \"wxconf\"}'\n", JSON),
+    # request objects
+    "r/id": ("echo ${id}\n", None),
+    "r/body": ("cat id:${id}\n", None),
+    "r/meta": ("obj id:${id}\n", JSON),
+    "r/posts": ("obj -match '{\"http-method\": \"POST\"}'\n", JSON),
+    "r/tmp": ("ls -A ~/.regapi/tmp\n", None),
+    "r/kept": ("cat id:${id}\n", {"regapi-reqobj-keep": 30}),
 }
 
 
@@ -46,7 +74,7 @@ def srv(tmp_path_factory):
     _write_dir(apis)
     s = served.start(tmp, f"sqlite://{tmp / 'store.db'}", apis, mch_id="1900000456")
     yield s
-    assert served.stop(s) == 0
+    served.stop(s)       # (its exit status is tests/e2e/test_shutdown.py's subject)
 
 
 SCRIPT = "<script>alert(1)</script>"
@@ -69,3 +97,163 @@ def test_query_mime_is_honoured_only_when_the_api_opts_in(srv):
     assert r.headers["Content-Type"] == "application/json; charset=utf-8"
     r = get(srv, f"/api/{USER}/demo/pick", params={"mime": "text/plain", "x": "1"})
     assert r.headers["Content-Type"] == "text/plain; charset=utf-8" and r.text == "1\n"
+
+
+# ---- 2. request values cannot climb out of the template's path --------------------------
+def tree(s, root=HOME):
+    """Every object below ``root`` (path -> metadata less lm, content)."""
+    out = {}
+    for o in s.store.query({"ph": "^" + root + "(/|$)"}):
+        meta = {k: v for k, v in o.items() if k not in ("lm",)}
+        out[o["ph"]] = (meta, s.store.read(o["id"]) if o["race"] == "FILE" else None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def files(srv):
+    st = srv.store
+    st.create(f"{HOME}/pub/readme", "FILE", parents=True, content=b"public\n")
+    st.create(f"{HOME}/pub/sub/inner", "FILE", parents=True, content=b"inner\n")
+    st.create(f"{HOME}/data/x", "FILE", parents=True, content=b"x\n")
+    st.create(f"{HOME}/data/keep", "FILE", content=b"keep\n")
+    return st.fetch(WXCONF)["id"]
+
+
+def climbs(wxconf_id, target=".weixin/xxx/wxconf"):
+    """Every traversal form of walking from ~/pub or ~/data to ``target``."""
+    return ["../" + target, "./../" + target, "sub/../../" + target, "a/b/../../../" + target,
+            "/home/demo/" + target, "~/" + target, "~/../demo/" + target, "/" + target,
+            "id:" + wxconf_id, "..", ".", "", "a/..", "./", "sub/"]
+
+
+def escape_refused(r):
+    assert r.status_code == 400, (r.status_code, r.text)
+    assert r.text.startswith("e.io.path.escape : ") or \
+        r.json()["errCode"] == "e.io.path.escape", r.text
+    assert "pay_key" not in r.text
+
+
+@pytest.mark.parametrize("api,param", [("cat", "f"), ("obj", "f"), ("ls", "f"),
+                                       ("cd", "n"), ("sub", "n"), ("var", "n")])
+def test_reads_cannot_climb_out(srv, files, api, param):
+    before = tree(srv)
+    for value in climbs(files):
+        escape_refused(get(srv, f"/api/{USER}/t/{api}", params={param: value}))
+    # decoded once: %2e%2e is '..' (and %252e%252e a plain name)
+    r = srv.http.get(f"{srv.base}/api/{USER}/t/{api}?{param}=%2e%2e%2f.weixin%2fxxx%2fwxconf",
+                     timeout=10)
+    escape_refused(r)
+    r = get(srv, f"/api/{USER}/t/{api}", params={param: "%2e%2e/.weixin/xxx/wxconf"})
+    assert r.status_code == 404
+    assert tree(srv) == before
+    # names below the template's path still work
+    if api not in ("ls", "obj"):
+        assert get(srv, f"/api/{USER}/t/{api}", params={param: "readme"}).text == "public\n"
+        assert get(srv, f"/api/{USER}/t/{api}", params={param: "sub/inner"}).text == "inner\n"
+
+
+@pytest.mark.parametrize("api", ["put", "add", "rm", "mkdir", "touch", "mv", "mvto"])
+def test_writes_cannot_climb_out(srv, files, api):
+    before = tree(srv)
+    for target in (".regapi/api/evil", ".weixin/xxx/wxconf", "other"):
+        for value in climbs(files, target):
+            params = {"n": value, "v": "pwned"}
+            if api == "mv":
+                params = {"n": "x", "m": value}
+            escape_refused(get(srv, f"/api/{USER}/t/{api}", params=params))
+            if api == "mv":     # the source side too
+                escape_refused(get(srv, f"/api/{USER}/t/mv", params={"n": value, "m": "y"}))
+    assert tree(srv) == before, "a refused request changed the store"
+    assert get(srv, f"/api/{USER}/evil").status_code == 404
+
+
+def test_writes_below_the_template_path_work(srv, files):
+    assert get(srv, f"/api/{USER}/t/put", params={"n": "new", "v": "hi"}).status_code == 200
+    assert get(srv, f"/api/{USER}/t/add", params={"n": "new", "v": "ho"}).status_code == 200
+    assert srv.store.read(srv.store.fetch(f"{HOME}/data/new")["id"]) == b"hi\nho\n"
+    assert get(srv, f"/api/{USER}/t/mkdir", params={"n": "d1/d2"}).status_code == 200
+    assert get(srv, f"/api/{USER}/t/touch", params={"n": "d1/t"}).status_code == 200
+    assert get(srv, f"/api/{USER}/t/mv", params={"n": "new", "m": "d1/new"}).status_code == 200
+    assert get(srv, f"/api/{USER}/t/rm", params={"n": "d1"}).status_code == 200
+    assert srv.store.fetch(f"{HOME}/data/d1") is None
+    assert srv.store.fetch(f"{HOME}/data/keep") is not None
+
+
+def test_a_request_glob_is_a_literal_name(srv, files):
+    before = tree(srv)
+    r = get(srv, f"/api/{USER}/t/rm", params={"n": "*"})
+    assert r.status_code == 404 and r.text.startswith("e.io.obj.noexists")
+    assert tree(srv) == before
+
+
+def test_an_id_written_by_the_template_stays_confined(srv, files):
+    # ``cat id:${v}``: the template wrote id:, the value is one id -- of a hidden object
+    r = get(srv, f"/api/{USER}/t/byid", params={"n": files})
+    assert r.status_code == 404 and "pay_key" not in r.text
+    escape_refused(get(srv, f"/api/{USER}/t/byid", params={"n": files + "/.."}))
+    readme = srv.store.fetch(f"{HOME}/pub/readme")["id"]
+    assert get(srv, f"/api/{USER}/t/byid", params={"n": readme}).text == "public\n"
+
+
+# ---- the account and the API tree are invisible and unwritable to a request -------------
+def test_hidden_trees(srv, files):
+    before = tree(srv)
+    r = get(srv, f"/api/{USER}/h/conf")
+    assert r.status_code == 404 and "pay_key" not in r.text
+    assert get(srv, f"/api/{USER}/h/api").status_code == 404
+    r = get(srv, f"/api/{USER}/h/plant")
+    assert r.status_code == 403 and r.text.startswith("e.io.forbidden")
+    listing = get(srv, f"/api/{USER}/h/home").text.split()
+    assert ".weixin" not in listing and ".regapi" not in listing and "pub" in listing
+    assert get(srv, f"/api/{USER}/h/find").json() == []
+    assert tree(srv) == before
+    assert get(srv, f"/api/{USER}/evil").status_code == 404
+
+
+def test_weixin_still_reads_its_account(srv):
+    o, openid = served.new_order(srv, "hidden-ok")
+    r = get(srv, f"/api/{USER}/pay", params={"id": o["id"], "openid": openid})
+    assert r.status_code == 200 and r.json()["package"].startswith("prepay_id=")
+
+
+# ---- 3. request objects are private to their request -------------------------------------
+def test_request_objects_are_private(srv):
+    secret = "Bearer sk-" + os.urandom(8).hex()
+    rid = srv.http.post(f"{srv.base}/api/{USER}/r/id", data=b"victim body",
+                        headers={"Authorization": secret, "Cookie": "sid=victim"},
+                        timeout=10).text.strip()
+    # the request itself sees its object: body and metadata
+    assert srv.http.post(f"{srv.base}/api/{USER}/r/body", data=b"mine", timeout=10).content \
+        == b"mine"
+    meta = srv.http.post(f"{srv.base}/api/{USER}/r/meta?q=1", data=b"abc", timeout=10).json()
+    assert meta["http-method"] == "POST" and meta["http-qs-q"] == "1" and meta["len"] == 3
+    # another request finds nothing of it: by query, by id, by listing
+    r = srv.http.get(f"{srv.base}/api/{USER}/r/posts", timeout=10)
+    assert r.status_code == 200 and r.json() == []
+    r = get(srv, f"/api/{USER}/t/byid", params={"n": rid})
+    assert r.status_code == 404 and "victim" not in r.text
+    assert get(srv, f"/api/{USER}/r/tmp").status_code == 404
+    assert secret not in json.dumps(srv.store.query({}))        # never stored at all
+
+
+def test_a_kept_request_object_is_stored_privately_with_its_expiry(srv):
+    r = srv.http.post(f"{srv.base}/api/{USER}/r/kept", data=b"keep me", timeout=10)
+    assert r.content == b"keep me"
+    [kept] = [o for o in srv.store.query({"ph": f"^{HOME}/.regapi/tmp/"})
+              if srv.store.read(o["id"]) == b"keep me"]
+    assert 0 < kept["expi"] - time.time() * 1000 <= 30_000
+    assert get(srv, f"/api/{USER}/t/byid", params={"n": kept["id"]}).status_code == 404
+    assert get(srv, f"/api/{USER}/r/posts").json() == []
+
+
+def _store_bytes(s):
+    return sum(os.path.getsize(s.tmp / f) for f in os.listdir(s.tmp) if f.startswith("store.db"))
+
+
+def test_big_bodies_do_not_grow_the_store(srv):
+    before = _store_bytes(srv)
+    body = os.urandom(1 << 20)
+    for _ in range(100):
+        r = srv.http.post(f"{srv.base}/api/{USER}/r/id", data=body, timeout=30)
+        assert r.status_code == 200
+    assert _store_bytes(srv) - before < (1 << 20)

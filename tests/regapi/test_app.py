@@ -50,26 +50,32 @@ def test_args_from_any(app, store):
 def test_request_object_only_when_template_uses_id(app, store):
     put_api(store, "demo", "echo", "echo ${http-qs-x}")
     put_api(store, "demo", "body", "cat id:${id}")
+    put_api(store, "demo", "meta", "obj id:${id}")
     for _ in range(5):
         assert call(app, "POST", "/api/demo/echo", "x=1", body=b"ignored").text == "1\n"
-    assert tmp_objects(store) == []                         # no store write at all
     r = call(app, "POST", "/api/demo/body", "q=v", body="体 <xml/>".encode(),
              headers={"Content-Type": "text/xml", "X-Trace": "t1", "Cookie": "c=1"})
     assert r.status == 200 and r.body == "体 <xml/>".encode()
-    [obj] = tmp_objects(store)
+    r = call(app, "POST", "/api/demo/meta", "q=v", body=b"abc",
+             headers={"Content-Type": "text/xml", "X-Trace": "t1", "Cookie": "c=1"})
+    obj = json.loads(r.text)
     assert obj["http-method"] == "POST" and obj["http-qs-q"] == "v"
     assert obj["http-header-CONTENT-TYPE"] == "text/xml"
     assert obj["http-header-X-TRACE"] == "t1" and obj["http-cookie-c"] == "1"
-    assert obj["http-usr"] == "demo" and obj["http-api"] == "body" and obj["args"] == []
-    assert obj["http-qs"] == "q=v" and obj["http-url"] == "http://127.0.0.1:8080/api/demo/body"
-    now = time.time() * 1000
-    assert now + 50_000 < obj["expi"] <= now + 60_000
+    assert obj["http-usr"] == "demo" and obj["http-api"] == "meta" and obj["args"] == []
+    assert obj["http-qs"] == "q=v" and obj["http-url"] == "http://127.0.0.1:8080/api/demo/meta"
+    assert obj["len"] == 3 and obj["race"] == "FILE"
+    # held in memory by the request's session: nothing was written to the store
+    assert tmp_objects(store) == [] and store.get(obj["id"]) is None
 
 
-def test_request_object_expires_and_is_purged(store):
+def test_kept_request_object_expires_and_is_purged(store):
     app = RegApiApp(store, route_ttl=0, deadline=5, req_ttl_ms=300, purge_every=0.2)
-    put_api(store, "demo", "body", "cat id:${id}")
+    put_api(store, "demo", "body", "cat id:${id}", **{"regapi-reqobj-keep": True})
     assert call(app, "POST", "/api/demo/body", body=b"one").body == b"one"
+    [obj] = tmp_objects(store)
+    now = time.time() * 1000
+    assert now < obj["expi"] <= now + 300
     time.sleep(0.45)
     assert call(app, "POST", "/api/demo/body", body=b"two").body == b"two"   # purges
     time.sleep(0.45)
@@ -206,7 +212,7 @@ def test_head_has_no_body(app, store):
 # ---- limits ---------------------------------------------------------------------------
 def test_body_limit(store):
     app = RegApiApp(store, route_ttl=0, deadline=5, max_body=1000)
-    put_api(store, "demo", "body", "cat id:${id}")
+    put_api(store, "demo", "body", "cat id:${id}", **{"regapi-reqobj-keep": True})
     put_api(store, "demo", "echo", "echo ok")
     assert call(app, "POST", "/api/demo/body", body=b"x" * 1000).status == 200
     r = call(app, "POST", "/api/demo/body", body=b"x" * 1001)
