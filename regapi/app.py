@@ -27,6 +27,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from objstore.errors import TIMEOUT, WnError
 
+from regapi import guard
 from regapi import request as rq
 from regapi import response as rs
 from regapi.router import RouteError, Router, wsgi_path
@@ -79,13 +80,15 @@ def runs_inline(tree, registry) -> bool:
 class Template:
     """A parsed API object, with what the response needs from its metadata."""
     __slots__ = ("ast", "uses_id", "inline", "version", "headers", "mime", "redirect",
-                 "names", "api", "as_json", "qs_mime", "keep_ms")
+                 "names", "api", "as_json", "qs_mime", "keep_ms", "token", "cors")
 
     def __init__(self, ast, api, version, registry=None, default_keep_ms=rq.REQ_TTL_MS):
         from wnshell.nodes import variables
         self.ast = ast
         self.names = variables(ast)
         self.keep_ms = keep_ms(api, default_keep_ms)
+        self.token = guard.token_of(api)        # api-access-token (None: open)
+        self.cors = guard.cors_of(api)          # http-cross-origin (None: no CORS)
         self.uses_id = ("id" in self.names or api.get(REQOBJ_META) is True
                         or self.keep_ms is not None)
         self.inline = runs_inline(ast, registry if registry is not None else _shell()[1])
@@ -195,11 +198,22 @@ class RegApiApp:
         route = self.router.resolve_path(path)
         if route is None:
             raise RouteError("e.regapi.noexists", "no such API", kind="not_found")
-        usr = route.usr
         tpl = self.template(route.api)
+        if tpl.cors is None:
+            return self._answer(environ, path, route, tpl)
+        if environ.get("REQUEST_METHOD") == "OPTIONS":     # preflight: metadata only
+            return guard.preflight(tpl.cors, environ)
+        status, headers, body = self._answer(environ, path, route, tpl)
+        headers = list(headers) + guard.cors_headers(tpl.cors, environ)
+        return status, headers, body
+
+    def _answer(self, environ, path, route, tpl):
+        usr = route.usr
         try:
             rq.check_length(environ, self.max_body)
             query = rq.parse_query(environ.get("QUERY_STRING", ""))
+            if tpl.token is not None and not guard.token_ok(environ, query, tpl.token):
+                raise guard.token_refused()
         except rq.HttpError as e:       # in the API's own error format (JSON or text)
             return _error(e.http_code, e.key, e.reason, tpl.as_json)
         mime, as_json = tpl.mime, tpl.as_json

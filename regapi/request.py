@@ -64,7 +64,9 @@ def content_length(environ: dict) -> int | None:
     cl = environ.get("CONTENT_LENGTH") or ""
     if not cl:
         return None
-    if not (cl.isascii() and cl.isdigit()):     # (isdigit alone takes "²")
+    # (isdigit alone takes "²"; and int() of thousands of digits raises: 18 digits
+    # are far more than any body we take)
+    if not (cl.isascii() and cl.isdigit()) or len(cl) > 18:
         raise HttpError(400, "e.regapi.req.badlength", "bad Content-Length")
     return int(cl)
 

@@ -23,7 +23,7 @@ import re
 
 from objstore.errors import HTTP_STATUS, WnError
 
-REASONS = {200: "OK", 301: "Moved Permanently", 302: "Found", 400: "Bad Request",
+REASONS = {200: "OK", 204: "No Content", 301: "Moved Permanently", 302: "Found", 400: "Bad Request",
            403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
            409: "Conflict", 413: "Payload Too Large", 500: "Internal Server Error",
            502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}

@@ -55,7 +55,18 @@ APIS = {
     "r/posts": ("obj -match '{\"http-method\": \"POST\"}'\n", JSON),
     "r/tmp": ("ls -A ~/.regapi/tmp\n", None),
     "r/kept": ("cat id:${id}\n", {"regapi-reqobj-keep": 30}),
+    # security metadata
+    "s/tok": ("echo token-ok\n", {"api-access-token": "tok-" + "k" * 28}),
+    "s/cors": ("echo ${http-method}; touch ~/cors-ran\n",
+               {"http-cross-origin": ["https://shop.example.com"]}),
+    "s/any": ("echo open\n", {"http-cross-origin": "*"}),
+    # small holes
+    "x/_ANY/_action": ("echo user ${args-0}\n", None),
+    "x/find": ("obj ~/redos -match ${http-qs-q}\n", JSON),
+    "x/keys": ("obj ~/redos/one -e ${http-qs-e}\n", JSON),
+    "x/fetch": ("httpc ${http-qs-u}\n", None),
 }
+TOKEN = APIS["s/tok"][1]["api-access-token"]
 
 
 def _write_dir(root):
@@ -72,7 +83,8 @@ def srv(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("reqpath")
     apis = tmp / "apis"
     _write_dir(apis)
-    s = served.start(tmp, f"sqlite://{tmp / 'store.db'}", apis, mch_id="1900000456")
+    s = served.start(tmp, f"sqlite://{tmp / 'store.db'}", apis, mch_id="1900000456",
+                     extra=("--deadline", "2"))
     yield s
     served.stop(s)       # (its exit status is tests/e2e/test_shutdown.py's subject)
 
@@ -257,3 +269,123 @@ def test_big_bodies_do_not_grow_the_store(srv):
         r = srv.http.post(f"{srv.base}/api/{USER}/r/id", data=body, timeout=30)
         assert r.status_code == 200
     assert _store_bytes(srv) - before < (1 << 20)
+
+
+# ---- 5. api-access-token and http-cross-origin are honoured --------------------------------
+def test_access_token(srv):
+    url = f"/api/{USER}/s/tok"
+    for kw in ({}, {"headers": {"Authorization": "Bearer wrong"}},
+               {"headers": {"Authorization": "Bearer " + TOKEN[:-1] + "x"}},
+               {"params": {"access_token": TOKEN + "x"}},
+               {"headers": {"Authorization": "Basic " + TOKEN}}):
+        r = get(srv, url, **kw)
+        assert r.status_code == 403 and r.text.startswith("e.regapi.token.invalid"), kw
+        assert TOKEN not in r.text
+    assert get(srv, url, headers={"Authorization": "Bearer " + TOKEN}).text == "token-ok\n"
+    assert get(srv, url, params={"access_token": TOKEN}).text == "token-ok\n"
+    log = srv.log.read_text(errors="replace")
+    assert TOKEN not in log
+
+
+def test_cors_preflight_is_answered_from_the_metadata(srv):
+    origin = "https://shop.example.com"
+    r = srv.http.options(f"{srv.base}/api/{USER}/s/cors", timeout=10, headers={
+        "Origin": origin, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type"})
+    assert r.status_code == 204 and r.content == b""
+    assert r.headers["Access-Control-Allow-Origin"] == origin
+    assert "POST" in r.headers["Access-Control-Allow-Methods"]
+    assert "Content-Type" in r.headers["Access-Control-Allow-Headers"]
+    assert srv.store.fetch(f"{HOME}/cors-ran") is None          # the template never ran
+    r = srv.http.options(f"{srv.base}/api/{USER}/s/cors", timeout=10, headers={
+        "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    assert r.status_code == 403 and "Access-Control-Allow-Origin" not in r.headers
+    # real requests: the allowed origin is named, another origin gets no grant
+    r = srv.http.post(f"{srv.base}/api/{USER}/s/cors", headers={"Origin": origin}, timeout=10)
+    assert r.text == "POST\n" and r.headers["Access-Control-Allow-Origin"] == origin
+    assert "Origin" in r.headers["Vary"]
+    r = get(srv, f"/api/{USER}/s/cors", headers={"Origin": "https://evil.example"})
+    assert r.status_code == 200 and "Access-Control-Allow-Origin" not in r.headers
+    r = get(srv, f"/api/{USER}/s/any", headers={"Origin": "https://any.example"})
+    assert r.headers["Access-Control-Allow-Origin"] == "*"
+    # an API without the key has no CORS headers at all
+    r = get(srv, f"/api/{USER}/demo/echo", headers={"Origin": origin}, params={"x": "1"})
+    assert "Access-Control-Allow-Origin" not in r.headers
+
+
+# ---- 6. small holes ---------------------------------------------------------------------------
+def test_any_and_action_literals_are_404(srv):
+    assert get(srv, f"/api/{USER}/x/42").text == "user 42\n"
+    for path in ("x/_ANY", "x/_action", "x/_ANY/_action", "x/42/_action", "_ANY"):
+        r = get(srv, f"/api/{USER}/{path}")
+        assert r.status_code == 404, (path, r.text)
+
+
+def _raw(srv, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+        sock.sendall(data)
+        chunks = []
+        while True:
+            try:
+                part = sock.recv(65536)
+            except socket.timeout:
+                break
+            if not part:
+                break
+            chunks.append(part)
+            if b"\r\n\r\n" in b"".join(chunks):
+                break
+    return b"".join(chunks)
+
+
+def test_absurd_content_length_is_400_without_traceback(srv):
+    for cl in ("0" * 5000 + "3", "9" * 5000):
+        reply = _raw(srv, (f"POST /api/{USER}/r/body HTTP/1.1\r\nHost: x\r\n"
+                           f"Content-Length: {cl}\r\nConnection: close\r\n\r\nabc").encode())
+        assert reply.split(b"\r\n", 1)[0].split()[1] == b"400", reply[:200]
+    time.sleep(0.5)          # the access log is flushed every 0.25 s
+    assert "Traceback" not in srv.log.read_text(errors="replace")
+
+
+def test_request_regexes_cannot_hold_a_worker(srv):
+    srv.store.create(f"{HOME}/redos/" + "a" * 32 + "!", "FILE", parents=True)
+    srv.store.create(f"{HOME}/redos/one", "FILE", {"a" * 32 + "!": 1})
+    evil = {"find": {"q": json.dumps({"nm": "^(a+)+$"})}, "keys": {"e": "^(a+)+$"}}
+    for api, params in evil.items():
+        done = {}
+
+        def slow():
+            t = time.monotonic()
+            done["r"] = get(srv, f"/api/{USER}/x/{api}", params=params)
+            done["t"] = time.monotonic() - t
+
+        th = threading.Thread(target=slow)
+        th.start()
+        time.sleep(0.1)
+        for _ in range(3):      # the other requests of the worker are not delayed
+            t = time.monotonic()
+            assert get(srv, f"/api/{USER}/demo/echo", params={"x": "1"}).status_code == 200
+            assert time.monotonic() - t <= 0.5
+        th.join(10)
+        assert not th.is_alive() and done["t"] <= 2.5, done
+        assert done["r"].status_code == 200, done["r"].text
+    # patterns only a backtracking engine runs are refused, not run
+    r = get(srv, f"/api/{USER}/x/find", params={"q": json.dumps({"nm": "^(a*)*\\1$"})})
+    assert r.status_code == 400 and r.json()["errCode"] == "e.io.query.invalid"
+
+
+def test_network_commands_get_the_remaining_time(srv):
+    """httpc on the request thread: a server that never answers costs the deadline (2 s),
+    not httpc's own 10 s, and the answer is a 504."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)         # accepts connections, never answers
+    try:
+        t = time.monotonic()
+        r = get(srv, f"/api/{USER}/x/fetch",
+                params={"u": f"http://127.0.0.1:{lsock.getsockname()[1]}/"})
+        took = time.monotonic() - t
+        assert r.status_code == 504, r.text
+        assert took <= 3.0, took
+    finally:
+        lsock.close()
