@@ -12,7 +12,7 @@ per worker process; parsed templates and routes are cached per worker.
 
 Limits on by default: request body 1 MiB (413), a per-request deadline (504), and a
 catch-all so that no traceback ever reaches a client.  One access-log line per request
-(method, path without the query string, status, bytes, duration): buffered to stderr by
+(client address, method, path without the query string, status, bytes, duration): buffered to stderr by
 ``wnshell serve`` (``BufferedAccessLog``), else on the ``regapi.access`` logger.
 """
 from __future__ import annotations
@@ -188,10 +188,12 @@ class RegApiApp:
         if method == "HEAD":
             body = b""
         if self.access is not None:
-            self.access(method, path, status, len(body), time.perf_counter() - t0)
+            self.access(method, path, status, len(body), time.perf_counter() - t0,
+                        environ.get("REMOTE_ADDR") or "-")
         elif access_log.isEnabledFor(logging.INFO):
-            access_log.info('%s %s %d %d %.1fms', method, _log_path(path), status,
-                            len(body), (time.perf_counter() - t0) * 1000)
+            access_log.info('%s %s %s %d %d %.1fms', _log_addr(environ.get("REMOTE_ADDR")),
+                            method, _log_path(path), status, len(body),
+                            (time.perf_counter() - t0) * 1000)
         return [body]
 
     def handle(self, environ, path):
@@ -345,11 +347,21 @@ def _log_path(path: str) -> str:
     return path[:300]
 
 
+def _log_addr(addr) -> str:
+    """The client address as one field (it comes from the socket, but never trust a
+    field to be what it should be)."""
+    if not addr:
+        return "-"
+    if not (addr.isascii() and addr.isprintable()) or " " in addr or len(addr) > 64:
+        return "?"
+    return addr
+
+
 class BufferedAccessLog:
-    """One line per request -- ``TIME [PID] METHOD PATH STATUS BYTES DURATIONms`` (no
-    query string, no headers, no bodies) -- appended to a buffer that a thread writes
-    out every ``interval`` seconds and at process exit.  About 1 µs a request, where a
-    ``logging`` call costs 10."""
+    """One line per request -- ``TIME [PID] regapi.access ADDR METHOD PATH STATUS BYTES
+    DURATIONms`` (TIME as in ``regapi.logfmt``; no query string, no headers, no bodies)
+    -- appended to a buffer that a thread writes out every ``interval`` seconds and at
+    process exit.  About 1 µs a request, where a ``logging`` call costs 10."""
 
     def __init__(self, stream, interval: float = 0.25):
         self.stream = stream
@@ -366,13 +378,15 @@ class BufferedAccessLog:
         # forked workers leave through multiprocessing, which skips atexit
         multiprocessing.util.Finalize(self, self.flush, exitpriority=100)
 
-    def __call__(self, method, path, status, nbytes, seconds):
+    def __call__(self, method, path, status, nbytes, seconds, addr="-"):
         now = int(time.time())
         if now != self._sec:
             self._sec = now
-            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
-        self._buf.append(f"{self._stamp} [{self._pid}] regapi.access {method} "
-                         f"{_log_path(path)} {status} {nbytes} {seconds * 1000:.1f}ms\n")
+            from regapi.logfmt import stamp
+            self._stamp = stamp(now)
+        self._buf.append(f"{self._stamp} [{self._pid}] regapi.access {_log_addr(addr)} "
+                         f"{method} {_log_path(path)} {status} {nbytes} "
+                         f"{seconds * 1000:.1f}ms\n")
 
     def flush(self):
         with self._lock:
@@ -416,8 +430,9 @@ def _setup_logging(access: bool = True) -> None:
     """Server logging: ``regapi`` lines (and the ``weixin`` command's) to stderr; the
     access log at INFO unless turned off."""
     if not log.handlers:
+        from regapi.logfmt import Formatter
         h = logging.StreamHandler()
-        h.setFormatter(logging.Formatter("%(asctime)s [%(process)d] %(name)s %(message)s"))
+        h.setFormatter(Formatter())
         for lg in (log, logging.getLogger("wnshell")):   # regapi and the commands' logs
             lg.addHandler(h)
             lg.propagate = False

@@ -389,3 +389,16 @@ def test_network_commands_get_the_remaining_time(srv):
         assert took <= 3.0, took
     finally:
         lsock.close()
+
+
+# ---- the log ------------------------------------------------------------------------------
+def test_every_log_line_has_one_time_format_and_access_lines_the_client(srv):
+    import re
+    get(srv, f"/api/{USER}/demo/echo", params={"x": "logged"})
+    time.sleep(0.6)          # the access log is flushed every 0.25 s
+    lines = [ln for ln in srv.log.read_text(errors="replace").splitlines() if ln.strip()]
+    stamp = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \[\d+\] \S+ ")
+    odd = [ln for ln in lines if not stamp.match(ln)]
+    assert not odd, odd[:5]
+    access = [ln for ln in lines if " regapi.access " in ln and "/demo/echo " in ln]
+    assert access and access[-1].split(" ")[3] == "127.0.0.1", access[-1:]

@@ -307,8 +307,9 @@ def test_one_access_log_line_without_query_values(app, store, caplog):
         call(app, "GET", "/api/demo/none", "openid=SECRET-OPENID")
     lines = [r.getMessage() for r in caplog.records if r.name == "regapi.access"]
     assert len(lines) == 2
-    assert lines[0].startswith("GET /api/demo/x 200 ") and lines[0].endswith("ms")
-    assert lines[1].startswith("GET /api/demo/none 404 ")
+    # ADDR METHOD PATH STATUS BYTES DURATION (the client address first)
+    assert lines[0].startswith("127.0.0.1 GET /api/demo/x 200 ") and lines[0].endswith("ms")
+    assert lines[1].startswith("127.0.0.1 GET /api/demo/none 404 ")
     assert not any("SECRET" in ln or "openid" in ln for ln in lines)
 
 
