@@ -169,6 +169,11 @@ Without arguments, lists every variable as `export K=V` lines that read back.
             name, eq, value = a.partition("=")
             if not _is_name(name):
                 raise UsageError("e.cmd.export.badname", name or a)
+            if eq and type(a) is not str:       # keep a request value's marks
+                from wnshell.provenance import spans_of, mark
+                cut = len(name) + 1
+                value = mark(value, [(max(x - cut, 0), max(y - cut, 0))
+                                     for x, y in spans_of(a) if y >= cut])
             pending[name] = value if eq else session.env.get(name, "")
         session.env.update(pending)
         return 0

@@ -356,3 +356,80 @@ def test_any_query_value_is_echoed_verbatim_and_runs_nothing(store, value):
     r = call(app, "GET", "/api/demo/echo", "x=" + quote(value, safe=""))
     assert r.status == 200 and r.body == (value + "\n").encode("utf-8")
     assert store.count({"d0": "home"}) == before
+
+
+# ---- where a template runs: asked of the syntax tree and of the commands' declarations ----
+class Where(Command):
+    name = "regapi-test-where"
+    blocks = False                  # declared: never waits
+
+    def run(self, session, args, stdin, stdout, stderr):
+        stdout.write(f"{threading.current_thread().name} {session.remaining() is not None}\n")
+        return 0
+
+
+class WaitsWithinDeadline(Where):
+    name = "regapi-test-bounded"
+    blocks = "deadline"             # declared: waits, but never past session.remaining()
+
+    def run(self, session, args, stdin, stdout, stderr):
+        left = session.remaining()
+        time.sleep(min(float(args[0]), left))
+        stdout.write(f"{threading.current_thread().name} {left <= 0.5}\n")
+        return 0
+
+
+class Undeclared(Where):
+    name = "regapi-test-undeclared"
+    blocks = Command.blocks         # says nothing: may wait without bound
+
+
+@pytest.fixture()
+def placed_cmds():
+    cmds = [Where(), WaitsWithinDeadline(), Undeclared()]
+    for c in cmds:
+        REGISTRY.register(c)
+    yield
+    for c in cmds:
+        REGISTRY.unregister(c.name)
+
+
+def test_a_template_runs_on_the_request_thread_unless_a_command_may_block(store, placed_cmds):
+    from regapi.app import runs_inline
+    from wnshell.parser import parse
+    app = RegApiApp(store, route_ttl=0, deadline=0.5)
+    me = threading.current_thread().name
+    put_api(store, "demo", "where", "echo a | regapi-test-where")
+    assert call(app, "GET", "/api/demo/where").text == f"{me} True\n"
+    put_api(store, "demo", "bounded", "regapi-test-bounded 5")
+    t = time.monotonic()
+    r = call(app, "GET", "/api/demo/bounded")
+    assert r.status == 504 and time.monotonic() - t < 1.0     # its own wait was cut short
+    put_api(store, "demo", "undeclared", "regapi-test-undeclared")
+    assert call(app, "GET", "/api/demo/undeclared").text.startswith("regapi-run")
+    # the decision reads the tree: a command named at run time is never trusted
+    assert runs_inline(parse("echo x; cat ~/a | obj -match '{}'"), REGISTRY)
+    assert not runs_inline(parse("c=echo; $c x"), REGISTRY)
+    assert not runs_inline(parse("echo $(regapi-test-undeclared)"), REGISTRY)
+    assert runs_inline(parse("httpc http://x; weixin a order -query o"), REGISTRY)
+
+
+def test_access_token_is_compared_in_constant_time(app, store, monkeypatch):
+    import hmac
+
+    from regapi import guard
+    put_api(store, "demo", "tok", "echo ok", **{"api-access-token": "T" * 24})
+    seen = []
+    real = hmac.compare_digest
+
+    def spy(a, b):
+        seen.append((a, b))
+        return real(a, b)
+    monkeypatch.setattr(guard.hmac, "compare_digest", spy)
+    assert call(app, "GET", "/api/demo/tok", headers={"Authorization": "Bearer " + "T" * 23 + "x"}
+                ).status == 403
+    assert call(app, "GET", "/api/demo/tok", qs(access_token="T" * 24)).text == "ok\n"
+    assert seen == [(b"T" * 23 + b"x", b"T" * 24), (b"T" * 24, b"T" * 24)]
+    # unusable token metadata refuses everyone: a security key is never ignored
+    put_api(store, "demo", "weak", "echo ok", **{"api-access-token": "short"})
+    assert call(app, "GET", "/api/demo/weak", qs(access_token="short")).status == 403
