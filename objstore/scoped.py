@@ -76,6 +76,7 @@ class ScopedStore(Store):
     # root as given -> (normalized root, d0, d1, ph regex): a view is made per request,
     # so the checks and the regex are computed once per root, not per view
     _ROOTS: dict = {}
+    _HIDDEN: dict = {}      # (root, hide names) -> absolute paths of the hidden subtrees
 
     def __init__(self, store: Store, root: str, *, hide=(), held=()):
         known = self._ROOTS.get(root)
@@ -88,8 +89,18 @@ class ScopedStore(Store):
         self._store = store
         self.url = getattr(store, "url", "")
         self._inside: set[str] = set()
-        # absolute paths of the hidden subtrees; ids granted inside them
-        self._hidden = tuple(paths.join(self.root, paths.check_name(h)) for h in hide)
+        # absolute paths of the hidden subtrees (computed once per root and names);
+        # ids granted inside them
+        self._hidden = ()
+        if hide:
+            key = (self.root, tuple(hide))
+            hidden = self._HIDDEN.get(key)
+            if hidden is None:
+                hidden = tuple(paths.join(self.root, paths.check_name(h)) for h in hide)
+                if len(self._HIDDEN) > 4096:
+                    self._HIDDEN.clear()
+                self._HIDDEN[key] = hidden
+            self._hidden = hidden
         self._granted: set[str] = set()
         self._unhidden = None
         # id -> [doc, content] of the objects only this view holds

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 
 from wnshell.errors import INTERNAL, BAD_INPUT, WnError, status_of
 from wnshell.nodes import Lit, Sub, Var
@@ -120,6 +121,11 @@ class Executor:
         return text
 
     def parts_text(self, parts, err) -> str:
+        if len(parts) == 1:                 # the common ${k} / literal word
+            p = parts[0]
+            if isinstance(p, Lit):
+                return p.text
+            return self.var(p, err) if isinstance(p, Var) else self.sub(p, err)
         out = []
         marked = False
         for p in parts:
@@ -143,6 +149,8 @@ class Executor:
                     return [text]
                 continue
             # leading text came from an expansion
+            if isinstance(text, Expanded):      # a whole request value already is
+                return [text]
             return [provenance.mark(text, provenance.spans_of(text), expanded=True)]
         return [text]
 
@@ -253,7 +261,7 @@ class Executor:
     def call(self, args, assigns, fds) -> int:
         s = self.session
         name = args[0]
-        if s.deadline is not None:
+        if s.deadline is not None and time.monotonic() > s.deadline:
             try:
                 s.check_deadline()
             except WnError as e:

@@ -42,8 +42,9 @@ class ExpandedFromRequest(Expanded, FromRequest):
 
 
 def from_request(value: str) -> FromRequest:
-    """``value`` marked as coming from a request, every character of it."""
-    v = FromRequest(value)
+    """``value`` marked as coming from a request, every character of it (and, being a
+    whole expanded value, never an option: it is also ``Expanded``)."""
+    v = ExpandedFromRequest(value)
     v.spans = ((0, len(value)),)
     return v
 
