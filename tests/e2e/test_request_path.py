@@ -65,6 +65,7 @@ APIS = {
     "x/find": ("obj ~/redos -match ${http-qs-q}\n", JSON),
     "x/keys": ("obj ~/redos/one -e ${http-qs-e}\n", JSON),
     "x/fetch": ("httpc ${http-qs-u}\n", None),
+    "x/slowpay": (PAY_API.replace("weixin xxx", "weixin slow"), JSON),
 }
 TOKEN = APIS["s/tok"][1]["api-access-token"]
 
@@ -375,18 +376,25 @@ def test_request_regexes_cannot_hold_a_worker(srv):
 
 
 def test_network_commands_get_the_remaining_time(srv):
-    """httpc on the request thread: a server that never answers costs the deadline (2 s),
-    not httpc's own 10 s, and the answer is a 504."""
+    """httpc and weixin on the request thread: a server that never answers costs the
+    deadline (2 s), not their own 10 s, and the answer is a 504."""
+    from regapi.demo import WXCONF as CONF
     lsock = socket.socket()
     lsock.bind(("127.0.0.1", 0))
     lsock.listen(8)         # accepts connections, never answers
+    dead = f"http://127.0.0.1:{lsock.getsockname()[1]}"
+    srv.store.create(f"{HOME}/.weixin/slow/wxconf", "FILE", parents=True, content=CONF.format(
+        appid=srv.appid, appsecret="s" * 32, mch_id=srv.mch_id, pay_key=srv.key,
+        notify_url=f"{srv.base}/api/{USER}/payresult", api_base=dead).encode())
+    order, openid = served.new_order(srv, "slowpay")
     try:
-        t = time.monotonic()
-        r = get(srv, f"/api/{USER}/x/fetch",
-                params={"u": f"http://127.0.0.1:{lsock.getsockname()[1]}/"})
-        took = time.monotonic() - t
-        assert r.status_code == 504, r.text
-        assert took <= 3.0, took
+        for api, params in (("fetch", {"u": dead + "/"}),
+                            ("slowpay", {"id": order["id"], "openid": openid})):
+            t = time.monotonic()
+            r = get(srv, f"/api/{USER}/x/{api}", params=params)
+            took = time.monotonic() - t
+            assert r.status_code == 504, (api, r.text)
+            assert took <= 3.0, (api, took)
     finally:
         lsock.close()
 
