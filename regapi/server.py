@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 
 from objstore.errors import BAD_INPUT, INTERNAL, WnError
 

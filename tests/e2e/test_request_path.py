@@ -3,7 +3,6 @@ no active content chosen by the query, no request value that climbs out of the p
 template wrote, request objects private to their request, the security metadata keys
 (``api-access-token``, ``http-cross-origin``), and the small holes (``_ANY`` literals,
 absurd Content-Length, ReDoS).  One server for the module (see tests/e2e/served.py)."""
-import http.client
 import json
 import os
 import socket
