@@ -150,7 +150,7 @@ def explain_failures(path: str, limit: int = 5) -> list[str]:
     counts, warnings = Counter(), []
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
-            m = re.search(r"regapi\.access (\S+) (\S+) (\d{3}) ", line)
+            m = re.search(r"regapi\.access \S+ (\S+) (\S+) (\d{3}) ", line)  # ADDR METHOD PATH
             if m and not m.group(3).startswith(("2", "3")):
                 counts[f"{m.group(1)} {m.group(2)} -> {m.group(3)}"] += 1
             elif ("WARNING" in line or "ERROR" in line or "rror" in line) \

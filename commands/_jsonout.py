@@ -147,9 +147,12 @@ def get_path(value: Any, path: str, *, key: str = "e.json.nokey") -> Any:
 
 
 def compile_regex(pattern: str, *, key: str = "e.regex.invalid") -> re.Pattern:
+    """A linear-time regex (objstore.query.linear_regex): a pattern from a request
+    can never hold a worker."""
+    from objstore.query import linear_regex
     try:
-        return re.compile(pattern)
-    except re.error as err:
+        return linear_regex(pattern)
+    except ValueError as err:
         raise WnError(key, f"{_short(pattern)}: {err}", BAD_INPUT) from None
 
 

@@ -58,6 +58,7 @@ def _unescape(text: str) -> tuple[str, bool]:
 
 class Echo(Command):
     name = "echo"
+    blocks = False                  # memory and the store only
     summary = "print the arguments, joined by one space"
     flags = "ne"
     options = {"-n": "no trailing newline", "-e": "interpret backslash escapes (\\n \\t \\\\ ...)"}
@@ -99,6 +100,7 @@ comes from a variable, e.g. `echo $X` with X=-n) is printed as it is.
 
 class TrueCmd(Command):
     name = "true"
+    blocks = False                  # memory and the store only
     summary = "do nothing, successfully (status 0)"
     man = "true - do nothing, successfully\n\nusage: true\n\nExit status 0.\n"
 
@@ -108,6 +110,7 @@ class TrueCmd(Command):
 
 class FalseCmd(Command):
     name = "false"
+    blocks = False                  # memory and the store only
     summary = "do nothing, unsuccessfully (status 1)"
     man = "false - do nothing, unsuccessfully\n\nusage: false\n\nExit status 1.\n"
 
@@ -117,6 +120,7 @@ class FalseCmd(Command):
 
 class Exit(Command):
     name = "exit"
+    blocks = False                  # memory and the store only
     summary = "stop the script (or the shell) with a status"
     man = """\
 exit - stop the script or the interactive shell
@@ -143,6 +147,7 @@ Inside $(...) it stops only that substitution.
 
 class Export(Command):
     name = "export"
+    blocks = False                  # memory and the store only
     summary = "set environment variables (K=V), or list them"
     man = """\
 export - set variables of the session's environment
@@ -164,6 +169,11 @@ Without arguments, lists every variable as `export K=V` lines that read back.
             name, eq, value = a.partition("=")
             if not _is_name(name):
                 raise UsageError("e.cmd.export.badname", name or a)
+            if eq and type(a) is not str:       # keep a request value's marks
+                from wnshell.provenance import spans_of, mark
+                cut = len(name) + 1
+                value = mark(value, [(max(x - cut, 0), max(y - cut, 0))
+                                     for x, y in spans_of(a) if y >= cut])
             pending[name] = value if eq else session.env.get(name, "")
         session.env.update(pending)
         return 0
@@ -171,6 +181,7 @@ Without arguments, lists every variable as `export K=V` lines that read back.
 
 class Env(Command):
     name = "env"
+    blocks = False                  # memory and the store only
     summary = "print the environment, one K=V a line"
     man = "env - print the session's environment\n\nusage: env\n\nOne K=V line per variable, sorted by name.\n"
 
@@ -184,6 +195,7 @@ class Env(Command):
 
 class Cd(Command):
     name = "cd"
+    blocks = False                  # memory and the store only
     summary = "change the current directory"
     man = """\
 cd - change the current directory
@@ -214,6 +226,7 @@ DIR may be absolute, relative, ~/..., or id:ID.
 
 class Pwd(Command):
     name = "pwd"
+    blocks = False                  # memory and the store only
     summary = "print the current directory"
     man = "pwd - print the current directory\n\nusage: pwd\n"
 

@@ -50,7 +50,8 @@ def expand(session, path: str, *, missing_ok: bool = False, hidden: bool = False
     if obj is not None:
         return [obj]
     head, last = _split_last(store_path)
-    if head and last and has_glob(last) and not has_glob(head):
+    if head and last and has_glob(last) and not has_glob(head) \
+            and not _glob_from_request(path):
         parent = store.fetch(head)
         if parent is not None and parent.is_dir:
             found = [c for c in store.children(parent.id, glob=last)
@@ -60,6 +61,16 @@ def expand(session, path: str, *, missing_ok: bool = False, hidden: bool = False
     if missing_ok:
         return []
     raise WnError("e.io.obj.noexists", path, NOT_FOUND)
+
+
+def _glob_from_request(path: str) -> bool:
+    """Did a ``*``, ``?`` or ``[`` of ``path`` come from a request value?  Then it is a
+    literal character: a request can name an object, never a set of them."""
+    if type(path) is str:
+        return False
+    from wnshell.provenance import from_request_at
+    return any(ch in _GLOB_CHARS and from_request_at(path, i, i + 1)
+               for i, ch in enumerate(path))
 
 
 def _need_parent_dir(store, store_path: str, path: str) -> None:
@@ -92,6 +103,7 @@ def iso_ms(ms) -> str:
 # ---- cat -------------------------------------------------------------------------
 class Cat(Command):
     name = "cat"
+    blocks = False                  # memory and the store only
     summary = "print the content of FILE objects (stdin when no path)"
     flags = ""
     options: dict[str, str] = {}
@@ -137,6 +149,7 @@ ERRORS
 # ---- ls --------------------------------------------------------------------------
 class Ls(Command):
     name = "ls"
+    blocks = False                  # memory and the store only
     summary = "list the children of DIRs (names, or -l long format)"
     flags = "lA"
     options = {"-l": "long format: race, len, lm (ISO time, UTC), name",
@@ -215,6 +228,7 @@ ERRORS
 # ---- mkdir -----------------------------------------------------------------------
 class Mkdir(Command):
     name = "mkdir"
+    blocks = False                  # memory and the store only
     summary = "create DIRs (-p: with parents, no error if it exists)"
     flags = "p"
     options = {"-p": "create missing parents; an existing DIR is not an error"}
@@ -276,6 +290,7 @@ ERRORS
 # ---- touch -----------------------------------------------------------------------
 class Touch(Command):
     name = "touch"
+    blocks = False                  # memory and the store only
     summary = "create empty FILEs, or bump the last-modified time of existing objects"
     flags = ""
     options: dict[str, str] = {}
@@ -324,6 +339,7 @@ ERRORS
 # ---- rm --------------------------------------------------------------------------
 class Rm(Command):
     name = "rm"
+    blocks = False                  # memory and the store only
     summary = "delete objects (-r for DIRs, -f to ignore missing ones)"
     flags = "rf"
     options = {"-r": "delete DIRs with everything below them",
@@ -390,6 +406,7 @@ ERRORS
 # ---- mv --------------------------------------------------------------------------
 class Mv(Command):
     name = "mv"
+    blocks = False                  # memory and the store only
     summary = "move or rename objects (into DST when DST is an existing DIR)"
     flags = ""
     options: dict[str, str] = {}

@@ -33,6 +33,7 @@ def _man_pages(session, names, stdout) -> int:
 
 class Help(Command):
     name = "help"
+    blocks = False                  # memory and the store only
     summary = "list the commands with a one-line summary each (help CMD: its man page)"
     options: dict[str, str] = {}
     man = """NAME
@@ -79,6 +80,7 @@ ERRORS
 
 class Man(Command):
     name = "man"
+    blocks = False                  # memory and the store only
     summary = "print a command's manual page"
     options: dict[str, str] = {}
     man = """NAME

@@ -100,6 +100,7 @@ def _charset(content_type: str) -> str:
 
 class HttpcCommand(Command):
     name = "httpc"
+    blocks = "deadline"             # waits on the network, never past session.remaining()
     summary = "send an HTTP request and print the reply"
     flags = "hHr"
     handles_help = True       # -h is our own flag; --help prints the man page
@@ -251,6 +252,14 @@ EXIT STATUS
         # @timeout bounds each read; a server that trickles its body must not hold the
         # command for ever: the whole reply has to arrive within connect + read timeout
         deadline = time.monotonic() + timeout[0] + timeout[1]
+        left = session.remaining() if hasattr(session, "remaining") else None
+        if left is not None:        # a request's deadline: never wait past it
+            if left <= 0:
+                raise WnError("e.httpc.timeout", "the request's deadline has passed",
+                              TIMEOUT)
+            read_t = min(read_t, left)
+            timeout = (min(timeout[0], left), read_t)
+            deadline = min(deadline, time.monotonic() + left)
         origin = _origin(req["url"])
         try:
             resp = http_session().request(

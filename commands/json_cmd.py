@@ -10,6 +10,7 @@ from commands.fs import parse, usage
 
 class Json(Command):
     name = "json"
+    blocks = False                  # memory and the store only
     summary = "pretty-print (or -c compact) JSON from stdin; -get KEY pulls out a value"
     flags = "c"
     options = {

@@ -13,6 +13,7 @@ from commands.fs import expand, parse, usage
 
 class Obj(Command):
     name = "obj"
+    blocks = False                  # memory and the store only
     summary = "show, update (-u), query (-match) or create (-new) objects' metadata as JSON"
     flags = "cl"
     options = {

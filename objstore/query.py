@@ -7,7 +7,8 @@ A *match* is an AND-map ``{"key": value, ...}`` or a list of them (OR).  ``{}`` 
 
 =================  ==============================================================
 ``None``           the key is absent (the store never keeps JSON null)
-``"^regex"``       a Python ``re.search`` of the whole value (the ``^`` anchors it);
+``"^regex"``       a regex search of the whole value (the ``^`` anchors it), in RE2's
+                   linear-time syntax (no lookaround or backreferences);
                    applies to strings and numbers (numbers as ``str(n)``)
 ``"a*b"``          a glob: ``*`` matches any run of characters, nothing else is special;
                    the whole value must match (strings and numbers)
@@ -121,10 +122,41 @@ def glob_to_regex(glob: str) -> str:
     return "^" + ".*".join(re.escape(part) for part in glob.split("*")) + "$"
 
 
-def _compile_regex(key: str, pattern: str) -> re.Pattern:
+_RE2_OPTIONS = None
+
+
+def linear_regex(pattern: str):
+    """``pattern`` compiled for a linear-time engine (RE2, package google-re2): no
+    pattern -- one a request carries included (``^(a+)+$``) -- can make a search
+    backtrack for ever and hold a worker.  RE2 has no lookaround and no
+    backreferences: such a pattern raises ``ValueError``.  Only where google-re2 is not
+    installed does this fall back to Python's ``re``."""
+    global _RE2_OPTIONS
     try:
-        return re.compile(pattern)
-    except re.error as exc:
+        import re2
+    except ImportError:         # pragma: no cover - google-re2 is a dependency
+        try:
+            return re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(str(exc)) from None
+    if _RE2_OPTIONS is None:
+        opts = re2.Options()
+        opts.log_errors = False         # errors are ours to report, not RE2's stderr
+        _RE2_OPTIONS = opts
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except Exception as exc:  # noqa: BLE001 - re2.error, with bytes for a message
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise ValueError(f"{reason} (linear-time regex: no lookaround, no "
+                         "backreferences)") from None
+
+
+def _compile_regex(key: str, pattern: str):
+    try:
+        return linear_regex(pattern)
+    except ValueError as exc:
         raise query_error(f"bad regex for {key}: {exc}") from None
 
 
@@ -417,5 +449,11 @@ def sqlite_regexp(pattern: str, value: Any, _cache: dict = {}) -> bool:
     if rx is None:
         if len(_cache) > 512:
             _cache.clear()
-        rx = _cache[pattern] = re.compile(pattern)
+        try:
+            rx = linear_regex(pattern)
+        except ValueError:
+            # not a query's regex (parse_match already refused those RE2 can not run):
+            # one the store made itself, e.g. a children() glob from fnmatch
+            rx = re.compile(pattern)
+        _cache[pattern] = rx
     return rx.search(value if isinstance(value, str) else str(value)) is not None

@@ -30,6 +30,21 @@ Rules (root = the subtree's top, e.g. ``/home/demo``; "inside" = root or below i
   visible.
 * ``close`` closes the underlying store (the view owns no other resource).
 
+Two more things a request's view does (``ScopedStore(store, root, hide=..., held=...)``):
+
+* ``hide``: names of subtrees of the root (``.weixin``, ``.regapi``) that the view treats
+  exactly like the outside -- invisible to reads, children and queries, refused to
+  creates and moves -- so a request's session can neither read the merchant's keys nor
+  install an API.  The commands that own such a tree reach it through ``unhidden`` (the
+  same root, nothing hidden), e.g. ``weixin`` reading ``~/.weixin/<conf>/wxconf``.
+  ``grant(oid)`` lets the view see one object of a hidden tree (a request object this
+  request asked to keep, stored in ``~/.regapi/tmp``).
+* ``held``: ``(obj, content)`` pairs of FILE objects that exist only in this view, in
+  memory (a request's own object: its metadata and body).  They are found by id
+  (``get``, ``id:ID``) and can be read, written and have their metadata changed like
+  any FILE; they are never in the store, never in a query or a listing, and no other
+  view can see them.
+
 The root is given as an absolute path of at least two segments (``/home/<user>``);
 whether it exists is not checked here.  The view remembers ids it has seen inside
 (returned by its own reads, creates and queries) so that a command's follow-up writes
@@ -42,9 +57,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from . import common as C
 from . import paths
 from . import query as Q
-from .base import Store
+from .base import READONLY, Store
 from .errors import FORBIDDEN, NOT_FOUND, StoreError
 
 TYPE_CHECKING = False
@@ -60,8 +76,9 @@ class ScopedStore(Store):
     # root as given -> (normalized root, d0, d1, ph regex): a view is made per request,
     # so the checks and the regex are computed once per root, not per view
     _ROOTS: dict = {}
+    _HIDDEN: dict = {}      # (root, hide names) -> absolute paths of the hidden subtrees
 
-    def __init__(self, store: Store, root: str):
+    def __init__(self, store: Store, root: str, *, hide=(), held=()):
         known = self._ROOTS.get(root)
         if known is None:
             known = self._root_info(root)
@@ -72,6 +89,24 @@ class ScopedStore(Store):
         self._store = store
         self.url = getattr(store, "url", "")
         self._inside: set[str] = set()
+        # absolute paths of the hidden subtrees (computed once per root and names);
+        # ids granted inside them
+        self._hidden = ()
+        if hide:
+            key = (self.root, tuple(hide))
+            hidden = self._HIDDEN.get(key)
+            if hidden is None:
+                hidden = tuple(paths.join(self.root, paths.check_name(h)) for h in hide)
+                if len(self._HIDDEN) > 4096:
+                    self._HIDDEN.clear()
+                self._HIDDEN[key] = hidden
+            self._hidden = hidden
+        self._granted: set[str] = set()
+        self._unhidden = None
+        # id -> [doc, content] of the objects only this view holds
+        self._held: dict = {}
+        for obj, content in held:
+            self._held[obj["id"]] = [dict(obj), bytes(content)]
 
     @staticmethod
     def _root_info(root: str) -> tuple:
@@ -90,12 +125,37 @@ class ScopedStore(Store):
         return self._store
 
     def contains(self, path: str) -> bool:
-        """True when the absolute store path ``path`` is the root or below it."""
-        return paths.is_within(path, self.root)
+        """True when the absolute store path ``path`` is the root or below it, and not
+        in a hidden subtree."""
+        if not paths.is_within(path, self.root):
+            return False
+        for h in self._hidden:
+            if paths.is_within(path, h):
+                return False
+        return True
+
+    @property
+    def unhidden(self) -> "ScopedStore":
+        """The same root with nothing hidden: for the commands that own a hidden tree
+        (``weixin`` and its account).  This view itself when nothing is hidden."""
+        if not self._hidden:
+            return self
+        if self._unhidden is None:
+            self._unhidden = ScopedStore(self._store, self.root)
+        return self._unhidden
+
+    def grant(self, oid: str) -> None:
+        """Let this view see object ``oid`` even in a hidden subtree (it must still be
+        below the root)."""
+        self._granted.add(oid)
 
     def _seen(self, obj):
         """``obj`` if it is inside (remembering its id), else None."""
-        if obj is None or not self.contains(obj.get("ph", "")):
+        if obj is None:
+            return None
+        if not self.contains(obj.get("ph", "")) and not (
+                obj.get("id") in self._granted
+                and paths.is_within(obj.get("ph", ""), self.root)):
             return None
         self._inside.add(obj["id"])
         return obj
@@ -128,7 +188,34 @@ class ScopedStore(Store):
 
     # ---- lookup -----------------------------------------------------------------
     def get(self, oid: str) -> WnObj | None:
+        if self._held and oid in self._held:
+            return C.copy_out(self._held[oid][0])
         return self._seen(self._store.get(oid))
+
+    # ---- objects only this view holds (in memory) -------------------------------
+    def _held_doc(self, oid) -> list | None:
+        return self._held.get(oid) if self._held and isinstance(oid, str) else None
+
+    @staticmethod
+    def _held_put(entry: list, data, append: bool) -> WnObj:
+        import hashlib
+        data = C.as_bytes(data)
+        if append:
+            data = entry[1] + data
+        entry[1] = data
+        doc = entry[0]
+        doc["len"] = len(data)
+        doc["sha1"] = hashlib.sha1(data).hexdigest()
+        doc["lm"] = max(C.now_ms(), doc.get("lm", 0))
+        return C.copy_out(doc)
+
+    @staticmethod
+    def _held_changes(changes) -> dict:
+        clean = C.clean_meta(changes)
+        bad = [k for k in clean if k in READONLY]
+        if bad:
+            raise C.meta_invalid(f"'{bad[0]}' is read-only")
+        return clean
 
     def fetch(self, path: str, *, cwd: str = "/", home: str | None = None) -> WnObj | None:
         sp = paths.resolve(path, cwd, home)
@@ -155,37 +242,67 @@ class ScopedStore(Store):
         return self._seen(obj) or obj
 
     def set_meta(self, oid: str, changes: Mapping[str, Any]) -> WnObj:
+        held = self._held_doc(oid)
+        if held is not None:
+            C.apply_changes(held[0], self._held_changes(changes), C.now_ms())
+            return C.copy_out(held[0])
         self._need(oid)
         return self._store.set_meta(oid, changes)
 
     def cas(self, oid: str, expect: Mapping[str, Any], changes: Mapping[str, Any]) -> WnObj | None:
+        held = self._held_doc(oid)
+        if held is not None:
+            want, clean = C.clean_expect(expect), self._held_changes(changes)
+            if not C.matches_expect(held[0], want):
+                return None
+            C.apply_changes(held[0], clean, C.now_ms())
+            return C.copy_out(held[0])
         self._need(oid)
         return self._store.cas(oid, expect, changes)
 
     def incr(self, oid: str, key: str, delta: int = 1) -> int:
+        held = self._held_doc(oid)
+        if held is not None:
+            C.check_delta(key, delta)
+            held[0][key] = C.incr_value(held[0].get(key), key, delta)
+            return held[0][key]
         self._need(oid)
         return self._store.incr(oid, key, delta)
 
     # ---- content ----------------------------------------------------------------
     def read(self, oid: str) -> bytes:
+        held = self._held_doc(oid)
+        if held is not None:
+            return held[1]
         self._need(oid)
         return self._store.read(oid)
 
     def write(self, oid: str, data: bytes) -> WnObj:
+        held = self._held_doc(oid)
+        if held is not None:
+            return self._held_put(held, data, append=False)
         self._need(oid)
         return self._store.write(oid, data)
 
     def append(self, oid: str, data: bytes) -> WnObj:
+        held = self._held_doc(oid)
+        if held is not None:
+            return self._held_put(held, data, append=True)
         self._need(oid)
         return self._store.append(oid, data)
 
     # ---- tree -------------------------------------------------------------------
     def children(self, oid: str, glob: str | None = None) -> list[WnObj]:
+        held = self._held_doc(oid)
+        if held is not None:
+            raise C.notdir(held[0]["ph"])
         self._need(oid)
         kids = self._store.children(oid, glob)
         return [k for k in kids if self._seen(k) is not None]
 
     def move(self, oid: str, new_path: str, *, cwd: str = "/", home: str | None = None) -> WnObj:
+        if self._held_doc(oid) is not None:     # it lives in memory: it has no place
+            raise StoreError("e.io.forbidden", f"id:{oid} is held in memory", FORBIDDEN)
         self._need(oid)
         sp = self._absolute(new_path, cwd, home)
         if sp is None:
@@ -196,6 +313,9 @@ class ScopedStore(Store):
         return self._store.move(oid, sp)
 
     def delete(self, oid: str, *, recursive: bool = False) -> None:
+        if self._held_doc(oid) is not None:
+            del self._held[oid]
+            return
         self._need(oid)
         self._store.delete(oid, recursive=recursive)
         self._inside.discard(oid)
@@ -234,14 +354,38 @@ class ScopedStore(Store):
             Q.parse_sort(sort)
             Q.check_window(skip, limit)
             return []
-        found = self._store.query(scoped if len(scoped) > 1 else scoped[0], sort=sort,
-                                  skip=skip, limit=limit)
-        return [o for o in found if self._seen(o) is not None]
+        m = scoped if len(scoped) > 1 else scoped[0]
+        if not self._hidden:
+            found = self._store.query(m, sort=sort, skip=skip, limit=limit)
+            return [o for o in found if self._seen(o) is not None]
+        # hidden subtrees: skip and limit count the visible objects only
+        Q.check_window(skip, limit)
+        if limit is None:
+            return [o for o in self._store.query(m, sort=sort)
+                    if self._seen(o) is not None][skip:]
+        out: list = []
+        page, start, passed = max(64, skip + limit), 0, 0
+        while True:
+            batch = self._store.query(m, sort=sort, skip=start, limit=page)
+            for o in batch:
+                if self._seen(o) is None:
+                    continue
+                if passed < skip:
+                    passed += 1
+                    continue
+                out.append(o)
+                if len(out) >= limit:
+                    return out
+            if len(batch) < page:
+                return out
+            start += page
 
     def count(self, match: Match) -> int:
         scoped = self._scoped_match(match)
         if scoped is None:
             return 0
+        if self._hidden:
+            return len(self.query(match))
         return self._store.count(scoped if len(scoped) > 1 else scoped[0])
 
     # ---- housekeeping -----------------------------------------------------------

@@ -1,16 +1,18 @@
 """The WSGI app that serves ``.regapi`` templates: ``make_app(store_url)``.
 
 Per request: route the path (``regapi.router``), build the request metadata
-(``regapi.request``), create the request object only when the template uses ``${id}``
-(one store write, content and metadata at once), run the *parsed* template in a fresh
-``Session`` of the API's user, confined to that user's home (``confine=True``: nothing
-outside ``/home/<usr>`` can be read, changed or found), with the metadata as
+(``regapi.request``; every value marked as the request's, so it can only add names
+below the path the template wrote), make the request object only when the template
+uses ``${id}`` -- in memory, held by the request's session, never in the store unless
+the API asks to keep it -- run the *parsed* template on the request thread in a fresh
+``Session`` of the API's user, confined to that user's home with ``~/.weixin`` and
+``~/.regapi`` hidden (nothing else can be read, changed or found), with the metadata as
 ``template_vars``, and map the outcome to a response (``regapi.response``).  One store
 per worker process; parsed templates and routes are cached per worker.
 
 Limits on by default: request body 1 MiB (413), a per-request deadline (504), and a
 catch-all so that no traceback ever reaches a client.  One access-log line per request
-(method, path without the query string, status, bytes, duration): buffered to stderr by
+(client address, method, path without the query string, status, bytes, duration): buffered to stderr by
 ``wnshell serve`` (``BufferedAccessLog``), else on the ``regapi.access`` logger.
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from objstore.errors import TIMEOUT, WnError
 
+from regapi import guard
 from regapi import request as rq
 from regapi import response as rs
 from regapi import websession
@@ -38,77 +41,62 @@ PURGE_EVERY = 30.0
 REQOBJ_META = "regapi-reqobj"     # API metadata: true forces a request object
 
 
-# Commands that only touch the store and memory: a template made of these alone runs
-# on the request thread (a thread hop costs more than the whole command).  Any other
-# command (httpc, weixin, plugins, a name computed at run time) runs on the pool so
-# that the deadline can answer 504 while it is stuck.
-INLINE_COMMANDS = frozenset({"echo", "true", "false", "exit", "export", "env", "cd", "pwd",
-                             "cat", "ls", "mkdir", "touch", "rm", "mv", "obj", "json",
-                             "help", "man"})
+# A request's session sees neither the merchant's account nor the API tree: the commands
+# that own them (weixin) read them through the store's unhidden view.
+HIDDEN = (".weixin", ".regapi")
+KEEP_META = "regapi-reqobj-keep"  # API metadata: true or seconds -> store the request object
+KEEP_MAX_S = 86400
 
 
-def _walk(node):
-    from wnshell import nodes as n
-    stack = [node]
-    while stack:
-        x = stack.pop()
-        yield x
-        if isinstance(x, n.Var):
-            if x.default:
-                stack.extend(x.default)
-        elif isinstance(x, n.Word):
-            stack.extend(x.parts)
-        elif isinstance(x, n.Sub):
-            stack.append(x.body)
-        elif isinstance(x, n.Script):
-            stack.extend(x.items)
-        elif isinstance(x, n.AndOr):
-            stack.append(x.first)
-            stack.extend(p for _, p in x.rest)
-        elif isinstance(x, n.Pipeline):
-            stack.extend(x.cmds)
-        elif isinstance(x, n.Simple):
-            stack.extend(w for _, w in x.assigns)
-            stack.extend(x.words)
-            stack.extend(r.target for r in x.redirs if isinstance(r.target, n.Node))
-        elif isinstance(x, (list, tuple)):
-            stack.extend(x)
+def keep_ms(api, default_ms: int) -> int | None:
+    """How long an API asks to keep its request objects (ms), or None (in memory only)."""
+    v = api.get(KEEP_META)
+    if v is True:
+        return default_ms
+    if isinstance(v, int) and not isinstance(v, bool) and 0 < v <= KEEP_MAX_S:
+        return v * 1000
+    return None
 
 
-def uses_var(node, name: str) -> bool:
-    """Does the syntax tree reference template variable ``name`` anywhere (words,
-    assignments, redirection targets, defaults, ``$(...)`` bodies)?"""
-    from wnshell import nodes as n
-    return any(isinstance(x, n.Var) and x.name == name for x in _walk(node))
-
-
-def runs_inline(node) -> bool:
-    """True when every command the tree can run is a literal name in INLINE_COMMANDS."""
-    from wnshell import nodes as n
-    for x in _walk(node):
-        if isinstance(x, n.Simple) and x.words:
-            parts = x.words[0].parts
-            if not parts or not all(isinstance(p, n.Lit) for p in parts):
-                return False
-            if "".join(p.text for p in parts) not in INLINE_COMMANDS:
-                return False
+def runs_inline(tree, registry) -> bool:
+    """May the template run on the request thread?  Yes when every command it can run
+    is known by name (the syntax tree says which: ``wnshell.nodes.command_names``) and
+    declares that it never waits, or waits only within the session's deadline
+    (``Command.blocks``); a command that does not declare it, or a name computed at run
+    time, runs where the deadline can still answer 504 without it."""
+    from wnshell.nodes import command_names
+    names = command_names(tree)
+    if names is None:
+        return False
+    for name in names:
+        try:
+            cmd = registry.get(name)
+        except Exception:  # noqa: BLE001 - a plugin that fails to load: not inline
+            return False
+        if cmd is not None and getattr(cmd, "blocks", True) not in (False, "deadline"):
+            return False
     return True
 
 
 class Template:
     """A parsed API object, with what the response needs from its metadata."""
     __slots__ = ("ast", "uses_id", "inline", "version", "headers", "mime", "redirect",
-                 "names", "api", "as_json")
+                 "names", "api", "as_json", "qs_mime", "keep_ms", "token", "cors")
 
-    def __init__(self, ast, api, version):
-        from wnshell import nodes as n
+    def __init__(self, ast, api, version, registry=None, default_keep_ms=rq.REQ_TTL_MS):
+        from wnshell.nodes import variables
         self.ast = ast
-        self.names = frozenset(x.name for x in _walk(ast) if isinstance(x, n.Var))
-        self.uses_id = uses_var(ast, "id") or api.get(REQOBJ_META) is True
-        self.inline = runs_inline(ast)
+        self.names = variables(ast)
+        self.keep_ms = keep_ms(api, default_keep_ms)
+        self.token = guard.token_of(api)        # api-access-token (None: open)
+        self.cors = guard.cors_of(api)          # http-cross-origin (None: no CORS)
+        self.uses_id = ("id" in self.names or api.get(REQOBJ_META) is True
+                        or self.keep_ms is not None)
+        self.inline = runs_inline(ast, registry if registry is not None else _shell()[1])
         self.version = version
         self.headers = tuple(rs.api_headers(api))
-        self.mime = rs.content_type(None, api)
+        self.mime = rs.content_type(api)
+        self.qs_mime = api.get(rs.QS_MIME_META) is True
         self.as_json = rs.is_json(self.mime)
         self.redirect = rs.redirect_code(api)
         self.api = api          # the object it was made from (identity = still current)
@@ -153,7 +141,7 @@ class RegApiApp:
         except WnError as e:     # the API's own text is broken: a server-side fault
             raise WnError("e.regapi.api.invalid", f"{e.key} : {e.reason}",
                           kind="internal") from None
-        t = Template(ast, api, version)
+        t = Template(ast, api, version, default_keep_ms=self.req_ttl_ms)
         if len(self._templates) > 4096:
             self._templates.clear()
         self._templates[api["id"]] = t
@@ -201,45 +189,62 @@ class RegApiApp:
         if method == "HEAD":
             body = b""
         if self.access is not None:
-            self.access(method, path, status, len(body), time.perf_counter() - t0)
+            self.access(method, path, status, len(body), time.perf_counter() - t0,
+                        environ.get("REMOTE_ADDR") or "-")
         elif access_log.isEnabledFor(logging.INFO):
-            access_log.info('%s %s %d %d %.1fms', method, _log_path(path), status,
-                            len(body), (time.perf_counter() - t0) * 1000)
+            access_log.info('%s %s %s %d %d %.1fms', _log_addr(environ.get("REMOTE_ADDR")),
+                            method, _log_path(path), status, len(body),
+                            (time.perf_counter() - t0) * 1000)
         return [body]
 
     def handle(self, environ, path):
         route = self.router.resolve_path(path)
         if route is None:
             raise RouteError("e.regapi.noexists", "no such API", kind="not_found")
-        usr = route.usr
         tpl = self.template(route.api)
+        if tpl.cors is None:
+            return self._answer(environ, path, route, tpl)
+        if environ.get("REQUEST_METHOD") == "OPTIONS":     # preflight: metadata only
+            return guard.preflight(tpl.cors, environ)
+        status, headers, body = self._answer(environ, path, route, tpl)
+        headers = list(headers) + guard.cors_headers(tpl.cors, environ)
+        return status, headers, body
+
+    def _answer(self, environ, path, route, tpl):
+        usr = route.usr
         try:
             rq.check_length(environ, self.max_body)
             query = rq.parse_query(environ.get("QUERY_STRING", ""))
+            if tpl.token is not None and not guard.token_ok(environ, query, tpl.token):
+                raise guard.token_refused()
         except rq.HttpError as e:       # in the API's own error format (JSON or text)
             return _error(e.http_code, e.key, e.reason, tpl.as_json)
-        qs_mime = query.get("mime")
-        if qs_mime:
-            mime = rs.clean_mime(qs_mime) or tpl.mime
+        mime, as_json = tpl.mime, tpl.as_json
+        if tpl.qs_mime and query.get("mime"):     # opted in; passive types only
+            mime = rs.query_mime(query["mime"]) or mime
             as_json = rs.is_json(mime)
-        else:
-            mime, as_json = tpl.mime, tpl.as_json
         try:
+            held, granted = (), None
             if tpl.uses_id:
                 meta = rq.build_meta(environ, usr, path, route.rel, route.args, query)
                 body = rq.read_body(environ, self.max_body)
                 rq.check_body(body)
-                obj = rq.create_request_object(self.store, usr, meta, body, self.req_ttl_ms)
+                if tpl.keep_ms is None:     # in memory, held by this request's session
+                    obj = rq.request_object(usr, meta, body)
+                    held = ((obj, body),)
+                else:                       # kept: stored where only this request sees it
+                    obj = rq.keep_request_object(self.store, usr, meta, body, tpl.keep_ms)
+                    granted = obj["id"]
+                    self.maybe_purge()
                 tvars = rq.template_vars(meta)
                 tvars["id"] = obj["id"]
-                self.maybe_purge()
             else:
                 tvars = rq.select_vars(environ, usr, path, route.rel, route.args, query,
                                        tpl.names)
             ws = websession.mode(tpl.api)       # None for every ordinary API
             if ws or websession.wanted(tpl.names):
                 websession.bind(self.store, environ, usr, tvars, ws, query)
-            status, out, err, last = self.run(usr, tpl, tvars)
+            status, out, err, last = self.run(usr, tpl, tvars, held, granted)
         except rq.HttpError as e:
             return _error(e.http_code, e.key, e.reason, as_json)
         except WnError as e:
@@ -266,44 +271,44 @@ class RegApiApp:
             key, reason = "e.regapi.failed", f"exit status {status}"
         return _error(500, key, reason, as_json)
 
-    def run(self, usr, tpl, tvars):
+    def run(self, usr, tpl, tvars, held=(), granted=None):
         """Run the parsed template in a fresh Session of ``usr`` (empty stdin) under the
         deadline; (status, stdout, stderr, last_error).
 
-        The deadline is enforced twice: a template that may block (see
-        INLINE_COMMANDS) runs on a worker thread and the request answers 504 when it is
-        not done in time (the request thread is never stuck behind a hung command);
-        and the Session's registry refuses to start any further command once the
-        deadline has passed (so an abandoned or slow run stops at its next command)."""
-        Session, REGISTRY = _shell()
-        # confine=True: the session's store is a view of /home/<usr> only, so no value
-        # of the request can name another user's object (objstore/scoped.py).
+        The session is confined to the user's home with ``HIDDEN`` hidden, and holds
+        the request object (``held``) or is granted the kept one.  The deadline is the
+        session's: the executor starts no command after it, and commands that wait on
+        the network take the remaining time as their timeout.  So a template runs on
+        the request thread -- unless it can run a command that does not declare
+        (``Command.blocks``) that it waits within the deadline: that one runs on a
+        pool thread and the request answers 504 when it is not done in time."""
+        Session = _shell()[0]
+        limit = time.monotonic() + self.deadline if self.deadline else None
         # home_known=True: the API object lives below /home/<usr>, so the home exists;
         # spare the Session its "create home when missing" lookup (one store read).
-        if not self.deadline:
-            session = Session(self.store, user=usr, confine=True, home_known=True)
-            status, out, err = session.run_ast(tpl.ast, stdin="", template_vars=tvars)
-            return status, out, err, session.last_error
-        limit = time.monotonic() + self.deadline
-        session = Session(self.store, user=usr, registry=DeadlineRegistry(REGISTRY, limit),
-                          confine=True, home_known=True)
-        if tpl.inline:
-            status, out, err = session.run_ast(tpl.ast, stdin="", template_vars=tvars)
-            if time.monotonic() > limit:
-                raise WnError("e.regapi.timeout", f"no answer within {self.deadline:g}s",
-                              kind=TIMEOUT)
-            return status, out, err, session.last_error
+        session = Session(self.store, user=usr, confine=True, home_known=True,
+                          hide=HIDDEN, held=held, deadline=limit)
+        if granted is not None:
+            session.store.grant(granted)
 
         def job():
             status, out, err = session.run_ast(tpl.ast, stdin="", template_vars=tvars)
             return status, out, err, session.last_error
 
-        fut = self._pool().submit(job)
-        try:
-            return fut.result(timeout=max(0.0, limit - time.monotonic()))
-        except FutureTimeout:
+        if limit is None:
+            return job()
+        if tpl.inline:
+            result = job()
+        else:
+            fut = self._pool().submit(job)
+            try:
+                result = fut.result(timeout=max(0.0, limit - time.monotonic()))
+            except FutureTimeout:
+                result = None
+        if result is None or time.monotonic() > limit:
             raise WnError("e.regapi.timeout", f"no answer within {self.deadline:g}s",
-                          kind=TIMEOUT) from None
+                          kind=TIMEOUT)
+        return result
 
     def _pool(self):
         pool = self._executor
@@ -329,23 +334,6 @@ def _shell():
     return _SHELL
 
 
-class DeadlineRegistry:
-    """The command registry as a Session sees it, refusing new commands once the
-    request's deadline has passed (the rest of an abandoned template never runs)."""
-
-    def __init__(self, parent, limit: float):
-        self._parent = parent
-        self._limit = limit
-
-    def get(self, name):
-        if time.monotonic() > self._limit:
-            raise WnError("e.regapi.timeout", "request deadline passed", kind=TIMEOUT)
-        return self._parent.get(name)
-
-    def __getattr__(self, attr):
-        return getattr(self._parent, attr)
-
-
 _POOL_LOCK = threading.Lock()
 _STATUS = {c: rs.status_line(c) for c in rs.REASONS}
 
@@ -365,11 +353,21 @@ def _log_path(path: str) -> str:
     return path[:300]
 
 
+def _log_addr(addr) -> str:
+    """The client address as one field (it comes from the socket, but never trust a
+    field to be what it should be)."""
+    if not addr:
+        return "-"
+    if not (addr.isascii() and addr.isprintable()) or " " in addr or len(addr) > 64:
+        return "?"
+    return addr
+
+
 class BufferedAccessLog:
-    """One line per request -- ``TIME [PID] METHOD PATH STATUS BYTES DURATIONms`` (no
-    query string, no headers, no bodies) -- appended to a buffer that a thread writes
-    out every ``interval`` seconds and at process exit.  About 1 µs a request, where a
-    ``logging`` call costs 10."""
+    """One line per request -- ``TIME [PID] regapi.access ADDR METHOD PATH STATUS BYTES
+    DURATIONms`` (TIME as in ``regapi.logfmt``; no query string, no headers, no bodies)
+    -- appended to a buffer that a thread writes out every ``interval`` seconds and at
+    process exit.  About 1 µs a request, where a ``logging`` call costs 10."""
 
     def __init__(self, stream, interval: float = 0.25):
         self.stream = stream
@@ -386,13 +384,15 @@ class BufferedAccessLog:
         # forked workers leave through multiprocessing, which skips atexit
         multiprocessing.util.Finalize(self, self.flush, exitpriority=100)
 
-    def __call__(self, method, path, status, nbytes, seconds):
+    def __call__(self, method, path, status, nbytes, seconds, addr="-"):
         now = int(time.time())
         if now != self._sec:
             self._sec = now
-            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
-        self._buf.append(f"{self._stamp} [{self._pid}] regapi.access {method} "
-                         f"{_log_path(path)} {status} {nbytes} {seconds * 1000:.1f}ms\n")
+            from regapi.logfmt import stamp
+            self._stamp = stamp(now)
+        self._buf.append(f"{self._stamp} [{self._pid}] regapi.access {_log_addr(addr)} "
+                         f"{method} {_log_path(path)} {status} {nbytes} "
+                         f"{seconds * 1000:.1f}ms\n")
 
     def flush(self):
         with self._lock:
@@ -436,8 +436,9 @@ def _setup_logging(access: bool = True) -> None:
     """Server logging: ``regapi`` lines (and the ``weixin`` command's) to stderr; the
     access log at INFO unless turned off."""
     if not log.handlers:
+        from regapi.logfmt import Formatter
         h = logging.StreamHandler()
-        h.setFormatter(logging.Formatter("%(asctime)s [%(process)d] %(name)s %(message)s"))
+        h.setFormatter(Formatter())
         for lg in (log, logging.getLogger("wnshell")):   # regapi and the commands' logs
             lg.addHandler(h)
             lg.propagate = False

@@ -1,10 +1,17 @@
 """The request object's metadata (walnut.md §3), built from a WSGI environ.
 
 ``build_meta`` returns the metadata dict; ``template_vars`` flattens it to the string
-values a template may use (``${http-qs-id}``, ``${args}``, ``${args-0}`` …);
-``create_request_object`` stores it, with the body as content, as a FILE under
-``/home/<usr>/.regapi/tmp/`` that expires after ``ttl_ms``.  Only templates that use
-``${id}`` need that object, so the app creates it only for them.
+values a template may use (``${http-qs-id}``, ``${args}``, ``${args-0}`` …), each marked
+as coming from the request (``wnshell.provenance.from_request``: such a value can only
+add names below the path the template wrote) except ``http-usr``, ``http-home`` and
+``http-api``, which the server itself decides.
+
+The request object (only templates that use ``${id}`` need one) is held in memory by
+the request's own session: ``request_object`` makes it (a FILE object's fields, the
+body as content), nothing is written to the store and no other request can find it.
+An API that asks to keep it (metadata ``regapi-reqobj-keep``) gets it stored by
+``keep_request_object`` under ``/home/<usr>/.regapi/tmp/`` -- a tree no request's
+session can see -- with an expiry.
 """
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ import time
 from urllib.parse import unquote
 
 from objstore.errors import BAD_INPUT, WnError
+from wnshell.provenance import from_request
 
 MAX_BODY = 1 << 20          # 1 MiB
 MAX_QS_FIELDS = 256
@@ -56,7 +64,9 @@ def content_length(environ: dict) -> int | None:
     cl = environ.get("CONTENT_LENGTH") or ""
     if not cl:
         return None
-    if not (cl.isascii() and cl.isdigit()):     # (isdigit alone takes "²")
+    # (isdigit alone takes "²"; and int() of thousands of digits raises: 18 digits
+    # are far more than any body we take)
+    if not (cl.isascii() and cl.isdigit()) or len(cl) > 18:
         raise HttpError(400, "e.regapi.req.badlength", "bad Content-Length")
     return int(cl)
 
@@ -224,18 +234,24 @@ def build_meta(environ: dict, usr: str, path: str, api_rel: str,
     return meta
 
 
+# the variables whose values the server decides (the route's user and API): every
+# other one is the request's data, marked as such
+TRUSTED_NAMES = frozenset({"http-usr", "http-home", "http-api"})
+
+
 def template_vars(meta: dict) -> dict[str, str]:
     """String values for the template: the metadata, ``args`` joined with "/", and
-    each matched segment as ``args-0``, ``args-1`` …"""
-    out = {k: v for k, v in meta.items() if isinstance(v, str)}
+    each matched segment as ``args-0``, ``args-1`` …; request values marked."""
+    out = {k: (v if k in TRUSTED_NAMES else from_request(v))
+           for k, v in meta.items() if isinstance(v, str)}
     _add_args(out, meta.get("args") or [])
     return out
 
 
 def _add_args(out: dict, args: list[str]) -> None:
-    out["args"] = "/".join(args)
+    out["args"] = from_request("/".join(args))
     for i, a in enumerate(args):
-        out[f"args-{i}"] = a
+        out[f"args-{i}"] = from_request(a)
 
 
 def select_vars(environ: dict, usr: str, path: str, api_rel: str, args: list[str],
@@ -266,7 +282,7 @@ def select_vars(environ: dict, usr: str, path: str, api_rel: str, args: list[str
         else:
             continue
         if v is not None:
-            out[name] = v
+            out[name] = v if name in TRUSTED_NAMES else from_request(v)
     return out
 
 
@@ -274,9 +290,26 @@ def tmp_dir(usr: str) -> str:
     return f"/home/{usr}/.regapi/tmp"
 
 
-def create_request_object(store, usr: str, meta: dict, body: bytes,
-                          ttl_ms: int = REQ_TTL_MS):
-    """One store write: the FILE with its metadata, content and expiry at once."""
+def request_object(usr: str, meta: dict, body: bytes):
+    """The request object in memory (no store write): the fields a FILE under
+    ``tmp_dir(usr)`` would have, with ``meta``; to be held by the request's session."""
+    import hashlib
+
+    from objstore import common as C
+    from objstore.base import WnObj
+    from objstore.paths import new_id
+    now = int(time.time() * 1000)
+    oid = new_id()
+    doc = C.new_doc(oid, "", oid, f"{tmp_dir(usr)}/{oid}", "FILE", C.clean_meta(meta), now)
+    doc["len"] = len(body)
+    doc["sha1"] = hashlib.sha1(body).hexdigest()
+    return WnObj(doc)
+
+
+def keep_request_object(store, usr: str, meta: dict, body: bytes,
+                        ttl_ms: int = REQ_TTL_MS):
+    """One store write: the FILE with its metadata, content and expiry at once, below
+    ``tmp_dir(usr)`` (hidden from every request's session but the one granted it)."""
     now = int(time.time() * 1000)
     name = "r%x%s" % (now, secrets.token_hex(6))
     m = dict(meta)

@@ -1,8 +1,12 @@
 """From a template's outcome (exit status, stdout, last error) to an HTTP response.
 
-* Content-Type: the query parameter ``mime`` (``http-qs-mime``), else the API object's
-  metadata ``http-header-Content-Type``, else ``text/html``; text and JSON types get
-  ``charset=utf-8``.  A value that is not a plain ``type/subtype`` is ignored.
+* Content-Type: the API object's metadata ``http-header-Content-Type``, else
+  ``text/html``; text and JSON types get ``charset=utf-8``.  The query parameter
+  ``mime`` (``?mime=json``) is honoured only when the API opts in with the metadata
+  ``regapi-qs-mime: true``, and then only for a passive type (``PASSIVE_MIME``: plain
+  text, CSV, JSON) -- a client never chooses HTML, XHTML, SVG, XML or JavaScript, which
+  a browser would run (reflected XSS).  A value that is not a plain ``type/subtype`` is
+  ignored.
 * Other ``http-header-*`` metadata of the API object become response headers (names
   must be HTTP tokens, values one line; framing headers are never taken).
 * ``http-resp-code`` 301/302: stdout (trimmed) is the Location -- a relative path or an
@@ -19,7 +23,7 @@ import re
 
 from objstore.errors import HTTP_STATUS, WnError
 
-REASONS = {200: "OK", 301: "Moved Permanently", 302: "Found", 400: "Bad Request",
+REASONS = {200: "OK", 204: "No Content", 301: "Moved Permanently", 302: "Found", 400: "Bad Request",
            403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
            409: "Conflict", 413: "Payload Too Large", 500: "Internal Server Error",
            502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
@@ -35,6 +39,12 @@ _CTL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _FORBIDDEN_HEADERS = {"content-length", "transfer-encoding", "connection", "keep-alive",
                       "upgrade", "te", "trailer", "proxy-connection", "content-type",
                       "location"}
+
+
+QS_MIME_META = "regapi-qs-mime"     # API metadata: true lets ?mime= pick a passive type
+# the only types a query's ``mime`` may choose: nothing a browser renders or runs
+PASSIVE_MIME = frozenset({"text/plain", "text/csv", "application/json",
+                          "application/octet-stream"})
 
 
 def status_line(code: int) -> str:
@@ -66,13 +76,22 @@ def with_charset(mime: str) -> str:
     return v
 
 
-def content_type(qs_mime, api) -> str:
-    """The effective MIME type (without charset), walnut.md §3 precedence."""
-    for cand in (qs_mime, (api or {}).get("http-header-Content-Type")):
-        m = clean_mime(cand)
-        if m:
-            return m
-    return "text/html"
+def content_type(api) -> str:
+    """The API's own MIME type (without charset): its ``http-header-Content-Type``, else
+    ``text/html`` (walnut.md §3)."""
+    return clean_mime((api or {}).get("http-header-Content-Type")) or "text/html"
+
+
+def is_passive(mime: str) -> bool:
+    """A type no browser renders as a document or runs (see ``PASSIVE_MIME``)."""
+    return mime in PASSIVE_MIME or (mime.startswith("application/") and mime.endswith("+json"))
+
+
+def query_mime(value) -> str | None:
+    """The type a query's ``mime`` asks for, when it is a passive one (else None: the
+    API's own type stays).  Only for APIs whose metadata has ``regapi-qs-mime: true``."""
+    m = clean_mime(value)
+    return m if m is not None and is_passive(m) else None
 
 
 def is_json(mime: str) -> bool:

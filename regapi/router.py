@@ -5,6 +5,9 @@ Walnut's rules (../shared/docs/walnut.md §3): exact names win; then a child nam
 ``_ANY/_action``), a FILE ``_ANY`` takes all the remaining segments.  The segments matched
 by ``_ANY`` become ``args``.  When the walk ends on a DIR, its ``_action`` FILE is the API.
 
+A URL segment that is literally ``_ANY`` or ``_action`` is a 404: those names are the
+router's markers, never part of an API's address.
+
 Safety: the URL path is decoded once (by the server, as WSGI requires), must be UTF-8,
 and every segment is checked (no empty segment, no ``.``/``..``, no NUL or control
 character, bounded length), so a request can only ever name objects *below* the user's
@@ -83,6 +86,10 @@ def split_api_path(path: str) -> tuple[str, list[str]]:
         raise RouteError("e.regapi.path.invalid", "too many segments", kind=BAD_INPUT)
     usr = check_user(parts[0])
     segs = [check_segment(s) for s in parts[1:]]
+    if ANY in segs or ACTION in segs:
+        # the router's own markers are never names in a URL: /x/_ANY would run
+        # x/_ANY/_action with ${args-0} unset (rm -r ~/x/${args-0} on the parent)
+        raise RouteError("e.regapi.noexists", "no such API", kind=NOT_FOUND)
     return usr, segs
 
 

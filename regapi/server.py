@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 
 from objstore.errors import BAD_INPUT, INTERNAL, WnError
 
@@ -66,9 +65,10 @@ def serve(host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
         if value is not None:
             os.environ["WNSHELL_REGAPI_" + key] = str(value)
     os.environ["WNSHELL_REGAPI_ACCESS_LOG"] = "1" if access_log else "0"
+    from regapi.logfmt import granian_config, line
     if regapi_dir:
-        print(f"regapi: synced {regapi_dir} -> /home/{user}/.regapi/api: "
-              f"{sync_folder(url, regapi_dir, user)}", file=sys.stderr, flush=True)
+        line(f"synced {regapi_dir} -> /home/{user}/.regapi/api: "
+             f"{sync_folder(url, regapi_dir, user)}")
 
     server = Granian(
         "regapi.app:app_factory",
@@ -80,6 +80,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
         websockets=False,
         factory=True,
         log_access=False,
+        log_dictconfig=granian_config(),        # one time format for every line
         respawn_failed_workers=True,
         workers_kill_timeout=35,
     )
@@ -87,21 +88,18 @@ def serve(host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
         @server.on_reload
         def _resync():
             try:
-                line = sync_folder(url, regapi_dir, user)
-                print(f"regapi: reload: synced {regapi_dir}: {line}", file=sys.stderr,
-                      flush=True)
+                done = sync_folder(url, regapi_dir, user)
+                line(f"reload: synced {regapi_dir}: {done}")
             except Exception as e:  # noqa: BLE001 - keep serving the last good tree
                 msg = e.line() if hasattr(e, "line") else type(e).__name__
-                print(f"regapi: reload: sync failed, store unchanged: {msg}",
-                      file=sys.stderr, flush=True)
+                line(f"reload: sync failed, store unchanged: {msg}")
 
     # granian warns about more Python threads than cores; ours mostly wait on I/O
     # (WeChat replies, the store), which is what they are for
     logging.getLogger("_granian").addFilter(
         lambda r: "Python threads" not in r.getMessage())
-    print(f"regapi: serving http://{host}:{port}/api/<user>/<api> "
-          f"({workers} worker{'s' if workers != 1 else ''}, store {_safe_url(url)})",
-          file=sys.stderr, flush=True)
+    line(f"serving http://{host}:{port}/api/<user>/<api> "
+         f"({workers} worker{'s' if workers != 1 else ''}, store {_safe_url(url)})")
     try:
         server.serve()
     except (OSError, RuntimeError) as e:

@@ -91,10 +91,14 @@ def _check_response_meta(meta: dict, shown: str) -> None:
     operator sees it: headers that are not one ASCII line under an HTTP token name (or
     are framing headers), a Content-Type that is not a MIME type, a redirect code other
     than 301/302, a regapi-reqobj that is not a boolean."""
+    from regapi import guard
     from regapi import response as rs
     for key, value in meta.items():
         if value is None:
             continue
+        problem = guard.meta_problem(key, value)
+        if problem is not None:     # a security key is never silently ignored
+            raise SyncError("e.regapi.sync.meta", f"{shown}: {problem}", BAD_INPUT)
         if key.startswith("http-header-"):
             name = key[len("http-header-"):]
             if name.lower() == "content-type":
@@ -108,9 +112,15 @@ def _check_response_meta(meta: dict, shown: str) -> None:
         elif key == "http-resp-code" and rs.redirect_code(meta) is None:
             raise SyncError("e.regapi.sync.meta", f"{shown}: http-resp-code must be 301 or "
                             "302", BAD_INPUT)
-        elif key == "regapi-reqobj" and not isinstance(value, bool):
-            raise SyncError("e.regapi.sync.meta", f"{shown}: regapi-reqobj must be true or "
+        elif key in ("regapi-reqobj", rs.QS_MIME_META) and not isinstance(value, bool):
+            raise SyncError("e.regapi.sync.meta", f"{shown}: {key} must be true or "
                             "false (JSON booleans)", BAD_INPUT)
+        elif key == "regapi-reqobj-keep" and not (
+                value is True or value is False or (
+                    isinstance(value, int) and not isinstance(value, bool)
+                    and 0 < value <= 86400)):
+            raise SyncError("e.regapi.sync.meta", f"{shown}: regapi-reqobj-keep must be "
+                            "true, false or whole seconds from 1 to 86400", BAD_INPUT)
 
 
 def scan(src: str) -> dict[str, Entry]:

@@ -20,6 +20,7 @@ imports the module only when the command is first looked up (start-up time matte
 * Raise ``objstore.errors.WnError`` for failures: the runner prints ``e.key : reason``
   to stderr, sets ``session.last_error`` and returns status 1 (2 for kind bad_input
   raised as usage errors via ``UsageError``).
+* ``blocks``: declare whether the command can wait (see the attribute below).
 * Use ``session`` for everything else: ``session.store``, ``session.user``,
   ``session.home``, ``session.cwd``, ``session.env``, ``session.resolve(path)``,
   ``session.run(text, stdin)`` to call other commands.
@@ -38,6 +39,15 @@ class Command:
     # True when the command gives -h/--help a meaning of its own (httpc: -h prints the
     # headers); otherwise the runner answers a leading -h/--help with the help text.
     handles_help: bool = False
+    # Can run() wait on something outside memory and the store (the network, another
+    # process)?  Declared by each command, read by servers (regapi) to decide whether a
+    # template may run on the request thread:
+    #   False       never waits (echo, cat, obj ...)
+    #   "deadline"  may wait, but never past session.remaining() (httpc, weixin: the
+    #               request's remaining time is their timeout)
+    #   True        may wait without bound -- the default for a command that does not
+    #               say (a server then runs it where a deadline can still answer)
+    blocks: bool | str = True
 
     def run(self, session: "Session", args: list[str], stdin: TextIO,
             stdout: TextIO, stderr: TextIO) -> int:  # pragma: no cover - interface

@@ -8,6 +8,11 @@
 * Redirections go to store objects resolved by ``session.resolve``: ``>`` creates or
   overwrites a FILE (not its parent directories), ``>>`` appends, ``<`` reads;
   ``2>&1``/``>&2`` join the streams.
+* Provenance: values that arrive marked as coming from a request
+  (``wnshell.provenance.FromRequest``) keep their marks through words, assignments and
+  ``$(...)``, so that path resolution can refuse a request value that climbs out of
+  the template's path (``Session.resolve``).
+* With a ``session.deadline``, no command starts after it (``e.cmd.timeout``).
 * A ``WnError`` from a command becomes one line ``e.key : reason`` on the command's
   stderr (status 1, or the error's ``status``: 2 for usage and syntax errors); an
   unknown command is ``e.cmd.notfound : NAME`` (127); any other exception is
@@ -17,11 +22,12 @@ from __future__ import annotations
 
 import io
 import os
+import time
 
 from wnshell.errors import INTERNAL, BAD_INPUT, WnError, status_of
 from wnshell.nodes import Lit, Sub, Var
 from wnshell.options import Expanded
-from wnshell import template
+from wnshell import provenance, template
 
 
 class ExitShell(Exception):
@@ -38,6 +44,9 @@ class Executor:
         self.tvars = template_vars
         # status of the latest $(...) / `...` (None: none ran since it was reset)
         self.sub_status = None
+        # how many request-marked values were expanded so far (a $(...) whose body
+        # expanded one gives request-marked output)
+        self.request_reads = 0
 
     # ---- tree ---------------------------------------------------------------------
     def script(self, node, inp, out, err) -> int:
@@ -88,6 +97,8 @@ class Executor:
             if part.default is not None:
                 return self.parts_text(part.default, err)
             return ""
+        if isinstance(value, provenance.FromRequest):
+            self.request_reads += 1
         return value
 
     def sub(self, part: Sub, err) -> str:
@@ -95,6 +106,7 @@ class Executor:
         buf = io.StringIO()
         saved_exit = s.exit_requested
         s.exit_requested = None
+        reads = self.request_reads
         try:
             status = self.script(part.body, io.StringIO(""), buf, err)
         except ExitShell as e:
@@ -103,18 +115,28 @@ class Executor:
             s.exit_requested = saved_exit
         s.last_status = status
         self.sub_status = status
-        return buf.getvalue().rstrip("\n")
+        text = buf.getvalue().rstrip("\n")
+        if self.request_reads != reads:     # its output may carry a request value
+            return provenance.mark(text, ((0, len(text)),))
+        return text
 
     def parts_text(self, parts, err) -> str:
+        if len(parts) == 1:                 # the common ${k} / literal word
+            p = parts[0]
+            if isinstance(p, Lit):
+                return p.text
+            return self.var(p, err) if isinstance(p, Var) else self.sub(p, err)
         out = []
+        marked = False
         for p in parts:
             if isinstance(p, Lit):
                 out.append(p.text)
-            elif isinstance(p, Var):
-                out.append(self.var(p, err))
-            else:
-                out.append(self.sub(p, err))
-        return "".join(out)
+                continue
+            v = self.var(p, err) if isinstance(p, Var) else self.sub(p, err)
+            if isinstance(v, provenance.FromRequest):
+                marked = True
+            out.append(v)
+        return provenance.join(out) if marked else "".join(out)
 
     def word(self, word, err) -> list[str]:
         parts = word.parts
@@ -126,7 +148,10 @@ class Executor:
                 if p.text:
                     return [text]
                 continue
-            return [Expanded(text)]  # leading text came from an expansion
+            # leading text came from an expansion
+            if isinstance(text, Expanded):      # a whole request value already is
+                return [text]
+            return [provenance.mark(text, provenance.spans_of(text), expanded=True)]
         return [text]
 
     # ---- store objects for redirections ---------------------------------------------
@@ -236,6 +261,11 @@ class Executor:
     def call(self, args, assigns, fds) -> int:
         s = self.session
         name = args[0]
+        if s.deadline is not None and time.monotonic() > s.deadline:
+            try:
+                s.check_deadline()
+            except WnError as e:
+                return self.fail(e, fds[2])
         cmd = s.registry.get(name)
         if cmd is None:
             self.fail(WnError("e.cmd.notfound", name, INTERNAL), fds[2])

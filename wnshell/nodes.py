@@ -100,3 +100,51 @@ class Script(Node):
     def __init__(self, items: list, source: str = ""):
         self.items = items
         self.source = source
+
+
+# ---- what a tree holds (asked by regapi, never re-derived there) ----------------------
+def walk(node):
+    """Every node of a tree, and the lists inside it (depth first, any order)."""
+    stack = [node]
+    while stack:
+        x = stack.pop()
+        yield x
+        if isinstance(x, Var):
+            if x.default:
+                stack.extend(x.default)
+        elif isinstance(x, Word):
+            stack.extend(x.parts)
+        elif isinstance(x, Sub):
+            stack.append(x.body)
+        elif isinstance(x, Script):
+            stack.extend(x.items)
+        elif isinstance(x, AndOr):
+            stack.append(x.first)
+            stack.extend(p for _, p in x.rest)
+        elif isinstance(x, Pipeline):
+            stack.extend(x.cmds)
+        elif isinstance(x, Simple):
+            stack.extend(w for _, w in x.assigns)
+            stack.extend(x.words)
+            stack.extend(r.target for r in x.redirs if isinstance(r.target, Node))
+        elif isinstance(x, (list, tuple)):
+            stack.extend(x)
+
+
+def variables(tree) -> frozenset:
+    """The names of every variable the tree may expand (words, assignments,
+    redirection targets, defaults, ``$(...)`` bodies)."""
+    return frozenset(x.name for x in walk(tree) if isinstance(x, Var))
+
+
+def command_names(tree):
+    """The set of command names the tree can run, or None when one of them is only
+    known at run time (a name made by an expansion: ``$cmd args``)."""
+    names = set()
+    for x in walk(tree):
+        if isinstance(x, Simple) and x.words:
+            parts = x.words[0].parts
+            if not parts or not all(isinstance(p, Lit) for p in parts):
+                return None
+            names.add("".join(p.text for p in parts))
+    return names

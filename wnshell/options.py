@@ -96,7 +96,9 @@ def parse_opts(args, flags: str = "") -> Opts:
             opts[key] = True
             continue
         if i < n and not is_option(toks[i]):
-            opts[key] = str(toks[i])
+            v = toks[i]
+            # a value keeps its request marks (wnshell.provenance) for path checks
+            opts[key] = v if getattr(v, "spans", None) else str(v)
             i += 1
         else:
             opts[key] = True

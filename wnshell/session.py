@@ -17,7 +17,14 @@ outside ``/home/<user>`` exists (reads: not found; creates/moves there: forbidde
 queries: only the home's subtree), whatever path, ``id:`` or query a command is given.
 Every ``.regapi`` request runs confined; the interactive shell and ``-c`` do not (the
 local user owns the store) unless ``wnshell --confine``.  ``home_known=True`` skips the
-home check (one store read) when the caller knows the home exists.
+home check (one store read) when the caller knows the home exists.  A confined session
+may also ``hide`` subtrees of the home (names, e.g. ``(".weixin", ".regapi")``: invisible
+and unwritable to it) and ``held`` objects that only it can see (``(obj, content)``
+pairs kept in memory: a request's own object).
+
+``deadline`` (a ``time.monotonic()`` value) bounds the run: the executor starts no
+command after it (``e.cmd.timeout``, kind timeout), and commands that wait on the
+network take ``session.remaining()`` as their timeout.
 """
 from __future__ import annotations
 
@@ -49,7 +56,8 @@ def _valid_user(user: str) -> bool:
 class Session:
     def __init__(self, store, user: str = "demo", cwd: str | None = None,
                  env: dict | None = None, *, registry=None, argv=None,
-                 confine: bool = False, home_known: bool = False):
+                 confine: bool = False, home_known: bool = False,
+                 hide=(), held=(), deadline: float | None = None):
         if not _valid_user(user):
             raise WnError("e.cmd.user.invalid", repr(user), BAD_INPUT)
         self.store = store
@@ -74,15 +82,40 @@ class Session:
                     raise
         self.confined = confine
         if confine:
-            self.store = _scoped_store()(store, self.home)
+            self.store = _scoped_store()(store, self.home, hide=hide, held=held)
+        # time.monotonic() after which no further command starts (None: no deadline)
+        self.deadline = deadline
         self.cwd = self.home
         if cwd:
             self.cwd = self.resolve(cwd)
 
     def resolve(self, path: str) -> str:
-        """A path as typed (``~``, ``.``, ``..``, relative, ``id:``) -> store path."""
+        """A path as typed (``~``, ``.``, ``..``, relative, ``id:``) -> store path.
+
+        The one place where a request value's provenance is checked: a path some of
+        whose text came from a request (``wnshell.provenance``) may only have had names
+        added below the template's own path, else ``e.io.path.escape`` (400)."""
+        if type(path) is not str:
+            from wnshell.provenance import check_path
+            check_path(path)
         from objstore.paths import resolve
         return resolve(path, cwd=self.cwd, home=self.home)
+
+    def remaining(self) -> float | None:
+        """Seconds left before ``deadline`` (never below 0), or None when there is no
+        deadline.  Commands that wait on the network use it as their timeout."""
+        if self.deadline is None:
+            return None
+        import time
+        return max(0.0, self.deadline - time.monotonic())
+
+    def check_deadline(self) -> None:
+        """``e.cmd.timeout`` (kind timeout, 504) once the deadline has passed."""
+        if self.deadline is not None:
+            import time
+            if time.monotonic() > self.deadline:
+                from wnshell.errors import TIMEOUT
+                raise WnError("e.cmd.timeout", "deadline passed", TIMEOUT)
 
     def run(self, text: str, stdin="", template_vars=None, *, stdout=None,
             stderr=None) -> tuple[int, str, str]:

@@ -27,6 +27,7 @@ HANDLERS = {
 
 class WeixinCommand(Command):
     name = "weixin"
+    blocks = "deadline"             # WeChat calls: never past session.remaining()
     summary = "WeChat Pay (JSAPI, API v2) for an account in ~/.weixin/<conf>/wxconf"
     flags = ""
     options = {
@@ -202,6 +203,9 @@ ERRORS
                         f"{handler[:40]} (handlers: {', '.join(HANDLERS)})")
         from . import conf
         loaded = conf.load(session, conf_name)
+        left = session.remaining() if hasattr(session, "remaining") else None
+        if left is not None:        # a request's deadline bounds every WeChat call
+            loaded = loaded.bounded(left)
         mod = importlib.import_module(f"{__name__}.{module}")
         return mod.run(session, loaded, args[2:], stdin, stdout, stderr)
 

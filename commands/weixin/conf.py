@@ -49,6 +49,22 @@ class Loaded:
                                           timeout=(min(CONNECT_TIMEOUT, read), read))
         return self._client
 
+    def bounded(self, seconds: float) -> "Loaded":
+        """This account with a client that waits at most ``seconds`` in all for each
+        WeChat call (a request's remaining time); itself when its own timeouts are
+        shorter.  The HTTP connection pool is shared."""
+        client = self.client
+        if seconds >= client._total_timeout():
+            return self
+        import copy
+        import dataclasses
+        quick = copy.copy(client)
+        quick._owns_http = False
+        connect = min(client.timeout[0], seconds / 2) if isinstance(
+            client.timeout, (tuple, list)) else seconds / 2
+        quick.timeout = (max(connect, 0.001), max(seconds - connect, 0.001))
+        return dataclasses.replace(self, _client=quick)
+
     def read_timeout(self) -> float:
         """wxconf ``pay_timeout``: seconds to wait for WeChat's reply (default 10)."""
         from wxpay.client import READ_TIMEOUT
@@ -117,7 +133,9 @@ def load(session, name: str) -> Loaded:
         raise WnError("e.cmd.weixin.conf.invalid", "bad account name (letters, digits, "
                       "'_', '-', '.', '@'; at most 64)", BAD_INPUT)
     path = session.resolve(f"~/.weixin/{name}/wxconf")
-    store = session.store
+    # the account lives in a tree a request's session can not see (.weixin is hidden
+    # from it): weixin, which owns that tree, reads it through the unhidden view
+    store = getattr(session.store, "unhidden", session.store)
     obj = store.fetch(path)
     if obj is None or obj.is_dir:
         raise WnError("e.cmd.weixin.conf.noexists", f"~/.weixin/{name}/wxconf", NOT_FOUND)

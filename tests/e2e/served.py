@@ -28,7 +28,9 @@ class Served:
     """``store_url, store, sim, appid, mch_id, key, port, base, log, proc, http``."""
 
 
-def start(tmp, store_url: str, apis, *, mch_id: str, start_timeout: float = 20) -> Served:
+def start(tmp, store_url: str, apis, *, mch_id: str, start_timeout: float = 20,
+          extra=()) -> Served:
+    """``extra``: more ``wnshell serve`` arguments (``("--deadline", "2")``)."""
     s = Served()
     s.tmp = tmp
     s.store_url = store_url
@@ -45,7 +47,7 @@ def start(tmp, store_url: str, apis, *, mch_id: str, start_timeout: float = 20) 
     with open(s.log, "wb") as log:
         s.proc = subprocess.Popen(
             [sys.executable, "-m", "regapi", "serve", "--port", str(s.port), "--workers", "2",
-             "--store", store_url, "--regapi-dir", str(apis), "--user", USER],
+             "--store", store_url, "--regapi-dir", str(apis), "--user", USER, *extra],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
             start_new_session=True)
     s.http = requests.Session()

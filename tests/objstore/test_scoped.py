@@ -202,3 +202,58 @@ def test_root_needs_two_segments(store):
         with pytest.raises(StoreError) as ei:
             ScopedStore(store, root)
         assert ei.value.kind == BAD_INPUT
+
+
+# ---- hidden subtrees and objects held in memory (a .regapi request's view) -------------------
+def test_hidden_subtrees_are_like_the_outside(store):
+    conf = store.create("/home/demo/.weixin/xxx/wxconf", "FILE", parents=True, content=b"k")
+    api = store.create("/home/demo/.regapi/api/pay", "FILE", parents=True, content=b"t")
+    store.create("/home/demo/orders/o1", "FILE", {"n": 1}, parents=True)
+    view = ScopedStore(store, "/home/demo", hide=(".weixin", ".regapi"))
+    for oid in (conf["id"], api["id"]):
+        assert view.get(oid) is None
+        noexists(view.read, oid)
+        noexists(view.write, oid, b"x")
+        noexists(view.set_meta, oid, {"a": 1})
+    assert view.fetch("/home/demo/.weixin/xxx/wxconf") is None
+    assert view.fetch("/home/demo/.weixin") is None
+    home = view.fetch("/home/demo")
+    assert sorted(c["nm"] for c in view.children(home["id"])) == ["orders"]
+    assert [o["nm"] for o in view.query({})] != [] and all(
+        not o["ph"].startswith(("/home/demo/.weixin", "/home/demo/.regapi"))
+        for o in view.query({}))
+    assert view.count({"nm": "wxconf"}) == 0 and view.query({"nm": "pay"}) == []
+    for path in ("/home/demo/.regapi/api/evil", "/home/demo/.weixin/x"):
+        with pytest.raises(StoreError) as ei:
+            view.create(path, "FILE", parents=True)
+        assert ei.value.kind == FORBIDDEN
+    o1 = view.fetch("/home/demo/orders/o1")
+    with pytest.raises(StoreError):
+        view.move(o1["id"], "/home/demo/.regapi/api/o1")
+    # skip and limit count visible objects only
+    for i in range(5):
+        store.create(f"/home/demo/.regapi/tmp/r{i}", "FILE", {"n": 1}, parents=True)
+    assert [o["nm"] for o in view.query({"n": 1}, limit=1)] == ["o1"]
+    assert view.query({"n": 1}, skip=1, limit=3) == []
+    # the owner's view of the same root sees everything below it
+    assert view.unhidden.read(conf["id"]) == b"k"
+    # a granted id is visible, nothing else of its tree
+    view.grant(api["id"])
+    assert view.read(api["id"]) == b"t" and view.get(conf["id"]) is None
+
+
+def test_held_objects_exist_only_in_their_view(store):
+    from objstore.base import WnObj
+    doc = WnObj({"id": "reqobj1", "nm": "reqobj1", "ph": "/home/demo/.regapi/tmp/reqobj1",
+                 "race": "FILE", "len": 4, "http-method": "POST"})
+    view = ScopedStore(store, "/home/demo", hide=(".regapi",), held=[(doc, b"body")])
+    other = ScopedStore(store, "/home/demo", hide=(".regapi",))
+    assert view.get("reqobj1")["http-method"] == "POST"
+    assert view.fetch("id:reqobj1")["len"] == 4 and view.read("reqobj1") == b"body"
+    assert view.set_meta("reqobj1", {"seen": 1})["seen"] == 1
+    assert view.append("reqobj1", b"!")["len"] == 5 and view.read("reqobj1") == b"body!"
+    assert view.query({"http-method": "POST"}) == []            # never in a query
+    assert other.get("reqobj1") is None and store.get("reqobj1") is None
+    noexists(other.read, "reqobj1")
+    view.delete("reqobj1")
+    assert view.get("reqobj1") is None

@@ -50,26 +50,32 @@ def test_args_from_any(app, store):
 def test_request_object_only_when_template_uses_id(app, store):
     put_api(store, "demo", "echo", "echo ${http-qs-x}")
     put_api(store, "demo", "body", "cat id:${id}")
+    put_api(store, "demo", "meta", "obj id:${id}")
     for _ in range(5):
         assert call(app, "POST", "/api/demo/echo", "x=1", body=b"ignored").text == "1\n"
-    assert tmp_objects(store) == []                         # no store write at all
     r = call(app, "POST", "/api/demo/body", "q=v", body="体 <xml/>".encode(),
              headers={"Content-Type": "text/xml", "X-Trace": "t1", "Cookie": "c=1"})
     assert r.status == 200 and r.body == "体 <xml/>".encode()
-    [obj] = tmp_objects(store)
+    r = call(app, "POST", "/api/demo/meta", "q=v", body=b"abc",
+             headers={"Content-Type": "text/xml", "X-Trace": "t1", "Cookie": "c=1"})
+    obj = json.loads(r.text)
     assert obj["http-method"] == "POST" and obj["http-qs-q"] == "v"
     assert obj["http-header-CONTENT-TYPE"] == "text/xml"
     assert obj["http-header-X-TRACE"] == "t1" and obj["http-cookie-c"] == "1"
-    assert obj["http-usr"] == "demo" and obj["http-api"] == "body" and obj["args"] == []
-    assert obj["http-qs"] == "q=v" and obj["http-url"] == "http://127.0.0.1:8080/api/demo/body"
-    now = time.time() * 1000
-    assert now + 50_000 < obj["expi"] <= now + 60_000
+    assert obj["http-usr"] == "demo" and obj["http-api"] == "meta" and obj["args"] == []
+    assert obj["http-qs"] == "q=v" and obj["http-url"] == "http://127.0.0.1:8080/api/demo/meta"
+    assert obj["len"] == 3 and obj["race"] == "FILE"
+    # held in memory by the request's session: nothing was written to the store
+    assert tmp_objects(store) == [] and store.get(obj["id"]) is None
 
 
-def test_request_object_expires_and_is_purged(store):
+def test_kept_request_object_expires_and_is_purged(store):
     app = RegApiApp(store, route_ttl=0, deadline=5, req_ttl_ms=300, purge_every=0.2)
-    put_api(store, "demo", "body", "cat id:${id}")
+    put_api(store, "demo", "body", "cat id:${id}", **{"regapi-reqobj-keep": True})
     assert call(app, "POST", "/api/demo/body", body=b"one").body == b"one"
+    [obj] = tmp_objects(store)
+    now = time.time() * 1000
+    assert now < obj["expi"] <= now + 300
     time.sleep(0.45)
     assert call(app, "POST", "/api/demo/body", body=b"two").body == b"two"   # purges
     time.sleep(0.45)
@@ -113,12 +119,22 @@ def test_content_type_precedence(app, store):
     assert call(app, "GET", "/api/demo/plain").headers["Content-Type"] == "text/html; charset=utf-8"
     assert call(app, "GET", "/api/demo/js").headers["Content-Type"] == \
         "application/json; charset=utf-8"
+    # ?mime= is ignored unless the API opts in (regapi-qs-mime: true)
     assert call(app, "GET", "/api/demo/js", "mime=text/plain").headers["Content-Type"] == \
-        "text/plain; charset=utf-8"
-    assert call(app, "GET", "/api/demo/plain", "mime=json").headers["Content-Type"] == \
         "application/json; charset=utf-8"
+    put_api(store, "demo", "pick", "echo '{}'", **{"http-header-Content-Type": "application/json",
+                                                   "regapi-qs-mime": True})
+    assert call(app, "GET", "/api/demo/pick", "mime=text/plain").headers["Content-Type"] == \
+        "text/plain; charset=utf-8"
+    assert call(app, "GET", "/api/demo/pick", "mime=csv").headers["Content-Type"] == \
+        "text/csv; charset=utf-8"
+    # ... and even then never an active type: the API's own type stays
+    for active in ("html", "text/html", "application/xhtml+xml", "image/svg+xml", "xml",
+                   "js", "text/javascript", "application/ecmascript"):
+        assert call(app, "GET", "/api/demo/pick", qs(mime=active)).headers["Content-Type"] == \
+            "application/json; charset=utf-8", active
     # a mime value that is not a plain type/subtype is ignored, never echoed
-    r = call(app, "GET", "/api/demo/js", qs(mime="text/html\r\nX-Evil: 1"))
+    r = call(app, "GET", "/api/demo/pick", qs(mime="text/html\r\nX-Evil: 1"))
     assert r.headers["Content-Type"] == "application/json; charset=utf-8"
     assert "X-Evil" not in r.headers
 
@@ -196,7 +212,7 @@ def test_head_has_no_body(app, store):
 # ---- limits ---------------------------------------------------------------------------
 def test_body_limit(store):
     app = RegApiApp(store, route_ttl=0, deadline=5, max_body=1000)
-    put_api(store, "demo", "body", "cat id:${id}")
+    put_api(store, "demo", "body", "cat id:${id}", **{"regapi-reqobj-keep": True})
     put_api(store, "demo", "echo", "echo ok")
     assert call(app, "POST", "/api/demo/body", body=b"x" * 1000).status == 200
     r = call(app, "POST", "/api/demo/body", body=b"x" * 1001)
@@ -291,8 +307,9 @@ def test_one_access_log_line_without_query_values(app, store, caplog):
         call(app, "GET", "/api/demo/none", "openid=SECRET-OPENID")
     lines = [r.getMessage() for r in caplog.records if r.name == "regapi.access"]
     assert len(lines) == 2
-    assert lines[0].startswith("GET /api/demo/x 200 ") and lines[0].endswith("ms")
-    assert lines[1].startswith("GET /api/demo/none 404 ")
+    # ADDR METHOD PATH STATUS BYTES DURATION (the client address first)
+    assert lines[0].startswith("127.0.0.1 GET /api/demo/x 200 ") and lines[0].endswith("ms")
+    assert lines[1].startswith("127.0.0.1 GET /api/demo/none 404 ")
     assert not any("SECRET" in ln or "openid" in ln for ln in lines)
 
 
@@ -339,3 +356,80 @@ def test_any_query_value_is_echoed_verbatim_and_runs_nothing(store, value):
     r = call(app, "GET", "/api/demo/echo", "x=" + quote(value, safe=""))
     assert r.status == 200 and r.body == (value + "\n").encode("utf-8")
     assert store.count({"d0": "home"}) == before
+
+
+# ---- where a template runs: asked of the syntax tree and of the commands' declarations ----
+class Where(Command):
+    name = "regapi-test-where"
+    blocks = False                  # declared: never waits
+
+    def run(self, session, args, stdin, stdout, stderr):
+        stdout.write(f"{threading.current_thread().name} {session.remaining() is not None}\n")
+        return 0
+
+
+class WaitsWithinDeadline(Where):
+    name = "regapi-test-bounded"
+    blocks = "deadline"             # declared: waits, but never past session.remaining()
+
+    def run(self, session, args, stdin, stdout, stderr):
+        left = session.remaining()
+        time.sleep(min(float(args[0]), left))
+        stdout.write(f"{threading.current_thread().name} {left <= 0.5}\n")
+        return 0
+
+
+class Undeclared(Where):
+    name = "regapi-test-undeclared"
+    blocks = Command.blocks         # says nothing: may wait without bound
+
+
+@pytest.fixture()
+def placed_cmds():
+    cmds = [Where(), WaitsWithinDeadline(), Undeclared()]
+    for c in cmds:
+        REGISTRY.register(c)
+    yield
+    for c in cmds:
+        REGISTRY.unregister(c.name)
+
+
+def test_a_template_runs_on_the_request_thread_unless_a_command_may_block(store, placed_cmds):
+    from regapi.app import runs_inline
+    from wnshell.parser import parse
+    app = RegApiApp(store, route_ttl=0, deadline=0.5)
+    me = threading.current_thread().name
+    put_api(store, "demo", "where", "echo a | regapi-test-where")
+    assert call(app, "GET", "/api/demo/where").text == f"{me} True\n"
+    put_api(store, "demo", "bounded", "regapi-test-bounded 5")
+    t = time.monotonic()
+    r = call(app, "GET", "/api/demo/bounded")
+    assert r.status == 504 and time.monotonic() - t < 1.0     # its own wait was cut short
+    put_api(store, "demo", "undeclared", "regapi-test-undeclared")
+    assert call(app, "GET", "/api/demo/undeclared").text.startswith("regapi-run")
+    # the decision reads the tree: a command named at run time is never trusted
+    assert runs_inline(parse("echo x; cat ~/a | obj -match '{}'"), REGISTRY)
+    assert not runs_inline(parse("c=echo; $c x"), REGISTRY)
+    assert not runs_inline(parse("echo $(regapi-test-undeclared)"), REGISTRY)
+    assert runs_inline(parse("httpc http://x; weixin a order -query o"), REGISTRY)
+
+
+def test_access_token_is_compared_in_constant_time(app, store, monkeypatch):
+    import hmac
+
+    from regapi import guard
+    put_api(store, "demo", "tok", "echo ok", **{"api-access-token": "T" * 24})
+    seen = []
+    real = hmac.compare_digest
+
+    def spy(a, b):
+        seen.append((a, b))
+        return real(a, b)
+    monkeypatch.setattr(guard.hmac, "compare_digest", spy)
+    assert call(app, "GET", "/api/demo/tok", headers={"Authorization": "Bearer " + "T" * 23 + "x"}
+                ).status == 403
+    assert call(app, "GET", "/api/demo/tok", qs(access_token="T" * 24)).text == "ok\n"
+    assert seen == [(b"T" * 23 + b"x", b"T" * 24), (b"T" * 24, b"T" * 24)]
+    # unusable token metadata refuses everyone: a security key is never ignored
+    put_api(store, "demo", "weak", "echo ok", **{"api-access-token": "short"})
+    assert call(app, "GET", "/api/demo/weak", qs(access_token="short")).status == 403

@@ -1,6 +1,10 @@
 """A ``.regapi`` request of user demo can read, change or create nothing outside
 /home/demo, whatever values it carries (paths, ``id:`` forms, bare ids, queries,
-redirection targets), while the seed's pay flow keeps working.
+redirection targets), while the seed's pay flow keeps working.  Most such values are
+refused even before confinement is asked: a request value that starts a path (``/``,
+``~``, ``id:``) or holds a ``..`` segment is a 400 ``e.io.path.escape``
+(wnshell.provenance); the rest (bare ids, ``id:${value}``, queries) meet the confined
+view, which answers as if the outside did not exist.
 
 Over real HTTP: the WSGI app (``regapi.app.RegApiApp``, the one ``wnshell serve`` runs)
 behind a threaded loopback server in this process, a SQLite store, and the WeChat Pay
@@ -52,7 +56,22 @@ APIS = {
     "mv": ("mv ${http-qs-a} ${http-qs-b}\n", None),
     "mk": ("mkdir -p ${http-qs-p}\n", None),
     "ls": ("ls ${http-qs-p}\n", None),
+    # the same operations below a path the template wrote
+    "mkn": ("mkdir -p ~/${http-qs-n}\n", None),
+    "putn": ("echo ${http-qs-v} > ~/notes/${http-qs-n}\n", None),
+    "catn": ("cat ~/notes/${http-qs-n}\n", None),
 }
+
+
+def escapes(value: str) -> bool:
+    """A request value that does more than add names (see wnshell.provenance)."""
+    return value.startswith(("/", "~", "id:")) or ".." in value.split("/")
+
+
+def refused(value: str, status: int) -> int:
+    """The status a request with ``value`` as a whole path gets: 400 when the value
+    escapes, else what confinement answers (``status``)."""
+    return 400 if escapes(value) else status
 
 
 @pytest.fixture(scope="module")
@@ -125,12 +144,13 @@ def test_seed_flow_still_works(srv):
     order = srv.store.create(f"/home/{USER}/orders/flow", "FILE",
                              {"openid": openid, "total_fee": 888, "or_status": 0},
                              parents=True)
-    for ref in (order["id"], f"id:{order['id']}", "~/orders/flow",
-                f"/home/{USER}/orders/flow"):
-        r = get(srv, USER, "pay", id=ref, openid=openid)
-        assert r.status_code == 200, r.text
-        js = r.json()
-        assert js["appId"] == srv.appid and js["package"].startswith("prepay_id=")
+    for ref in (f"id:{order['id']}", "~/orders/flow", f"/home/{USER}/orders/flow"):
+        r = get(srv, USER, "pay", id=ref, openid=openid)      # the value starts a path
+        assert r.status_code == 400 and "a request value may not start" in r.json()["msg"]
+    r = get(srv, USER, "pay", id=order["id"], openid=openid)
+    assert r.status_code == 200, r.text
+    js = r.json()
+    assert js["appId"] == srv.appid and js["package"].startswith("prepay_id=")
     paid = srv.http.post(srv.sim.url + "/sim/pay", json={"prepay_id": js["package"][10:]},
                          timeout=10).json()
     snap = srv.sim.wait_notified(paid["out_trade_no"], timeout=15)
@@ -138,13 +158,14 @@ def test_seed_flow_still_works(srv):
     fresh = srv.store.get(order["id"])
     assert fresh["or_status"] == 2 and fresh["pay_result"]["transaction_id"] == \
         paid["transaction_id"]
-    # reads and writes inside the user's own tree work
+    # reads and writes inside the user's own tree work (the API tree is hidden)
     assert get(srv, USER, "cat", x=srv.store.fetch(f"/home/{USER}/.regapi/api/cat")["id"]
-               ).text == APIS["cat"][0]
-    assert get(srv, USER, "put", v="hi", p="~/notes/n1").status_code == 404  # no ~/notes
-    assert get(srv, USER, "mk", p="~/notes").status_code == 200
-    assert get(srv, USER, "put", v="hi", p="~/notes/n1").status_code == 200
-    assert get(srv, USER, "catp", p="~/notes/n1").text == "hi\n"
+               ).status_code == 404
+    assert get(srv, USER, "cat", x=order["id"]).status_code == 200
+    assert get(srv, USER, "putn", v="hi", n="n1").status_code == 404  # no ~/notes
+    assert get(srv, USER, "mkn", n="notes").status_code == 200
+    assert get(srv, USER, "putn", v="hi", n="n1").status_code == 200
+    assert get(srv, USER, "catn", n="n1").text == "hi\n"
     found = get(srv, USER, "find", q='{"nm": "n1"}').json()
     assert [o["ph"] for o in found] == [f"/home/{USER}/notes/n1"]
 
@@ -159,7 +180,7 @@ def test_pay_api_cannot_reach_another_users_order(srv, ref):
     before = snapshot(srv)
     sim_before = len(srv.sim.orders) if hasattr(srv.sim, "orders") else None
     r = get(srv, USER, "pay", id=ref, openid=srv.victim_openid)
-    assert r.status_code == 404, r.text
+    assert r.status_code == refused(ref, 404), r.text
     assert r.json()["errCode"] == "e.cmd.weixin.order.noexists"
     assert_no_leak(r)
     assert snapshot(srv) == before
@@ -195,7 +216,7 @@ def test_cat_by_id_of_another_users_object_is_not_found(srv):
     # ``id:ID/..`` forms climbing out of an inside anchor
     api = srv.store.fetch(f"/home/{USER}/.regapi/api/cat")["id"]
     r = get(srv, USER, "cat", x=f"{api}/../../../../other/secret.txt")
-    assert r.status_code == 404
+    assert r.status_code == 400 and r.text.startswith("e.io.path.escape")
     assert_no_leak(r)
 
 
@@ -206,7 +227,7 @@ def test_paths_outside_read_as_missing(srv, path):
     path = path.format(id=srv.secret["id"])
     for api in ("catp", "show", "ls"):
         r = get(srv, USER, api, p=path)
-        assert r.status_code == 404, (api, path, r.status_code, r.text)
+        assert r.status_code == refused(path, 404), (api, path, r.status_code, r.text)
         assert_no_leak(r)
 
 
@@ -222,7 +243,7 @@ def test_queries_only_see_the_users_tree(srv, q):
     assert_no_leak(r)
     # a PATH scope outside is a missing object
     r = get(srv, USER, "findin", p="/home/other", q=q)
-    assert r.status_code == 404
+    assert r.status_code == 400
     assert_no_leak(r)
 
 
@@ -249,6 +270,8 @@ def test_writes_outside_are_refused_and_change_nothing(srv):
     ]
     for api, params, status in cases:
         r = get(srv, USER, api, **params)
+        if any(k in params for k in ("p", "a")):
+            status = refused(params.get("p") or params.get("a"), status)
         assert r.status_code == status, (api, params, r.status_code, r.text)
         assert_no_leak(r)
     assert snapshot(srv) == before
@@ -256,15 +279,14 @@ def test_writes_outside_are_refused_and_change_nothing(srv):
 
 
 def test_moving_own_objects_out_is_refused(srv):
-    get(srv, USER, "mk", p="~/box")
-    get(srv, USER, "put", v="mine", p="~/box/f")
+    srv.store.create(f"/home/{USER}/box/f", "FILE", parents=True, content=b"mine")
     before = snapshot(srv)
     # mv looks up the target's directory first: outside, it does not exist for demo
     # (the same answer as for a directory that really is missing)
     for target, status in (("/home/other/f", 404), ("/tmp/f", 404), ("~/../demo2", 404),
                            ("/home/other/", 404), ("/home/other/orders", 404)):
         r = get(srv, USER, "mv", a="~/box/f", b=target)
-        assert r.status_code == status, (target, r.text)
+        assert r.status_code == refused("~/box/f", status), (target, r.text)
     assert snapshot(srv) == before
     assert srv.store.fetch(f"/home/{USER}/box/f") is not None
 
@@ -283,12 +305,19 @@ def test_the_other_user_still_reads_its_own(srv):
 def test_pay_api_refuses_objects_that_are_not_orders(srv, ref):
     obj = srv.store.fetch(ref.replace("~", f"/home/{USER}", 1))
     before = srv.store.get(obj["id"])
-    for value in (ref, obj["id"], f"id:{obj['id']}"):
+    for value in (ref, f"id:{obj['id']}"):      # a request value may not start a path
         r = get(srv, USER, "pay", id=value, openid="x")
         assert r.status_code == 400, r.text
-        body = r.json()
+        assert "a request value may not start" in r.json()["msg"]
+    r = get(srv, USER, "pay", id=obj["id"], openid="x")
+    body = r.json()
+    if ref == "~":          # the home itself: visible, and not an order
+        assert r.status_code == 400, r.text
         assert body["errCode"] == "e.cmd.weixin.order.invalid"
         assert "is not an order" in body["msg"] and "\n" not in body["msg"]
+    else:                   # the account and API trees are hidden from a request
+        assert r.status_code == 404, r.text
+        assert body["errCode"] == "e.cmd.weixin.order.noexists"
     assert srv.store.get(obj["id"]) == before
 
 

@@ -101,7 +101,7 @@ def test_access_log_line_keeps_its_fields(store, path):
     line = out.getvalue().strip()
     assert len(line.splitlines()) == 1
     fields = line.split(" ")
-    # TIME(2 fields) [PID] regapi.access METHOD PATH STATUS BYTES DURATION
+    # TIME [PID] regapi.access ADDR METHOD PATH STATUS BYTES DURATION
     assert len(fields) == 9, line
     assert fields[5].startswith("/api/demo/") and fields[6] == str(r.status)
 

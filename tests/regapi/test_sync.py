@@ -116,3 +116,44 @@ def test_bad_user_names_refused(tmp_path, user):
         sync_dir(s, str(tmp_path), user)
     assert ei.value.key == "e.regapi.sync.user"
     assert s.fetch("/home") is None
+
+
+@pytest.mark.parametrize("meta,word", [
+    ({"http-safe-params": False}, "http-safe-params"),
+    ({"http-tmp-duraion": 60}, "http-tmp-duraion"),
+    ({"api-rate-limit": 5}, "api-rate-limit"),
+    ({"api-access-token": "short"}, "api-access-token"),
+    ({"api-access-token": 12345678901234567}, "api-access-token"),
+    ({"http-cross-origin": "https://shop.example.com/path"}, "http-cross-origin"),
+    ({"http-cross-origin": ["*", "https://a.example"]}, "http-cross-origin"),
+    ({"regapi-qs-mime": "yes"}, "regapi-qs-mime"),
+    ({"regapi-reqobj-keep": 0}, "regapi-reqobj-keep"),
+])
+def test_unimplemented_or_unusable_security_keys_are_refused(tmp_path, meta, word):
+    """A security key wnshell does not implement (or cannot use) is never silently
+    ignored: `wnshell sync` refuses the folder in one line naming it."""
+    import os
+    import subprocess
+    import sys
+    write(tmp_path / "apis" / "hello", "echo hello\n")
+    (tmp_path / "apis" / "hello.meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    url = f"sqlite://{tmp_path / 'store.db'}"
+    script = os.path.join(os.path.dirname(sys.executable), "wnshell")
+    cmd = [script] if os.path.exists(script) else [sys.executable, "-m", "regapi"]
+    r = subprocess.run(cmd + ["sync", str(tmp_path / "apis"), "--store", url],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stdout
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("e.regapi.sync.meta : ") and word in lines[0]
+    assert open_store(url).fetch(ROOT + "/hello") is None        # nothing synced
+
+
+def test_implemented_security_keys_sync(tmp_path):
+    write(tmp_path / "hello", "echo hello\n")
+    meta = {"api-access-token": "t" * 32, "http-cross-origin": ["https://a.example:8443"],
+            "regapi-reqobj-keep": 30, "regapi-qs-mime": True}
+    (tmp_path / "hello.meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    s = open_store("memory://")
+    sync_dir(s, str(tmp_path), "demo")
+    obj = s.fetch(ROOT + "/hello")
+    assert all(obj[k] == v for k, v in meta.items())
