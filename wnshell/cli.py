@@ -19,7 +19,7 @@ import os
 import sys
 
 USAGE = """\
-usage: wnshell [--store URL] [--user NAME] [--confine] [-c TEXT [ARG0 ARG...] | FILE [ARG...]]
+usage: wnshell [--store URL] [--user NAME] [--confine] [-e] [-c TEXT [ARG0 ARG...] | FILE [ARG...]]
        wnshell serve|demo|sync [...]
 
   -c TEXT       run TEXT (ARG0 ARG... become $0 $1 ...)
@@ -31,7 +31,13 @@ usage: wnshell [--store URL] [--user NAME] [--confine] [-c TEXT [ARG0 ARG...] | 
   --user NAME   the session's user (default demo); /home/NAME is created if missing
   --confine     see and change only /home/NAME (as .regapi requests do); objects
                 elsewhere read as missing, writes there are forbidden
+  -e            stop at the first command that fails (as `set -e` does)
   -h, --help    this help
+  --version     print the version
+
+The interactive shell keeps its history in $XDG_DATA_HOME/wnshell/history
+(default ~/.local/share/wnshell/history), created readable by you only (0600):
+lines typed at the prompt may hold keys.
 """
 
 SUBCOMMANDS = ("serve", "demo", "sync")
@@ -47,12 +53,18 @@ def _err(msg: str) -> None:
 
 def _parse_argv(argv: list[str]):
     """-> (opts dict, mode, rest) or raises ValueError(message)."""
-    opts = {"store": None, "user": "demo", "confine": False}
+    opts = {"store": None, "user": "demo", "confine": False, "errexit": False}
     i = 0
     while i < len(argv):
         a = argv[i]
         if a in ("-h", "--help"):
             return opts, "help", []
+        if a == "--version":
+            return opts, "version", []
+        if a == "-e":
+            opts["errexit"] = True
+            i += 1
+            continue
         if a == "--confine":
             opts["confine"] = True
             i += 1
@@ -76,7 +88,7 @@ def _parse_argv(argv: list[str]):
             i += 1
             break
         if a.startswith("-") and a != "-":
-            raise ValueError(f"unknown option {a}")
+            raise ValueError(f"unknown option {a} (wnshell --help lists them)")
         break
     rest = argv[i:]
     if rest and rest[0] != "-":
@@ -89,6 +101,28 @@ def _session(opts):
     from wnshell.session import Session
     store = open_store(opts["store"])
     return Session(store, user=opts["user"], confine=opts["confine"])
+
+
+def version() -> str:
+    """The installed distribution's version (importlib.metadata: only when asked)."""
+    try:
+        from importlib.metadata import version as _v
+        return _v("wnshell")
+    except Exception:  # running from a source tree that is not installed
+        return "unknown"
+
+
+def _shown_url(url: str) -> str:
+    """A store URL for the banner: no password."""
+    import re
+    return re.sub(r"(://[^/:@]*):[^/@]*@", r"\1:***@", url)
+
+
+def _banner(opts) -> str:
+    from objstore import default_url
+    url = opts["store"] or os.environ.get("WNSHELL_STORE") or default_url()
+    return (f"wnshell {version()} \u00b7 store {_shown_url(url)} \u00b7 "
+            "'help' lists the commands, 'man CMD' explains one")
 
 
 def _fix_streams() -> None:
@@ -129,6 +163,9 @@ def _main(argv: list[str] | None) -> int:
     if mode == "help":
         sys.stdout.write(USAGE)
         return 0
+    if mode == "version":
+        sys.stdout.write(f"wnshell {version()}\n")
+        return 0
     _fix_streams()
 
     from objstore.errors import WnError
@@ -161,9 +198,10 @@ def _main(argv: list[str] | None) -> int:
         _err(e.line())
         return 1
     session.argv = argv0
+    session.errexit = opts["errexit"]
     if mode == "interactive":
         from wnshell.repl import run_repl
-        return run_repl(session)
+        return run_repl(session, banner=_banner(opts))
     # -c and scripts: commands read the process's stdin (lazily, only if they do);
     # when the script itself came from stdin, commands get empty stdin.
     stdin = sys.stdin if (mode != "stdin" and sys.stdin is not None) else ""

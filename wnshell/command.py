@@ -20,6 +20,15 @@ imports the module only when the command is first looked up (start-up time matte
 * Raise ``objstore.errors.WnError`` for failures: the runner prints ``e.key : reason``
   to stderr, sets ``session.last_error`` and returns status 1 (2 for kind bad_input
   raised as usage errors via ``UsageError``).
+* Completion at the prompt (optional): ``complete(session, words, prefix)`` returns
+  the candidates for the word being typed -- strings or ``(text, help)`` pairs --
+  given the words before it (command name excluded); the REPL keeps those starting
+  with ``prefix``.  Return None for the default: the declared ``options``/``flags``
+  after ``-`` or ``@`` (``httpc @he<Tab>``), store paths elsewhere.
+* Long text for a reader (a manual, a listing): call ``session.pager(text, stdout)``
+  when the session has one (``getattr(session, "pager", None)``); it returns False
+  when it did not page (not a terminal, or short text) and the command writes the
+  text itself.
 * Use ``session`` for everything else: ``session.store``, ``session.user``,
   ``session.home``, ``session.cwd``, ``session.env``, ``session.resolve(path)``,
   ``session.run(text, stdin)`` to call other commands.
@@ -38,6 +47,9 @@ class Command:
     # True when the command gives -h/--help a meaning of its own (httpc: -h prints the
     # headers); otherwise the runner answers a leading -h/--help with the help text.
     handles_help: bool = False
+
+    # complete(self, session, words, prefix) -> list | None: see above (not defined
+    # here, so the REPL can tell a command that completes from one that does not)
 
     def run(self, session: "Session", args: list[str], stdin: TextIO,
             stdout: TextIO, stderr: TextIO) -> int:  # pragma: no cover - interface

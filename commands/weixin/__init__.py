@@ -21,6 +21,21 @@ HANDLERS = {
 }
 
 
+# what each handler accepts, for completion at the prompt (weixin xxx order -<Tab>)
+HANDLER_OPTIONS = {
+    "info": {},
+    "pay": {"-json": "print the request as JSON, not XML",
+            "-order": "ORDER  take time_expire from the order's order_expi"},
+    "payre": {"-SUCCESS": "accepted for the seed's spelling"},
+    "order": {"-submit": "ORDER  call unifiedorder, print pay_jsobj",
+              "-client_ip": "IP  the payer's address (spbill_create_ip)",
+              "-openid": "OPENID  the payer, checked against the order",
+              "-openid_key": "KEY  the order's field holding the openid",
+              "-result": "id:REQ  apply WeChat's notification",
+              "-query": "ORDER  ask orderquery, apply a payment"},
+}
+
+
 class WeixinCommand(Command):
     name = "weixin"
     summary = "WeChat Pay (JSAPI, API v2) for an account in ~/.weixin/<conf>/wxconf"
@@ -136,6 +151,22 @@ ERRORS
     e.weixin.transport, e.weixin.return.fail, e.weixin.err.<ERR_CODE>,
     e.weixin.sign.invalid. Secrets never appear in any output or log.
 """
+
+    def complete(self, session, words, prefix):
+        """CONF: the account folders under ~/.weixin; then the handlers; then the
+        handler's options."""
+        if not words:
+            store = session.store
+            folder = store.fetch(session.resolve("~/.weixin"))
+            if folder is None or folder.get("race") != "DIR":
+                return []
+            return [(c["nm"], "account") for c in store.children(folder["id"])
+                    if c.get("race") == "DIR"]
+        if len(words) == 1:
+            return [(h, self.options.get(h, "")) for h in HANDLERS]
+        if prefix.startswith("-"):
+            return sorted(HANDLER_OPTIONS.get(words[1], {}).items())
+        return None
 
     def run(self, session, args, stdin, stdout, stderr) -> int:
         args = list(args)
