@@ -78,7 +78,7 @@ ERRORS
     def run(self, session, args, stdin, stdout, stderr) -> int:
         opts = parse(args)
         if opts.opts:
-            raise usage("e.cmd.help.option", "unknown option -" + next(iter(opts.opts)))
+            raise usage("e.cmd.help.option", "unknown option " + opts.typed(next(iter(opts.opts))))
         if opts.args:
             return _man_pages(session, opts.args, stdout)
         reg = _registry(session)
@@ -125,7 +125,7 @@ ERRORS
     def run(self, session, args, stdin, stdout, stderr) -> int:
         opts = parse(args)
         if opts.opts:
-            raise usage("e.cmd.man.option", "unknown option -" + next(iter(opts.opts)))
+            raise usage("e.cmd.man.option", "unknown option " + opts.typed(next(iter(opts.opts))))
         if not opts.args:
             raise usage("e.cmd.man.args", "man CMD (help lists the commands)")
         return _man_pages(session, opts.args, stdout)

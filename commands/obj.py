@@ -92,7 +92,7 @@ ERRORS
         opts = parsed.opts
         for k in opts:
             if k not in self._KNOWN:
-                raise usage("e.cmd.obj.option", "unknown option -" + k)
+                raise usage("e.cmd.obj.option", "unknown option " + parsed.typed(k))
         compact = opts.get("c") is True
         as_list = opts.get("l") is True
         key_rx = None

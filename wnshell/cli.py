@@ -199,6 +199,8 @@ def _main(argv: list[str] | None) -> int:
         return 1
     session.argv = argv0
     session.errexit = opts["errexit"]
+    if mode == "file":
+        session.script_name = rest[0]
     if mode == "interactive":
         from wnshell.repl import run_repl
         return run_repl(session, banner=_banner(opts))

@@ -141,7 +141,9 @@ def test_seed_flow_still_works(srv):
     # reads and writes inside the user's own tree work
     assert get(srv, USER, "cat", x=srv.store.fetch(f"/home/{USER}/.regapi/api/cat")["id"]
                ).text == APIS["cat"][0]
-    assert get(srv, USER, "put", v="hi", p="~/notes/n1").status_code == 404  # no ~/notes
+    # "> path" creates missing folders (as Walnut does), inside the user's tree only
+    assert get(srv, USER, "put", v="hi", p="~/drafts/d1").status_code == 200
+    assert srv.store.fetch(f"/home/{USER}/drafts")["race"] == "DIR"
     assert get(srv, USER, "mk", p="~/notes").status_code == 200
     assert get(srv, USER, "put", v="hi", p="~/notes/n1").status_code == 200
     assert get(srv, USER, "catp", p="~/notes/n1").text == "hi\n"

@@ -115,3 +115,58 @@ def test_output_and_errors_keep_their_order(tmp_path):
                            cwd=REPO, env=dict(os.environ, PYTHONUNBUFFERED=""), timeout=60)
     assert p.returncode == 0
     assert out.read_text() == "a\ne.cmd.notfound : nosuch\nb\n"
+
+
+def test_version(cli):
+    p = cli("--version")
+    assert (p.returncode, p.stdout, p.stderr) == (0, "wnshell 0.1.0\n", "")
+
+
+def test_help_says_where_the_history_is(cli):
+    out = cli("--help").stdout
+    assert "$XDG_DATA_HOME/wnshell/history" in out and "0600" in out
+
+
+def test_runtime_errors_in_a_script_carry_file_and_line(cli, tmp_path):
+    script = tmp_path / "deploy.wn"
+    script.write_text("echo one\n\n# a comment\nojb ~\necho two; cat ~/nope\n"
+                      "echo $(cat ~/gone)\n", encoding="utf-8")
+    p = cli(str(script))
+    assert p.stdout == "one\ntwo\n\n"
+    assert p.stderr == (f"{script}:4: e.cmd.notfound : ojb (did you mean obj?)\n"
+                        f"{script}:5: e.io.obj.noexists : ~/nope\n"
+                        f"{script}:6: e.io.obj.noexists : ~/gone\n")
+    # -c and piped text have no file: the plain line
+    assert cli("-c", "cat ~/nope").stderr == "e.io.obj.noexists : ~/nope\n"
+
+
+def test_dash_e_stops_a_script_at_the_first_failure(cli, tmp_path):
+    script = tmp_path / "s.wn"
+    script.write_text("echo a\ncat ~/nope\necho b\n", encoding="utf-8")
+    p = cli("-e", str(script))
+    assert (p.returncode, p.stdout) == (1, "a\n")
+    assert p.stderr == f"{script}:2: e.io.obj.noexists : ~/nope\n"
+    assert cli(str(script)).stdout == "a\nb\n"                 # without -e: goes on
+    p = cli("-e", "-c", "false; echo no")
+    assert (p.returncode, p.stdout) == (1, "")
+    p = cli("-c", "set -e; echo a; false; echo no")
+    assert (p.returncode, p.stdout) == (1, "a\n")
+
+
+def test_unknown_options_are_echoed_as_typed(cli):
+    p = cli("-c", "obj ~ --update '{a:1}'")
+    assert (p.returncode, p.stderr) == (2, "e.cmd.obj.option : unknown option --update\n")
+    p = cli("-c", "ls -zz")
+    assert p.stderr == "e.cmd.ls.option : unknown option -zz\n"
+    p = cli("--bogus")
+    assert p.stderr.startswith("e.cmd.wnshell.usage : unknown option --bogus")
+
+
+def test_a_number_out_of_range_is_a_clear_error(cli):
+    p = cli("-c", "mkdir ~/o; obj -new '{nm: \"a\", total_fee: 1e999}' ~/o")
+    assert p.returncode == 1
+    assert p.stderr == ("e.json.invalid : -new: number 1e999 is out of range "
+                        "(JSON numbers here must be finite)\n")
+    p = cli("-c", "echo '{\"total_fee\": 1e999}' | json")
+    assert p.stderr == ("e.json.invalid : number 1e999 is out of range "
+                        "(JSON numbers here must be finite)\n")
