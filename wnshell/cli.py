@@ -113,16 +113,20 @@ def version() -> str:
 
 
 def _shown_url(url: str) -> str:
-    """A store URL for the banner: no password."""
+    """A store URL for the banner: no password; the home folder as ``~``."""
     import re
-    return re.sub(r"(://[^/:@]*):[^/@]*@", r"\1:***@", url)
+    url = re.sub(r"(://[^/:@]*):[^/@]*@", r"\1:***@", url)
+    home = os.path.expanduser("~").rstrip("/")
+    scheme, sep, rest = url.partition("://")
+    if sep and home and home != "~" and rest.startswith(home + "/"):
+        url = f"{scheme}://~{rest[len(home):]}"
+    return url
 
 
 def _banner(opts) -> str:
     from objstore import default_url
     url = opts["store"] or os.environ.get("WNSHELL_STORE") or default_url()
-    return (f"wnshell {version()} \u00b7 store {_shown_url(url)} \u00b7 "
-            "'help' lists the commands, 'man CMD' explains one")
+    return f"wnshell {version()} \u00b7 store {_shown_url(url)} \u00b7 help, man CMD"
 
 
 def _fix_streams() -> None:
