@@ -4,13 +4,16 @@
     wnshell [--store URL] [--user NAME] FILE [ARGS...]           run a script file
     ... | wnshell [--store URL] [--user NAME]                    run text from stdin
     wnshell [--store URL] [--user NAME]                          REPL on a terminal
-    wnshell serve|demo|sync ...                                  regapi.cli (lazy)
+    wnshell SUBCOMMAND ...             a subcommand of the entry-point group
+                                       wnshell.subcommands (regapi adds serve, demo, sync)
 
 ``--confine`` runs the session confined to ``/home/NAME`` (as every ``.regapi`` request
 is): nothing outside it can be read, changed or found.  Without it the local user owns
 the whole store.
 
-The process exits with the last command's status (or ``exit N``).  Only the REPL imports
+This module imports nothing above the shell: a subcommand is found by name in the
+entry-point group and only its module is imported, as commands are.  The process exits
+with the last command's status (or ``exit N``).  Only the REPL imports
 prompt_toolkit; everything here stays lazy because start-up time matters.
 """
 from __future__ import annotations
@@ -20,7 +23,7 @@ import sys
 
 USAGE = """\
 usage: wnshell [--store URL] [--user NAME] [--confine] [-e] [-c TEXT [ARG0 ARG...] | FILE [ARG...]]
-       wnshell serve|demo|sync [...]
+       wnshell serve|demo|sync [...]   (wnshell.subcommands entry points; SUBCOMMAND --help)
 
   -c TEXT       run TEXT (ARG0 ARG... become $0 $1 ...)
   FILE          run the script FILE from the OS filesystem ($0 = FILE, $1 ...)
@@ -40,7 +43,22 @@ The interactive shell keeps its history in $XDG_DATA_HOME/wnshell/history
 lines typed at the prompt may hold keys.
 """
 
-SUBCOMMANDS = ("serve", "demo", "sync")
+def _subcommand(name: str):
+    """The ``main(argv) -> int`` registered for ``wnshell NAME`` in the entry-point group
+    ``wnshell.subcommands``, else None.  Only a plain word can name one (never an
+    option or a path)."""
+    if not name or name[0] == "-" or "/" in name or "." in name:
+        return None
+    from wnshell.registry import SUBCOMMANDS_GROUP, entry_points
+    spec = entry_points(SUBCOMMANDS_GROUP).get(name)
+    if spec is None:
+        return None
+    mod_name, _, attr = spec.partition(":")
+    __import__(mod_name.strip())
+    obj = sys.modules[mod_name.strip()]
+    for a in (attr.strip() or "main").split("."):
+        obj = getattr(obj, a)
+    return obj
 
 
 def _err(msg: str) -> None:
@@ -155,9 +173,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in SUBCOMMANDS:
-        from regapi.cli import main as regapi_main
-        return regapi_main(argv)
+    sub = _subcommand(argv[0]) if argv else None
+    if sub is not None:
+        return sub(argv)
     try:
         opts, mode, rest = _parse_argv(argv)
     except ValueError as e:

@@ -170,3 +170,35 @@ def test_a_number_out_of_range_is_a_clear_error(cli):
     p = cli("-c", "echo '{\"total_fee\": 1e999}' | json")
     assert p.stderr == ("e.json.invalid : number 1e999 is out of range "
                         "(JSON numbers here must be finite)\n")
+
+
+def test_layers_import_only_layers_below():
+    """objstore < wnshell < commands < regapi: no module imports a layer above it (the
+    CLI finds serve/demo/sync through the wnshell.subcommands entry points)."""
+    import ast
+    import os
+    above = {"objstore": {"wnshell", "commands", "regapi"},
+             "wnshell": {"commands", "regapi"},
+             "commands": {"regapi"}}
+    found = []
+    for pkg, banned in above.items():
+        for dirpath, _, files in os.walk(os.path.join(REPO, pkg)):
+            for fn in files:
+                if not fn.endswith(".py"):
+                    continue
+                path = os.path.join(dirpath, fn)
+                tree = ast.parse(open(path, encoding="utf-8").read())
+                for node in ast.walk(tree):
+                    names = [a.name for a in node.names] if isinstance(node, ast.Import) \
+                        else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                    for n in names:
+                        if n.split(".")[0] in banned:
+                            found.append(f"{os.path.relpath(path, REPO)} imports {n}")
+    assert found == []
+
+
+def test_subcommands_come_from_entry_points(cli):
+    from wnshell.registry import SUBCOMMANDS_GROUP, entry_points
+    assert set(entry_points(SUBCOMMANDS_GROUP)) >= {"serve", "demo", "sync"}
+    p = cli("sync", "--help")
+    assert p.returncode == 0 and "usage: wnshell sync" in p.stdout
