@@ -11,7 +11,6 @@ import io
 import os
 import re
 
-from prompt_toolkit.history import InMemoryHistory
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
@@ -40,19 +39,15 @@ def test_readme_first_session_is_what_the_shell_prints(tmp_path, monkeypatch):
         else:
             expected += line + "\n"
 
-    from wnshell.cli import _banner, _session
-    from wnshell.repl import run_repl
-    opts = {"store": None, "user": "demo", "confine": False}
-    session = _session(opts)
+    from wnshell.cli import main
+    from wnshell.environment import Environment
     screen = io.StringIO()
-    try:
-        with create_pipe_input() as inp:
-            inp.send_text("".join(c + "\r" for c in commands))
-            status = run_repl(session, input=inp, output=DummyOutput(), stdout=screen,
-                              stderr=screen, history=InMemoryHistory(),
-                              banner=_banner(opts))
-    finally:
-        session.store.close()
+    with create_pipe_input() as inp:
+        inp.send_text("".join(c + "\r" for c in commands))
+        env = Environment(stdin=io.StringIO(), stdin_isatty=True, stdout=screen,
+                          stderr=screen, vars={}, prompt_input=inp,
+                          prompt_output=DummyOutput())
+        status = main([], env)                       # `$ wnshell`, as the README types it
     assert commands[-1] == "exit" and status == 0
     assert screen.getvalue() == banner + "\n" + expected
     # and the store is the default one the banner names

@@ -61,14 +61,6 @@ def _subcommand(name: str):
     return obj
 
 
-def _err(msg: str) -> None:
-    try:
-        sys.stderr.write(msg.rstrip("\n") + "\n")
-        sys.stderr.flush()
-    except Exception:  # pragma: no cover - stderr gone
-        pass
-
-
 def _parse_argv(argv: list[str]):
     """-> (opts dict, mode, rest) or raises ValueError(message)."""
     opts = {"store": None, "user": "demo", "confine": False, "errexit": False}
@@ -114,10 +106,10 @@ def _parse_argv(argv: list[str]):
     return opts, "stdin", rest[1:] if rest else []
 
 
-def _session(opts):
+def _session(opts, env):
     from objstore import open_store
     from wnshell.session import Session
-    store = open_store(opts["store"])
+    store = open_store(opts["store"] or env.default_store_url())
     return Session(store, user=opts["user"], confine=opts["confine"])
 
 
@@ -141,9 +133,9 @@ def _shown_url(url: str) -> str:
     return url
 
 
-def _banner(opts) -> str:
-    from objstore import default_url
-    url = opts["store"] or os.environ.get("WNSHELL_STORE") or default_url()
+def _banner(opts, env=None) -> str:
+    from wnshell.environment import Environment
+    url = opts["store"] or (env or Environment()).default_store_url()
     return f"wnshell {version()} \u00b7 store {_shown_url(url)} \u00b7 help, man CMD"
 
 
@@ -158,20 +150,23 @@ def _fix_streams() -> None:
             pass
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the ``wnshell`` command line; returns the exit status (never raises)."""
+def main(argv: list[str] | None = None, env=None) -> "ExitStatus":
+    """Run the ``wnshell`` command line in ``env`` (default: this process); returns the
+    exit status as an ``ExitStatus`` (an int), never raises."""
+    from wnshell.environment import Environment, ExitStatus
+    env = Environment() if env is None else env
     try:
-        return _main(argv)
+        return ExitStatus(_main(argv, env))
     except KeyboardInterrupt:
-        return 130
+        return ExitStatus.INTERRUPTED
     except Exception as e:  # a bug or a broken environment: one line, no traceback
-        if os.environ.get("WNSHELL_DEBUG"):
+        if env.vars.get("WNSHELL_DEBUG"):
             raise
-        _err(f"e.cmd.internal : wnshell: {type(e).__name__}")
-        return 1
+        env.err(f"e.cmd.internal : wnshell: {type(e).__name__}")
+        return ExitStatus.ERROR
 
 
-def _main(argv: list[str] | None) -> int:
+def _main(argv: list[str] | None, env) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     sub = _subcommand(argv[0]) if argv else None
     if sub is not None:
@@ -179,16 +174,17 @@ def _main(argv: list[str] | None) -> int:
     try:
         opts, mode, rest = _parse_argv(argv)
     except ValueError as e:
-        _err(f"e.cmd.wnshell.usage : {e}")
-        _err(USAGE)
+        env.err(f"e.cmd.wnshell.usage : {e}")
+        env.err(USAGE)
         return 2
     if mode == "help":
-        sys.stdout.write(USAGE)
+        env.stdout.write(USAGE)
         return 0
     if mode == "version":
-        sys.stdout.write(f"wnshell {version()}\n")
+        env.stdout.write(f"wnshell {version()}\n")
         return 0
-    _fix_streams()
+    if env.is_process:
+        _fix_streams()
 
     from objstore.errors import WnError
     if mode == "file":
@@ -197,10 +193,10 @@ def _main(argv: list[str] | None) -> int:
             with open(path, encoding="utf-8-sig") as f:   # a BOM is not a command
                 text = f.read()
         except OSError as e:
-            _err(f"e.cmd.script.noexists : {path}: {e.strerror or type(e).__name__}")
+            env.err(f"e.cmd.script.noexists : {path}: {e.strerror or type(e).__name__}")
             return 127
         except UnicodeDecodeError:
-            _err(f"e.cmd.script.encoding : {path} is not UTF-8 text")
+            env.err(f"e.cmd.script.encoding : {path} is not UTF-8 text")
             return 2
         argv0 = rest
     elif mode == "command":
@@ -208,16 +204,16 @@ def _main(argv: list[str] | None) -> int:
         argv0 = rest[1:] or ["wnshell"]
     else:
         argv0 = ["wnshell"] + rest
-        if not rest and sys.stdin is not None and sys.stdin.isatty():
+        if not rest and env.stdin is not None and env.stdin_isatty:
             mode, text = "interactive", ""
         else:
-            text = sys.stdin.read() if sys.stdin is not None else ""
+            text = env.stdin.read() if env.stdin is not None else ""
             text = text[1:] if text.startswith("\ufeff") else text   # a BOM is not a command
 
     try:
-        session = _session(opts)
+        session = _session(opts, env)
     except WnError as e:
-        _err(e.line())
+        env.err(e.line())
         return 1
     session.argv = argv0
     session.errexit = opts["errexit"]
@@ -225,18 +221,24 @@ def _main(argv: list[str] | None) -> int:
         session.script_name = rest[0]
     if mode == "interactive":
         from wnshell.repl import run_repl
-        return run_repl(session, banner=_banner(opts))
+        try:
+            return run_repl(session, input=env.prompt_input, output=env.prompt_output,
+                            stdout=env.stdout, stderr=env.stderr,
+                            history_file=env.history_path(), banner=_banner(opts, env))
+        finally:
+            session.store.close()
     # -c and scripts: commands read the process's stdin (lazily, only if they do);
     # when the script itself came from stdin, commands get empty stdin.
-    stdin = sys.stdin if (mode != "stdin" and sys.stdin is not None) else ""
+    stdin = env.stdin if (mode != "stdin" and env.stdin is not None) else ""
     try:
-        status, _, _ = session.run(text, stdin, stdout=sys.stdout, stderr=sys.stderr)
-        sys.stdout.flush()
+        status, _, _ = session.run(text, stdin, stdout=env.stdout, stderr=env.stderr)
+        env.stdout.flush()
     except BrokenPipeError:
-        try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:  # pragma: no cover
-            pass
+        if env.is_process:
+            try:
+                sys.stdout = open(os.devnull, "w")
+            except OSError:  # pragma: no cover
+                pass
         return 141
     finally:
         try:

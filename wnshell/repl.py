@@ -299,10 +299,10 @@ def _prompt(session):
     return [("class:prompt", f"{session.user}:{cwd}$ ")]
 
 
-def _open_history() -> "FileHistory | InMemoryHistory":
+def _open_history(path: str | None = None) -> "FileHistory | InMemoryHistory":
     """The history file, created 0600 in a 0700 folder: lines typed at the prompt may
     hold keys and tokens."""
-    path = history_path()
+    path = path or history_path()
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         if not os.path.exists(path):
@@ -312,9 +312,10 @@ def _open_history() -> "FileHistory | InMemoryHistory":
         return InMemoryHistory()
 
 
-def make_prompt_session(session, *, input=None, output=None, history=None) -> PromptSession:
+def make_prompt_session(session, *, input=None, output=None, history=None,
+                        history_file: str | None = None) -> PromptSession:
     if history is None:
-        history = _open_history()
+        history = _open_history(history_file)
     return PromptSession(
         multiline=True,
         key_bindings=_key_bindings(),
@@ -517,9 +518,11 @@ class Pager:
 
 
 def run_repl(session, *, input=None, output=None, stdout=None, stderr=None,
-             history=None, banner: str | None = None) -> int:
+             history=None, history_file: str | None = None,
+             banner: str | None = None) -> int:
     """Read-eval-print until Ctrl-D or ``exit``; returns the exit status.  ``banner``
-    is printed once, before the first prompt."""
+    is printed once, before the first prompt.  ``history``: a prompt_toolkit History,
+    else the file ``history_file`` (default ``history_path()``)."""
     stdout = sys.stdout if stdout is None else stdout
     stderr = sys.stderr if stderr is None else stderr
     screen = _Screen(stderr)
@@ -528,7 +531,8 @@ def run_repl(session, *, input=None, output=None, stdout=None, stderr=None,
     session.pager = Pager(term_out, stdout, sys.stdin if input is None else None)
     show_elapsed = _isatty(stderr)
     marker = _no_newline_marker(stdout)
-    ps = make_prompt_session(session, input=input, output=output, history=history)
+    ps = make_prompt_session(session, input=input, output=output, history=history,
+                             history_file=history_file)
     if banner:
         stdout.write(banner.rstrip("\n") + "\n")
         stdout.flush()

@@ -117,59 +117,112 @@ def test_output_and_errors_keep_their_order(tmp_path):
     assert out.read_text() == "a\ne.cmd.notfound : nosuch\nb\n"
 
 
-def test_version(cli):
-    p = cli("--version")
-    assert (p.returncode, p.stdout, p.stderr) == (0, "wnshell 0.1.0\n", "")
+def wnshell(*args, stdin="", env_vars=None, tmp=None):
+    """``wnshell ARGS`` in this process (wnshell.cli.main with an injected Environment):
+    ``(ExitStatus, stdout, stderr)``."""
+    import io
+    from wnshell.cli import main
+    from wnshell.environment import Environment
+    out, err = io.StringIO(), io.StringIO()
+    env = Environment(stdin=io.StringIO(stdin), stdout=out, stderr=err,
+                      vars=dict(env_vars or {}), data_dir=str(tmp) if tmp else None)
+    status = main(list(args), env)
+    return status, out.getvalue(), err.getvalue()
 
 
-def test_help_says_where_the_history_is(cli):
-    out = cli("--help").stdout
+def test_main_returns_an_exit_status_in_process(tmp_path):
+    from wnshell.environment import ExitStatus
+    status, out, err = wnshell("--store", "memory://", "-c", "echo hi $1", "zero", "one")
+    assert (status, out, err) == (ExitStatus.SUCCESS, "hi one\n", "")
+    status, _, _ = wnshell("--store", "memory://", "-c", "exit 7")
+    assert status == 7 and isinstance(status, ExitStatus) and status.name == "STATUS_7"
+    assert wnshell("--store", "memory://", "-c", "nosuch")[0] is ExitStatus.NOT_FOUND
+    assert wnshell("--bogus")[0] is ExitStatus.USAGE
+    # piped text on stdin; the default store in the injected data dir
+    status, out, _ = wnshell(stdin="echo a > ~/f\ncat ~/f\n", tmp=tmp_path)
+    assert (status, out) == (ExitStatus.SUCCESS, "a\n")
+    assert (tmp_path / "wnshell" / "store.db").exists()
+    status, out, _ = wnshell(stdin="cat ~/f", env_vars={"WNSHELL_STORE": "memory://"},
+                             tmp=tmp_path)
+    assert status == 1                                   # WNSHELL_STORE from env.vars
+
+
+def test_repl_mode_in_process(tmp_path):
+    """No pty: the Environment says stdin is a terminal and brings prompt_toolkit's
+    pipe input; the banner, the commands' output and the history file are there."""
+    import io
+    import stat
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+    from wnshell.cli import main
+    from wnshell.environment import Environment
+    out, err = io.StringIO(), io.StringIO()
+    with create_pipe_input() as inp:
+        inp.send_text("echo -n hi\rojb\rexit 4\r")
+        env = Environment(stdin=io.StringIO(), stdin_isatty=True, stdout=out, stderr=err,
+                          vars={}, data_dir=str(tmp_path), prompt_input=inp,
+                          prompt_output=DummyOutput())
+        status = main(["--store", "memory://"], env)
+    assert status == 4
+    assert out.getvalue() == ("wnshell 0.1.0 \u00b7 store memory:// \u00b7 help, man CMD\n"
+                              "hi\u23ce\n")
+    assert err.getvalue() == "e.cmd.notfound : ojb (did you mean obj?)\n"
+    history = tmp_path / "wnshell" / "history"
+    assert stat.S_IMODE(history.stat().st_mode) == 0o600 and "ojb" in history.read_text()
+
+
+def test_version():
+    assert wnshell("--version") == (0, "wnshell 0.1.0\n", "")
+
+
+def test_help_says_where_the_history_is():
+    out = wnshell("--help")[1]
     assert "$XDG_DATA_HOME/wnshell/history" in out and "0600" in out
 
 
-def test_runtime_errors_in_a_script_carry_file_and_line(cli, tmp_path):
+def test_runtime_errors_in_a_script_carry_file_and_line(tmp_path):
     script = tmp_path / "deploy.wn"
     script.write_text("echo one\n\n# a comment\nojb ~\necho two; cat ~/nope\n"
                       "echo $(cat ~/gone)\n", encoding="utf-8")
-    p = cli(str(script))
-    assert p.stdout == "one\ntwo\n\n"
-    assert p.stderr == (f"{script}:4: e.cmd.notfound : ojb (did you mean obj?)\n"
-                        f"{script}:5: e.io.obj.noexists : ~/nope\n"
-                        f"{script}:6: e.io.obj.noexists : ~/gone\n")
+    status, out, err = wnshell("--store", "memory://", str(script))
+    assert out == "one\ntwo\n\n"
+    assert err == (f"{script}:4: e.cmd.notfound : ojb (did you mean obj?)\n"
+                   f"{script}:5: e.io.obj.noexists : ~/nope\n"
+                   f"{script}:6: e.io.obj.noexists : ~/gone\n")
     # -c and piped text have no file: the plain line
-    assert cli("-c", "cat ~/nope").stderr == "e.io.obj.noexists : ~/nope\n"
+    assert wnshell("--store", "memory://", "-c", "cat ~/nope")[2] == \
+        "e.io.obj.noexists : ~/nope\n"
 
 
 def test_dash_e_stops_a_script_at_the_first_failure(cli, tmp_path):
     script = tmp_path / "s.wn"
     script.write_text("echo a\ncat ~/nope\necho b\n", encoding="utf-8")
-    p = cli("-e", str(script))
+    p = cli("-e", str(script))                             # the real process, once
     assert (p.returncode, p.stdout) == (1, "a\n")
     assert p.stderr == f"{script}:2: e.io.obj.noexists : ~/nope\n"
-    assert cli(str(script)).stdout == "a\nb\n"                 # without -e: goes on
-    p = cli("-e", "-c", "false; echo no")
-    assert (p.returncode, p.stdout) == (1, "")
-    p = cli("-c", "set -e; echo a; false; echo no")
-    assert (p.returncode, p.stdout) == (1, "a\n")
+    assert wnshell("--store", "memory://", str(script))[1] == "a\nb\n"  # without -e
+    assert wnshell("--store", "memory://", "-e", "-c", "false; echo no")[:2] == (1, "")
+    assert wnshell("--store", "memory://", "-c", "set -e; echo a; false; echo no")[:2] == \
+        (1, "a\n")
 
 
-def test_unknown_options_are_echoed_as_typed(cli):
-    p = cli("-c", "obj ~ --update '{a:1}'")
-    assert (p.returncode, p.stderr) == (2, "e.cmd.obj.option : unknown option --update\n")
-    p = cli("-c", "ls -zz")
-    assert p.stderr == "e.cmd.ls.option : unknown option -zz\n"
-    p = cli("--bogus")
-    assert p.stderr.startswith("e.cmd.wnshell.usage : unknown option --bogus")
+def test_unknown_options_are_echoed_as_typed():
+    assert wnshell("--store", "memory://", "-c", "obj ~ --update '{a:1}'") == \
+        (2, "", "e.cmd.obj.option : unknown option --update\n")
+    assert wnshell("--store", "memory://", "-c", "ls -zz")[2] == \
+        "e.cmd.ls.option : unknown option -zz\n"
+    assert wnshell("--bogus")[2].startswith("e.cmd.wnshell.usage : unknown option --bogus")
 
 
-def test_a_number_out_of_range_is_a_clear_error(cli):
-    p = cli("-c", "mkdir ~/o; obj -new '{nm: \"a\", total_fee: 1e999}' ~/o")
-    assert p.returncode == 1
-    assert p.stderr == ("e.json.invalid : -new: number 1e999 is out of range "
-                        "(JSON numbers here must be finite)\n")
-    p = cli("-c", "echo '{\"total_fee\": 1e999}' | json")
-    assert p.stderr == ("e.json.invalid : number 1e999 is out of range "
-                        "(JSON numbers here must be finite)\n")
+def test_a_number_out_of_range_is_a_clear_error():
+    status, _, err = wnshell("--store", "memory://", "-c",
+                             "mkdir ~/o; obj -new '{nm: \"a\", total_fee: 1e999}' ~/o")
+    assert status == 1
+    assert err == ("e.json.invalid : -new: number 1e999 is out of range "
+                   "(JSON numbers here must be finite)\n")
+    err = wnshell("--store", "memory://", "-c", "echo '{\"total_fee\": 1e999}' | json")[2]
+    assert err == ("e.json.invalid : number 1e999 is out of range "
+                   "(JSON numbers here must be finite)\n")
 
 
 def test_layers_import_only_layers_below():
