@@ -19,9 +19,10 @@ import json
 import os
 import sqlite3
 import time
-# (importing _thread/_weakrefset directly saved under 0.5 ms: bench/startup.py)
-from threading import Lock as allocate_lock, local as thread_local
-from weakref import WeakSet
+# threading.local/Lock and weakref.WeakSet themselves, without the threading, weakref
+# and contextlib modules around them: every shell start opens this store
+from _thread import _local as thread_local, allocate_lock
+from _weakrefset import WeakSet
 
 from . import common as C
 from . import paths, query as Q
