@@ -343,6 +343,7 @@ class _Screen:
         self.wrote = False
         self.err = err_stream
         self.indicator = False
+        self.paused = False      # a pager owns the terminal: no indicator until the prompt
 
     def erase_indicator(self) -> None:
         if self.indicator:
@@ -414,7 +415,7 @@ class _ElapsedTicker:
         sc = self.screen
         while not self._stop.is_set():
             with sc.lock:
-                if self._stop.is_set():
+                if self._stop.is_set() or sc.paused:
                     break
                 if sc.at_line_start:
                     try:
@@ -453,10 +454,11 @@ class Pager:
     installed, else a built-in pager: space the next page, Enter the next line, ``q``
     quits."""
 
-    def __init__(self, terminal: _TerminalStream, real_stdout, real_stdin):
+    def __init__(self, terminal: _TerminalStream, real_stdout, real_stdin, screen=None):
         self.terminal = terminal
         self.stdout = real_stdout
         self.stdin = real_stdin
+        self.screen = screen
 
     def __call__(self, text: str, stdout) -> bool:
         if stdout is not self.terminal or not _isatty(self.stdout) \
@@ -474,6 +476,10 @@ class Pager:
         else:
             less = shutil.which("less")
             cmd, shell = ([less, "-FRX"], False) if less else (None, False)
+        if self.screen is not None:        # the elapsed-time indicator must not draw
+            with self.screen.lock:          # over the pager (nor count the reading)
+                self.screen.paused = True
+                self.screen.erase_indicator()
         self.stdout.flush()
         if cmd is not None:
             import subprocess
@@ -495,6 +501,9 @@ class Pager:
         out = self.stdout
         i, step = 0, rows - 1
         prompt = "\x1b[7m-- more (space: page, enter: line, q: quit) --\x1b[0m"
+        # one key at a time, no echo, for the whole pager; TCSANOW keeps keys typed
+        # ahead (TCSAFLUSH, tty's default, would drop them)
+        tty.setcbreak(fd, termios.TCSANOW)
         try:
             while True:
                 out.write("".join(lines[i:i + step]))
@@ -503,11 +512,7 @@ class Pager:
                     break
                 out.write(prompt)
                 out.flush()
-                tty.setcbreak(fd)
-                try:
-                    key = os.read(fd, 1)
-                finally:
-                    termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+                key = os.read(fd, 1)
                 out.write("\r\x1b[K")
                 if key in (b"q", b"Q", b"\x03", b"\x04", b""):
                     break
@@ -528,7 +533,7 @@ def run_repl(session, *, input=None, output=None, stdout=None, stderr=None,
     screen = _Screen(stderr)
     term_out = _TerminalStream(stdout, screen)
     term_err = _TerminalStream(stderr, screen)
-    session.pager = Pager(term_out, stdout, sys.stdin if input is None else None)
+    session.pager = Pager(term_out, stdout, sys.stdin if input is None else None, screen)
     show_elapsed = _isatty(stderr)
     marker = _no_newline_marker(stdout)
     ps = make_prompt_session(session, input=input, output=output, history=history,
@@ -546,7 +551,7 @@ def run_repl(session, *, input=None, output=None, stdout=None, stderr=None,
             break
         if not text.strip():
             continue
-        screen.at_line_start, screen.wrote = True, False
+        screen.at_line_start, screen.wrote, screen.paused = True, False, False
         ticker = _ElapsedTicker(screen) if show_elapsed else None
         try:
             session.run(text, "", stdout=term_out, stderr=term_err)
