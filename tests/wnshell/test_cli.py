@@ -1,4 +1,6 @@
-"""The wnshell console script in subprocesses: -c, script files, piped stdin."""
+"""The wnshell command line: -c, script files, piped stdin -- in this process through
+``main(argv, Environment)`` (fixture ``cli_inproc``), and in real subprocesses where the
+process itself matters (start-up imports, stream order, exit codes, ``-e``)."""
 from __future__ import annotations
 
 import subprocess
@@ -7,64 +9,65 @@ import sys
 from tests.wnshell.conftest import REPO
 
 
-def test_dash_c(cli):
-    p = cli("-c", "echo hi $0 $1; echo $#", "zero", "one")
+def test_dash_c(cli_inproc):
+    p = cli_inproc("-c", "echo hi $0 $1; echo $#", "zero", "one")
     assert (p.returncode, p.stdout, p.stderr) == (0, "hi zero one\n1\n", "")
 
 
-def test_exit_status_is_the_last_commands(cli):
-    assert cli("-c", "true; false").returncode == 1
-    assert cli("-c", "exit 7; echo no").returncode == 7
-    p = cli("-c", "nosuch")
+def test_exit_status_is_the_last_commands(cli_inproc):
+    assert cli_inproc("-c", "true; false").returncode == 1
+    assert cli_inproc("-c", "exit 7; echo no").returncode == 7
+    p = cli_inproc("-c", "nosuch")
     assert (p.returncode, p.stderr) == (127, "e.cmd.notfound : nosuch\n")
-    p = cli("-c", "echo 'open")
+    p = cli_inproc("-c", "echo 'open")
     assert p.returncode == 2 and p.stderr.startswith("e.cmd.syntax : ")
     assert "Traceback" not in p.stderr
 
 
-def test_script_file_with_args(cli, tmp_path):
+def test_script_file_with_args(cli_inproc, tmp_path):
     script = tmp_path / "s.wn"
     script.write_text("# a script\necho $0 $1 \"$2\"\necho a \\\n  b\n"
                       "echo c\n   -d\nexit 3\n", encoding="utf-8")
-    p = cli(str(script), "x", "y z")
+    p = cli_inproc(str(script), "x", "y z")
     assert p.returncode == 3
     assert p.stdout == f"{script} x y z\na b\nc -d\n"
-    p = cli(str(tmp_path / "missing.wn"))
+    p = cli_inproc(str(tmp_path / "missing.wn"))
     assert p.returncode == 127 and p.stderr.startswith("e.cmd.script.noexists")
 
 
-def test_piped_stdin_runs_without_prompt(cli):
-    p = cli(input="echo one\nfalse\necho two | cat\n")
+def test_piped_stdin_runs_without_prompt(cli_inproc):
+    p = cli_inproc(input="echo one\nfalse\necho two | cat\n")
     assert (p.returncode, p.stdout, p.stderr) == (0, "one\ntwo\n", "")
-    p = cli(input="echo x; false\n")
+    p = cli_inproc(input="echo x; false\n")
     assert p.returncode == 1
 
 
-def test_dash_c_commands_read_process_stdin(cli):
-    assert cli("-c", "cat | cat", input="piped data\n").stdout == "piped data\n"
+def test_dash_c_commands_read_process_stdin(cli_inproc):
+    assert cli_inproc("-c", "cat | cat", input="piped data\n").stdout == "piped data\n"
 
 
-def test_store_and_user_options(cli, tmp_path):
+def test_store_and_user_options(cli_inproc, tmp_path):
     url = f"sqlite:///{tmp_path}/s.db"
-    assert cli("--user", "bob", "-c", "echo kept > note; pwd", store=url).stdout == "/home/bob\n"
-    p = cli("--user", "bob", "-c", "cat ~/note", store=url)
+    p = cli_inproc("--user", "bob", "-c", "echo kept > note; pwd", store=url)
+    assert p.stdout == "/home/bob\n"
+    p = cli_inproc("--user", "bob", "-c", "cat ~/note", store=url)
     assert p.stdout == "kept\n"
     # default store: SQLite in $XDG_DATA_HOME/wnshell/
-    assert cli("-c", "echo d > f").returncode == 0
+    assert cli_inproc("-c", "echo d > f").returncode == 0
     assert (tmp_path / "xdg" / "wnshell").is_dir()
-    assert cli("-c", "cat f").stdout == "d\n"
+    assert cli_inproc("-c", "cat f").stdout == "d\n"
 
 
-def test_bad_invocations(cli):
-    p = cli("--bogus")
+def test_bad_invocations(cli_inproc):
+    p = cli_inproc("--bogus")
     assert p.returncode == 2 and p.stderr.startswith("e.cmd.wnshell.usage : unknown option")
-    p = cli("-c")
+    p = cli_inproc("-c")
     assert p.returncode == 2
-    p = cli("--store", "nope:///x", "-c", "echo")
+    p = cli_inproc("--store", "nope:///x", "-c", "echo")
     assert p.returncode == 1 and p.stderr.startswith("e.io.store")
-    p = cli("--user", "a/b", "-c", "echo")
+    p = cli_inproc("--user", "a/b", "-c", "echo")
     assert p.returncode == 1 and p.stderr.startswith("e.cmd.user.invalid")
-    assert cli("--help").stdout.startswith("usage: wnshell")
+    assert cli_inproc("--help").stdout.startswith("usage: wnshell")
 
 
 def test_non_interactive_modes_stay_lean(tmp_path):
