@@ -11,7 +11,9 @@
 is): nothing outside it can be read, changed or found.  Without it the local user owns
 the whole store.
 
-This module imports nothing above the shell: a subcommand is found by name in the
+``main(argv, env)`` takes a ``wnshell.environment.Environment`` (streams, isatty, env
+vars, data dir; default: this process) and returns an ``ExitStatus``, so tests run the
+CLI and the REPL in-process.  This module imports nothing above the shell: a subcommand is found by name in the
 entry-point group and only its module is imported, as commands are.  The process exits
 with the last command's status (or ``exit N``).  Only the REPL imports
 prompt_toolkit; everything here stays lazy because start-up time matters.
