@@ -58,3 +58,18 @@ def test_submit_timeout_prints_one_line(tmp_path, silent_server):
     assert len(lines) == 1, r.stderr                  # the error, no log line beside it
     assert lines[0].startswith("e.weixin.") and "timeout" in lines[0].lower(), lines
     assert PAY_KEY not in r.stderr and APPSECRET not in r.stderr
+
+
+def test_an_amount_out_of_float_range_is_named():
+    from wnshell.session import Session
+    s = Session(objstore.open_store("memory://"))
+    s.store.create("/home/demo/.weixin/xxx/wxconf", "FILE", parents=True,
+                   content=SEED_WXCONF.format(
+                       appid=APPID, appsecret=APPSECRET, mch_id=MCH_ID, pay_key=PAY_KEY,
+                       notify_url="https://example.com/n", api_base="http://127.0.0.1:9",
+                       extra="").encode())
+    status, out, err = s.run("weixin xxx pay", '{body: "b", out_trade_no: "o1", '
+                             'total_fee: 1e999, openid: "u", spbill_create_ip: "1.2.3.4"}')
+    assert (status, out) == (1, "")
+    assert err == ("e.cmd.weixin.input.invalid : pay: number 1e999 is out of range "
+                   "(JSON numbers here must be finite)\n")
