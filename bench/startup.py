@@ -6,6 +6,14 @@ warm-up runs create it first.  Byte-code caching is switched on for both command
 (PYTHONDONTWRITEBYTECODE removed, caches in a throwaway PYTHONPYCACHEPREFIX), as for
 any installed package: otherwise every run would compile every module from source.
 Run:  python bench/startup.py [RUNS]
+
+Then, for each start-up trick in the code, the time of the trick's statement and of the
+plain statement it replaces, each timed inside a fresh interpreter that first imports
+what the shell imports anyway (so a module already loaded costs nothing).  A trick is
+worth its obscurity where it saves 1% of ``python -c pass`` or more (measured
+alongside, so machine load cancels out): every shell start and every ``-c`` pays it.
+``tests/wnshell/test_cli.py::test_dash_c_on_the_default_store_stays_lean`` keeps the
+modules the tricks avoid out of a ``-c`` run.
 """
 from __future__ import annotations
 
@@ -53,7 +61,53 @@ def main() -> int:
           f"{m_store * 1000:.1f} ms, so the store costs ~{(m_store - m_py) * 1000:.1f} ms and "
           f"the shell ~{(m_shell - m_store) * 1000:.1f} ms on top of the interpreter")
     print(f"ratio {ratio:.2f}  (target <= 3: {'ok' if ratio <= 3 else 'MISSED'})")
+    _tricks(py, env, max(5, runs // 2))
     return 0
+
+
+# what `wnshell -c 'echo hi'` on the default store imports anyway, before any trick
+_CONTEXT = "import sqlite3, re, os, io; "
+TRICKS = [
+    # (where, with the trick, without it)
+    ("objstore/sqlite_backend.py: _thread/_weakrefset instead of threading/weakref",
+     "from _thread import _local, allocate_lock; from _weakrefset import WeakSet",
+     "from threading import local, Lock; from weakref import WeakSet"),
+    ("objstore/*.py: TYPE_CHECKING = False instead of typing",
+     "TYPE_CHECKING = False",
+     "from typing import TYPE_CHECKING"),
+    ("wnshell/registry.py: entry_points.txt scan instead of importlib.metadata",
+     "from wnshell.registry import entry_points; entry_points('wnshell.commands')",
+     "from importlib.metadata import entry_points; entry_points(group='wnshell.commands')"),
+]
+
+
+def _tricks(py: str, env: dict, runs: int) -> None:
+    print(f"start-up tricks: the statement's own time in a fresh interpreter, median of "
+          f"{runs} (after: {_CONTEXT.strip('; ')})")
+    base = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run([py, "-c", "pass"], env=env, check=False)
+        base.append(time.perf_counter() - t0)
+    m_py = statistics.median(base) * 1000
+    print(f"  (python3 -c pass, measured alongside: {m_py:.1f} ms)")
+    for where, with_trick, without in TRICKS:
+        times: tuple[list, list] = ([], [])
+        for _ in range(runs):
+            for stmt, acc in zip((with_trick, without), times):
+                code = (_CONTEXT + "import time; t0 = time.perf_counter(); " + stmt +
+                        "; print(time.perf_counter() - t0)")
+                r = subprocess.run([py, "-c", code], env=env, capture_output=True,
+                                   text=True, check=False)
+                if r.returncode:
+                    print(f"  {where}: {stmt!r} failed: {r.stderr.strip()[-200:]}")
+                    return
+                acc.append(float(r.stdout))
+        m_with, m_without = (statistics.median(t) * 1000 for t in times)
+        saved = m_without - m_with
+        print(f"  {where}\n      with {m_with:6.2f} ms   without {m_without:6.2f} ms   "
+              f"saves {saved:5.2f} ms = {100 * saved / m_py:4.1f}% of python3 -c pass"
+              f"  ({'keep' if saved >= 0.01 * m_py else 'not worth it'})")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,37 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+class _OutOfRange(ValueError):
+    pass
+
+
+def _finite_float(text: str) -> float:
+    """``parse_float``: ``1e999`` would silently become infinity, which no JSON output
+    (and no money field) can hold."""
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _OutOfRange(text)
+    return value
+
+
+_NUMBER_RE = re.compile(r"(?<![\w.])[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _overflowing_number(text: str) -> str | None:
+    """The first number literal in ``text`` too large for a float, else None."""
+    for m in _NUMBER_RE.finditer(text):
+        try:
+            if float(m.group()) in (float("inf"), float("-inf")):
+                return m.group()
+        except ValueError:  # pragma: no cover - the regex only finds numbers
+            continue
+    return None
+
+
+def _range_reason(number: str) -> str:
+    return f"number {_short(number, 20)} is out of range (JSON numbers here must be finite)"
+
+
 def plain(value: Any) -> Any:
     """OrderedDict/tuple (hjson) -> plain dict/list, recursively."""
     if isinstance(value, dict):
@@ -55,9 +86,11 @@ def parse_json(text: str, *, lenient: bool = False, key: str = "e.json.invalid",
     if not text.strip():
         raise WnError(key, f"{prefix}empty input", BAD_INPUT)
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         raise WnError(key, f"{prefix}nested too deeply", BAD_INPUT) from None
+    except _OutOfRange as e:
+        raise WnError(key, f"{prefix}{_range_reason(str(e))}", BAD_INPUT) from None
     except ValueError as strict_err:
         if not lenient:
             raise WnError(key, f"{prefix}{_describe(strict_err)}", BAD_INPUT) from None
@@ -65,9 +98,17 @@ def parse_json(text: str, *, lenient: bool = False, key: str = "e.json.invalid",
         import hjson  # imported lazily: only lenient callers pay for it
         value = hjson.loads(text)
     except Exception as err:  # hjson raises several types; all mean "bad input"
-        raise WnError(key, f"{prefix}{_describe(err)}", BAD_INPUT) from None
+        big = _overflowing_number(text)
+        reason = _range_reason(big) if big else _describe(err)
+        raise WnError(key, f"{prefix}{reason}", BAD_INPUT) from None
     value = plain(value)
-    _check_finite(value, key, prefix)
+    try:
+        _check_finite(value, key, prefix)
+    except WnError:
+        big = _overflowing_number(text)
+        if big:
+            raise WnError(key, f"{prefix}{_range_reason(big)}", BAD_INPUT) from None
+        raise
     return value
 
 
@@ -92,7 +133,7 @@ def iter_json_stream(text: str, *, key: str = "e.json.invalid") -> Iterator[Any]
     """Yield each JSON value of a stream of concatenated values (``{..}{..}`` or one per
     line).  Raises ``WnError(key)`` at the first bad value (callers that must not
     half-write should ``list()`` it before printing)."""
-    decoder = json.JSONDecoder(parse_constant=_reject_constant)
+    decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
     pos, end = 0, len(text)
     while True:
         while pos < end and text[pos].isspace():
@@ -103,6 +144,8 @@ def iter_json_stream(text: str, *, key: str = "e.json.invalid") -> Iterator[Any]
             value, pos = decoder.raw_decode(text, pos)
         except RecursionError:
             raise WnError(key, "nested too deeply", BAD_INPUT) from None
+        except _OutOfRange as err:
+            raise WnError(key, _range_reason(str(err)), BAD_INPUT) from None
         except ValueError as err:
             raise WnError(key, _describe(err), BAD_INPUT) from None
         yield value

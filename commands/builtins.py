@@ -1,4 +1,5 @@
-"""Built-in commands of the shell itself: echo, true, false, exit, export, env, cd, pwd.
+"""Built-in commands of the shell itself: echo, true, false, exit, export, env, cd, pwd,
+set.
 
 They register through the same entry-point group as any plugin (see pyproject.toml).
 """
@@ -235,6 +236,50 @@ class Pwd(Command):
         return 0
 
 
+class Set(Command):
+    name = "set"
+    summary = "set shell options: set -e stops at the first failing command"
+    options = {"-e": "stop at the first command that fails (errexit)",
+               "+e": "do not stop (the default)"}
+    handles_help = False
+    man = """\
+set - shell options
+
+usage: set [-e | +e | -o errexit | +o errexit]...
+
+  set -e    from now on, the first command that fails stops the script (or the
+            rest of the line at the prompt) with that command's status; a command
+            that fails on the left of && or || does not stop it, as in sh
+  set +e    back to the default: keep going after a failure
+  set       print the options as `set -e` / `set +e`
+
+`wnshell -e SCRIPT` starts a script with set -e.
+
+  set -e
+  obj ~/orders/o1 -u '{or_status: 1}'     # a missing order stops here
+  echo updated
+"""
+
+    def run(self, session, args, stdin, stdout, stderr) -> int:
+        if not args:
+            stdout.write("set -e\n" if getattr(session, "errexit", False) else "set +e\n")
+            return 0
+        pending = getattr(session, "errexit", False)
+        i = 0
+        while i < len(args):
+            a = args[i]
+            if a in ("-e", "+e"):
+                pending = a == "-e"
+            elif a in ("-o", "+o") and i + 1 < len(args) and args[i + 1] == "errexit":
+                pending = a == "-o"
+                i += 1
+            else:
+                raise UsageError("e.cmd.set.option", f"unknown option {a} (set -e or +e)")
+            i += 1
+        session.errexit = pending
+        return 0
+
+
 ECHO = Echo()
 TRUE = TrueCmd()
 FALSE = FalseCmd()
@@ -243,3 +288,4 @@ EXPORT = Export()
 ENV = Env()
 CD = Cd()
 PWD = Pwd()
+SET = Set()

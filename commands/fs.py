@@ -133,7 +133,8 @@ ERRORS
     def run(self, session, args, stdin, stdout, stderr) -> int:
         opts = parse(args, self.flags)
         if opts.opts:
-            raise usage("e.cmd.cat.option", "unknown option -" + next(iter(opts.opts)))
+            raise usage("e.cmd.cat.option",
+                        "unknown option " + opts.typed(next(iter(opts.opts))))
         if not opts.args:
             stdout.write(stdin.read())
             return 0
@@ -186,7 +187,7 @@ ERRORS
         opts = parse(args, self.flags)
         for k in opts.opts:
             if k not in ("l", "A"):
-                raise usage("e.cmd.ls.option", "unknown option -" + k)
+                raise usage("e.cmd.ls.option", "unknown option " + opts.typed(k))
         long_fmt = opts.opts.get("l") is True
         show_all = opts.opts.get("A") is True
         paths = opts.args or ["."]
@@ -260,7 +261,7 @@ ERRORS
         opts = parse(args, self.flags)
         for k in opts.opts:
             if k != "p":
-                raise usage("e.cmd.mkdir.option", "unknown option -" + k)
+                raise usage("e.cmd.mkdir.option", "unknown option " + opts.typed(k))
         parents = opts.opts.get("p") is True
         if not opts.args:
             raise usage("e.cmd.mkdir.args", "mkdir [-p] PATH...")
@@ -315,7 +316,8 @@ ERRORS
     def run(self, session, args, stdin, stdout, stderr) -> int:
         opts = parse(args, self.flags)
         if opts.opts:
-            raise usage("e.cmd.touch.option", "unknown option -" + next(iter(opts.opts)))
+            raise usage("e.cmd.touch.option",
+                        "unknown option " + opts.typed(next(iter(opts.opts))))
         if not opts.args:
             raise usage("e.cmd.touch.args", "touch PATH...")
         store = session.store
@@ -377,7 +379,7 @@ ERRORS
         opts = parse(args, self.flags)
         for k in opts.opts:
             if k not in ("r", "f"):
-                raise usage("e.cmd.rm.option", "unknown option -" + k)
+                raise usage("e.cmd.rm.option", "unknown option " + opts.typed(k))
         recursive = opts.opts.get("r") is True
         force = opts.opts.get("f") is True
         if not opts.args:
@@ -438,7 +440,8 @@ ERRORS
     def run(self, session, args, stdin, stdout, stderr) -> int:
         opts = parse(args, self.flags)
         if opts.opts:
-            raise usage("e.cmd.mv.option", "unknown option -" + next(iter(opts.opts)))
+            raise usage("e.cmd.mv.option",
+                        "unknown option " + opts.typed(next(iter(opts.opts))))
         if len(opts.args) < 2:
             raise usage("e.cmd.mv.args", "mv SRC DST | mv SRC... DIR")
         store = session.store

@@ -19,6 +19,19 @@ def _page(cmd) -> str:
     return help_text(cmd)
 
 
+def _show(session, text: str, stdout) -> None:
+    """Through the session's pager when the shell gave it one (the REPL does, for its
+    terminal; it pages only text longer than the screen), else straight to stdout."""
+    pager = getattr(session, "pager", None)
+    if pager is None or not pager(text, stdout):
+        stdout.write(text)
+
+
+def _complete_names(session, words, prefix):
+    """``man o<Tab>``, ``help o<Tab>``: command names, not store paths."""
+    return [nm for nm in _registry(session).names() if nm.startswith(prefix)]
+
+
 def _man_pages(session, names, stdout) -> int:
     reg = _registry(session)
     pages = []
@@ -27,7 +40,7 @@ def _man_pages(session, names, stdout) -> int:
         if cmd is None:
             raise WnError("e.man.noexists", nm, NOT_FOUND)
         pages.append(_page(cmd))
-    stdout.write("\n".join(pages))
+    _show(session, "\n".join(pages), stdout)
     return 0
 
 
@@ -60,10 +73,13 @@ ERRORS
     e.man.noexists : CMD    no such command (status 1)
 """
 
+    def complete(self, session, words, prefix):
+        return _complete_names(session, words, prefix)
+
     def run(self, session, args, stdin, stdout, stderr) -> int:
         opts = parse(args)
         if opts.opts:
-            raise usage("e.cmd.help.option", "unknown option -" + next(iter(opts.opts)))
+            raise usage("e.cmd.help.option", "unknown option " + opts.typed(next(iter(opts.opts))))
         if opts.args:
             return _man_pages(session, opts.args, stdout)
         reg = _registry(session)
@@ -74,7 +90,8 @@ ERRORS
                 else "(failed to load)"
             rows.append((nm, " ".join(summary.split())))
         width = max((len(nm) for nm, _ in rows), default=0)
-        stdout.write("".join(f"{nm.ljust(width)}  {s}".rstrip() + "\n" for nm, s in rows))
+        _show(session, "".join(f"{nm.ljust(width)}  {s}".rstrip() + "\n" for nm, s in rows),
+              stdout)
         return 0
 
 
@@ -104,10 +121,13 @@ ERRORS
     man without CMD is a usage error (status 2)
 """
 
+    def complete(self, session, words, prefix):
+        return _complete_names(session, words, prefix)
+
     def run(self, session, args, stdin, stdout, stderr) -> int:
         opts = parse(args)
         if opts.opts:
-            raise usage("e.cmd.man.option", "unknown option -" + next(iter(opts.opts)))
+            raise usage("e.cmd.man.option", "unknown option " + opts.typed(next(iter(opts.opts))))
         if not opts.args:
             raise usage("e.cmd.man.args", "man CMD (help lists the commands)")
         return _man_pages(session, opts.args, stdout)

@@ -59,7 +59,7 @@ ERRORS
         opts = parsed.opts
         for k in opts:
             if k not in self._KNOWN:
-                raise usage("e.cmd.json.option", "unknown option -" + k)
+                raise usage("e.cmd.json.option", "unknown option " + parsed.typed(k))
         if parsed.args:
             raise usage("e.cmd.json.args",
                         "json reads stdin; it takes no PATH (try: cat PATH | json)")

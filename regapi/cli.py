@@ -3,7 +3,7 @@
     wnshell serve [--host 127.0.0.1] [--port 8080] [--workers N] [--store URL]
                   [--regapi-dir DIR [--user U]] [--threads N] [--deadline S]
                   [--max-body BYTES] [--no-access-log]
-    wnshell sync DIR [--user U] [--store URL]
+    wnshell sync DIR [--user U] [--store URL] [--dry-run] [--create-user]
     wnshell demo [--keep] [--port P] [--store URL]
 
 ``main(argv) -> int`` never raises for bad input: it prints one ``e.key : reason`` line
@@ -52,6 +52,24 @@ def _ttl(text: str) -> float:
     return n
 
 
+SYNC_HELP = """\
+Make /home/USER/.regapi/api in the store match DIR, file for file:
+
+  DIR/                                 the store
+    pay                          ->    /home/USER/.regapi/api/pay  (GET /api/USER/pay)
+    payresult.regapi             ->    /home/USER/.regapi/api/payresult  (".regapi" dropped)
+    payresult.regapi.meta.json         metadata of payresult, a JSON object, e.g.
+                                       {"http-header-Content-Type": "text/xml"}
+    user/_ANY/_action            ->    /home/USER/.regapi/api/user/_ANY/_action
+
+A file's content is its command template.  Folders become DIRs; objects the folder no
+longer has are removed; metadata keys a sidecar no longer has are removed.  Hidden
+files and folders (.git, .env) and editor leftovers (*~, *.swp) are skipped.
+Everything is checked first (names, sidecars, that every template parses) and every
+problem is listed (and then nothing is changed).  --dry-run shows what would change.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="wnshell", add_help=True)
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
@@ -80,10 +98,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-access-log", action="store_true",
                    help="no line per request on stderr")
 
-    y = sub.add_parser("sync", help="make a user's .regapi/api tree match a folder")
-    y.add_argument("dir")
-    y.add_argument("--user", default="demo")
-    y.add_argument("--store", default=None)
+    y = sub.add_parser("sync", help="make a user's .regapi/api tree match a folder",
+                       description=SYNC_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    y.add_argument("dir", help="the folder of .regapi files (kept in git, say)")
+    y.add_argument("--user", default=None,
+                   help="whose API tree: /home/USER/.regapi/api (default demo, created "
+                        "when missing, as the shell does); a USER given here must exist "
+                        "unless --create-user")
+    y.add_argument("--store", default=None, help="store URL (default: WNSHELL_STORE or "
+                                                 "the SQLite file in the XDG data dir)")
+    y.add_argument("--dry-run", action="store_true",
+                   help="print what would change, change nothing")
+    y.add_argument("--create-user", action="store_true",
+                   help="create /home/USER when it does not exist")
 
     d = sub.add_parser("demo", help="run the WeChat Pay seed end to end over HTTP")
     d.add_argument("--keep", action="store_true",
@@ -93,6 +121,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="store URL (default: a fresh SQLite file in a temp folder)")
     d.add_argument("--timeout", type=float, default=20.0, help="seconds for each wait")
     return p
+
+
+def _sync(ns) -> int:
+    from objstore import open_store
+    from regapi.sync import SyncErrors, sync_dir
+    # the default user is created when missing (as `wnshell` does); a named one must
+    # exist, so a typo in --user does not publish a new API tree
+    create_user = ns.create_user or ns.user is None
+    ns.user = ns.user or "demo"
+    store = open_store(ns.store)
+    try:
+        rep = sync_dir(store, ns.dir, ns.user, dry_run=ns.dry_run, create_user=create_user)
+    except SyncErrors as e:
+        for err in e.errors:             # every problem, one line each
+            print(err.line(), file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    would = "would be " if ns.dry_run else ""
+    for what, names in (("created", rep.created), ("updated", rep.updated),
+                        ("removed", rep.removed)):
+        for n in names:
+            print(f"{would}{what} {n}")
+    dry = " (dry run, nothing changed)" if ns.dry_run else ""
+    print(f"sync /home/{ns.user}/.regapi/api{dry}: {rep.line()}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,19 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                          max_body=ns.max_body, route_ttl=ns.route_ttl,
                          access_log=not ns.no_access_log)
         if ns.cmd == "sync":
-            from objstore import open_store
-            from regapi.sync import sync_dir
-            store = open_store(ns.store)
-            try:
-                rep = sync_dir(store, ns.dir, ns.user)
-            finally:
-                store.close()
-            for what, names in (("created", rep.created), ("updated", rep.updated),
-                                ("removed", rep.removed)):
-                for n in names:
-                    print(f"{what} {n}")
-            print(f"sync /home/{ns.user}/.regapi/api: {rep.line()}")
-            return 0
+            return _sync(ns)
         if ns.cmd == "demo":
             from regapi.demo import run_demo
             return run_demo(keep=ns.keep, port=ns.port, store_url=ns.store,

@@ -12,9 +12,14 @@ Users keep their ``.regapi`` files in git.  The folder mirrors the API tree:
 Hidden files and folders (``.git``, ``.env``…) and editor leftovers (``*~``, ``*.swp``)
 are skipped.  A sidecar ``NAME.meta.json`` holds a JSON object of metadata for NAME
 (reserved fields such as ``id`` or ``ph`` are refused).  Everything is checked first --
-names, sidecars, and that every template parses -- so bad input changes nothing; then
+names, sidecars, and that every template parses -- so bad input changes nothing, and
+every problem is reported at once (``SyncErrors.errors``), not only the first; then
 objects are created, updated (content and sidecar metadata; keys a previous sync set and
 the sidecar no longer has are removed) or deleted so the store matches the folder.
+
+``sync_dir(..., dry_run=True)`` reports what would change and changes nothing;
+``create_user=False`` refuses a user whose home does not exist (a typo in ``--user``
+would otherwise publish a new API tree).
 """
 from __future__ import annotations
 
@@ -37,6 +42,16 @@ MAX_FILE = 1 << 20
 
 class SyncError(WnError):
     pass
+
+
+class SyncErrors(SyncError):
+    """Every problem of a folder; reads as the first one, ``(and N more)``."""
+
+    def __init__(self, errors: list[SyncError]):
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(first.key, first.reason + more, BAD_INPUT)
+        self.errors = errors
 
 
 @dataclass
@@ -124,63 +139,85 @@ def _check_response_meta(meta: dict, shown: str) -> None:
 
 
 def scan(src: str) -> dict[str, Entry]:
-    """Read and check the folder; ``{rel: Entry}``.  Raises SyncError on bad input."""
-    from wnshell.parser import parse
+    """Read and check the folder; ``{rel: Entry}``.  Raises ``SyncErrors`` listing every
+    problem (or SyncError when ``src`` is not a folder)."""
     if not os.path.isdir(src):
         raise SyncError("e.regapi.sync.nodir", f"not a folder: {src}", BAD_INPUT)
     out: dict[str, Entry] = {}
     metas: dict[str, tuple[str, str]] = {}     # rel of target -> (sidecar path, shown)
+    errors: list[SyncError] = []
     for dirpath, dirnames, filenames in os.walk(src):
         dirnames[:] = sorted(d for d in dirnames if not _skip(d))
         reldir = os.path.relpath(dirpath, src)
         reldir = "" if reldir == "." else reldir.replace(os.sep, "/")
-        for d in dirnames:
-            if os.path.islink(os.path.join(dirpath, d)):
-                raise SyncError("e.regapi.sync.link", f"symbolic link: {reldir}/{d}", BAD_INPUT)
-            _check(d, reldir)
+        for d in list(dirnames):
+            try:
+                if os.path.islink(os.path.join(dirpath, d)):
+                    raise SyncError("e.regapi.sync.link", f"symbolic link: {reldir}/{d}",
+                                    BAD_INPUT)
+                _check(d, reldir)
+            except SyncError as e:
+                errors.append(e)
+                dirnames.remove(d)       # its contents would only repeat the problem
+                continue
             rel = f"{reldir}/{d}" if reldir else d
             out[rel] = Entry(rel, "DIR")
         for fn in sorted(filenames):
             if _skip(fn):
                 continue
-            full = os.path.join(dirpath, fn)
-            shown = f"{reldir}/{fn}" if reldir else fn
-            if fn.endswith(META_SUFFIX):
-                base = fn[:-len(META_SUFFIX)]
-                if base.endswith(SUFFIX):
-                    base = base[:-len(SUFFIX)]
-                rel = f"{reldir}/{base}" if reldir else base
-                if rel in metas:
-                    first = sorted([metas[rel][1], shown])
-                    raise SyncError("e.regapi.sync.dup", f"two sidecars for API {rel}: "
-                                    f"{first[0]} and {first[1]}", BAD_INPUT)
-                metas[rel] = (full, shown)
-                continue
-            if not os.path.isfile(full) or os.path.islink(full):
-                raise SyncError("e.regapi.sync.link", f"not a regular file: {shown}", BAD_INPUT)
-            name = fn[:-len(SUFFIX)] if fn.endswith(SUFFIX) and fn != SUFFIX else fn
-            _check(name, reldir)
-            rel = f"{reldir}/{name}" if reldir else name
-            if rel in out:
-                raise SyncError("e.regapi.sync.dup", f"two files for API {rel}", BAD_INPUT)
-            with open(full, "rb") as f:
-                content = f.read(MAX_FILE + 1)
-            if len(content) > MAX_FILE:
-                raise SyncError("e.regapi.sync.toolarge", f"{shown}: over {MAX_FILE} bytes",
-                                BAD_INPUT)
             try:
-                parse(content.decode("utf-8"))
-            except UnicodeDecodeError:
-                raise SyncError("e.regapi.sync.encoding", f"{shown}: not UTF-8",
-                                BAD_INPUT) from None
-            except WnError as e:
-                raise SyncError("e.regapi.sync.syntax", f"{shown}: {e.reason}", BAD_INPUT) from None
-            out[rel] = Entry(rel, "FILE", content)
-    for rel, (full, shown) in metas.items():
-        if rel not in out:
-            raise SyncError("e.regapi.sync.meta", f"{shown}: no API {rel} beside it", BAD_INPUT)
-        out[rel].meta = _load_meta(full, shown)
+                _scan_file(dirpath, reldir, fn, out, metas)
+            except SyncError as e:
+                errors.append(e)
+    for rel, (full, shown) in sorted(metas.items()):
+        try:
+            if rel not in out:
+                raise SyncError("e.regapi.sync.meta", f"{shown}: no API {rel} beside it",
+                                BAD_INPUT)
+            out[rel].meta = _load_meta(full, shown)
+        except SyncError as e:
+            errors.append(e)
+    if errors:
+        raise SyncErrors(errors)
     return out
+
+
+def _scan_file(dirpath: str, reldir: str, fn: str, out: dict, metas: dict) -> None:
+    """One file of the folder: a template into ``out`` or a sidecar into ``metas``."""
+    from wnshell.parser import parse
+    full = os.path.join(dirpath, fn)
+    shown = f"{reldir}/{fn}" if reldir else fn
+    if fn.endswith(META_SUFFIX):
+        base = fn[:-len(META_SUFFIX)]
+        if base.endswith(SUFFIX):
+            base = base[:-len(SUFFIX)]
+        rel = f"{reldir}/{base}" if reldir else base
+        if rel in metas:
+            first = sorted([metas[rel][1], shown])
+            raise SyncError("e.regapi.sync.dup", f"two sidecars for API {rel}: "
+                            f"{first[0]} and {first[1]}", BAD_INPUT)
+        metas[rel] = (full, shown)
+        return
+    if not os.path.isfile(full) or os.path.islink(full):
+        raise SyncError("e.regapi.sync.link", f"not a regular file: {shown}", BAD_INPUT)
+    name = fn[:-len(SUFFIX)] if fn.endswith(SUFFIX) and fn != SUFFIX else fn
+    _check(name, reldir)
+    rel = f"{reldir}/{name}" if reldir else name
+    if rel in out:
+        raise SyncError("e.regapi.sync.dup", f"two files for API {rel}", BAD_INPUT)
+    with open(full, "rb") as f:
+        content = f.read(MAX_FILE + 1)
+    if len(content) > MAX_FILE:
+        raise SyncError("e.regapi.sync.toolarge", f"{shown}: over {MAX_FILE} bytes",
+                        BAD_INPUT)
+    try:
+        parse(content.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise SyncError("e.regapi.sync.encoding", f"{shown}: not UTF-8",
+                        BAD_INPUT) from None
+    except WnError as e:
+        raise SyncError("e.regapi.sync.syntax", f"{shown}: {e.reason}", BAD_INPUT) from None
+    out[rel] = Entry(rel, "FILE", content)
 
 
 def _check(name: str, reldir: str) -> None:
@@ -190,53 +227,84 @@ def _check(name: str, reldir: str) -> None:
         raise SyncError("e.regapi.sync.name", f"{reldir}/{name}: {e.reason}", BAD_INPUT) from None
 
 
-def sync_dir(store, src: str, user: str) -> SyncReport:
-    """Make ``/home/<user>/.regapi/api`` match folder ``src``; returns what changed."""
+def sync_dir(store, src: str, user: str, *, dry_run: bool = False,
+             create_user: bool = True) -> SyncReport:
+    """Make ``/home/<user>/.regapi/api`` match folder ``src``; returns what changed (with
+    ``dry_run``: what would change; nothing is written)."""
     if not USER_RE.fullmatch(user):
         raise SyncError("e.regapi.sync.user", f"bad user name: {user!r}", BAD_INPUT)
     want = scan(src)
+    if not create_user and store.fetch(f"/home/{user}") is None:
+        raise SyncError("e.regapi.sync.nouser", f"no user {user} (/home/{user} does not "
+                        "exist; --create-user creates it)", BAD_INPUT)
     root = f"/home/{user}/.regapi/api"
+    rep, actions = _plan(store, want, root)
+    if not dry_run:
+        _apply(store, root, actions)
+    return rep
+
+
+def _plan(store, want: dict[str, Entry], root: str):
+    """Compare the store with the folder, reading only: the report and the actions."""
     rep = SyncReport()
-    if store.fetch(root) is None:
-        store.create(root, "DIR", parents=True)
+    actions: list[tuple] = []
+    gone: set[str] = set()          # rels removed (with their subtrees)
+    root_obj = store.fetch(root)
 
     # remove what the folder no longer has (depth first, whole subtrees at once)
-    def prune(dir_ph: str, rel: str):
-        for ch in store.children(store.fetch(dir_ph)["id"]):
+    def prune(dir_obj, rel: str):
+        for ch in store.children(dir_obj["id"]):
             crel = f"{rel}/{ch['nm']}" if rel else ch["nm"]
             e = want.get(crel)
             if e is None or e.race != ch.get("race"):
-                store.delete(ch["id"], recursive=True)
+                actions.append(("delete", ch["id"]))
+                gone.add(crel)
                 rep.removed.append(crel)
             elif ch.get("race") == "DIR":
-                prune(ch["ph"], crel)
-    prune(root, "")
+                prune(ch, crel)
+    if root_obj is not None:
+        prune(root_obj, "")
 
     for rel in sorted(want, key=lambda r: (r.count("/"), r)):
         e = want[rel]
         ph = f"{root}/{rel}"
-        cur = store.fetch(ph)
+        removed = any(rel == g or rel.startswith(g + "/") for g in gone)
+        cur = None if root_obj is None or removed else store.fetch(ph)
         meta = dict(e.meta)
         meta[MANAGED] = sorted(e.meta)
         if cur is None:
-            store.create(ph, e.race, meta, parents=True,
-                         content=e.content if e.race == "FILE" else None)
+            actions.append(("create", ph, e.race, meta,
+                            e.content if e.race == "FILE" else None))
             rep.created.append(rel)
             continue
-        changed = False
+        content = None
         if e.race == "FILE" and store.read(cur["id"]) != e.content:
-            store.write(cur["id"], e.content)
-            changed = True
+            content = e.content
         old_keys = cur.get(MANAGED) or []
         changes = {k: v for k, v in meta.items() if cur.get(k) != v}
         for k in old_keys:
             if k not in e.meta and k in cur:
                 changes[k] = None
-        if changes:
-            store.set_meta(cur["id"], changes)
-            changed = True
-        if changed:
+        if content is not None or changes:
+            actions.append(("update", cur["id"], content, changes))
             rep.updated.append(rel)
         else:
             rep.unchanged += 1
-    return rep
+    return rep, actions
+
+
+def _apply(store, root: str, actions: list[tuple]) -> None:
+    if store.fetch(root) is None:
+        store.create(root, "DIR", parents=True)
+    for act in actions:
+        if act[0] == "delete":
+            store.delete(act[1], recursive=True)
+        elif act[0] == "create":
+            _, ph, race, meta, content = act
+            store.create(ph, race, meta, parents=True, content=content)
+        else:
+            _, oid, content, changes = act
+            if content is not None:
+                store.write(oid, content)
+            if changes:
+                store.set_meta(oid, changes)

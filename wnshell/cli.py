@@ -4,13 +4,18 @@
     wnshell [--store URL] [--user NAME] FILE [ARGS...]           run a script file
     ... | wnshell [--store URL] [--user NAME]                    run text from stdin
     wnshell [--store URL] [--user NAME]                          REPL on a terminal
-    wnshell serve|demo|sync ...                                  regapi.cli (lazy)
+    wnshell SUBCOMMAND ...             a subcommand of the entry-point group
+                                       wnshell.subcommands (regapi adds serve, demo, sync)
 
 ``--confine`` runs the session confined to ``/home/NAME`` (as every ``.regapi`` request
 is): nothing outside it can be read, changed or found.  Without it the local user owns
 the whole store.
 
-The process exits with the last command's status (or ``exit N``).  Only the REPL imports
+``main(argv, env)`` takes a ``wnshell.environment.Environment`` (streams, isatty, env
+vars, data dir; default: this process) and returns an ``ExitStatus``, so tests run the
+CLI and the REPL in-process.  This module imports nothing above the shell: a subcommand is found by name in the
+entry-point group and only its module is imported, as commands are.  The process exits
+with the last command's status (or ``exit N``).  Only the REPL imports
 prompt_toolkit; everything here stays lazy because start-up time matters.
 """
 from __future__ import annotations
@@ -19,8 +24,8 @@ import os
 import sys
 
 USAGE = """\
-usage: wnshell [--store URL] [--user NAME] [--confine] [-c TEXT [ARG0 ARG...] | FILE [ARG...]]
-       wnshell serve|demo|sync [...]
+usage: wnshell [--store URL] [--user NAME] [--confine] [-e] [-c TEXT [ARG0 ARG...] | FILE [ARG...]]
+       wnshell serve|demo|sync [...]   (wnshell.subcommands entry points; SUBCOMMAND --help)
 
   -c TEXT       run TEXT (ARG0 ARG... become $0 $1 ...)
   FILE          run the script FILE from the OS filesystem ($0 = FILE, $1 ...)
@@ -31,28 +36,47 @@ usage: wnshell [--store URL] [--user NAME] [--confine] [-c TEXT [ARG0 ARG...] | 
   --user NAME   the session's user (default demo); /home/NAME is created if missing
   --confine     see and change only /home/NAME (as .regapi requests do); objects
                 elsewhere read as missing, writes there are forbidden
+  -e            stop at the first command that fails (as `set -e` does)
   -h, --help    this help
+  --version     print the version
+
+The interactive shell keeps its history in $XDG_DATA_HOME/wnshell/history
+(default ~/.local/share/wnshell/history), created readable by you only (0600):
+lines typed at the prompt may hold keys.
 """
 
-SUBCOMMANDS = ("serve", "demo", "sync")
-
-
-def _err(msg: str) -> None:
-    try:
-        sys.stderr.write(msg.rstrip("\n") + "\n")
-        sys.stderr.flush()
-    except Exception:  # pragma: no cover - stderr gone
-        pass
+def _subcommand(name: str):
+    """The ``main(argv) -> int`` registered for ``wnshell NAME`` in the entry-point group
+    ``wnshell.subcommands``, else None.  Only a plain word can name one (never an
+    option or a path)."""
+    if not name or name[0] == "-" or "/" in name or "." in name:
+        return None
+    from wnshell.registry import SUBCOMMANDS_GROUP, entry_points
+    spec = entry_points(SUBCOMMANDS_GROUP).get(name)
+    if spec is None:
+        return None
+    mod_name, _, attr = spec.partition(":")
+    __import__(mod_name.strip())
+    obj = sys.modules[mod_name.strip()]
+    for a in (attr.strip() or "main").split("."):
+        obj = getattr(obj, a)
+    return obj
 
 
 def _parse_argv(argv: list[str]):
     """-> (opts dict, mode, rest) or raises ValueError(message)."""
-    opts = {"store": None, "user": "demo", "confine": False}
+    opts = {"store": None, "user": "demo", "confine": False, "errexit": False}
     i = 0
     while i < len(argv):
         a = argv[i]
         if a in ("-h", "--help"):
             return opts, "help", []
+        if a == "--version":
+            return opts, "version", []
+        if a == "-e":
+            opts["errexit"] = True
+            i += 1
+            continue
         if a == "--confine":
             opts["confine"] = True
             i += 1
@@ -76,7 +100,7 @@ def _parse_argv(argv: list[str]):
             i += 1
             break
         if a.startswith("-") and a != "-":
-            raise ValueError(f"unknown option {a}")
+            raise ValueError(f"unknown option {a} (wnshell --help lists them)")
         break
     rest = argv[i:]
     if rest and rest[0] != "-":
@@ -84,11 +108,37 @@ def _parse_argv(argv: list[str]):
     return opts, "stdin", rest[1:] if rest else []
 
 
-def _session(opts):
+def _session(opts, env):
     from objstore import open_store
     from wnshell.session import Session
-    store = open_store(opts["store"])
+    store = open_store(opts["store"] or env.default_store_url())
     return Session(store, user=opts["user"], confine=opts["confine"])
+
+
+def version() -> str:
+    """The installed distribution's version (importlib.metadata: only when asked)."""
+    try:
+        from importlib.metadata import version as _v
+        return _v("wnshell")
+    except Exception:  # running from a source tree that is not installed
+        return "unknown"
+
+
+def _shown_url(url: str) -> str:
+    """A store URL for the banner: no password; the home folder as ``~``."""
+    import re
+    url = re.sub(r"(://[^/:@]*):[^/@]*@", r"\1:***@", url)
+    home = os.path.expanduser("~").rstrip("/")
+    scheme, sep, rest = url.partition("://")
+    if sep and home and home != "~" and rest.startswith(home + "/"):
+        url = f"{scheme}://~{rest[len(home):]}"
+    return url
+
+
+def _banner(opts, env=None) -> str:
+    from wnshell.environment import Environment
+    url = opts["store"] or (env or Environment()).default_store_url()
+    return f"wnshell {version()} \u00b7 store {_shown_url(url)} \u00b7 help, man CMD"
 
 
 def _fix_streams() -> None:
@@ -102,34 +152,41 @@ def _fix_streams() -> None:
             pass
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the ``wnshell`` command line; returns the exit status (never raises)."""
+def main(argv: list[str] | None = None, env=None) -> "ExitStatus":
+    """Run the ``wnshell`` command line in ``env`` (default: this process); returns the
+    exit status as an ``ExitStatus`` (an int), never raises."""
+    from wnshell.environment import Environment, ExitStatus
+    env = Environment() if env is None else env
     try:
-        return _main(argv)
+        return ExitStatus(_main(argv, env))
     except KeyboardInterrupt:
-        return 130
+        return ExitStatus.INTERRUPTED
     except Exception as e:  # a bug or a broken environment: one line, no traceback
-        if os.environ.get("WNSHELL_DEBUG"):
+        if env.vars.get("WNSHELL_DEBUG"):
             raise
-        _err(f"e.cmd.internal : wnshell: {type(e).__name__}")
-        return 1
+        env.err(f"e.cmd.internal : wnshell: {type(e).__name__}")
+        return ExitStatus.ERROR
 
 
-def _main(argv: list[str] | None) -> int:
+def _main(argv: list[str] | None, env) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in SUBCOMMANDS:
-        from regapi.cli import main as regapi_main
-        return regapi_main(argv)
+    sub = _subcommand(argv[0]) if argv else None
+    if sub is not None:
+        return sub(argv)
     try:
         opts, mode, rest = _parse_argv(argv)
     except ValueError as e:
-        _err(f"e.cmd.wnshell.usage : {e}")
-        _err(USAGE)
+        env.err(f"e.cmd.wnshell.usage : {e}")
+        env.err(USAGE)
         return 2
     if mode == "help":
-        sys.stdout.write(USAGE)
+        env.stdout.write(USAGE)
         return 0
-    _fix_streams()
+    if mode == "version":
+        env.stdout.write(f"wnshell {version()}\n")
+        return 0
+    if env.is_process:
+        _fix_streams()
 
     from objstore.errors import WnError
     if mode == "file":
@@ -138,10 +195,10 @@ def _main(argv: list[str] | None) -> int:
             with open(path, encoding="utf-8-sig") as f:   # a BOM is not a command
                 text = f.read()
         except OSError as e:
-            _err(f"e.cmd.script.noexists : {path}: {e.strerror or type(e).__name__}")
+            env.err(f"e.cmd.script.noexists : {path}: {e.strerror or type(e).__name__}")
             return 127
         except UnicodeDecodeError:
-            _err(f"e.cmd.script.encoding : {path} is not UTF-8 text")
+            env.err(f"e.cmd.script.encoding : {path} is not UTF-8 text")
             return 2
         argv0 = rest
     elif mode == "command":
@@ -149,32 +206,41 @@ def _main(argv: list[str] | None) -> int:
         argv0 = rest[1:] or ["wnshell"]
     else:
         argv0 = ["wnshell"] + rest
-        if not rest and sys.stdin is not None and sys.stdin.isatty():
+        if not rest and env.stdin is not None and env.stdin_isatty:
             mode, text = "interactive", ""
         else:
-            text = sys.stdin.read() if sys.stdin is not None else ""
+            text = env.stdin.read() if env.stdin is not None else ""
             text = text[1:] if text.startswith("\ufeff") else text   # a BOM is not a command
 
     try:
-        session = _session(opts)
+        session = _session(opts, env)
     except WnError as e:
-        _err(e.line())
+        env.err(e.line())
         return 1
     session.argv = argv0
+    session.errexit = opts["errexit"]
+    if mode == "file":
+        session.script_name = rest[0]
     if mode == "interactive":
         from wnshell.repl import run_repl
-        return run_repl(session)
+        try:
+            return run_repl(session, input=env.prompt_input, output=env.prompt_output,
+                            stdout=env.stdout, stderr=env.stderr,
+                            history_file=env.history_path(), banner=_banner(opts, env))
+        finally:
+            session.store.close()
     # -c and scripts: commands read the process's stdin (lazily, only if they do);
     # when the script itself came from stdin, commands get empty stdin.
-    stdin = sys.stdin if (mode != "stdin" and sys.stdin is not None) else ""
+    stdin = env.stdin if (mode != "stdin" and env.stdin is not None) else ""
     try:
-        status, _, _ = session.run(text, stdin, stdout=sys.stdout, stderr=sys.stderr)
-        sys.stdout.flush()
+        status, _, _ = session.run(text, stdin, stdout=env.stdout, stderr=env.stderr)
+        env.stdout.flush()
     except BrokenPipeError:
-        try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:  # pragma: no cover
-            pass
+        if env.is_process:
+            try:
+                sys.stdout = open(os.devnull, "w")
+            except OSError:  # pragma: no cover
+                pass
         return 141
     finally:
         try:

@@ -21,6 +21,15 @@ imports the module only when the command is first looked up (start-up time matte
   to stderr, sets ``session.last_error`` and returns status 1 (2 for kind bad_input
   raised as usage errors via ``UsageError``).
 * ``blocks``: declare whether the command can wait (see the attribute below).
+* Completion at the prompt (optional): ``complete(session, words, prefix)`` returns
+  the candidates for the word being typed -- strings or ``(text, help)`` pairs --
+  given the words before it (command name excluded); the REPL keeps those starting
+  with ``prefix``.  Return None for the default: the declared ``options``/``flags``
+  after ``-`` or ``@`` (``httpc @he<Tab>``), store paths elsewhere.
+* Long text for a reader (a manual, a listing): call ``session.pager(text, stdout)``
+  when the session has one (``getattr(session, "pager", None)``); it returns False
+  when it did not page (not a terminal, or short text) and the command writes the
+  text itself.
 * Use ``session`` for everything else: ``session.store``, ``session.user``,
   ``session.home``, ``session.cwd``, ``session.env``, ``session.resolve(path)``,
   ``session.run(text, stdin)`` to call other commands.
@@ -48,6 +57,9 @@ class Command:
     #   True        may wait without bound -- the default for a command that does not
     #               say (a server then runs it where a deadline can still answer)
     blocks: bool | str = True
+
+    # complete(self, session, words, prefix) -> list | None: see above (not defined
+    # here, so the REPL can tell a command that completes from one that does not)
 
     def run(self, session: "Session", args: list[str], stdin: TextIO,
             stdout: TextIO, stderr: TextIO) -> int:  # pragma: no cover - interface

@@ -1,14 +1,16 @@
 """Errors raised by the shell layer.
 
-``WnError`` (from objstore.errors) is re-exported so command authors import one place.
+``WnError`` (from ``wnerrors``, the package below every layer) is re-exported so
+command authors import one place.
 The runner turns any ``WnError`` into the one line ``e.key : reason`` on stderr and an
 exit status: ``err.status`` when the error carries one (usage and syntax errors: 2),
 else 1.
 """
 from __future__ import annotations
 
-from objstore.errors import (BAD_INPUT, CONFLICT, FORBIDDEN, INTERNAL, NOT_FOUND,  # noqa: F401
-                             TIMEOUT, UPSTREAM, StoreError, WnError)
+from objstore.errors import StoreError  # noqa: F401
+from wnerrors import (BAD_INPUT, CONFLICT, FORBIDDEN, INTERNAL, NOT_FOUND,  # noqa: F401
+                      TIMEOUT, UPSTREAM, WnError)
 
 __all__ = ["WnError", "StoreError", "UsageError", "ShellSyntaxError", "status_of",
            "BAD_INPUT", "NOT_FOUND", "FORBIDDEN", "CONFLICT", "UPSTREAM", "TIMEOUT",

@@ -6,16 +6,20 @@
 * Pipelines run their commands one after the other: each command's stdout, buffered in
   memory, is the next one's stdin.  Simple and deterministic.
 * Redirections go to store objects resolved by ``session.resolve``: ``>`` creates or
-  overwrites a FILE (not its parent directories), ``>>`` appends, ``<`` reads;
-  ``2>&1``/``>&2`` join the streams.
+  overwrites a FILE (and its missing parent directories, as Walnut does), ``>>``
+  appends, ``<`` reads; ``2>&1``/``>&2`` join the streams.
 * Provenance: values that arrive marked as coming from a request
   (``wnshell.provenance.FromRequest``) keep their marks through words, assignments and
   ``$(...)``, so that path resolution can refuse a request value that climbs out of
   the template's path (``Session.resolve``).
 * With a ``session.deadline``, no command starts after it (``e.cmd.timeout``).
+* ``session.errexit`` (``set -e``, ``wnshell -e``): the first statement that fails stops
+  the run, unless it failed on the left of ``&&``/``||`` (as in sh).
+* ``session.script_name`` (a script file): errors are prefixed ``FILE:LINE: ``.
 * A ``WnError`` from a command becomes one line ``e.key : reason`` on the command's
   stderr (status 1, or the error's ``status``: 2 for usage and syntax errors); an
-  unknown command is ``e.cmd.notfound : NAME`` (127); any other exception is
+  unknown command is ``e.cmd.notfound : NAME`` (127, with "did you mean X?" when a
+  known name is close); any other exception is
   ``e.cmd.internal`` with no traceback (set WNSHELL_DEBUG=1 to see it).
 """
 from __future__ import annotations
@@ -47,19 +51,34 @@ class Executor:
         # how many request-marked values were expanded so far (a $(...) whose body
         # expanded one gives request-marked output)
         self.request_reads = 0
+        self.source = None     # the top script's text, for error locations
+        self.pos = None        # offset of the statement running now
+        self.exempt = False    # the last and_or failed left of && / || (set -e)
 
     # ---- tree ---------------------------------------------------------------------
     def script(self, node, inp, out, err) -> int:
         status = 0
-        for item in node.items:
+        if self.source is None:
+            self.source = node.source
+        starts = node.starts
+        for i, item in enumerate(node.items):
+            if starts:
+                self.pos = starts[i]
             status = self.and_or(item, inp, out, err)
+            if status != 0 and not self.exempt and getattr(self.session, "errexit", False):
+                raise ExitShell(status)
         return status
 
     def and_or(self, node, inp, out, err) -> int:
         status = self.pipeline(node.first, inp, out, err)
-        for op, pl in node.rest:
+        ran_last = not node.rest
+        for i, (op, pl) in enumerate(node.rest):
             if (op == "&&") == (status == 0):
                 status = self.pipeline(pl, inp, out, err)
+                ran_last = i == len(node.rest) - 1
+            else:
+                ran_last = False
+        self.exempt = not ran_last
         return status
 
     def pipeline(self, node, inp, out, err) -> int:
@@ -166,7 +185,7 @@ class Executor:
         sp = s.resolve(path)
         obj = s.store.fetch(sp)
         if obj is None:
-            return s.store.create(sp, "FILE")["id"], True
+            return s.store.create(sp, "FILE", parents=True)["id"], True
         if obj.get("race") == "DIR":
             raise WnError("e.io.obj.notfile", path, BAD_INPUT)
         return obj["id"], False
@@ -181,8 +200,16 @@ class Executor:
     # ---- one command ----------------------------------------------------------------
     def fail(self, e: WnError, stream) -> int:
         self.session.last_error = e
-        stream.write(e.line() + "\n")
+        stream.write(self._where() + e.line() + "\n")
         return status_of(e)
+
+    def _where(self) -> str:
+        """``FILE:LINE: `` for the top level of a script file, else empty."""
+        s = self.session
+        name = getattr(s, "script_name", None)
+        if not name or self.pos is None or self.source is None or s._depth != 1:
+            return ""
+        return f"{name}:{self.source.count(chr(10), 0, self.pos) + 1}: "
 
     def simple(self, node, inp, out, err) -> int:
         s = self.session
@@ -268,7 +295,8 @@ class Executor:
                 return self.fail(e, fds[2])
         cmd = s.registry.get(name)
         if cmd is None:
-            self.fail(WnError("e.cmd.notfound", name, INTERNAL), fds[2])
+            self.fail(WnError("e.cmd.notfound", name + _did_you_mean(name, s.registry),
+                              INTERNAL), fds[2])
             return 127
         saved = {}
         for k, v in assigns:
@@ -303,3 +331,33 @@ class Executor:
                     s.env.pop(k, None)
                 else:
                     s.env[k] = v
+
+
+def _did_you_mean(name: str, registry) -> str:
+    """`` (did you mean obj?)`` for ``ojb``: the known name within one typo (a letter
+    added, dropped, changed, or two swapped; two typos for names of 8+ letters)."""
+    if not name or len(name) > 40:
+        return ""
+    allowed = max(1, len(name) // 4)
+    best = None
+    for known in registry.names():
+        d = _typos(name, known)
+        if 0 < d <= allowed and (best is None or d < best[0]):
+            best = (d, known)
+    return f" (did you mean {best[1]}?)" if best else ""
+
+
+def _typos(a: str, b: str) -> int:
+    """Optimal-string-alignment distance (Levenshtein plus adjacent swaps)."""
+    if abs(len(a) - len(b)) > 2:
+        return 3
+    prev2, prev = None, list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[len(b)]

@@ -3,7 +3,8 @@
 The tree is immutable in practice and holds no session state, so a parsed template can
 be cached and run many times with different variables.
 
-    Script(items=[AndOr])                 statements separated by ``;`` or newline
+    Script(items=[AndOr], source, starts) statements separated by ``;`` or newline;
+                                          starts: each one's offset in the text
     AndOr(first=Pipeline, rest=[(op, Pipeline)])   op is "&&" or "||"
     Pipeline(cmds=[Simple])               ``a | b | c``
     Simple(assigns=[(name, Word)], words=[Word], redirs=[Redir])
@@ -95,11 +96,14 @@ class AndOr(Node):
 
 
 class Script(Node):
-    __slots__ = ("items", "source")
+    """``starts``: the offset of each item in the parsed text (error locations)."""
 
-    def __init__(self, items: list, source: str = ""):
+    __slots__ = ("items", "source", "starts")
+
+    def __init__(self, items: list, source: str = "", starts: list | None = None):
         self.items = items
         self.source = source
+        self.starts = starts
 
 
 # ---- what a tree holds (asked by regapi, never re-derived there) ----------------------

@@ -43,13 +43,19 @@ def is_option(tok: str) -> bool:
 
 
 class Opts:
-    """``.opts`` (dict) and ``.args`` (list of positionals).  ``get``/``has``/``in``."""
+    """``.opts`` (dict) and ``.args`` (list of positionals).  ``get``/``has``/``in``;
+    ``typed(key)``: the option as the user typed it (``--update``, not ``-update``), for
+    error messages."""
 
-    __slots__ = ("opts", "args")
+    __slots__ = ("opts", "args", "raw")
 
-    def __init__(self, opts: dict, args: list):
+    def __init__(self, opts: dict, args: list, raw: dict | None = None):
         self.opts = opts
         self.args = args
+        self.raw = raw or {}
+
+    def typed(self, key: str) -> str:
+        return self.raw.get(key, "-" + key)
 
     def get(self, key: str, default=None):
         return self.opts.get(key, default)
@@ -71,6 +77,7 @@ class Opts:
 
 def parse_opts(args, flags: str = "") -> Opts:
     opts: dict = {}
+    raw: dict = {}
     pos: list = []
     toks = list(args)
     i, n = 0, len(toks)
@@ -91,7 +98,9 @@ def parse_opts(args, flags: str = "") -> Opts:
                 and not tok.startswith("--"):
             for c in key:
                 opts[c] = True
+                raw.setdefault(c, "-" + c)
             continue
+        raw.setdefault(key, str(tok))
         if len(key) == 1 and key in flags:
             opts[key] = True
             continue
@@ -102,4 +111,4 @@ def parse_opts(args, flags: str = "") -> Opts:
             i += 1
         else:
             opts[key] = True
-    return Opts(opts, pos)
+    return Opts(opts, pos, raw)

@@ -57,6 +57,7 @@ class Parser:
 
     def script(self, until: str | None = None) -> Script:
         items: list[AndOr] = []
+        starts: list[int] = []
         start = self.tok[2]
         while True:
             while self._is_op(";", "\n"):
@@ -69,10 +70,12 @@ class Parser:
             if kind == "OP" and value == until:
                 # leave the lexer right after ")"; the caller resumes the outer word
                 break
+            starts.append(self.tok[2])
             items.append(self.and_or())
             if not (self._is_op(";", "\n") or self.tok[0] == "EOF" or self._is_op(until or "")):
                 raise self._err(f"unexpected {self.tok[1]!r}")
-        return Script(items, self.lx.text[start:self.tok[2]] if until else self.lx.text)
+        return Script(items, self.lx.text[start:self.tok[2]] if until else self.lx.text,
+                      starts)
 
     def and_or(self) -> AndOr:
         first = self.pipeline()

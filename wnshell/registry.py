@@ -21,15 +21,28 @@ import sys
 from wnshell.command import Command
 
 GROUP = "wnshell.commands"
+SUBCOMMANDS_GROUP = "wnshell.subcommands"   # wnshell NAME ...: serve, demo, sync (regapi)
 
-__all__ = ["Registry", "REGISTRY", "register", "get", "names", "help_text", "GROUP"]
+__all__ = ["Registry", "REGISTRY", "register", "get", "names", "help_text", "GROUP",
+           "SUBCOMMANDS_GROUP", "entry_points"]
+
+_GROUPS: dict[str, dict[str, str]] | None = None
 
 
-def _scan_entry_points(group: str) -> dict[str, str]:
-    """name -> "module:attr" from ``*.dist-info``/``*.egg-info`` on ``sys.path``.
-    The first distribution on ``sys.path`` wins, as with ``importlib.metadata``."""
-    found: dict[str, str] = {}
-    header = f"[{group}]"
+def entry_points(group: str) -> dict[str, str]:
+    """name -> "module:attr" of an entry-point group, from one scan of ``sys.path``
+    shared by every group (the CLI's subcommands and the registry's commands)."""
+    global _GROUPS
+    if _GROUPS is None:
+        _GROUPS = _scan_all_entry_points()
+    return dict(_GROUPS.get(group, {}))
+
+
+def _scan_all_entry_points() -> dict[str, dict[str, str]]:
+    """{group: {name: "module:attr"}} from ``*.dist-info``/``*.egg-info`` on
+    ``sys.path``.  The first distribution on ``sys.path`` wins, as with
+    ``importlib.metadata``."""
+    found: dict[str, dict[str, str]] = {}
     seen_dists: set[str] = set()
     for entry in sys.path:
         try:
@@ -51,19 +64,21 @@ def _scan_entry_points(group: str) -> dict[str, str]:
                 except OSError:
                     continue
                 seen_dists.add(dist)
-                if header not in text:
+                if "[wnshell." not in text:      # only our groups are read
                     continue
-                section = False
+                section = None
                 for line in text.splitlines():
                     line = line.strip()
                     if not line or line[0] in "#;":
                         continue
                     if line[0] == "[":
-                        section = line == header
+                        name = line.strip("[]").strip()
+                        section = found.setdefault(name, {}) \
+                            if name.startswith("wnshell.") else None
                         continue
-                    if section and "=" in line:
+                    if section is not None and "=" in line:
                         k, v = line.split("=", 1)
-                        found.setdefault(k.strip(), v.strip())
+                        section.setdefault(k.strip(), v.strip())
     return found
 
 
@@ -114,7 +129,7 @@ class Registry:
     # ---- lookup ---------------------------------------------------------------------
     def _entry_points(self) -> dict[str, str]:
         if self._eps is None:
-            self._eps = _scan_entry_points(GROUP) if self._use_eps else {}
+            self._eps = entry_points(GROUP) if self._use_eps else {}
         return self._eps
 
     def _load(self, name: str, spec: str) -> Command | None:

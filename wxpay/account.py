@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 from urllib.parse import urlsplit
 
-from objstore.errors import BAD_INPUT, WnError
+from wnerrors import BAD_INPUT, WnError
 
 from .sign import normalize_sign_type
 

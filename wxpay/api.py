@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Mapping
 from urllib.parse import urlsplit
 
-from objstore.errors import BAD_INPUT, WnError
+from wnerrors import BAD_INPUT, WnError
 
 from .account import Account
 from .errors import (MismatchError, NotifyFail, ResultFail, ReturnFail, SignError,

@@ -13,7 +13,7 @@ from typing import Mapping
 import requests
 from requests.adapters import HTTPAdapter
 
-from objstore.errors import TIMEOUT
+from wnerrors import TIMEOUT
 
 from .account import Account
 from .api import build_closeorder, build_orderquery, build_unifiedorder, parse_reply

@@ -1,6 +1,6 @@
 """Errors of the WeChat Pay v2 library.
 
-Every error is a :class:`objstore.errors.WnError`, so the shell prints it as
+Every error is a :class:`wnerrors.WnError`, so the shell prints it as
 ``e.<key> : <reason>`` and regapi maps its kind to an HTTP status.  Reasons never
 contain secrets (API key, appsecret): they name fields and codes only.
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from objstore.errors import BAD_INPUT, TIMEOUT, UPSTREAM, WnError
+from wnerrors import BAD_INPUT, TIMEOUT, UPSTREAM, WnError
 
 __all__ = ["WxPayError", "TransportError", "ReturnFail", "ResultFail", "SignError",
            "SignMissing", "XmlError", "MismatchError", "NotifyFail"]

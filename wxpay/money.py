@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
-from objstore.errors import BAD_INPUT, WnError
+from wnerrors import BAD_INPUT, WnError
 
 __all__ = ["to_fen", "fen_to_yuan", "MAX_FEN"]
 

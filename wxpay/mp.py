@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 from urllib.parse import quote, urlsplit
 
-from objstore.errors import BAD_INPUT, TIMEOUT, UPSTREAM, WnError
+from wnerrors import BAD_INPUT, TIMEOUT, UPSTREAM, WnError
 
 from .errors import TransportError, WxPayError
 

@@ -12,7 +12,7 @@ import hmac
 from decimal import Decimal
 from typing import Mapping
 
-from objstore.errors import BAD_INPUT, WnError
+from wnerrors import BAD_INPUT, WnError
 
 from .errors import SignError
 

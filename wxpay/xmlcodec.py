@@ -17,7 +17,7 @@ from xml.etree.ElementTree import ParseError
 
 import defusedxml.ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
-from objstore.errors import BAD_INPUT, WnError
+from wnerrors import BAD_INPUT, WnError
 
 from .errors import XmlError
 from .sign import text_value

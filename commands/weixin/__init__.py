@@ -25,6 +25,33 @@ HANDLERS = {
 }
 
 
+# what each handler accepts, for completion at the prompt (weixin xxx order -<Tab>)
+HANDLER_OPTIONS = {
+    "info": {},
+    "pay": {"-json": "print the request as JSON, not XML",
+            "-order": "ORDER  take time_expire from the order's order_expi"},
+    "payre": {"-SUCCESS": "accepted for the seed's spelling"},
+    "order": {"-submit": "ORDER  call unifiedorder, print pay_jsobj",
+              "-client_ip": "IP  the payer's address (spbill_create_ip)",
+              "-openid": "OPENID  the payer, checked against the order",
+              "-openid_key": "KEY  the order's field holding the openid",
+              "-result": "id:REQ  apply WeChat's notification",
+              "-query": "ORDER  ask orderquery, apply a payment"},
+    "oauth2": {"-scope": "snsapi_base|snsapi_userinfo",
+               "-state": "DATA  kept on the server, handed back by user"},
+    "user": {"-code": "CODE  the code WeChat sent back",
+             "-state": "STATE  the state weixin oauth2 issued",
+             "-nostate": "skip the state check (not for web pages)",
+             "-lang": "zh_CN|zh_TW|en  language of the profile"},
+    "jssdk": {"-apilist": "a,b,c  the jsApiList"},
+    "checkout": {"-status": "ORDER  the order, for its buyer",
+                 "-native": "ORDER  a QR code of the Native code_url",
+                 "-openid": "OPENID  the session's openid",
+                 "-query": "0|1  ask orderquery when still unpaid",
+                 "-client_ip": "IP  the payer's address"},
+}
+
+
 class WeixinCommand(Command):
     name = "weixin"
     blocks = "deadline"             # WeChat calls: never past session.remaining()
@@ -190,6 +217,22 @@ ERRORS
     e.weixin.transport, e.weixin.return.fail, e.weixin.err.<ERR_CODE>,
     e.weixin.sign.invalid. Secrets never appear in any output or log.
 """
+
+    def complete(self, session, words, prefix):
+        """CONF: the account folders under ~/.weixin; then the handlers; then the
+        handler's options."""
+        if not words:
+            store = session.store
+            folder = store.fetch(session.resolve("~/.weixin"))
+            if folder is None or folder.get("race") != "DIR":
+                return []
+            return [(c["nm"], "account") for c in store.children(folder["id"])
+                    if c.get("race") == "DIR"]
+        if len(words) == 1:
+            return [(h, self.options.get(h, "")) for h in HANDLERS]
+        if prefix.startswith("-"):
+            return sorted(HANDLER_OPTIONS.get(words[1], {}).items())
+        return None
 
     def run(self, session, args, stdin, stdout, stderr) -> int:
         args = list(args)

@@ -8,6 +8,10 @@ import time
 from objstore.errors import BAD_INPUT, CONFLICT, NOT_FOUND, WnError
 
 log = logging.getLogger("wnshell.weixin")
+# A library logger: without this, Python's last-resort handler prints each warning to
+# the shell's stderr next to the command's own error line.  `wnshell serve` (and any
+# app that configures logging) still gets every record.
+log.addHandler(logging.NullHandler())
 
 BEIJING = _dt.timezone(_dt.timedelta(hours=8), "Asia/Shanghai")
 MAX_INPUT = 1024 * 1024

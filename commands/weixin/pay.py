@@ -33,7 +33,7 @@ def run(session, loaded, args, stdin, stdout, stderr) -> int:
     opts = po.opts
     unknown = set(opts) - {"json", "order"}
     if unknown:
-        raise usage("e.cmd.weixin.pay.usage", f"unknown option -{sorted(unknown)[0]}")
+        raise usage("e.cmd.weixin.pay.usage", "unknown option " + po.typed(sorted(unknown)[0]))
     if "order" in opts and not isinstance(opts["order"], str):
         raise usage("e.cmd.weixin.pay.usage", "-order needs an order id")
     rest = list(po.args)

@@ -38,7 +38,7 @@ def run(session, loaded, args, stdin, stdout, stderr) -> int:
     po = parse_opts(args, "")
     unknown = set(po.opts) - {"SUCCESS"}
     if unknown:
-        raise usage("e.cmd.weixin.payre.usage", f"unknown option -{sorted(unknown)[0]}")
+        raise usage("e.cmd.weixin.payre.usage", "unknown option " + po.typed(sorted(unknown)[0]))
     rest = list(po.args)
     if isinstance(po.opts.get("SUCCESS"), str):   # "-SUCCESS id:X": flag, then input
         rest.insert(0, po.opts["SUCCESS"])

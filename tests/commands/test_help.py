@@ -96,7 +96,7 @@ def _wnshell():
 
 def test_cli_runs_core_commands(tmp_path):
     env = dict(os.environ, XDG_DATA_HOME=str(tmp_path), WNSHELL_STORE="memory://")
-    script = ("mkdir -p ~/orders && obj -new '{\"nm\":\"o1\",\"or_fee\":100}' ~/orders -c "
+    script = ("mkdir -p ~/orders && obj -new '{\"nm\":\"o1\",\"or_fee\":100}' ~/orders -o -c "
               "| json -get or_fee; ls ~/orders; man json | cat")
     p = subprocess.run(_wnshell() + ["--store", "memory://", "-c", script], env=env,
                        capture_output=True, text=True, timeout=60)

@@ -162,9 +162,10 @@ def test_seed_flow_still_works(srv):
     assert get(srv, USER, "cat", x=srv.store.fetch(f"/home/{USER}/.regapi/api/cat")["id"]
                ).status_code == 404
     assert get(srv, USER, "cat", x=order["id"]).status_code == 200
-    assert get(srv, USER, "putn", v="hi", n="n1").status_code == 404  # no ~/notes
-    assert get(srv, USER, "mkn", n="notes").status_code == 200
+    # "> path" creates missing folders (as Walnut does), inside the user's tree only
     assert get(srv, USER, "putn", v="hi", n="n1").status_code == 200
+    assert srv.store.fetch(f"/home/{USER}/notes")["race"] == "DIR"
+    assert get(srv, USER, "mkn", n="notes").status_code == 200
     assert get(srv, USER, "catn", n="n1").text == "hi\n"
     found = get(srv, USER, "find", q='{"nm": "n1"}').json()
     assert [o["ph"] for o in found] == [f"/home/{USER}/notes/n1"]

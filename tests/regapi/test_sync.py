@@ -96,8 +96,8 @@ def test_sync_command_line(tmp_path):
     url = f"sqlite://{tmp_path / 'store.db'}"
     script = os.path.join(os.path.dirname(sys.executable), "wnshell")
     cmd = [script] if os.path.exists(script) else [sys.executable, "-m", "regapi"]
-    r = subprocess.run(cmd + ["sync", str(tmp_path / "apis"), "--user", "ann", "--store", url],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(cmd + ["sync", str(tmp_path / "apis"), "--user", "ann", "--store", url,
+                              "--create-user"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [
         "created hello",
@@ -157,3 +157,99 @@ def test_implemented_security_keys_sync(tmp_path):
     sync_dir(s, str(tmp_path), "demo")
     obj = s.fetch(ROOT + "/hello")
     assert all(obj[k] == v for k, v in meta.items())
+
+
+# ---- the command line as a daily tool (issue 15) ----------------------------------
+def _wnshell(*args, tmp_path):
+    import os
+    import subprocess
+    import sys
+    script = os.path.join(os.path.dirname(sys.executable), "wnshell")
+    cmd = [script] if os.path.exists(script) else [sys.executable, "-m", "regapi"]
+    env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "xdg"))
+    env.pop("WNSHELL_STORE", None)
+    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=60,
+                          env=env)
+
+
+def test_dry_run_changes_nothing(tmp_path):
+    url = f"sqlite://{tmp_path / 'store.db'}"
+    write(tmp_path / "apis" / "hello", "echo hello\n")
+    write(tmp_path / "apis" / "gone", "echo bye\n")
+    assert _wnshell("sync", str(tmp_path / "apis"), "--store", url,
+                    tmp_path=tmp_path).returncode == 0
+    write(tmp_path / "apis" / "hello", "echo changed\n")
+    (tmp_path / "apis" / "gone").unlink()
+    write(tmp_path / "apis" / "new", "echo new\n")
+    r = _wnshell("sync", str(tmp_path / "apis"), "--store", url, "--dry-run",
+                 tmp_path=tmp_path)
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout.splitlines() == [
+        "would be created new", "would be updated hello", "would be removed gone",
+        "sync /home/demo/.regapi/api (dry run, nothing changed): created 1, updated 1, "
+        "removed 1, unchanged 0"]
+    s = open_store(url)
+    try:
+        assert tree(s) == {"hello": "echo hello\n", "gone": "echo bye\n"}
+    finally:
+        s.close()
+
+
+def test_dry_run_on_a_fresh_store_writes_nothing(tmp_path):
+    write(tmp_path / "x", "echo\n")
+    s = open_store("memory://")
+    rep = sync_dir(s, str(tmp_path), "demo", dry_run=True)
+    assert rep.created == ["x"] and s.fetch("/home") is None
+
+
+def test_every_error_is_listed(tmp_path):
+    src = tmp_path / "apis"
+    write(src / "ok", "echo ok\n")
+    write(src / "bad1", "echo 'open\n")
+    write(src / "sub" / "bad2", "echo $(\n")
+    write(src / "ok.meta.json", "[1]")
+    write(src / "orphan.meta.json", "{}")
+    s = open_store("memory://")
+    with pytest.raises(WnError) as ei:
+        sync_dir(s, str(src), "demo")
+    keys = sorted(e.key for e in ei.value.errors)
+    assert keys == ["e.regapi.sync.meta", "e.regapi.sync.meta", "e.regapi.sync.syntax",
+                    "e.regapi.sync.syntax"]
+    assert "(and 3 more)" in ei.value.line()
+    assert s.fetch("/home/demo/.regapi") is None                 # nothing written
+    url = f"sqlite://{tmp_path / 'store.db'}"
+    r = _wnshell("sync", str(src), "--store", url, tmp_path=tmp_path)
+    assert r.returncode == 1 and r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert len(lines) == 4 and all(ln.startswith("e.regapi.sync.") for ln in lines), lines
+    assert any("bad1" in ln for ln in lines) and any("sub/bad2" in ln for ln in lines)
+    assert any("orphan.meta.json" in ln for ln in lines)
+
+
+def test_an_unknown_user_is_refused_unless_create_user(tmp_path):
+    url = f"sqlite://{tmp_path / 'store.db'}"
+    write(tmp_path / "apis" / "hello", "echo hello\n")
+    r = _wnshell("sync", str(tmp_path / "apis"), "--user", "ann", "--store", url,
+                 tmp_path=tmp_path)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.startswith("e.regapi.sync.nouser : no user ann") and \
+        "--create-user" in r.stderr
+    s = open_store(url)
+    assert s.fetch("/home/ann") is None
+    s.close()
+    r = _wnshell("sync", str(tmp_path / "apis"), "--user", "ann", "--store", url,
+                 "--create-user", tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    # an existing user needs no flag; the default user (demo) is created as the shell does
+    assert _wnshell("sync", str(tmp_path / "apis"), "--user", "ann", "--store", url,
+                    tmp_path=tmp_path).returncode == 0
+    assert _wnshell("sync", str(tmp_path / "apis"), "--store", url,
+                    tmp_path=tmp_path).returncode == 0
+
+
+def test_sync_help_explains_the_folder_layout(tmp_path):
+    r = _wnshell("sync", "--help", tmp_path=tmp_path)
+    assert r.returncode == 0
+    for text in ("payresult.regapi.meta.json", "/home/USER/.regapi/api/pay", "_ANY",
+                 "--dry-run", "--create-user", ".git"):
+        assert text in r.stdout, text

@@ -42,3 +42,27 @@ def cli(tmp_path):
         return subprocess.run(argv + list(args), input=input, capture_output=True,
                               text=True, env=e, cwd=str(tmp_path), timeout=60)
     return _cli
+
+
+class _Ran:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture
+def cli_inproc(tmp_path):
+    """As ``cli``, but in this process: ``wnshell.cli.main`` with an injected
+    ``Environment`` (streams, env vars, the data dir ``tmp_path/xdg``).  ``.returncode``
+    is the ``ExitStatus`` main returned."""
+    import io
+
+    def _cli(*args, input=None, env=None, store=None):
+        from wnshell.cli import main
+        from wnshell.environment import Environment
+        out, err = io.StringIO(), io.StringIO()
+        argv = (["--store", store] if store else []) + list(args)
+        e = Environment(stdin=io.StringIO(input or ""), stdout=out, stderr=err,
+                        vars=dict(env or {}), data_dir=str(tmp_path / "xdg"))
+        status = main(argv, e)
+        return _Ran(status, out.getvalue(), err.getvalue())
+    return _cli

@@ -1,4 +1,6 @@
-"""The wnshell console script in subprocesses: -c, script files, piped stdin."""
+"""The wnshell command line: -c, script files, piped stdin -- in this process through
+``main(argv, Environment)`` (fixture ``cli_inproc``), and in real subprocesses where the
+process itself matters (start-up imports, stream order, exit codes, ``-e``)."""
 from __future__ import annotations
 
 import subprocess
@@ -7,64 +9,65 @@ import sys
 from tests.wnshell.conftest import REPO
 
 
-def test_dash_c(cli):
-    p = cli("-c", "echo hi $0 $1; echo $#", "zero", "one")
+def test_dash_c(cli_inproc):
+    p = cli_inproc("-c", "echo hi $0 $1; echo $#", "zero", "one")
     assert (p.returncode, p.stdout, p.stderr) == (0, "hi zero one\n1\n", "")
 
 
-def test_exit_status_is_the_last_commands(cli):
-    assert cli("-c", "true; false").returncode == 1
-    assert cli("-c", "exit 7; echo no").returncode == 7
-    p = cli("-c", "nosuch")
+def test_exit_status_is_the_last_commands(cli_inproc):
+    assert cli_inproc("-c", "true; false").returncode == 1
+    assert cli_inproc("-c", "exit 7; echo no").returncode == 7
+    p = cli_inproc("-c", "nosuch")
     assert (p.returncode, p.stderr) == (127, "e.cmd.notfound : nosuch\n")
-    p = cli("-c", "echo 'open")
+    p = cli_inproc("-c", "echo 'open")
     assert p.returncode == 2 and p.stderr.startswith("e.cmd.syntax : ")
     assert "Traceback" not in p.stderr
 
 
-def test_script_file_with_args(cli, tmp_path):
+def test_script_file_with_args(cli_inproc, tmp_path):
     script = tmp_path / "s.wn"
     script.write_text("# a script\necho $0 $1 \"$2\"\necho a \\\n  b\n"
                       "echo c\n   -d\nexit 3\n", encoding="utf-8")
-    p = cli(str(script), "x", "y z")
+    p = cli_inproc(str(script), "x", "y z")
     assert p.returncode == 3
     assert p.stdout == f"{script} x y z\na b\nc -d\n"
-    p = cli(str(tmp_path / "missing.wn"))
+    p = cli_inproc(str(tmp_path / "missing.wn"))
     assert p.returncode == 127 and p.stderr.startswith("e.cmd.script.noexists")
 
 
-def test_piped_stdin_runs_without_prompt(cli):
-    p = cli(input="echo one\nfalse\necho two | cat\n")
+def test_piped_stdin_runs_without_prompt(cli_inproc):
+    p = cli_inproc(input="echo one\nfalse\necho two | cat\n")
     assert (p.returncode, p.stdout, p.stderr) == (0, "one\ntwo\n", "")
-    p = cli(input="echo x; false\n")
+    p = cli_inproc(input="echo x; false\n")
     assert p.returncode == 1
 
 
-def test_dash_c_commands_read_process_stdin(cli):
-    assert cli("-c", "cat | cat", input="piped data\n").stdout == "piped data\n"
+def test_dash_c_commands_read_process_stdin(cli_inproc):
+    assert cli_inproc("-c", "cat | cat", input="piped data\n").stdout == "piped data\n"
 
 
-def test_store_and_user_options(cli, tmp_path):
+def test_store_and_user_options(cli_inproc, tmp_path):
     url = f"sqlite:///{tmp_path}/s.db"
-    assert cli("--user", "bob", "-c", "echo kept > note; pwd", store=url).stdout == "/home/bob\n"
-    p = cli("--user", "bob", "-c", "cat ~/note", store=url)
+    p = cli_inproc("--user", "bob", "-c", "echo kept > note; pwd", store=url)
+    assert p.stdout == "/home/bob\n"
+    p = cli_inproc("--user", "bob", "-c", "cat ~/note", store=url)
     assert p.stdout == "kept\n"
     # default store: SQLite in $XDG_DATA_HOME/wnshell/
-    assert cli("-c", "echo d > f").returncode == 0
+    assert cli_inproc("-c", "echo d > f").returncode == 0
     assert (tmp_path / "xdg" / "wnshell").is_dir()
-    assert cli("-c", "cat f").stdout == "d\n"
+    assert cli_inproc("-c", "cat f").stdout == "d\n"
 
 
-def test_bad_invocations(cli):
-    p = cli("--bogus")
+def test_bad_invocations(cli_inproc):
+    p = cli_inproc("--bogus")
     assert p.returncode == 2 and p.stderr.startswith("e.cmd.wnshell.usage : unknown option")
-    p = cli("-c")
+    p = cli_inproc("-c")
     assert p.returncode == 2
-    p = cli("--store", "nope:///x", "-c", "echo")
+    p = cli_inproc("--store", "nope:///x", "-c", "echo")
     assert p.returncode == 1 and p.stderr.startswith("e.io.store")
-    p = cli("--user", "a/b", "-c", "echo")
+    p = cli_inproc("--user", "a/b", "-c", "echo")
     assert p.returncode == 1 and p.stderr.startswith("e.cmd.user.invalid")
-    assert cli("--help").stdout.startswith("usage: wnshell")
+    assert cli_inproc("--help").stdout.startswith("usage: wnshell")
 
 
 def test_non_interactive_modes_stay_lean(tmp_path):
@@ -115,3 +118,146 @@ def test_output_and_errors_keep_their_order(tmp_path):
                            cwd=REPO, env=dict(os.environ, PYTHONUNBUFFERED=""), timeout=60)
     assert p.returncode == 0
     assert out.read_text() == "a\ne.cmd.notfound : nosuch\nb\n"
+
+
+def wnshell(*args, stdin="", env_vars=None, tmp=None):
+    """``wnshell ARGS`` in this process (wnshell.cli.main with an injected Environment):
+    ``(ExitStatus, stdout, stderr)``."""
+    import io
+    from wnshell.cli import main
+    from wnshell.environment import Environment
+    out, err = io.StringIO(), io.StringIO()
+    env = Environment(stdin=io.StringIO(stdin), stdout=out, stderr=err,
+                      vars=dict(env_vars or {}), data_dir=str(tmp) if tmp else None)
+    status = main(list(args), env)
+    return status, out.getvalue(), err.getvalue()
+
+
+def test_main_returns_an_exit_status_in_process(tmp_path):
+    from wnshell.environment import ExitStatus
+    status, out, err = wnshell("--store", "memory://", "-c", "echo hi $1", "zero", "one")
+    assert (status, out, err) == (ExitStatus.SUCCESS, "hi one\n", "")
+    status, _, _ = wnshell("--store", "memory://", "-c", "exit 7")
+    assert status == 7 and isinstance(status, ExitStatus) and status.name == "STATUS_7"
+    assert wnshell("--store", "memory://", "-c", "nosuch")[0] is ExitStatus.NOT_FOUND
+    assert wnshell("--bogus")[0] is ExitStatus.USAGE
+    # piped text on stdin; the default store in the injected data dir
+    status, out, _ = wnshell(stdin="echo a > ~/f\ncat ~/f\n", tmp=tmp_path)
+    assert (status, out) == (ExitStatus.SUCCESS, "a\n")
+    assert (tmp_path / "wnshell" / "store.db").exists()
+    status, out, _ = wnshell(stdin="cat ~/f", env_vars={"WNSHELL_STORE": "memory://"},
+                             tmp=tmp_path)
+    assert status == 1                                   # WNSHELL_STORE from env.vars
+
+
+def test_repl_mode_in_process(tmp_path):
+    """No pty: the Environment says stdin is a terminal and brings prompt_toolkit's
+    pipe input; the banner, the commands' output and the history file are there."""
+    import io
+    import stat
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+    from wnshell.cli import main
+    from wnshell.environment import Environment
+    out, err = io.StringIO(), io.StringIO()
+    with create_pipe_input() as inp:
+        inp.send_text("echo -n hi\rojb\rexit 4\r")
+        env = Environment(stdin=io.StringIO(), stdin_isatty=True, stdout=out, stderr=err,
+                          vars={}, data_dir=str(tmp_path), prompt_input=inp,
+                          prompt_output=DummyOutput())
+        status = main(["--store", "memory://"], env)
+    assert status == 4
+    assert out.getvalue() == ("wnshell 0.1.0 \u00b7 store memory:// \u00b7 help, man CMD\n"
+                              "hi\u23ce\n")
+    assert err.getvalue() == "e.cmd.notfound : ojb (did you mean obj?)\n"
+    history = tmp_path / "wnshell" / "history"
+    assert stat.S_IMODE(history.stat().st_mode) == 0o600 and "ojb" in history.read_text()
+
+
+def test_version():
+    assert wnshell("--version") == (0, "wnshell 0.1.0\n", "")
+
+
+def test_help_says_where_the_history_is():
+    out = wnshell("--help")[1]
+    assert "$XDG_DATA_HOME/wnshell/history" in out and "0600" in out
+
+
+def test_runtime_errors_in_a_script_carry_file_and_line(tmp_path):
+    script = tmp_path / "deploy.wn"
+    script.write_text("echo one\n\n# a comment\nojb ~\necho two; cat ~/nope\n"
+                      "echo $(cat ~/gone)\n", encoding="utf-8")
+    status, out, err = wnshell("--store", "memory://", str(script))
+    assert out == "one\ntwo\n\n"
+    assert err == (f"{script}:4: e.cmd.notfound : ojb (did you mean obj?)\n"
+                   f"{script}:5: e.io.obj.noexists : ~/nope\n"
+                   f"{script}:6: e.io.obj.noexists : ~/gone\n")
+    # -c and piped text have no file: the plain line
+    assert wnshell("--store", "memory://", "-c", "cat ~/nope")[2] == \
+        "e.io.obj.noexists : ~/nope\n"
+
+
+def test_dash_e_stops_a_script_at_the_first_failure(cli, tmp_path):
+    script = tmp_path / "s.wn"
+    script.write_text("echo a\ncat ~/nope\necho b\n", encoding="utf-8")
+    p = cli("-e", str(script))                             # the real process, once
+    assert (p.returncode, p.stdout) == (1, "a\n")
+    assert p.stderr == f"{script}:2: e.io.obj.noexists : ~/nope\n"
+    assert wnshell("--store", "memory://", str(script))[1] == "a\nb\n"  # without -e
+    assert wnshell("--store", "memory://", "-e", "-c", "false; echo no")[:2] == (1, "")
+    assert wnshell("--store", "memory://", "-c", "set -e; echo a; false; echo no")[:2] == \
+        (1, "a\n")
+
+
+def test_unknown_options_are_echoed_as_typed():
+    assert wnshell("--store", "memory://", "-c", "obj ~ --update '{a:1}'") == \
+        (2, "", "e.cmd.obj.option : unknown option --update\n")
+    assert wnshell("--store", "memory://", "-c", "ls -zz")[2] == \
+        "e.cmd.ls.option : unknown option -zz\n"
+    assert wnshell("--bogus")[2].startswith("e.cmd.wnshell.usage : unknown option --bogus")
+
+
+def test_a_number_out_of_range_is_a_clear_error():
+    status, _, err = wnshell("--store", "memory://", "-c",
+                             "mkdir ~/o; obj -new '{nm: \"a\", total_fee: 1e999}' ~/o")
+    assert status == 1
+    assert err == ("e.json.invalid : -new: number 1e999 is out of range "
+                   "(JSON numbers here must be finite)\n")
+    err = wnshell("--store", "memory://", "-c", "echo '{\"total_fee\": 1e999}' | json")[2]
+    assert err == ("e.json.invalid : number 1e999 is out of range "
+                   "(JSON numbers here must be finite)\n")
+
+
+def test_layers_import_only_layers_below():
+    """wnerrors < objstore < wnshell < commands < regapi, wxpay standalone (on wnerrors
+    only): no module imports a layer above it (the CLI finds serve/demo/sync through
+    the wnshell.subcommands entry points)."""
+    import ast
+    import os
+    above = {"wnerrors": {"objstore", "wnshell", "commands", "regapi", "wxpay"},
+             "objstore": {"wnshell", "commands", "regapi"},
+             "wnshell": {"commands", "regapi"},
+             "commands": {"regapi"},
+             "wxpay": {"objstore", "wnshell", "commands", "regapi"}}   # standalone
+    found = []
+    for pkg, banned in above.items():
+        for dirpath, _, files in os.walk(os.path.join(REPO, pkg)):
+            for fn in files:
+                if not fn.endswith(".py"):
+                    continue
+                path = os.path.join(dirpath, fn)
+                tree = ast.parse(open(path, encoding="utf-8").read())
+                for node in ast.walk(tree):
+                    names = [a.name for a in node.names] if isinstance(node, ast.Import) \
+                        else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                    for n in names:
+                        if n.split(".")[0] in banned:
+                            found.append(f"{os.path.relpath(path, REPO)} imports {n}")
+    assert found == []
+
+
+def test_subcommands_come_from_entry_points(cli):
+    from wnshell.registry import SUBCOMMANDS_GROUP, entry_points
+    assert set(entry_points(SUBCOMMANDS_GROUP)) >= {"serve", "demo", "sync"}
+    p = cli("sync", "--help")
+    assert p.returncode == 0 and "usage: wnshell sync" in p.stdout

@@ -72,9 +72,15 @@ def test_redirections_to_store_objects(sh, run):
     assert run("echo x > g; echo y")[1] == "y\n"
 
 
+def test_redirection_creates_missing_folders_as_walnut_does(sh, run):
+    assert run("echo x > ~/a/b/c; cat ~/a/b/c") == (0, "x\n", "")
+    assert sh.store.fetch("/home/demo/a/b")["race"] == "DIR"
+    run("echo f > ~/file")
+    st, _, err = run("echo x > ~/file/sub")                 # a FILE is not a folder
+    assert st == 1 and err.startswith("e.io.") and "Traceback" not in err
+
+
 def test_redirection_errors(sh, run):
-    st, out, err = run("echo x > nodir/f")
-    assert st == 1 and err.startswith("e.io.obj.noexists")   # parents are not created
     st, out, err = run("cat < nothere")
     assert st == 1 and err.startswith("e.io.obj.noexists")
     run("mkdir d")
@@ -99,6 +105,24 @@ def test_exit(sh, run):
     assert sh.exit_requested == 3
     assert run("false; exit")[0] == 1
     assert run("exit x")[0] == 2
+
+
+def test_unknown_command_suggests_a_close_name(run):
+    assert run("ojb ~") == (127, "", "e.cmd.notfound : ojb (did you mean obj?)\n")
+    assert run("zzqqx") == (127, "", "e.cmd.notfound : zzqqx\n")
+
+
+def test_set_e_stops_at_the_first_failure(run):
+    assert run("set -e; echo a; false; echo b") == (1, "a\n", "")
+    assert run("set -e; cat ~/nope; echo b")[:2] == (1, "")
+    # a failure left of && / || does not stop it (as in sh); the last one does
+    assert run("set -e; false && echo no; false || echo yes; echo end") == \
+        (0, "yes\nend\n", "")
+    assert run("set -e; true && false; echo no")[:2] == (1, "")
+    assert run("set -e; set +e; false; echo on") == (0, "on\n", "")
+    assert run("set -e; set")[1] == "set -e\n"
+    assert run("set +e; set -o errexit; false; echo no")[:2] == (1, "")
+    assert run("set +o errexit; set -x")[0] == 2
 
 
 def test_unknown_command(sh, run):

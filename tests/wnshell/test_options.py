@@ -36,3 +36,10 @@ def test_expanded_values_are_never_options():
     p = parse_opts(["-submit", Expanded("-client_ip"), Expanded("-x")])
     assert p.opts == {"submit": "-client_ip"} and p.args == ["-x"]
     assert p.flag("submit") and not p.flag("nope") and "submit" in p
+
+
+def test_typed_keeps_the_option_as_written():
+    from wnshell.options import parse_opts
+    o = parse_opts(["--update", "x", "-u", "-ab"], flags="ab")
+    assert o.typed("update") == "--update" and o.typed("u") == "-u"
+    assert o.typed("a") == "-a" and o.typed("missing") == "-missing"

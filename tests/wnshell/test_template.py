@@ -41,13 +41,12 @@ def ts():
     s.store.close()
 
 
-def test_render_plain_text():
-    v = {"http-qs-id": "o1", "n": 3, "b": True, "d": {"a": 1}}
-    assert template.render("${http-qs-id}/$<http-qs-id>/${n}/${b}/${d}", v) == \
-        'o1/o1/3/true/{"a":1}'
-    assert template.render("${x?dflt} ${x?} ${x} ${n?9} $ ${ $<bad", v) == "dflt   3 $ ${ $<bad"
-    assert template.render("${x?a\\}b}", {}) == "a}b"
-    assert template.render("${HOME}", {}, env={"HOME": "/h"}) == "/h"
+def test_values_as_text():
+    v = {"s": "o1", "n": 3, "b": True, "f": False, "z": None, "d": {"a": 1}}
+    assert [template.lookup(k, v, None) for k in "snbfzd"] == \
+        ["o1", "3", "true", "false", "", '{"a":1}']
+    assert template.lookup("HOME", {}, {"HOME": "/h"}) == "/h"
+    assert template.lookup("nope", v, {}) is None
 
 
 SEED = ("weixin xxx order -submit ${http-qs-id} \n"
@@ -56,7 +55,7 @@ SEED = ("weixin xxx order -submit ${http-qs-id} \n"
 
 
 def test_seed_template_runs_as_one_command(ts):
-    tree = template.compile(SEED.replace("weixin xxx order", "args"))
+    tree = parse(SEED.replace("weixin xxx order", "args"))
     st, out, err = ts.run_ast(tree, "", {"http-qs-id": "o1", "http-remote-host": "127.0.0.1",
                                          "http-qs-openid": "op-9"})
     assert (st, err) == (0, "")

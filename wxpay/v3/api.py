@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Mapping
 from urllib.parse import quote, urlencode, urlsplit
 
-from objstore.errors import BAD_INPUT, WnError
+from wnerrors import BAD_INPUT, WnError
 
 from ..errors import MismatchError, SignError, WxPayError
 from ..money import to_fen

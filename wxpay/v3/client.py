@@ -19,7 +19,7 @@ from typing import Callable, Mapping
 
 import requests
 
-from objstore.errors import TIMEOUT
+from wnerrors import TIMEOUT
 
 from ..client import CONNECT_TIMEOUT, READ_TIMEOUT, _session
 from ..errors import SignError, TransportError

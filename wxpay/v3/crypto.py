@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from objstore.errors import BAD_INPUT
+from wnerrors import BAD_INPUT
 
 from ..errors import WxPayError
 

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Mapping
 
-from objstore.errors import BAD_INPUT, WnError
+from wnerrors import BAD_INPUT, WnError
 
 from ..errors import MismatchError, SignError, WxPayError
 from .account import V3Account
