@@ -108,6 +108,7 @@ def _check_response_meta(meta: dict, shown: str) -> None:
     than 301/302, a regapi-reqobj that is not a boolean."""
     from regapi import guard
     from regapi import response as rs
+    from regapi import websession
     for key, value in meta.items():
         if value is None:
             continue
@@ -136,6 +137,9 @@ def _check_response_meta(meta: dict, shown: str) -> None:
                     and 0 < value <= 86400)):
             raise SyncError("e.regapi.sync.meta", f"{shown}: regapi-reqobj-keep must be "
                             "true, false or whole seconds from 1 to 86400", BAD_INPUT)
+        elif key == websession.META and value not in websession.MODES:
+            raise SyncError("e.regapi.sync.meta", f"{shown}: {key} must be one of "
+                            f"{', '.join(websession.MODES)}", BAD_INPUT)
 
 
 def scan(src: str) -> dict[str, Entry]:

@@ -128,6 +128,7 @@ def test_bad_user_names_refused(tmp_path, user):
     ({"http-cross-origin": ["*", "https://a.example"]}, "http-cross-origin"),
     ({"regapi-qs-mime": "yes"}, "regapi-qs-mime"),
     ({"regapi-reqobj-keep": 0}, "regapi-reqobj-keep"),
+    ({"regapi-websession": "logon"}, "regapi-websession"),
 ])
 def test_unimplemented_or_unusable_security_keys_are_refused(tmp_path, meta, word):
     """A security key wnshell does not implement (or cannot use) is never silently
