@@ -17,8 +17,8 @@ Endpoints:
 
 * ``POST /pay/unifiedorder``, ``/pay/orderquery``, ``/pay/closeorder``: WeChat's checks
   and answers.  Failures before the merchant is authenticated (method, empty body,
-  encoding, XML, appid, mch_id, signature) are ``return_code=FAIL`` without sign (an
-  unsigned ``err_code`` hint is added); later failures are signed
+  encoding, XML, appid, mch_id, signature) are ``return_code=FAIL`` with ``return_msg`` only
+  (no sign, no err_code, as WeChat); later failures are signed
   ``result_code=FAIL`` replies with ``err_code``/``err_code_des``.  Replies are
   signed with the merchant key and the request's sign type.
 * ``POST /sim/pay`` JSON ``{"prepay_id": "..."}`` (or ``{"out_trade_no": ...}``): the
@@ -34,8 +34,13 @@ Endpoints:
 
 Compared on re-entry of an unpaid ``out_trade_no`` (WeChat's "same parameters"):
 appid, body, detail, attach, total_fee, fee_type, trade_type, openid, product_id,
-goods_tag, limit_pay, notify_url.  nonce_str, sign, sign_type, time_start,
-time_expire, spbill_create_ip and device_info may differ.
+goods_tag, limit_pay, notify_url, time_expire, scene_info.  nonce_str, sign, sign_type,
+time_start, spbill_create_ip and device_info may differ.  body/attach/detail are
+limited in UTF-8 bytes (over: ``return_code=FAIL``, ``<name>参数长度有误``); a first
+time_expire less than 5 minutes ahead is ``return_code=FAIL`` with WeChat's
+``time_expire时间过短…``.  Trade types JSAPI (openid), NATIVE (product_id; reply
+``code_url``), MWEB (scene_info; reply ``mweb_url``).  Notifications carry no
+``sign_type`` (HMAC-SHA256 ones included, as WeChat sends them).
 """
 from __future__ import annotations
 
@@ -56,7 +61,7 @@ from urllib.parse import unquote, urlsplit, parse_qs
 
 import requests
 
-from .api import BEIJING, beijing_stamp, new_nonce
+from .api import BEIJING, TIME_EXPIRE_SHORT, beijing_stamp, new_nonce
 from .errors import SignError, WxPayError
 from .sign import normalize_sign_type, sign, verify
 from .xmlcodec import MAX_BYTES, from_xml, to_xml
@@ -64,7 +69,11 @@ from .xmlcodec import MAX_BYTES, from_xml, to_xml
 __all__ = ["Simulator", "main"]
 
 KEY_FIELDS = ("appid", "body", "detail", "attach", "total_fee", "fee_type", "trade_type",
-              "openid", "product_id", "goods_tag", "limit_pay", "notify_url")
+              "openid", "product_id", "goods_tag", "limit_pay", "notify_url", "time_expire",
+              "scene_info")
+# limited in UTF-8 bytes, as WeChat counts (wechatpay-v2.md §8.7)
+BYTE_LIMITS = {"body": 127, "attach": 127, "detail": 6000}
+MIN_EXPIRE_S = 5 * 60
 _OUT_TRADE_NO = re.compile(r"^[0-9A-Za-z_\-|*]{1,32}$")
 _FEN = re.compile(r"^[1-9][0-9]{0,9}$")
 _CODE = re.compile(r"^[A-Z0-9_]{1,64}$")
@@ -326,8 +335,9 @@ class Simulator:
 
     # ----- /pay/* ------------------------------------------------------------------
     def _fail(self, err_code: str, return_msg: str) -> _Reject:
-        return _Reject({"return_code": "FAIL", "return_msg": return_msg,
-                        "err_code": err_code})
+        # WeChat's FAIL replies carry return_code and return_msg only (err_code names
+        # the case here, for the reader)
+        return _Reject({"return_code": "FAIL", "return_msg": return_msg})
 
     def handle_pay(self, endpoint: str, method: str, body: bytes | None) -> tuple[int, bytes, str]:
         """Process one /pay/* request; returns (status, body, content type)."""
@@ -444,8 +454,20 @@ class Simulator:
     def _do_unifiedorder(self, p: dict) -> dict:
         self._need(p, "body", "out_trade_no", "total_fee", "spbill_create_ip",
                    "notify_url", "trade_type")
-        if len(p["body"]) > 127:
-            raise self._invalid(p, "body参数长度有误")
+        for name, limit in BYTE_LIMITS.items():
+            if len(p.get(name, "").encode("utf-8")) > limit:
+                raise _Reject({"return_code": "FAIL", "return_msg": f"{name}参数长度有误"})
+        if len(p.get("device_info", "")) > 32:
+            raise self._invalid(p, "device_info参数长度有误")
+        if p.get("limit_pay") not in (None, "no_credit"):
+            raise self._invalid(p, "limit_pay参数错误")
+        if p.get("time_start"):
+            try:
+                if len(p["time_start"]) != 14 or not p["time_start"].isdigit():
+                    raise ValueError
+                datetime.strptime(p["time_start"], "%Y%m%d%H%M%S")
+            except ValueError:
+                raise self._invalid(p, "time_start时间格式错误") from None
         if not _OUT_TRADE_NO.match(p["out_trade_no"]):
             raise self._invalid(p, "out_trade_no参数格式错误")
         if not _FEN.match(p["total_fee"]) or int(p["total_fee"]) > 2**31 - 1:
@@ -459,13 +481,15 @@ class Simulator:
         nu = urlsplit(p["notify_url"])
         if nu.scheme not in ("http", "https") or not nu.hostname or nu.query:
             raise self._invalid(p, "notify_url参数格式错误")
-        if p["trade_type"] not in ("JSAPI", "NATIVE"):
+        if p["trade_type"] not in ("JSAPI", "NATIVE", "MWEB"):
             raise self._invalid(p, "trade_type参数错误")
         if p["trade_type"] == "JSAPI" and not p.get("openid"):
             raise _Reject(self._result_fail(p, "LACK_PARAMS",
                                             "trade_type=JSAPI时，openid为必填参数"))
         if p["trade_type"] == "NATIVE" and not p.get("product_id"):
             raise _Reject(self._result_fail(p, "LACK_PARAMS", "缺少参数product_id"))
+        if p["trade_type"] == "MWEB" and not p.get("scene_info"):
+            raise _Reject(self._result_fail(p, "LACK_PARAMS", "缺少参数scene_info"))
         expire = None
         if p.get("time_expire"):
             try:
@@ -493,8 +517,10 @@ class Simulator:
                     o.prepay_id, o.prepay_at = self._new_prepay(), now
                     self._by_prepay[o.prepay_id] = o
             else:
-                if expire is not None and expire <= now:
-                    raise self._invalid(p, "time_expire时间过短")
+                # time_expire is checked on the first call only (a repeat must send
+                # the same one, even when it is now closer than 5 minutes)
+                if expire is not None and expire < now - 1 + MIN_EXPIRE_S:
+                    raise _Reject({"return_code": "FAIL", "return_msg": TIME_EXPIRE_SHORT})
                 keep = {k: v for k, v in p.items() if k not in ("sign", "nonce_str")}
                 o = _Order(appid=p["appid"], mch_id=p["mch_id"],
                            out_trade_no=p["out_trade_no"], params=keep,
@@ -510,7 +536,11 @@ class Simulator:
             if p.get("device_info"):
                 reply["device_info"] = p["device_info"]
             if p["trade_type"] == "NATIVE":
-                reply["code_url"] = "weixin://wxpay/bizpayurl?pr=" + o.prepay_id[-12:]
+                reply["code_url"] = "weixin://wxpay/bizpayurl?pr=" + o.prepay_id[-7:]
+            if p["trade_type"] == "MWEB":
+                reply["mweb_url"] = ("https://wx.tenpay.com/cgi-bin/mmpayweb-bin/checkmweb"
+                                     f"?prepay_id={o.prepay_id}&package="
+                                     + str(1000000000 + secrets.randbelow(9000000000)))
             return reply
 
     def _new_prepay(self) -> str:
@@ -605,8 +635,8 @@ class Simulator:
                  "out_trade_no": o.out_trade_no, "attach": o.params.get("attach"),
                  "time_end": o.time_end}
             n = {k: v for k, v in n.items() if v not in (None, "")}
-            if o.sign_type != "MD5":
-                n["sign_type"] = o.sign_type
+            # signed the way the order was placed; like WeChat, no sign_type field
+            # even for HMAC-SHA256 (wechatpay-v2.md §8.7)
             n["sign"] = sign(n, mch_key, o.sign_type)
             o.notification = n
             faults = self._take_faults(notify=True)
