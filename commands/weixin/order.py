@@ -112,6 +112,8 @@ def _reusable(order, account, amount: int, openid: str, body: str, now: int) -> 
     """True when the stored pay_jsobj belongs to the current order and is still valid."""
     js, send, remap = order.get("pay_jsobj"), order.get("pay_send"), order.get("pay_remap")
     made = order.get("pay_prepay_time")
+    if order.get("pay_closed"):           # closed at WeChat: that prepay is dead
+        return False
     if not (isinstance(js, dict) and isinstance(send, dict) and isinstance(remap, dict)):
         return False
     if isinstance(made, bool) or not isinstance(made, int) or not 0 <= now - made < REUSE_MS:
@@ -250,7 +252,9 @@ def submit(session, loaded, opts, stdout) -> int:
         raise
     changes = {"pay_type": "weixin", "pay_send": pay_send,
                "pay_out_trade_no": out_trade_no, "pay_rexml": rexml, "pay_remap": remap,
-               "pay_prepay_time": now, "pay_error": None}
+               "pay_prepay_time": now, "pay_error": None, "pay_closed": None,
+               # when WeChat stops taking money for it (the sweeper's index)
+               "pay_expire_at": from_beijing(params["time_expire"])}
     if native:
         changes.update(pay_native=jsobj, pay_jsobj=None, pay_jsobj_choose=None)
     else:
@@ -290,7 +294,7 @@ def _reusable_native(order, account, amount: int, body: str, now: int) -> bool:
     and still has more than the margin before its time_expire."""
     native, send, made = order.get("pay_native"), order.get("pay_send"), \
         order.get("pay_prepay_time")
-    if not (isinstance(native, dict) and isinstance(send, dict)):
+    if not (isinstance(native, dict) and isinstance(send, dict)) or order.get("pay_closed"):
         return False
     if isinstance(made, bool) or not isinstance(made, int) or not 0 <= now - made < REUSE_MS:
         return False
@@ -457,9 +461,16 @@ def result(session, loaded, ref, stdout, stderr) -> int:
 
 # ---- -query -----------------------------------------------------------------------------
 def query(session, loaded, ref, stdout) -> int:
-    store = session.store
     order = fetch_obj(session, ref, "order", "e.cmd.weixin.order.noexists")
     check_is_order(order)
+    write_json(stdout, query_and_apply(session.store, loaded, order))
+    return 0
+
+
+def query_and_apply(store, loaded, order) -> dict:
+    """orderquery for the order's latest attempts; a payment found is applied (the
+    same checks and exactly-once transition as -result).  Returns the state printed
+    by -query."""
     state = {"id": order.id, "or_status": order_status(order), "trade_state": None,
              "out_trade_no": order.get("pay_out_trade_no"), "transaction_id": None,
              "pay_time": order.get("pay_time")}
@@ -467,13 +478,11 @@ def query(session, loaded, ref, stdout) -> int:
         pr = order.get("pay_result") or {}
         state.update(trade_state="SUCCESS", out_trade_no=pr.get("out_trade_no"),
                      transaction_id=pr.get("transaction_id"))
-        write_json(stdout, state)
-        return 0
+        return state
     seq = order.get("pay_seq")
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
         state["trade_state"] = "NOTPAY"
-        write_json(stdout, state)
-        return 0
+        return state
     found = None
     for n in range(seq, max(0, seq - QUERY_ATTEMPTS), -1):
         otn = f"{order.id}_{n}"
@@ -505,26 +514,36 @@ def query(session, loaded, ref, stdout) -> int:
             state["note"] = "payment recorded in pay_result_extra"
     elif state["trade_state"] is None:
         state["trade_state"] = "NOTPAY"
-    write_json(stdout, state)
-    return 0
+    return state
 
 
 # ---- dispatch ---------------------------------------------------------------------------
 def run(session, loaded, args, stdin, stdout, stderr) -> int:
     po = parse_opts(args, "")
     opts = dict(po.opts)
-    modes = [m for m in ("submit", "result", "query") if m in opts]
+    modes = [m for m in ("submit", "result", "query", "close", "sweep") if m in opts]
     if len(modes) != 1:
         raise usage("e.cmd.weixin.order.usage",
-                    "give exactly one of -submit, -result, -query")
+                    "give exactly one of -submit, -result, -query, -close, -sweep")
     mode = modes[0]
     allowed = {"submit": {"submit", "client_ip", "openid", "openid_key", "trade_type"},
-               "result": {"result"}, "query": {"query"}}[mode]
+               "result": {"result"}, "query": {"query"}, "close": {"close"},
+               "sweep": {"sweep", "limit"}}[mode]
     extra = sorted(set(opts) - allowed)
     if extra or po.args:
         what = f"-{extra[0]}" if extra else po.args[0][:40]
         raise usage("e.cmd.weixin.order.usage", f"unexpected {what} for -{mode}")
     value = opts[mode]
+    if mode == "sweep":
+        from . import expiry
+        if value is not True:
+            raise usage("e.cmd.weixin.order.usage", "-sweep takes no value")
+        return expiry.sweep(session, loaded, opts.get("limit"), stdout, stderr)
+    if mode == "close":
+        from . import expiry
+        if not isinstance(value, str) or not value:
+            raise usage("e.cmd.weixin.order.usage", "-close needs an order")
+        return expiry.close(session, loaded, value, stdout)
     if mode != "submit" and (not isinstance(value, str) or not value):
         raise usage("e.cmd.weixin.order.usage", f"-{mode} needs a value")
     if mode == "submit":
