@@ -18,6 +18,7 @@ HANDLERS = {
     "pay": "pay",
     "payre": "payre",
     "order": "order",
+    "refund": "refund",
 }
 
 

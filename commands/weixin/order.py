@@ -494,7 +494,7 @@ def query_and_apply(store, loaded, order) -> dict:
             raise
         if state["trade_state"] is None:
             state.update(trade_state=reply.get("trade_state"), out_trade_no=otn)
-        if reply.get("trade_state") == "SUCCESS":
+        if reply.get("trade_state") in ("SUCCESS", "REFUND"):     # REFUND: paid, then refunded
             found = reply
             break
     if found is not None:

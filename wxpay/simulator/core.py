@@ -1,5 +1,7 @@
-"""The :class:`Simulator`: merchants, clock, lifecycle, and state access; the
-protocol, faults and notifications come from their own modules."""
+"""The :class:`Simulator`: merchants, clock, lifecycle (a plain HTTP listener for
+``/pay/*`` and a TLS one for ``/secapi/*`` that asks for the merchant's client
+certificate), and state access; the protocol, refunds, bills, faults and
+notifications come from their own modules."""
 from __future__ import annotations
 
 import threading
@@ -7,17 +9,24 @@ import time
 from http.server import ThreadingHTTPServer
 
 from ..errors import WxPayError
+from .bills import BillsMixin
 from .faults import FaultsMixin
-from .http import _Handler, _Server
+from .http import _Handler, _Server, _TLSServer
 from .notify import NotifyMixin
 from .protocol import PayProtocolMixin
+from .refunds import RefundMixin
 from .state import _Order, is_loopback_host
 
 
-class Simulator(FaultsMixin, PayProtocolMixin, NotifyMixin):
+class Simulator(FaultsMixin, PayProtocolMixin, NotifyMixin, RefundMixin, BillsMixin):
+    """``tls=True`` (default) also listens with TLS for ``/secapi/`` (:attr:`secure_url`),
+    with a server certificate of the process's test CA (:attr:`ca_pem`) and client
+    certificates checked against it (:meth:`merchant_p12`, :meth:`merchant_pem`)."""
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0, merchants=(),
                  retry_schedule=(0.2, 0.2, 0.5, 1, 2), allow_remote: bool = False,
-                 hold: float = 15.0, notify_timeout: float = 5.0, verbose: bool = False):
+                 hold: float = 15.0, notify_timeout: float = 5.0, verbose: bool = False,
+                 tls: bool = True, secure_port: int = 0):
         if not allow_remote and not is_loopback_host(host):
             raise WxPayError("e.weixin.sim.remote",
                              f"refusing to listen on non-loopback host {host} "
@@ -43,6 +52,11 @@ class Simulator(FaultsMixin, PayProtocolMixin, NotifyMixin):
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.requests_seen = 0
+        self.tls, self.secure_port = tls, secure_port
+        self._tls_server: ThreadingHTTPServer | None = None
+        self._tls_thread: threading.Thread | None = None
+        self._refund_outcome, self._refund_delay = "SUCCESS", 0.1
+        self._bills: dict[tuple[str, str], list] = {}
 
     # ----- setup ---------------------------------------------------------------
     def add_merchant(self, appid: str, mch_id: str, key: str) -> None:
@@ -68,6 +82,53 @@ class Simulator(FaultsMixin, PayProtocolMixin, NotifyMixin):
             host = f"[{host}]"
         return f"http://{host}:{self._server.server_address[1]}"
 
+    @property
+    def secure_url(self) -> str:
+        """``https://…`` of the TLS listener (``/secapi/pay/refund`` lives there)."""
+        if self._tls_server is None:
+            raise WxPayError("e.weixin.sim.stopped", "the simulator's TLS listener is off")
+        host = self._tls_server.server_address[0]
+        if ":" in host:
+            host = f"[{host}]"
+        return f"https://{host}:{self._tls_server.server_address[1]}"
+
+    @property
+    def ca_pem(self) -> bytes:
+        """The test CA certificate: trust it to verify :attr:`secure_url`."""
+        from .certs import test_ca
+        return test_ca().ca_pem
+
+    def merchant_p12(self, mch_id: str, password: str | None = None) -> bytes:
+        """The merchant's ``apiclient_cert.p12`` (password = mch_id by default)."""
+        from .certs import test_ca
+        return test_ca().merchant_p12(mch_id, password)
+
+    def merchant_pem(self, mch_id: str) -> tuple[bytes, bytes]:
+        """(``apiclient_cert.pem``, ``apiclient_key.pem``)."""
+        from .certs import test_ca
+        return test_ca().merchant_pem(mch_id)
+
+    def _server_context(self):
+        import os
+        import ssl
+        import tempfile
+        from .certs import test_ca
+        ca = test_ca()
+        cert_pem, key_pem = ca.server_pem()
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        # the test server key is unencrypted and of no value outside this process;
+        # ssl loads a chain from a path only
+        fd, path = tempfile.mkstemp(prefix="wxpay-sim-", suffix=".pem")
+        try:
+            os.write(fd, cert_pem + key_pem)
+            os.close(fd)
+            ctx.load_cert_chain(path)
+        finally:
+            os.unlink(path)
+        ctx.load_verify_locations(cadata=ca.ca_pem.decode("ascii"))
+        ctx.verify_mode = ssl.CERT_OPTIONAL       # /secapi/ answers FAIL without one
+        return ctx
+
     def start(self) -> "Simulator":
         if self._server is not None:
             return self
@@ -79,17 +140,27 @@ class Simulator(FaultsMixin, PayProtocolMixin, NotifyMixin):
                                         kwargs={"poll_interval": 0.02},
                                         name="wxpay-sim", daemon=True)
         self._thread.start()
+        if self.tls:
+            tls = _TLSServer((self.host, self.secure_port), handler)
+            tls.context = self._server_context()
+            self._tls_server = tls
+            self._tls_thread = threading.Thread(target=tls.serve_forever,
+                                                kwargs={"poll_interval": 0.02},
+                                                name="wxpay-sim-tls", daemon=True)
+            self._tls_thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        for server in (self._server, self._tls_server):
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+        self._server = self._tls_server = None
+        for t in (self._thread, self._tls_thread):
+            if t is not None:
+                t.join(timeout=5)
+        self._thread = self._tls_thread = None
 
     def __enter__(self):
         return self.start()

@@ -15,6 +15,31 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     request_queue_size = 128          # concurrent notifications and clients
+    secure = False
+
+
+def _quiet_errors(server, request, client_address):
+    """A failed TLS handshake or a client gone mid-request: one line when verbose,
+    never a traceback."""
+    exc = sys.exc_info()[1]
+    sim = getattr(server.RequestHandlerClass, "sim", None)
+    if sim is not None and sim.verbose:
+        sys.stderr.write(f"wxpay-sim: {client_address[0]}: {type(exc).__name__}\n")
+
+
+_Server.handle_error = _quiet_errors
+
+
+class _TLSServer(_Server):
+    """The same handler behind TLS; the handshake runs in the request's thread (a slow
+    or silent client never blocks accepting others)."""
+    secure = True
+    context = None
+
+    def get_request(self):
+        sock, addr = super().get_request()
+        return self.context.wrap_socket(sock, server_side=True,
+                                        do_handshake_on_connect=False), addr
 
 
 
@@ -73,14 +98,31 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(obj, ensure_ascii=False).encode("utf-8"),
                    "application/json; charset=utf-8")
 
+    def _client_cn(self) -> str | None:
+        """The CN of the client certificate the TLS handshake verified (None without)."""
+        getpeercert = getattr(self.connection, "getpeercert", None)
+        cert = getpeercert() if getpeercert else None
+        for rdn in (cert or {}).get("subject", ()):
+            for name, value in rdn:
+                if name == "commonName":
+                    return value
+        return None
+
     def _route(self, method: str) -> None:
         path = urlsplit(self.path).path
         if path.startswith("/sandboxnew/"):
             path = path[len("/sandboxnew"):]
-        m = re.fullmatch(r"/pay/(unifiedorder|orderquery|closeorder)", path)
+        m = re.fullmatch(r"/pay/(unifiedorder|orderquery|closeorder|refundquery|"
+                         r"downloadbill)", path)
         if m:
             body = self._body() if method == "POST" else None
             status, out, ctype = self.sim.handle_pay(m.group(1), method, body)
+            return self._send(status, out, ctype)
+        m = re.fullmatch(r"/secapi/pay/(refund)", path)
+        if m:
+            body = self._body() if method == "POST" else None
+            cn = self._client_cn() if self.server.secure else None
+            status, out, ctype = self.sim.handle_pay(m.group(1), method, body, cn)
             return self._send(status, out, ctype)
         try:
             if path == "/sim/pay" and method == "POST":
@@ -108,6 +150,41 @@ class _Handler(BaseHTTPRequestHandler):
                 if snap is None:
                     return self._json(404, {"error": "no such order"})
                 return self._json(200, snap)
+            if path == "/sim/refunds" and method == "POST":
+                data = self._json_body()
+                try:
+                    return self._json(200, self.sim.set_refund_outcome(
+                        data.get("outcome", "SUCCESS"), data.get("delay", 0.1)))
+                except ValueError as e:
+                    return self._json(400, {"error": str(e)})
+            if path == "/sim/refunds/settle" and method == "POST":
+                data = self._json_body()
+                try:
+                    return self._json(200, self.sim.settle_refund(
+                        str(data.get("out_refund_no") or ""), data.get("status", "SUCCESS")))
+                except LookupError as e:
+                    return self._json(404, {"error": str(e)})
+                except ValueError as e:
+                    return self._json(409, {"error": str(e)})
+            if path.startswith("/sim/refunds/") and method == "GET":
+                snap = self.sim.refund(unquote(path[len("/sim/refunds/"):]))
+                if snap is None:
+                    return self._json(404, {"error": "no such refund"})
+                return self._json(200, snap)
+            if path == "/sim/bills":
+                q = parse_qs(urlsplit(self.path).query)
+                data = self._json_body() if method == "POST" else {}
+                mch = str(data.get("mch_id") or (q.get("mch_id") or [""])[0])
+                date = str(data.get("date") or (q.get("date") or [""])[0])
+                try:
+                    if method == "POST":
+                        self.sim.set_bill(mch, date, data.get("trades"))
+                    elif not re.fullmatch(r"[0-9]{8}", date):
+                        raise ValueError("date must be yyyyMMdd")
+                except ValueError as e:
+                    return self._json(400, {"error": str(e)})
+                return self._json(200, {"mch_id": mch, "date": date,
+                                        "trades": self.sim.bill_trades(mch, date)})
             if path == "/sim/health":
                 return self._json(200, {"ok": True})
         except _BadJson as e:

@@ -11,7 +11,7 @@ from ..errors import SignError, WxPayError
 from ..sign import normalize_sign_type, sign, verify
 from ..xmlcodec import MAX_BYTES, from_xml, to_xml
 from .faults import HTML_PAGE
-from .state import (BYTE_LIMITS, KEY_FIELDS, MIN_EXPIRE_S, PREPAY_TTL, _FEN,
+from .state import (SECAPI, BYTE_LIMITS, KEY_FIELDS, MIN_EXPIRE_S, PREPAY_TTL, _FEN,
                     _OUT_TRADE_NO, _Order, _Reject)
 
 
@@ -22,8 +22,11 @@ class PayProtocolMixin:
         # the case here, for the reader)
         return _Reject({"return_code": "FAIL", "return_msg": return_msg})
 
-    def handle_pay(self, endpoint: str, method: str, body: bytes | None) -> tuple[int, bytes, str]:
-        """Process one /pay/* request; returns (status, body, content type)."""
+    def handle_pay(self, endpoint: str, method: str, body: bytes | None,
+                   client_cn: str | None = None) -> tuple[int, bytes, str]:
+        """Process one /pay/* (or /secapi/pay/*) request; returns (status, body,
+        content type).  ``client_cn``: the CN of the verified TLS client certificate
+        (``/secapi/`` only; None when the caller presented none)."""
         with self._lock:
             self.requests_seen += 1
         faults = self._take_faults(notify=False)
@@ -41,8 +44,14 @@ class PayProtocolMixin:
         key = st = None
         try:
             params, mch_id, key, st = self._authenticate(method, body)
+            if endpoint in SECAPI:
+                self._check_client_cert(mch_id, client_cn)
             self._fault_reply(faults, params, key, st)
             reply = getattr(self, "_do_" + endpoint)(params)
+            if isinstance(reply, tuple):          # downloadbill: the bill itself
+                if faults.get("timeout"):
+                    self._stop.wait(faults.get("hold", self.hold))
+                return 200, reply[0], reply[1]
         except _Reject as r:
             reply = r.reply
             if r.signed_with:
@@ -58,6 +67,15 @@ class PayProtocolMixin:
         if faults.get("timeout"):
             self._stop.wait(faults.get("hold", self.hold))
         return 200, to_xml(reply).encode("utf-8"), "text/xml; charset=utf-8"
+
+    def _check_client_cert(self, mch_id: str, client_cn: str | None) -> None:
+        """/secapi/ wants the merchant's API client certificate (issued by the
+        simulator's CA, CN = mch_id).  The messages are the simulator's own."""
+        if client_cn is None:
+            raise _Reject({"return_code": "FAIL",
+                           "return_msg": "证书不存在: 请使用商户API证书(apiclient_cert)调用"})
+        if client_cn != mch_id:
+            raise _Reject({"return_code": "FAIL", "return_msg": "证书与商户号不匹配"})
 
     def _authenticate(self, method, body):
         if method != "POST":
@@ -249,19 +267,21 @@ class PayProtocolMixin:
     def _do_orderquery(self, p: dict) -> dict:
         with self._lock:
             o = self._lookup(p)
+            # a paid order with refunds is REFUND to orderquery (§8.2)
+            state = "REFUND" if o.state == "SUCCESS" and o.refunds else o.state
             reply = {"return_code": "SUCCESS", "return_msg": "OK", "appid": o.appid,
                      "mch_id": o.mch_id, "nonce_str": new_nonce(),
                      "result_code": "SUCCESS", "out_trade_no": o.out_trade_no,
-                     "trade_state": o.state,
+                     "trade_state": state,
                      "trade_state_desc": {"NOTPAY": "订单未支付", "CLOSED": "订单已关闭",
-                                          "SUCCESS": "支付成功"}[o.state],
+                                          "SUCCESS": "支付成功", "REFUND": "转入退款"}[state],
                      "total_fee": o.params["total_fee"],
                      "fee_type": o.params.get("fee_type", "CNY"),
                      "trade_type": o.params["trade_type"]}
             for k in ("openid", "attach", "device_info"):
                 if o.params.get(k):
                     reply[k] = o.params[k]
-            if o.state == "SUCCESS":
+            if o.state == "SUCCESS":      # paid (REFUND included)
                 reply.update(is_subscribe="N", bank_type=o.bank_type,
                              cash_fee=o.params["total_fee"],
                              transaction_id=o.transaction_id, time_end=o.time_end)

@@ -17,6 +17,9 @@ _OUT_TRADE_NO = re.compile(r"^[0-9A-Za-z_\-|*]{1,32}$")
 _FEN = re.compile(r"^[1-9][0-9]{0,9}$")
 _CODE = re.compile(r"^[A-Z0-9_]{1,64}$")
 PREPAY_TTL = 2 * 3600
+# the calls that need the merchant's client certificate
+SECAPI = ("refund",)
+REFUND_OUTCOMES = ("SUCCESS", "CHANGE", "REFUNDCLOSE", "PROCESSING")
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -61,6 +64,11 @@ class _Order:
     notify_status: str = "none"      # none, pending, delivered, failed, refused
     notify_active: int = 0
     last_reply: str | None = None
+    refunds: list = field(default_factory=list)
+
+    def refunded(self) -> int:
+        """Fen refunded or being refunded (every refund but the closed ones)."""
+        return sum(r.refund_fee for r in self.refunds if r.state != "REFUNDCLOSE")
 
     def snapshot(self) -> dict:
         return {"out_trade_no": self.out_trade_no, "appid": self.appid,
@@ -75,5 +83,46 @@ class _Order:
                            "active": self.notify_active,
                            "successes": sum(1 for a in self.notify_attempts if a["ok"]),
                            "last_reply": self.last_reply,
-                           "log": list(self.notify_attempts[-200:])}}
+                           "log": list(self.notify_attempts[-200:])},
+                "refunds": [r.snapshot() for r in self.refunds]}
+
+
+def notify_snapshot(o) -> dict:
+    return {"status": o.notify_status, "attempts": len(o.notify_attempts),
+            "active": o.notify_active,
+            "successes": sum(1 for a in o.notify_attempts if a["ok"]),
+            "last_reply": o.last_reply, "log": list(o.notify_attempts[-200:])}
+
+
+@dataclass
+class _Refund:
+    """One refund of a paid order (wechatpay-v2.md §8.2): PROCESSING, then SUCCESS,
+    CHANGE or REFUNDCLOSE; notified to ``notify_url`` with an encrypted req_info."""
+    order: _Order
+    out_refund_no: str
+    refund_id: str
+    refund_fee: int
+    total_fee: int
+    created: float
+    notify_url: str | None = None
+    refund_desc: str | None = None
+    state: str = "PROCESSING"
+    success_time: str | None = None
+    notify_attempts: list = field(default_factory=list)
+    notify_status: str = "none"
+    notify_active: int = 0
+    last_reply: str | None = None
+
+    @property
+    def params(self) -> dict:                 # what notification delivery reads
+        return {"notify_url": self.notify_url}
+
+    def snapshot(self) -> dict:
+        return {"out_refund_no": self.out_refund_no, "refund_id": self.refund_id,
+                "out_trade_no": self.order.out_trade_no,
+                "transaction_id": self.order.transaction_id,
+                "refund_fee": self.refund_fee, "total_fee": self.total_fee,
+                "state": self.state, "refund_status": self.state,
+                "success_time": self.success_time, "notify_url": self.notify_url,
+                "notify": notify_snapshot(self)}
 
