@@ -19,6 +19,7 @@ HANDLERS = {
     "payre": "payre",
     "order": "order",
     "refund": "refund",
+    "bill": "bill",
 }
 
 
