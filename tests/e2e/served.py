@@ -29,7 +29,9 @@ class Served:
 
 
 def start(tmp, store_url: str, apis, *, mch_id: str, start_timeout: float = 20,
-          extra_args=(), wxconf_extra: str = "", sim_options=None) -> Served:
+          extra_args=(), wxconf_extra="", sim_options=None) -> Served:
+    """``wxconf_extra``: lines added to the wxconf (or a function of the Served, for
+    values only known once the simulator runs, like its secure_url)."""
     s = Served()
     s.tmp = tmp
     s.store_url = store_url
@@ -42,7 +44,7 @@ def start(tmp, store_url: str, apis, *, mch_id: str, start_timeout: float = 20,
     s.store.create(f"/home/{USER}/.weixin/xxx/wxconf", "FILE", parents=True, content=WXCONF.format(
         appid=s.appid, appsecret=secrets.token_hex(16), mch_id=s.mch_id, pay_key=s.key,
         notify_url=f"{s.base}/api/{USER}/payresult", api_base=s.sim.url).encode()
-        + wxconf_extra.encode())
+        + (wxconf_extra(s) if callable(wxconf_extra) else wxconf_extra).encode())
     s.log = tmp / "server.log"
     with open(s.log, "wb") as log:
         s.proc = subprocess.Popen(
