@@ -95,9 +95,12 @@ def check_payable(order) -> int:
     if status == PAID:
         raise WnError("e.cmd.weixin.order.paid", f"order {order.id} is already paid",
                       CONFLICT)
-    if status in CANCELLED:
-        raise WnError("e.cmd.weixin.order.cancelled", f"order {order.id} is cancelled",
+    if status == 5:
+        raise WnError("e.cmd.weixin.order.refunded", f"order {order.id} is refunded",
                       CONFLICT)
+    if status in CANCELLED:
+        raise WnError("e.cmd.weixin.order.cancelled",
+                      f"order {order.id} is cancelled (or being refunded)", CONFLICT)
     if status == FULFILLED:
         raise WnError("e.cmd.weixin.order.fulfilled", f"order {order.id} is fulfilled",
                       CONFLICT)
