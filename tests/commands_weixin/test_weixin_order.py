@@ -93,7 +93,7 @@ def test_submit_refuses_other_user(sh, store):
 
 
 @pytest.mark.parametrize("status_value,key", [(2, "paid"), (3, "cancelled"),
-                                              (5, "cancelled"), (4, "fulfilled")])
+                                              (5, "refunded"), (4, "fulfilled")])
 def test_submit_refuses_paid_cancelled_fulfilled(sh, store, status_value, key):
     order = make_order(store, or_status=status_value)
     before = store.get(order.id)

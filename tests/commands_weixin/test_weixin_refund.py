@@ -281,3 +281,35 @@ def test_fifty_concurrent_duplicate_notifications_make_one_transition(
                if f"refund {processing.id}_r1 of order" in r.getMessage()
                and "SUCCESS" in r.getMessage()]
     assert len(applied) == 1
+
+
+def test_man_weixin_documents_every_handler_and_every_field_written(rsh, store, sim):
+    """Every handler, and every order field a whole life writes, is in `man weixin`."""
+    from commands.weixin import HANDLERS
+    from objstore.base import RESERVED
+    status, man, err = run(rsh, "man weixin")
+    assert status == 0, err
+    usage = man.split("ACCOUNT")[0]
+    for handler in HANDLERS:
+        assert f"weixin CONF {handler}" in usage, handler
+    for mode in ("-submit", "-result", "-query", "-close", "-sweep"):
+        assert f"order {mode}" in usage, mode
+    for mode in ("-result", "-query", "-fee"):
+        assert mode in usage.split("refund", 1)[1], mode
+    paid = paid_order(rsh, store, sim, "man1")
+    store.set_meta(paid.id, {"expi": 4102444800000})
+    assert refund(rsh, paid, 100)[0] == 0
+    sim.wait_refund_notified(f"{paid.id}_r1")
+    native = make_order(store, "man2", openid=None)
+    assert run(rsh, f"weixin xxx order -submit {native.id} -client_ip 127.0.0.1 "
+                    "-trade_type NATIVE")[0] == 0
+    assert run(rsh, f"weixin xxx order -close {native.id}")[0] == 0
+    initial = {"openid", "or_status", "total_fee", "title"}
+    fields_section = man.split("ORDER FIELDS")[1]
+    written = set()
+    for oid in (paid.id, native.id):
+        written |= {k for k in store.get(oid) if k not in RESERVED and k not in initial}
+    written |= {k for r in store.get(paid.id)["pay_refunds"] for k in r}
+    assert {"pay_refunds", "pay_closed", "pay_native", "pay_expire_at"} <= written
+    missing = sorted(k for k in written if k not in fields_section)
+    assert not missing, missing
