@@ -43,6 +43,13 @@ def main(argv=None) -> int:
     ap.add_argument("--hold", type=float, default=15.0,
                     help="seconds the 'timeout' fault holds a reply")
     ap.add_argument("--verbose", action="store_true", help="log requests (no bodies)")
+    ap.add_argument("--secure-port", type=int, default=0,
+                    help="port of the TLS listener for /secapi/ (0 picks a free one)")
+    ap.add_argument("--no-tls", action="store_true", help="no TLS listener (no refunds)")
+    ap.add_argument("--certs-dir", metavar="DIR", default=None,
+                    help="write DIR/<mch_id>/{apiclient_cert.p12 (password mch_id), "
+                         "apiclient_cert.pem, apiclient_key.pem, wxpay_ca.pem} for each "
+                         "merchant: test certificates of this process's CA")
     args = ap.parse_args(argv)
     # keys can also come from the environment, so they stay out of `ps` listings
     for item in re.split(r"[\s,]+", os.environ.get("WXPAY_SIM_MERCHANTS", "").strip()):
@@ -59,7 +66,8 @@ def main(argv=None) -> int:
     try:
         sim = Simulator(host=args.host, port=args.port, merchants=args.merchant,
                         retry_schedule=args.retry_schedule, allow_remote=args.allow_remote,
-                        hold=args.hold, verbose=args.verbose)
+                        hold=args.hold, verbose=args.verbose, tls=not args.no_tls,
+                        secure_port=args.secure_port)
         sim.start()
     except OSError as e:
         print(f"wxpay-sim: cannot listen on {args.host}:{args.port}: {e.strerror}",
@@ -72,8 +80,15 @@ def main(argv=None) -> int:
 
     signal.signal(signal.SIGTERM, _quit)
     signal.signal(signal.SIGINT, _quit)
+    if args.certs_dir and not args.no_tls:
+        from .certs import write_merchant_files
+        for _, mch_id, _ in args.merchant:
+            write_merchant_files(os.path.join(args.certs_dir, mch_id), mch_id)
     print(f"wxpay-sim listening on {sim.url} merchants: "
-          + ", ".join(f"{a}/{m}" for a, m, _ in args.merchant), flush=True)
+          + ", ".join(f"{a}/{m}" for a, m, _ in args.merchant)
+          + ("" if args.no_tls else f" secapi: {sim.secure_url}")
+          + (f" certs: {args.certs_dir}" if args.certs_dir and not args.no_tls else ""),
+          flush=True)
     try:
         while not done.wait(0.5):
             pass
