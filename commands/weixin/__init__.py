@@ -187,9 +187,11 @@ HANDLERS
         For this account's orders (of the session's user) whose pay_expire_at
         has passed, unpaid and not closed (at most N, default 200): orderquery
         first (a late payment is applied, exactly as -result would), else
-        -close (pay_closed.by "sweep"). One JSON line per order {id, outcome:
-        paid|closed|error, ...}, then {"summary": {swept, paid, closed,
-        errors}}; exit 1 when an order failed (it is tried on the next sweep).
+        -close (pay_closed.by "sweep"). Then refunds still PROCESSING two
+        minutes after they were asked are looked up (refund -query). One JSON
+        line per order {id, outcome: paid|closed|refunds|error, ...}, then
+        {"summary": {swept, paid, closed, refunds, errors}}; exit 1 when an
+        order failed (it is tried on the next sweep).
         wnshell serve runs it for every account every --sweep seconds (60), in
         one process beside the workers.
 

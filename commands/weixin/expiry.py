@@ -12,7 +12,9 @@ applied first (orderquery), never lost.
 
 The sweeper finds the account's orders whose ``pay_expire_at`` (the ``time_expire``
 sent, epoch ms) has passed unpaid and not yet closed, asks orderquery first (a late
-payment is applied, exactly as ``-result`` would), then closes them.  ``wnshell serve``
+payment is applied, exactly as ``-result`` would), then closes them; and it looks up
+(refundquery) refunds still PROCESSING after two minutes, whose notification may have
+been lost.  ``wnshell serve``
 runs it on a timer (``commands.weixin.sweeper``).
 """
 from __future__ import annotations
@@ -24,6 +26,9 @@ from .common import log, now_ms, usage, write_json
 from .order import (CAS_TRIES, PAID, check_is_order, order_status, query_and_apply)
 
 SWEEP_LIMIT = 200
+# a refund still PROCESSING this long after it was asked is looked up (refundquery):
+# its notification may have been lost
+REFUND_CHECK_AFTER_MS = 2 * 60 * 1000
 
 
 def _attempts(order) -> list[str]:
@@ -119,11 +124,29 @@ def due(store, loaded, user: str, now: int, limit: int) -> list:
     return out
 
 
+def refunds_due(store, loaded, user: str, now: int, limit: int) -> list:
+    """Orders of this account with a refund PROCESSING for a while (or_status 3)."""
+    acc = loaded.account
+    out = []
+    for o in store.query({"d0": "home", "d1": user, "pay_type": "weixin", "or_status": 3},
+                         limit=limit):
+        pr = o.get("pay_result")
+        refunds = o.get("pay_refunds")
+        if not (isinstance(pr, dict) and pr.get("appid") == acc.appid
+                and pr.get("mch_id") == acc.mch_id and isinstance(refunds, list)):
+            continue
+        if any(isinstance(r, dict) and r.get("status") == "PROCESSING"
+               and isinstance(r.get("time"), int)
+               and now - r["time"] >= REFUND_CHECK_AFTER_MS for r in refunds):
+            out.append(o)
+    return out
+
+
 def sweep(session, loaded, limit, stdout, stderr) -> int:
     """One line of JSON per order handled, then a summary line; exit 1 when any order
     could not be handled (it is tried again on the next sweep)."""
     store = session.store
-    counts = {"swept": 0, "paid": 0, "closed": 0, "errors": 0}
+    counts = {"swept": 0, "paid": 0, "closed": 0, "refunds": 0, "errors": 0}
     for order in due(store, loaded, session.user, now_ms(), _limit(limit)):
         counts["swept"] += 1
         line = {"id": order.id}
@@ -150,6 +173,17 @@ def sweep(session, loaded, limit, stdout, stderr) -> int:
                 stderr.write(f"weixin: sweep: order {order.id}: {e.line()}\n")
                 log.warning("weixin %s: sweep of order %s failed: %s", loaded.name,
                             order.id, e.line())
+        stdout.write(_json_line(line))
+    from . import refund
+    for order in refunds_due(store, loaded, session.user, now_ms(), _limit(limit)):
+        counts["refunds"] += 1
+        try:
+            state = refund.query_and_apply(session, loaded, order)
+            line = {"id": order.id, "outcome": "refunds", "or_status": state["or_status"]}
+        except WnError as e:
+            counts["errors"] += 1
+            line = {"id": order.id, "outcome": "error", "error": e.line()}
+            stderr.write(f"weixin: sweep: refunds of order {order.id}: {e.line()}\n")
         stdout.write(_json_line(line))
     stdout.write(_json_line({"summary": counts}))
     return 1 if counts["errors"] else 0

@@ -81,14 +81,16 @@ def test_sweep_applies_late_payment_and_closes_expired_unpaid(sh, store, sim):
     got = {x["id"]: x for x in lines(out) if "id" in x}
     assert got[paid_late.id]["outcome"] == "paid"
     assert got[unpaid.id]["outcome"] == "closed" and fresh.id not in got
-    assert lines(out)[-1] == {"summary": {"swept": 2, "paid": 1, "closed": 1, "errors": 0}}
+    assert lines(out)[-1] == {"summary": {"swept": 2, "paid": 1, "closed": 1, "refunds": 0,
+                                            "errors": 0}}
     assert store.get(paid_late.id)["or_status"] == 2
     assert sim.order(f"{unpaid.id}_1")["state"] == "CLOSED"
     assert store.get(unpaid.id)["pay_closed"]["by"] == "sweep"
     assert sim.order(f"{fresh.id}_1")["state"] == "NOTPAY"
     # a second sweep finds nothing left to do
     status, out, err = run(sh, "weixin xxx order -sweep")
-    assert lines(out) == [{"summary": {"swept": 0, "paid": 0, "closed": 0, "errors": 0}}]
+    assert lines(out) == [{"summary": {"swept": 0, "paid": 0, "closed": 0, "refunds": 0,
+                                      "errors": 0}}]
 
 
 def test_sweep_reports_an_unreachable_wechat_and_retries_later(sh, store, sim):

@@ -313,3 +313,28 @@ def test_man_weixin_documents_every_handler_and_every_field_written(rsh, store, 
     assert {"pay_refunds", "pay_closed", "pay_native", "pay_expire_at"} <= written
     missing = sorted(k for k in written if k not in fields_section)
     assert not missing, missing
+
+
+def test_sweep_looks_up_a_refund_whose_notification_was_lost(rsh, store, sim):
+    order = paid_order(rsh, store, sim, "sw1")
+    sim.set_refund_outcome("PROCESSING")
+    assert refund(rsh, order, 1000)[0] == 0
+    with sim._lock:
+        sim._find_refund(f"{order.id}_r1").notify_url = None      # it will be lost
+    sim.settle_refund(f"{order.id}_r1", "SUCCESS")
+    status, out, err = run(rsh, "weixin xxx order -sweep")
+    assert json.loads(out.splitlines()[-1])["summary"]["refunds"] == 0   # too recent
+    o = store.get(order.id)
+    entries = [dict(r, time=r["time"] - 3 * 60_000) for r in o["pay_refunds"]]
+    store.set_meta(order.id, {"pay_refunds": entries})
+    status, out, err = run(rsh, "weixin xxx order -sweep")
+    assert status == 0, err
+    got = [json.loads(x) for x in out.splitlines()]
+    assert {"id": order.id, "outcome": "refunds", "or_status": 5} in got
+    assert store.get(order.id)["or_status"] == 5
+
+
+def test_info_masks_the_certificate_password(sh, store, sim, receiver):
+    install_wxconf(store, sim.url, receiver.url, extra='pay_cert_password : "p12-S3cret"\n')
+    status, out, err = run(sh, "weixin xxx info")
+    assert status == 0 and "p12-S3cret" not in out and "pay_cert_password" in out
