@@ -338,3 +338,18 @@ def test_info_masks_the_certificate_password(sh, store, sim, receiver):
     install_wxconf(store, sim.url, receiver.url, extra='pay_cert_password : "p12-S3cret"\n')
     status, out, err = run(sh, "weixin xxx info")
     assert status == 0 and "p12-S3cret" not in out and "pay_cert_password" in out
+
+
+def test_a_refused_input_reserves_nothing(rsh, store, sim):
+    order = paid_order(rsh, store, sim, "bad1")
+    before = store.get(order.id)
+    for extra in (" -reason 'a\x01b'", " -reason " + "x" * 81):
+        status, out, err = refund(rsh, order, 100, extra)
+        assert status != 0 and err.count("\n") == 1, extra
+        assert store.get(order.id) == before, extra
+    for fee in ("0", "-5", "1.5", "abc"):
+        status, out, err = run(rsh, f"weixin xxx refund {order.id} -fee {fee}")
+        assert status != 0 and store.get(order.id) == before, fee
+    unpaid = make_order(store, "bad2")
+    status, out, err = refund(rsh, unpaid, 100)
+    assert status != 0 and err.startswith("e.cmd.weixin.refund.unpaid")
