@@ -109,22 +109,21 @@ class Simulator(FaultsMixin, PayProtocolMixin, NotifyMixin, RefundMixin, BillsMi
         return test_ca().merchant_pem(mch_id)
 
     def _server_context(self):
-        import os
+        import secrets
         import ssl
-        import tempfile
+        from cryptography.hazmat.primitives import serialization
+        from ..certs import _load_chain
         from .certs import test_ca
         ca = test_ca()
         cert_pem, key_pem = ca.server_pem()
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        # the test server key is unencrypted and of no value outside this process;
-        # ssl loads a chain from a path only
-        fd, path = tempfile.mkstemp(prefix="wxpay-sim-", suffix=".pem")
-        try:
-            os.write(fd, cert_pem + key_pem)
-            os.close(fd)
-            ctx.load_cert_chain(path)
-        finally:
-            os.unlink(path)
+        # ssl loads a chain from a path only: the same memory-file route the client's
+        # merchant certificate takes (wxpay.certs), the key encrypted on the way
+        passphrase = secrets.token_hex(32).encode("ascii")
+        key = serialization.load_pem_private_key(key_pem, None).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(passphrase))
+        _load_chain(ctx, cert_pem + key, passphrase)
         ctx.load_verify_locations(cadata=ca.ca_pem.decode("ascii"))
         ctx.verify_mode = ssl.CERT_OPTIONAL       # /secapi/ answers FAIL without one
         return ctx
