@@ -353,3 +353,18 @@ def test_a_refused_input_reserves_nothing(rsh, store, sim):
     unpaid = make_order(store, "bad2")
     status, out, err = refund(rsh, unpaid, 100)
     assert status != 0 and err.startswith("e.cmd.weixin.refund.unpaid")
+
+
+def test_systemerror_keeps_the_refund_for_a_retry_and_bill_faults_are_clear(rsh, store,
+                                                                            sim):
+    order = paid_order(rsh, store, sim, "sys1")
+    sim.set_faults({"systemerror": True, "count": 1})
+    status, out, err = refund(rsh, order, 100)
+    assert status != 0 and err.startswith("e.weixin.err.SYSTEMERROR")
+    o = store.get(order.id)
+    assert o["pay_refunds"][0]["status"] == "PENDING" and o["pay_refunds"][0]["doubt"]
+    status, out, err = refund(rsh, order, 100)
+    assert status == 0 and json.loads(out)["out_refund_no"] == f"{order.id}_r1"
+    sim.set_faults({"http_status": 503, "count": 1})
+    status, out, err = run(rsh, "weixin xxx bill -date 20261201")
+    assert status != 0 and err.startswith("e.weixin.transport") and "503" in err
