@@ -293,3 +293,18 @@ def test_reconcile_through_the_cli_finds_every_kind_of_difference(srv):
                      "paid_in_store_not_in_bill", "refund_not_in_store",
                      "refund_amount_differs", "refund_status_differs",
                      "refund_in_store_not_in_bill"}, got
+
+
+def test_a_temporary_order_paid_through_the_server_is_kept(srv):
+    """Walnut's temporary orders (expi): submit keeps expi past time_expire, payment
+    clears it (it once vanished after payment: e.io.obj.noexists)."""
+    from commands.weixin.common import EXPI_AFTER_PAY_WINDOW_MS
+    order, openid = new_order(srv, "temporary")
+    srv.store.set_meta(order["id"], {"expi": int(time.time() * 1000) + 90_000})
+    r = get(srv, f"/api/{USER}/pay", params={"id": order["id"], "openid": openid})
+    assert r.status_code == 200, r.text
+    o = srv.store.get(order["id"])
+    assert o["expi"] >= o["pay_expire_at"] + EXPI_AFTER_PAY_WINDOW_MS
+    srv.sim.pay(prepay_id=r.json()["package"][len("prepay_id="):])
+    _wait(lambda: srv.store.get(order["id"]).get("or_status") == 2)
+    assert "expi" not in srv.store.get(order["id"])
