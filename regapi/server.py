@@ -123,8 +123,10 @@ def start_sweeper(url: str, interval: float):
     import subprocess
     # the store URL goes by the environment (it may hold a password: not in `ps`)
     env = dict(os.environ, WNSHELL_STORE=url)
-    return subprocess.Popen([sys.executable, "-m", "commands.weixin.sweeper",
-                             "--interval", str(interval)], stdin=subprocess.DEVNULL, env=env)
+    # -P: the installed package, never a `commands` folder in the current directory
+    return subprocess.Popen([sys.executable, "-P", "-m", "commands.weixin.sweeper",
+                             "--interval", str(interval), "--parent", str(os.getpid())],
+                            stdin=subprocess.DEVNULL, env=env)
 
 
 def stop_sweeper(proc) -> None:

@@ -5,7 +5,7 @@ Every ``interval`` seconds it runs ``weixin <conf> order -sweep`` for every acco
 ``/home/<user>/.weixin/<conf>/wxconf`` in the store, in a session of that user.
 ``wnshell serve`` starts exactly one of these beside its workers (however many there
 are), so each expired order is asked and closed by one sweeper only; it stops with the
-server (SIGTERM) and by itself when its parent is gone.  Lines go to stderr (the
+server (SIGTERM) and by itself within a second when its parent is gone.  Lines go to stderr (the
 server's log) only when something was swept or failed.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 from .common import log
 
@@ -66,20 +67,28 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m commands.weixin.sweeper")
     ap.add_argument("--store", default=None, help="default: $WNSHELL_STORE")
     ap.add_argument("--interval", type=float, default=DEFAULT_INTERVAL)
+    ap.add_argument("--parent", type=int, default=None,
+                    help="stop when this process is no longer our parent (the server)")
     args = ap.parse_args(argv)
     from objstore import open_store
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
-    parent = os.getppid()
+    # the server's pid as it said (it may have died before we got here)
+    parent = args.parent if args.parent else os.getppid()
     url = args.store or os.environ.get("WNSHELL_STORE")
     if not url:
         ap.error("give --store or set WNSHELL_STORE")
     store = open_store(url)
+    interval = max(0.05, args.interval)
     try:
-        while not done.wait(max(0.05, args.interval)):
+        next_round = time.monotonic() + interval
+        while not done.wait(min(1.0, max(0.0, next_round - time.monotonic()))):
             if os.getppid() != parent:          # the server is gone: so are we
                 break
+            if time.monotonic() < next_round:
+                continue
+            next_round = time.monotonic() + interval
             try:
                 sweep_all(store)
             except Exception as e:  # noqa: BLE001 - one bad round must not end sweeping
