@@ -207,8 +207,9 @@ HANDLERS
         pay_refund_notify_url. Accepted: status PROCESSING, refund_id. A
         network error or SYSTEMERROR/BIZERR_NEED_RETRY/NOTENOUGH/
         FREQUENCY_LIMITED leaves it PENDING with doubt: the next refund of the
-        same amount retries the same out_refund_no. Any other refusal: status
-        FAILED (the amount is free again). Prints {id, out_refund_no,
+        same amount retries the same out_refund_no (and the sweeper, after two
+        minutes, asks refundquery: applied if WeChat has it, released as FAILED
+        if not). Any other refusal: status FAILED (the amount is free again). Prints {id, out_refund_no,
         refund_id, refund_fee, status, or_status, pay_refunded}.
 
     refund -result id:REQ

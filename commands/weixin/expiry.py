@@ -14,7 +14,8 @@ The sweeper finds the account's orders whose ``pay_expire_at`` (the ``time_expir
 sent, epoch ms) has passed unpaid and not yet closed, asks orderquery first (a late
 payment is applied, exactly as ``-result`` would), then closes them; and it looks up
 (refundquery) refunds still PROCESSING after two minutes, whose notification may have
-been lost.  ``wnshell serve``
+been lost, and refunds whose call ended in doubt (applied if WeChat has them, released
+if it does not).  ``wnshell serve``
 runs it on a timer (``commands.weixin.sweeper``).
 """
 from __future__ import annotations
@@ -125,7 +126,8 @@ def due(store, loaded, user: str, now: int, limit: int) -> list:
 
 
 def refunds_due(store, loaded, user: str, now: int, limit: int) -> list:
-    """Orders of this account with a refund PROCESSING for a while (or_status 3)."""
+    """Orders of this account with a refund PROCESSING, or PENDING in doubt (its call
+    ended without an answer), for a while (or_status 3)."""
     acc = loaded.account
     out = []
     for o in store.query({"d0": "home", "d1": user, "pay_type": "weixin", "or_status": 3},
@@ -135,8 +137,9 @@ def refunds_due(store, loaded, user: str, now: int, limit: int) -> list:
         if not (isinstance(pr, dict) and pr.get("appid") == acc.appid
                 and pr.get("mch_id") == acc.mch_id and isinstance(refunds, list)):
             continue
-        if any(isinstance(r, dict) and r.get("status") == "PROCESSING"
-               and isinstance(r.get("time"), int)
+        if any(isinstance(r, dict) and isinstance(r.get("time"), int)
+               and (r.get("status") == "PROCESSING"
+                    or (r.get("status") == "PENDING" and r.get("doubt")))
                and now - r["time"] >= REFUND_CHECK_AFTER_MS for r in refunds):
             out.append(o)
     return out

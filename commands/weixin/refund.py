@@ -36,6 +36,8 @@ FINAL = ("SUCCESS", "REFUNDCLOSE", "FAILED")
 # WeChat answers these for a refund it did not do: call again with the same number
 RETRY_SAME = ("SYSTEMERROR", "BIZERR_NEED_RETRY", "NOTENOUGH", "FREQUENCY_LIMITED")
 MAX_REFUNDS = 50
+# a refund in doubt that WeChat still does not know after this long was never made
+DOUBT_RELEASE_MS = 2 * 60 * 1000
 # refunds of one order race on one list: more tries than elsewhere, with a little
 # random backoff, so 30 concurrent requests all get an answer (done or exceeds)
 REFUND_CAS_TRIES = 200
@@ -321,6 +323,15 @@ def query_and_apply(session, loaded, order) -> dict:
             update_refund(session.store, order.id, item["out_refund_no"],
                           item["refund_status"], refund_id=item.get("refund_id"),
                           success_time=item.get("refund_success_time"))
+    # a refund whose call ended in doubt a while ago and that WeChat does not know was
+    # never made: release its amount (nothing retries a FAILED number)
+    known = {item["out_refund_no"] for item in seen}
+    now = now_ms()
+    for r in _entries(order):
+        if r.get("status") == "PENDING" and r.get("doubt") and r["out_refund_no"] not in known \
+                and isinstance(r.get("time"), int) and now - r["time"] >= DOUBT_RELEASE_MS:
+            update_refund(session.store, order.id, r["out_refund_no"], "FAILED",
+                          error="WeChat has no such refund (refundquery)")
     fresh = session.store.get(order.id) or order
     return {"id": order.id, "or_status": order_status(fresh),
             "pay_refunded": fresh.get("pay_refunded", 0), "paid": paid,

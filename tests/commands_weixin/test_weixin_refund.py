@@ -368,3 +368,27 @@ def test_systemerror_keeps_the_refund_for_a_retry_and_bill_faults_are_clear(rsh,
     sim.set_faults({"http_status": 503, "count": 1})
     status, out, err = run(rsh, "weixin xxx bill -date 20261201")
     assert status != 0 and err.startswith("e.weixin.transport") and "503" in err
+
+
+def test_sweep_settles_a_refund_left_in_doubt(rsh, store, sim):
+    """A refund whose call timed out is looked up by the sweeper: made at WeChat →
+    applied; unknown to WeChat → released (FAILED), its amount free again."""
+    made = paid_order(rsh, store, sim, "doubt1")
+    never = paid_order(rsh, store, sim, "doubt2")
+    sim.set_faults({"timeout": True, "hold": 1.0, "count": 1})
+    install_wxconf(store, sim.url, "http://127.0.0.1:9/n",
+                   extra=f'pay_secapi_base : "{sim.secure_url}"\npay_timeout : 0.5\n')
+    assert refund(rsh, made, 400)[0] != 0          # WeChat made it; the reply was lost
+    sim.set_faults({"http_status": 503, "count": 1})
+    assert refund(rsh, never, 400)[0] != 0         # never reached WeChat's refund logic
+    for o in (made, never):
+        fresh = store.get(o.id)
+        assert fresh["pay_refunds"][0]["doubt"] and fresh["or_status"] == 3
+        store.set_meta(o.id, {"pay_refunds": [dict(r, time=r["time"] - 3 * 60_000)
+                                              for r in fresh["pay_refunds"]]})
+    status, out, err = run(rsh, "weixin xxx order -sweep")
+    assert status == 0, err
+    m, n = store.get(made.id), store.get(never.id)
+    assert m["pay_refunds"][0]["status"] in ("PROCESSING", "SUCCESS")
+    assert n["pay_refunds"][0]["status"] == "FAILED" and n["or_status"] == 2
+    assert refund(rsh, never, 1000)[0] == 0        # the whole amount is free again
