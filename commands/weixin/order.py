@@ -1,4 +1,5 @@
-"""``weixin <conf> order -submit | -result | -query``: the seed's order flows.
+"""``weixin <conf> order -submit | -result | -query`` (and ``-close``, ``-sweep``, in
+``expiry``): the seed's order flows.
 
 State kept on the order object (see the man page of ``weixin``):
 
@@ -15,6 +16,11 @@ State kept on the order object (see the man page of ``weixin``):
                          written once, by one compare-and-set, when WeChat says paid
 * ``pay_result_extra``   payments that arrived for an order already paid by another
                          transaction, cancelled or fulfilled (to refund by hand)
+* ``pay_native``         a NATIVE attempt's {trade_type, code_url, ...} (QR code)
+* ``pay_expire_at``      the time_expire sent (epoch ms), the sweeper's index;
+                         ``pay_closed`` when it closed the order (``expiry``)
+* ``expi``               pushed past time_expire before the call; null once paid
+Refunds: ``refund.py``; close and sweep: ``expiry.py``; bills: ``bill.py``.
 """
 from __future__ import annotations
 
