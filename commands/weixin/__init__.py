@@ -209,8 +209,10 @@ HANDLERS
         FREQUENCY_LIMITED leaves it PENDING with doubt: the next refund of the
         same amount retries the same out_refund_no (and the sweeper, after two
         minutes, asks refundquery: applied if WeChat has it, released as FAILED
-        if not). Any other refusal: status FAILED (the amount is free again). Prints {id, out_refund_no,
-        refund_id, refund_fee, status, or_status, pay_refunded}.
+        if not). Any other refusal: status FAILED (the amount is free again).
+        Prints {id, out_refund_no, refund_id, refund_fee, status, or_status,
+        pay_refunded}. It gives money back: a .regapi that runs it is for the
+        merchant's staff only (api-access-token), never a public API.
 
     refund -result id:REQ
         REQ holds WeChat's refund notification: no sign; trusted because
