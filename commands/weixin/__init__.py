@@ -115,8 +115,9 @@ HANDLERS
         not found; an object with none of the fields KEY, or_status, total_fee,
         pay_val: e.cmd.weixin.order.invalid, bad input). The order's field KEY
         (default "openid") must equal OPENID (else
-        e.cmd.weixin.order.user.nosame, forbidden). A paid (or_status 2), cancelled (3, 5) or fulfilled (4)
-        order is refused (conflict). The amount is total_fee (fen) or pay_val
+        e.cmd.weixin.order.user.nosame, forbidden). A paid (or_status 2),
+        cancelled or being refunded (3), refunded (5) or fulfilled (4) order is
+        refused (conflict). The amount is total_fee (fen) or pay_val
         (yuan); zero, negative or fractional fen is refused.
         When pay_jsobj was built for the same amount, openid, body and account
         less than 2 hours ago (and before its time_expire), it is printed again.
