@@ -392,3 +392,17 @@ def test_sweep_settles_a_refund_left_in_doubt(rsh, store, sim):
     assert m["pay_refunds"][0]["status"] in ("PROCESSING", "SUCCESS")
     assert n["pay_refunds"][0]["status"] == "FAILED" and n["or_status"] == 2
     assert refund(rsh, never, 1000)[0] == 0        # the whole amount is free again
+
+
+def test_change_keeps_the_amount_reserved_until_resolved(rsh, store, sim):
+    """CHANGE (退款异常: the money went back to the merchant, to be refunded by hand)
+    is not in flight, not refunded, and its amount stays reserved."""
+    order = paid_order(rsh, store, sim, "chg")
+    sim.set_refund_outcome("CHANGE", 0.02)
+    assert refund(rsh, order, 1000)[0] == 0
+    sim.wait_refund_notified(f"{order.id}_r1")
+    o = store.get(order.id)
+    assert o["pay_refunds"][0]["status"] == "CHANGE" and o["or_status"] == 2
+    assert o["pay_refunded"] == 0
+    status, out, err = refund(rsh, order, 1)
+    assert status != 0 and "exceeds" in err
