@@ -411,6 +411,10 @@ def _tail(out: Out, log_path: str, n: int = 15) -> None:
 
 
 def _keep_running(out, base, sim_url, order, openid, store_url, log_path) -> None:
+    # the handler goes in before the URLs are printed: whoever reads them may send
+    # SIGTERM at once, and the default action would orphan the server
+    stop = threading.Event()
+    prev = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     out.line()
     out.line("Still running (--keep); Ctrl-C or SIGTERM stops everything:")
     out.line(f"  server     {base}/api/{USER}/<api>   (log: {log_path})")
@@ -418,8 +422,6 @@ def _keep_running(out, base, sim_url, order, openid, store_url, log_path) -> Non
     out.line(f"  simulator  {sim_url}/sim/orders/<out_trade_no>")
     out.line(f"  store      {store_url}")
     out.line(f"  shell      WNSHELL_STORE={store_url} wnshell -c 'obj id:{order['id']}'")
-    stop = threading.Event()
-    prev = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         while not stop.wait(0.5):
             pass
