@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--route-ttl", type=_ttl, default=None,
                    help="seconds a resolved API is reused before it is looked up again "
                         "(default 1)")
+    s.add_argument("--sweep", type=float, default=60.0, metavar="SECONDS",
+                   help="run 'weixin <conf> order -sweep' for every account this often, "
+                        "in one process beside the workers (0: never; default 60)")
     s.add_argument("--no-access-log", action="store_true",
                    help="no line per request on stderr")
 
@@ -166,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                          regapi_dir=ns.regapi_dir, user=ns.user,
                          threads=ns.threads or 32, deadline=ns.deadline,
                          max_body=ns.max_body, route_ttl=ns.route_ttl,
-                         access_log=not ns.no_access_log)
+                         access_log=not ns.no_access_log, sweep=ns.sweep)
         if ns.cmd == "sync":
             return _sync(ns)
         if ns.cmd == "demo":

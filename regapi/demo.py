@@ -10,6 +10,12 @@ then walk the flow, checking every step:
 2. the user pays (simulator ``POST /sim/pay``)
 3. WeChat -> ``POST /api/demo/payresult`` -> SUCCESS (seen at ``/sim/orders/<no>``)
 4. the order now has ``or_status`` 2, ``pay_result`` and ``pay_time``
+5. refund a part: ``GET /api/demo/refund?id=…&fee=300`` -> ``/secapi/pay/refund`` with
+   the merchant certificate (the simulator's test CA issued it; it lives in the store)
+6. WeChat -> ``POST /api/demo/refundresult``: the encrypted refund notification,
+   applied once; the order stays paid (2), 300 fen refunded
+7. refund the rest (588 fen) and its notification: ``or_status`` 5 (refunded)
+8. the day's bill (downloadbill) reconciled with the store: no difference
 
 Exit status 0 only when every step checked out.  ``--keep`` leaves it all running and
 prints the URLs until Ctrl-C / SIGTERM.
@@ -38,6 +44,10 @@ PAY_API = ("# 提交订单支付信息\n"
            "           -openid ${http-qs-openid} \n")
 PAYRESULT_API = ("# 处理订单支付的返回\n"
                  "weixin xxx order -result id:${id}\n")
+REFUND_API = ("# 退款 (商户证书)\n"
+              "weixin xxx refund ${http-qs-id} -fee ${http-qs-fee}\n")
+REFUNDRESULT_API = ("# 处理退款结果通知\n"
+                    "weixin xxx refund -result id:${id}\n")
 
 WXCONF = """\
 appID      : '{appid}',   # 公众号 API 的 ID 号
@@ -47,6 +57,11 @@ pay_key    : "{pay_key}"        # 支付秘钥
 pay_time_expire : 10       # 订单过期时间(分钟)，默认10
 pay_notify_url : "{notify_url}" # 支付成功的回调
 pay_api_base : "{api_base}"  # the local WeChat Pay simulator
+"""
+# where refunds go (the simulator's TLS listener) and their notifications come back
+WXCONF_REFUND = """\
+pay_secapi_base : "{secapi_base}"
+pay_refund_notify_url : "{refund_notify_url}"
 """
 
 
@@ -122,15 +137,25 @@ def stop_server(proc: subprocess.Popen | None) -> None:
         proc.wait(timeout=5)
 
 
-def setup_store(store, conf: dict, openid: str):
-    """wxconf, the two APIs and an order, through the store API."""
+def setup_store(store, conf: dict, openid: str, sim=None):
+    """wxconf, the APIs, the merchant certificate and an order, through the store API."""
+    text = WXCONF.format(**conf)
+    if sim is not None:
+        text += WXCONF_REFUND.format(**conf)
+        store.create(f"/home/{USER}/.weixin/{CONF}/apiclient_cert.p12", "FILE",
+                     parents=True, content=sim.merchant_p12(conf["mch_id"]))
+        store.create(f"/home/{USER}/.weixin/{CONF}/wxpay_ca.pem", "FILE",
+                     content=sim.ca_pem)
     store.create(f"/home/{USER}/.weixin/{CONF}/wxconf", "FILE", parents=True,
-                 content=WXCONF.format(**conf).encode("utf-8"))
+                 content=text.encode("utf-8"))
     api = f"/home/{USER}/.regapi/api"
-    store.create(f"{api}/pay", "FILE", {"http-header-Content-Type": "application/json"},
-                 parents=True, content=PAY_API.encode("utf-8"))
-    store.create(f"{api}/payresult", "FILE", {"http-header-Content-Type": "text/xml"},
-                 parents=True, content=PAYRESULT_API.encode("utf-8"))
+    json_type = {"http-header-Content-Type": "application/json"}
+    xml_type = {"http-header-Content-Type": "text/xml"}
+    for name, text, meta in (("pay", PAY_API, json_type), ("payresult", PAYRESULT_API, xml_type),
+                             ("refund", REFUND_API, json_type),
+                             ("refundresult", REFUNDRESULT_API, xml_type)):
+        store.create(f"{api}/{name}", "FILE", meta, parents=True,
+                     content=text.encode("utf-8"))
     return store.create(f"/home/{USER}/orders/o1", "FILE",
                         {"title": "wnshell demo: one bowl of noodles", "openid": openid,
                          "total_fee": 888, "or_status": 0}, parents=True)
@@ -168,10 +193,12 @@ def run_demo(keep: bool = False, port: int = 0, store_url: str | None = None,
         base = f"http://127.0.0.1:{port}"
         conf = {"appid": appid, "appsecret": appsecret, "mch_id": mch_id,
                 "pay_key": pay_key, "notify_url": f"{base}/api/{USER}/payresult",
-                "api_base": sim.url}
+                "api_base": sim.url, "secapi_base": sim.secure_url,
+                "refund_notify_url": f"{base}/api/{USER}/refundresult"}
+        sim.set_refund_outcome("SUCCESS", 0.1)
 
         store = open_store(store_url)
-        order = setup_store(store, conf, openid)
+        order = setup_store(store, conf, openid, sim)
         from regapi import checkout      # the checkout page and the MP simulator
         mp, checkout_order = checkout.start_demo(store, USER, CONF, appid, appsecret, openid)
 
@@ -180,11 +207,18 @@ def run_demo(keep: bool = False, port: int = 0, store_url: str | None = None,
         out.line(f"  simulator  {sim.url}  (WeChat Pay v2, merchant {mch_id})")
         out.line(f"  wxconf     /home/{USER}/.weixin/{CONF}/wxconf "
                  "(test keys generated now; pay_key and appsecret never shown)")
-        out.block(WXCONF.format(**dict(conf, pay_key="*" * 8, appsecret="*" * 8)), "      ")
+        out.block(WXCONF.format(**dict(conf, pay_key="*" * 8, appsecret="*" * 8))
+                  + WXCONF_REFUND.format(**conf), "      ")
         out.line(f"  API pay        /home/{USER}/.regapi/api/pay")
         out.block(PAY_API, "      ")
         out.line(f"  API payresult  /home/{USER}/.regapi/api/payresult")
         out.block(PAYRESULT_API, "      ")
+        out.line(f"  API refund     /home/{USER}/.regapi/api/refund")
+        out.block(REFUND_API, "      ")
+        out.line(f"  API refundresult  /home/{USER}/.regapi/api/refundresult")
+        out.block(REFUNDRESULT_API, "      ")
+        out.line(f"  certificate /home/{USER}/.weixin/{CONF}/apiclient_cert.p12 "
+                 "(issued by the simulator's test CA; password = pay_mch_id)")
         out.line(f"  order      /home/{USER}/orders/o1  id={order['id']}  total_fee=888 fen"
                  f"  or_status=0")
 
@@ -261,6 +295,9 @@ def run_demo(keep: bool = False, port: int = 0, store_url: str | None = None,
               "pay_result does not hold the transaction")
         check(isinstance(fresh.get("pay_time"), int), "pay_time is not epoch ms")
         out.ok("or_status 2 (paid), pay_result and pay_time recorded")
+
+        _refund_steps(out, http, base, sim, store, order, timeout)
+        _bill_step(out, store, timeout)
         out.line()
         out.line("OK: every step checked out.")
         status = 0
@@ -293,6 +330,75 @@ def run_demo(keep: bool = False, port: int = 0, store_url: str | None = None,
     return status
 
 
+def _refund(out, http, base, sim, store, order, fee: int, n: int, timeout: float):
+    oid = order["id"]
+    r = http.get(f"{base}/api/{USER}/refund", params={"id": oid, "fee": fee},
+                 timeout=timeout)
+    check(r.status_code == 200, f"refund answered {r.status_code}: {r.text.strip()[:300]}")
+    got = r.json()
+    out.line(f"   <- {r.status_code} " + json.dumps(
+        {k: got.get(k) for k in ("out_refund_no", "refund_fee", "status", "or_status")},
+        ensure_ascii=False))
+    orn = got.get("out_refund_no")
+    check(orn == f"{oid}_r{n}", f"the refund number is {orn!r}, not {oid}_r{n}")
+    return orn
+
+
+def _refund_notified(out, http, sim, store, order, orn, timeout: float) -> dict:
+    def delivered():
+        snap = http.get(f"{sim.url}/sim/refunds/{orn}", timeout=timeout).json()
+        st = (snap.get("notify") or {}).get("status")
+        if st in ("failed", "refused"):
+            raise DemoFailed(f"refund notification {st}: {snap['notify'].get('last_reply')}")
+        return snap if st == "delivered" else None
+    snap = wait_until(f"the refund notification of {orn}", delivered, timeout)
+    out.line(f"   <- {snap['notify'].get('last_reply')}")
+    fresh = store.get(order["id"])
+    entry = next((r for r in fresh.get("pay_refunds") or ()
+                  if r.get("out_refund_no") == orn), {})
+    check(entry.get("status") == "SUCCESS", f"refund {orn} is {entry.get('status')!r}")
+    return fresh
+
+
+def _refund_steps(out, http, base, sim, store, order, timeout: float) -> None:
+    oid = order["id"]
+    out.line(f"5. client -> W   GET /api/{USER}/refund?id={oid}&fee=300  (part of it)")
+    orn = _refund(out, http, base, sim, store, order, 300, 1, timeout)
+    out.ok(f"refund {orn} accepted by /secapi/pay/refund (client certificate checked)")
+    out.line(f"6. WeChat -> W   POST /api/{USER}/refundresult  (req_info: AES-256-ECB)")
+    fresh = _refund_notified(out, http, sim, store, order, orn, timeout)
+    check(fresh.get("or_status") == 2, f"or_status is {fresh.get('or_status')!r}, not 2")
+    check(fresh.get("pay_refunded") == 300, "pay_refunded is not 300")
+    out.ok("decrypted, matched and applied once: 300 fen refunded, the order still paid (2)")
+    out.line(f"7. client -> W   GET /api/{USER}/refund?id={oid}&fee=588  (the rest)")
+    orn = _refund(out, http, base, sim, store, order, 588, 2, timeout)
+    fresh = _refund_notified(out, http, sim, store, order, orn, timeout)
+    out.block(json.dumps({"or_status": fresh.get("or_status"),
+                          "pay_refunded": fresh.get("pay_refunded"),
+                          "pay_refunds": [{k: r.get(k) for k in
+                                           ("out_refund_no", "refund_fee", "status")}
+                                          for r in fresh.get("pay_refunds") or ()]},
+                         indent=2, ensure_ascii=False))
+    check(fresh.get("or_status") == 5, f"or_status is {fresh.get('or_status')!r}, not 5")
+    out.ok("888 of 888 fen refunded: or_status 5 (refunded)")
+
+
+def _bill_step(out, store, timeout: float) -> None:
+    from wnshell.session import Session
+    from wxpay.api import beijing_stamp
+    date = beijing_stamp()[:8]
+    cmd = f"weixin {CONF} bill -date {date} -reconcile"
+    out.line(f"8. the day's bill  {cmd}")
+    status, stdout, stderr = Session(store, user=USER).run(cmd, "")
+    lines = [ln for ln in stdout.splitlines() if ln.strip()]
+    out.block("\n".join(lines[-3:]) or stderr.strip())
+    check(status == 0, f"reconcile exited {status}: {(stderr or stdout).strip()[:300]}")
+    summary = json.loads(lines[-1])["reconcile"]
+    check(summary["bill_payments"] == 1 and summary["bill_refunds"] == 2,
+          "the bill does not hold the payment and its two refunds")
+    out.ok("downloadbill parsed (fen); the store and WeChat agree: no difference")
+
+
 def _alive(proc: subprocess.Popen) -> bool:
     if proc.poll() is not None:
         raise DemoFailed(f"the server exited with status {proc.returncode}")
@@ -311,6 +417,10 @@ def _tail(out: Out, log_path: str, n: int = 15) -> None:
 
 
 def _keep_running(out, base, sim_url, order, openid, store_url, log_path) -> None:
+    # the handler goes in before the URLs are printed: whoever reads them may send
+    # SIGTERM at once, and the default action would orphan the server
+    stop = threading.Event()
+    prev = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     out.line()
     out.line("Still running (--keep); Ctrl-C or SIGTERM stops everything:")
     out.line(f"  server     {base}/api/{USER}/<api>   (log: {log_path})")
@@ -318,8 +428,6 @@ def _keep_running(out, base, sim_url, order, openid, store_url, log_path) -> Non
     out.line(f"  simulator  {sim_url}/sim/orders/<out_trade_no>")
     out.line(f"  store      {store_url}")
     out.line(f"  shell      WNSHELL_STORE={store_url} wnshell -c 'obj id:{order['id']}'")
-    stop = threading.Event()
-    prev = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         while not stop.wait(0.5):
             pass

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from objstore.errors import BAD_INPUT, INTERNAL, WnError
 
@@ -53,7 +54,8 @@ def serve(host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
           store_url: str | None = None, regapi_dir: str | None = None,
           user: str = "demo", threads: int = DEFAULT_THREADS,
           deadline: float | None = None, max_body: int | None = None,
-          route_ttl: float | None = None, access_log: bool = True) -> int:
+          route_ttl: float | None = None, access_log: bool = True,
+          sweep: float = 0) -> int:
     from granian import Granian
     from granian.constants import Interfaces
 
@@ -100,12 +102,42 @@ def serve(host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
         lambda r: "Python threads" not in r.getMessage())
     line(f"serving http://{host}:{port}/api/<user>/<api> "
          f"({workers} worker{'s' if workers != 1 else ''}, store {_safe_url(url)})")
+    sweeper = start_sweeper(url, sweep)
     try:
         server.serve()
     except (OSError, RuntimeError) as e:
         raise WnError("e.regapi.serve.failed", f"{type(e).__name__}: {e}",
                       kind=INTERNAL) from None
+    finally:
+        stop_sweeper(sweeper)
     return 0
+
+
+def start_sweeper(url: str, interval: float):
+    """The WeChat Pay expiry sweeper (``commands.weixin.sweeper``): ONE process beside
+    the workers, however many there are, so an expired order is closed once.  A
+    subprocess (not a thread of this process: granian forks the workers from it)."""
+    if not interval or interval <= 0:
+        return None
+    import subprocess
+    # the store URL goes by the environment (it may hold a password: not in `ps`)
+    env = dict(os.environ, WNSHELL_STORE=url)
+    # -P: the installed package, never a `commands` folder in the current directory
+    return subprocess.Popen([sys.executable, "-P", "-m", "commands.weixin.sweeper",
+                             "--interval", str(interval), "--parent", str(os.getpid())],
+                            stdin=subprocess.DEVNULL, env=env)
+
+
+def stop_sweeper(proc) -> None:
+    if proc is None:
+        return
+    import subprocess
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
 
 
 def check_bind(host: str, port: int) -> None:

@@ -30,7 +30,8 @@ from .xmlcodec import MAX_BYTES, cdata, from_xml
 __all__ = ["BEIJING", "new_nonce", "beijing_stamp", "parse_beijing", "build_unifiedorder",
            "build_orderquery", "build_closeorder", "parse_reply", "parse_notification",
            "check_notification_amount", "jsapi_params", "choose_wx_pay_params",
-           "reply_xml", "SUCCESS_XML"]
+           "reply_xml", "SUCCESS_XML", "cut_utf8", "TRADE_TYPES", "MIN_EXPIRE",
+           "TIME_EXPIRE_SHORT"]
 
 BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
 _ALNUM = string.ascii_letters + string.digits
@@ -41,13 +42,19 @@ _STAMP = re.compile(r"^[0-9]{14}$")
 SUCCESS_XML = ("<xml><return_code><![CDATA[SUCCESS]]></return_code>"
                "<return_msg><![CDATA[OK]]></return_msg></xml>")
 
-# the fields of a unifiedorder request: (name, max chars) for the optional ones
+# the fields of a unifiedorder request: (name, max chars) for the optional ones;
+# body, attach and detail are limited in UTF-8 bytes (_BYTE_LIMITED), as WeChat counts
 _OPTIONAL = {"device_info": 32, "detail": 6000, "attach": 127, "fee_type": 16,
              "time_start": 14, "time_expire": 14, "goods_tag": 32, "limit_pay": 32,
              "product_id": 32, "receipt": 8, "scene_info": 256, "profit_sharing": 16}
 # fields the builder fills itself; accepted in the input only when consistent
 _FILLED = {"appid", "mch_id", "nonce_str", "notify_url", "trade_type", "sign_type", "sign"}
 _REQUIRED = ("body", "out_trade_no", "spbill_create_ip")
+_BYTE_LIMITED = {"body": 127, "attach": 127, "detail": 6000}
+TRADE_TYPES = ("JSAPI", "NATIVE", "MWEB")
+# WeChat refuses a time_expire closer than this (micropay: 1 min; not supported here)
+MIN_EXPIRE = timedelta(minutes=5)
+TIME_EXPIRE_SHORT = "time_expire时间过短，刷卡至少1分钟，其他5分钟"
 _AMOUNT = ("total_fee", "pay_val")
 
 
@@ -91,6 +98,15 @@ def parse_beijing(stamp: str) -> datetime:
         raise _bad("e.weixin.param.invalid", "a time must be a real yyyyMMddHHmmss date") from None
 
 
+def cut_utf8(text: str, max_bytes: int) -> str:
+    """The longest prefix of ``text`` of at most ``max_bytes`` UTF-8 bytes, cut on a
+    character boundary (never half a character)."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= max_bytes:
+        return text
+    return data[:max_bytes].decode("utf-8", "ignore")
+
+
 def _text(name: str, value, max_len: int, required: bool = False) -> str | None:
     if value is None or value == "":
         if required:
@@ -99,7 +115,13 @@ def _text(name: str, value, max_len: int, required: bool = False) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise _bad("e.weixin.param.invalid", f"{name} must be text")
     value = str(value)
-    if len(value) > max_len:
+    if name in _BYTE_LIMITED:
+        limit = _BYTE_LIMITED[name]
+        if len(value.encode("utf-8", "surrogatepass")) > limit:
+            raise _bad("e.weixin.param.invalid",
+                       f"{name} is longer than {limit} UTF-8 bytes "
+                       f"(WeChat: {name}参数长度有误)")
+    elif len(value) > max_len:
         raise _bad("e.weixin.param.invalid", f"{name} is longer than {max_len} characters")
     if re.search("[\x00-\x08\x0b\x0c\x0e-\x1f]", value):
         raise _bad("e.weixin.param.invalid", f"{name} holds control characters")
@@ -175,15 +197,15 @@ def build_unifiedorder(account: Account, order: Mapping, now=None, nonce=None) -
     if given_st not in (None, "") and normalize_sign_type(given_st) != account.sign_type:
         raise _bad("e.weixin.param.invalid", "sign_type differs from the account's")
     trade_type = order.get("trade_type") or "JSAPI"
-    if trade_type not in ("JSAPI", "NATIVE"):
-        raise _bad("e.weixin.param.invalid", "trade_type must be JSAPI (or NATIVE)")
+    if trade_type not in TRADE_TYPES:
+        raise _bad("e.weixin.param.invalid", "trade_type must be JSAPI, NATIVE or MWEB")
     nowdt = _as_datetime(now)
 
     params: dict[str, str] = {"appid": account.appid, "mch_id": account.mch_id}
     params["device_info"] = _text("device_info", order.get("device_info"), 32) or "WEB"
     params["nonce_str"] = _check_nonce(nonce if nonce is not None
                                        else order.get("nonce_str") or new_nonce())
-    params["body"] = _text("body", order.get("body"), 127, required=True)
+    params["body"] = _text("body", order.get("body"), 6000, required=True)
     for name in ("detail", "attach"):
         value = _text(name, order.get(name), _OPTIONAL[name])
         if value is not None:
@@ -203,10 +225,14 @@ def build_unifiedorder(account: Account, order: Mapping, now=None, nonce=None) -
     time_expire = order.get("time_expire")
     if time_expire in (None, ""):
         time_expire = beijing_stamp(nowdt + timedelta(minutes=account.time_expire_minutes))
-    elif parse_beijing(time_expire) <= nowdt:
-        raise _bad("e.weixin.param.invalid", "time_expire is already past")
     else:
         time_expire = str(time_expire)
+    when = parse_beijing(time_expire)
+    if when <= nowdt:
+        raise _bad("e.weixin.param.invalid", "time_expire is already past")
+    if when < nowdt.replace(microsecond=0) + MIN_EXPIRE:
+        raise _bad("e.weixin.param.invalid", "time_expire is less than 5 minutes from now "
+                   f"(WeChat: {TIME_EXPIRE_SHORT})")
     params["time_expire"] = time_expire
     for name in ("goods_tag", "limit_pay", "product_id", "receipt", "scene_info",
                  "profit_sharing"):
@@ -222,6 +248,9 @@ def build_unifiedorder(account: Account, order: Mapping, now=None, nonce=None) -
         params["openid"] = openid
     if trade_type == "NATIVE" and "product_id" not in params:
         raise _bad("e.weixin.param.missing", "product_id is required for trade_type NATIVE")
+    if trade_type == "MWEB" and "scene_info" not in params:
+        raise _bad("e.weixin.param.missing", "scene_info is required for trade_type MWEB "
+                   '({"h5_info":{"type":"Wap","wap_url":...,"wap_name":...}})')
     return _signed(account, params)
 
 
@@ -257,10 +286,18 @@ def _check_owner(account: Account, params: Mapping, where: str) -> None:
             raise MismatchError(where, name)
 
 
-def _check_sign(account: Account, params: Mapping, sign_type: str | None) -> None:
+def _check_sign(account: Account, params: Mapping) -> None:
+    """The account's pay_sign_type decides (wechatpay-v2.md §8.7): a payload that names
+    another sign_type is refused (an HMAC account never accepts MD5: no downgrade), and
+    one without sign_type (WeChat's HMAC notifications carry none) is checked with the
+    account's type."""
     if not params.get("sign"):
         raise SignMissing("the WeChat payload has no sign")
-    if not verify(params, account.key, sign_type):
+    claimed = params.get("sign_type")
+    if claimed not in (None, "") and normalize_sign_type(claimed) != account.sign_type:
+        raise SignError(f"the WeChat payload is signed {str(claimed)[:16]}, the account "
+                        f"uses {account.sign_type}")
+    if not verify(params, account.key, account.sign_type):
         raise SignError("the signature of the WeChat payload does not match")
 
 
@@ -271,9 +308,8 @@ def parse_reply(account: Account, xml, max_bytes: int = MAX_BYTES,
     return_code FAIL → ReturnFail; SUCCESS without sign or with a bad sign →
     SignError; appid/mch_id not the account's → MismatchError; result_code FAIL →
     ResultFail(err_code) (unless ``check_result=False``: then a verified
-    result_code=FAIL reply is returned as is).  The signature uses the reply's
-    ``sign_type`` when present, else the account's (WeChat signs replies the way the
-    request was signed).
+    result_code=FAIL reply is returned as is).  The signature is checked with the
+    account's pay_sign_type; a reply naming another sign_type is refused.
     """
     params = _parse(xml, max_bytes)
     rc = params.get("return_code")
@@ -281,7 +317,7 @@ def parse_reply(account: Account, xml, max_bytes: int = MAX_BYTES,
         if rc == "FAIL":
             raise ReturnFail(params.get("return_msg", ""), params.get("err_code"))
         raise WxPayError("e.weixin.reply.invalid", "the reply has no valid return_code")
-    _check_sign(account, params, params.get("sign_type") or account.sign_type)
+    _check_sign(account, params)
     _check_owner(account, params, "reply")
     result = params.get("result_code")
     if check_result and result != "SUCCESS":
@@ -294,7 +330,7 @@ def parse_notification(account: Account, xml, max_bytes: int = MAX_BYTES) -> dic
 
     unsafe/invalid XML → XmlError; return_code not SUCCESS → NotifyFail
     (``e.weixin.notify.return_fail``); no sign → SignMissing; bad signature (with the
-    payload's sign_type, default MD5) → SignError; appid / mch_id not the account's →
+    account's pay_sign_type; a payload claiming another sign_type is refused) → SignError; appid / mch_id not the account's →
     MismatchError (``e.weixin.notify.appid_mismatch`` / ``...mch_id_mismatch``).
     The caller then checks out_trade_no, total_fee (:func:`check_notification_amount`)
     and acts on result_code.
@@ -302,7 +338,7 @@ def parse_notification(account: Account, xml, max_bytes: int = MAX_BYTES) -> dic
     params = _parse(xml, max_bytes)
     if params.get("return_code") != "SUCCESS":
         raise NotifyFail(params.get("return_code"), params.get("return_msg"))
-    _check_sign(account, params, None)
+    _check_sign(account, params)
     _check_owner(account, params, "notify")
     return params
 

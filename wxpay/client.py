@@ -17,6 +17,7 @@ from wnerrors import TIMEOUT
 
 from .account import Account
 from .api import build_closeorder, build_orderquery, build_unifiedorder, parse_reply
+from .bill import bill_text, build_downloadbill
 from .errors import TransportError, XmlError
 from .httpread import body_chunks
 from .xmlcodec import MAX_BYTES, from_xml, to_xml
@@ -44,12 +45,20 @@ class Client:
 
     def __init__(self, account: Account, http: requests.Session | None = None,
                  timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
-                 max_bytes: int = MAX_BYTES):
+                 max_bytes: int = MAX_BYTES, cert=None, secapi_base: str | None = None,
+                 ca_pem: bytes | None = None):
+        """``cert``: a :class:`wxpay.certs.MerchantCert` for ``/secapi/`` (refunds);
+        ``secapi_base``: where ``/secapi/`` is (default: the account's api_base);
+        ``ca_pem``: trust anchors for that TLS server (default: the system's)."""
         self.account = account
         self._owns_http = http is None
         self.http = http if http is not None else _session()
         self.timeout = timeout
         self.max_bytes = max_bytes
+        self.cert = cert
+        self.secapi_base = (secapi_base or account.api_base).rstrip("/")
+        self.ca_pem = ca_pem
+        self._secure: requests.Session | None = None
 
     @property
     def base_url(self) -> str:
@@ -58,6 +67,27 @@ class Client:
     def close(self) -> None:
         if self._owns_http:
             self.http.close()
+        if self._secure is not None:
+            self._secure.close()
+
+    def _secure_session(self) -> requests.Session:
+        """A session whose TLS presents the merchant certificate (no certificate: plain
+        TLS, which WeChat refuses)."""
+        if self._secure is None:
+            import ssl
+            from .certs import TLSAdapter
+            if self.cert is not None:
+                ctx = self.cert.ssl_context(self.ca_pem)
+            elif self.ca_pem:
+                ctx = ssl.create_default_context(cadata=self.ca_pem.decode("ascii"))
+            else:
+                ctx = ssl.create_default_context()
+            s = requests.Session()
+            s.trust_env = False
+            s.mount("https://", TLSAdapter(ctx, pool_connections=2, pool_maxsize=16,
+                                           max_retries=0))
+            self._secure = s
+        return self._secure
 
     def __enter__(self):
         return self
@@ -70,28 +100,7 @@ class Client:
 
         Raises TransportError (kind TIMEOUT for timeouts) otherwise.
         """
-        url = self.base_url + "/" + path.lstrip("/")
-        data = xml.encode("utf-8") if isinstance(xml, str) else bytes(xml)
-        # the read timeout bounds each socket read; a server that trickles its reply
-        # one byte at a time must not hold the caller for ever: the whole reply has to
-        # arrive within connect + read timeout
-        deadline = time.monotonic() + self._total_timeout()
-        try:
-            resp = self.http.post(url, data=data, timeout=self.timeout, stream=True,
-                                  allow_redirects=False,
-                                  headers={"Content-Type": "text/xml; charset=utf-8"})
-        except requests.exceptions.Timeout:
-            raise TransportError(f"timeout calling WeChat Pay {path}", TIMEOUT) from None
-        except requests.exceptions.RequestException as e:
-            raise TransportError(
-                f"cannot reach WeChat Pay {path} ({type(e).__name__})") from None
-        try:
-            body = self._read(resp, path, deadline)
-        finally:
-            resp.close()
-        if resp.status_code != 200:
-            what = "server error" if resp.status_code >= 500 else "unexpected status"
-            raise TransportError(f"WeChat Pay {path} answered HTTP {resp.status_code} ({what})")
+        body = self.post_raw(path, xml)
         try:
             text = body.decode("utf-8-sig")
         except UnicodeDecodeError:
@@ -106,20 +115,56 @@ class Client:
                                  f"WeChat XML ({e.reason})") from None
         return text
 
+    def post_raw(self, path: str, xml: str, max_bytes: int | None = None) -> bytes:
+        """POST ``xml``; the 200 reply's bytes (``/secapi/`` paths go over the
+        certificate session to ``secapi_base``)."""
+        secure = path.lstrip("/").startswith("secapi/")
+        base = self.secapi_base if secure else self.base_url
+        http = self._secure_session() if secure else self.http
+        url = base + "/" + path.lstrip("/")
+        data = xml.encode("utf-8") if isinstance(xml, str) else bytes(xml)
+        # the read timeout bounds each socket read; a server that trickles its reply
+        # one byte at a time must not hold the caller for ever: the whole reply has to
+        # arrive within connect + read timeout
+        deadline = time.monotonic() + self._total_timeout()
+        try:
+            resp = http.post(url, data=data, timeout=self.timeout, stream=True,
+                                  allow_redirects=False,
+                                  headers={"Content-Type": "text/xml; charset=utf-8"})
+        except requests.exceptions.Timeout:
+            raise TransportError(f"timeout calling WeChat Pay {path}", TIMEOUT) from None
+        except requests.exceptions.SSLError:
+            raise TransportError(f"TLS handshake with WeChat Pay {path} failed (server "
+                                 "certificate not trusted, or client certificate "
+                                 "refused)") from None
+        except requests.exceptions.RequestException as e:
+            raise TransportError(
+                f"cannot reach WeChat Pay {path} ({type(e).__name__})") from None
+        try:
+            body = self._read(resp, path, deadline, max_bytes or self.max_bytes)
+        finally:
+            resp.close()
+        if resp.status_code != 200:
+            what = "server error" if resp.status_code >= 500 else "unexpected status"
+            raise TransportError(f"WeChat Pay {path} answered HTTP {resp.status_code} ({what})")
+        return body
+
     def _total_timeout(self) -> float:
         t = self.timeout
         if isinstance(t, (tuple, list)):
             return float(sum(x for x in t if x is not None))
         return float(t) * 2 if t is not None else 60.0
 
-    def _read(self, resp, path: str, deadline: float | None = None) -> bytes:
+    def _read(self, resp, path: str, deadline: float | None = None,
+              max_bytes: int | None = None) -> bytes:
+        limit = max_bytes or self.max_bytes
         chunks, size = [], 0
         try:
             for chunk in body_chunks(resp, deadline, 8192):
                 size += len(chunk)
-                if size > self.max_bytes:
+                if size > limit:
                     raise TransportError(f"WeChat Pay {path} answered more than "
-                                         f"{self.max_bytes} bytes")
+                                         f"{limit} bytes")
                 chunks.append(chunk)
         except requests.exceptions.Timeout:
             raise TransportError(f"timeout reading WeChat Pay {path}", TIMEOUT) from None
@@ -147,3 +192,22 @@ class Client:
 
     def closeorder(self, out_trade_no: str) -> dict:
         return self.call("/pay/closeorder", build_closeorder(self.account, out_trade_no))
+
+    def refund(self, params: Mapping) -> dict:
+        """``/secapi/pay/refund`` with a signed request from
+        :func:`wxpay.refund.build_refund` (needs ``cert``)."""
+        return self.call("/secapi/pay/refund", params)
+
+    def refundquery(self, **numbers) -> dict:
+        from .refund import build_refundquery
+        return self.call("/pay/refundquery", build_refundquery(self.account, **numbers))
+
+    def downloadbill(self, bill_date: str, bill_type: str = "ALL",
+                     gzip_body: bool = True) -> str:
+        """The bill's text (gunzipped); a failure → ReturnFail (``e.weixin.bill.none``
+        for "No Bill Exist").  Bills are not signed."""
+        params = build_downloadbill(self.account, bill_date, bill_type, gzip_body)
+        # a day's bill can be large
+        body = self.post_raw("/pay/downloadbill", to_xml(params),
+                             max_bytes=max(self.max_bytes, 64 * 1024 * 1024))
+        return bill_text(body)

@@ -62,8 +62,9 @@ def to_xml(params: Mapping) -> str:
     return "".join(parts)
 
 
-def from_xml(data: str | bytes, max_bytes: int = MAX_BYTES) -> dict[str, str]:
-    """Parse a flat WeChat ``<xml>`` document into ``{name: text}`` (all strings)."""
+def from_xml(data: str | bytes, max_bytes: int = MAX_BYTES, root: str = "xml") -> dict[str, str]:
+    """Parse a flat WeChat ``<xml>`` document into ``{name: text}`` (all strings).
+    ``root`` names the root element (``root`` for a refund notification's req_info)."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         raw = bytes(data)
         if len(raw) > max_bytes:
@@ -85,7 +86,7 @@ def from_xml(data: str | bytes, max_bytes: int = MAX_BYTES) -> dict[str, str]:
     if _DECL.search(raw):
         raise XmlError("DOCTYPE and ENTITY declarations are refused")
     try:
-        root = SafeET.fromstring(text, forbid_dtd=True, forbid_entities=True,
+        doc = SafeET.fromstring(text, forbid_dtd=True, forbid_entities=True,
                                  forbid_external=True)
     except DefusedXmlException:
         raise XmlError("DOCTYPE and ENTITY declarations are refused") from None
@@ -93,14 +94,14 @@ def from_xml(data: str | bytes, max_bytes: int = MAX_BYTES) -> dict[str, str]:
         raise XmlError(f"XML is not well-formed ({e})") from None
     except (ValueError, UnicodeError) as e:
         raise XmlError(f"XML cannot be read ({e})") from None
-    if root.tag != "xml":
-        raise XmlError("the root element is not <xml>")
-    if root.attrib:
-        raise XmlError("<xml> must not have attributes")
-    if root.text and root.text.strip():
-        raise XmlError("<xml> holds text outside of fields")
+    if doc.tag != root:
+        raise XmlError(f"the root element is not <{root}>")
+    if doc.attrib:
+        raise XmlError(f"<{root}> must not have attributes")
+    if doc.text and doc.text.strip():
+        raise XmlError(f"<{root}> holds text outside of fields")
     out: dict[str, str] = {}
-    for child in root:
+    for child in doc:
         name = child.tag
         if not isinstance(name, str) or not _NAME.match(name):
             raise XmlError("a field is not a plain element")

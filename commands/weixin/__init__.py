@@ -22,6 +22,8 @@ HANDLERS = {
     "user": "user",
     "jssdk": "jssdk",
     "checkout": "checkout",
+    "refund": "refund",
+    "bill": "bill",
 }
 
 
@@ -36,7 +38,18 @@ HANDLER_OPTIONS = {
               "-openid": "OPENID  the payer, checked against the order",
               "-openid_key": "KEY  the order's field holding the openid",
               "-result": "id:REQ  apply WeChat's notification",
-              "-query": "ORDER  ask orderquery, apply a payment"},
+              "-query": "ORDER  ask orderquery, apply a payment",
+              "-trade_type": "JSAPI|NATIVE  NATIVE: a code_url for a QR code",
+              "-close": "ORDER  closeorder an unpaid order",
+              "-sweep": "close expired unpaid orders (orderquery first)",
+              "-limit": "N  at most N orders per sweep"},
+    "refund": {"-fee": "FEN  the amount to refund",
+               "-reason": "TEXT  refund_desc",
+               "-result": "id:REQ  apply WeChat's refund notification",
+               "-query": "ORDER  ask refundquery, apply what it says"},
+    "bill": {"-date": "YYYYMMDD  the bill's day",
+             "-type": "ALL|SUCCESS|REFUND",
+             "-reconcile": "compare the bill with the store, exit 1 on a difference"},
     "oauth2": {"-scope": "snsapi_base|snsapi_userinfo",
                "-state": "DATA  kept on the server, handed back by user"},
     "user": {"-code": "CODE  the code WeChat sent back",
@@ -59,10 +72,14 @@ class WeixinCommand(Command):
     flags = ""
     options = {
         "info": "print the account, secrets masked",
-        "pay": "[JSON|path] [-json] [-order ID]  print the signed unifiedorder XML",
+        "pay": "[JSON|path] [-json] [-order ID] [-trade_type T]  print the signed "
+               "unifiedorder XML",
         "payre": "[id:ID|XML] [-SUCCESS]  verify WeChat XML, print it as JSON",
-        "order": "-submit ID -client_ip IP -openid OPENID [-openid_key K] | "
-                 "-result id:REQ | -query ID",
+        "order": "-submit ID -client_ip IP -openid OPENID [-openid_key K] "
+                 "[-trade_type NATIVE] | -result id:REQ | -query ID | -close ID | "
+                 "-sweep [-limit N]",
+        "refund": "ORDER -fee FEN [-reason TEXT] | -result id:REQ | -query ORDER",
+        "bill": "-date YYYYMMDD [-type ALL|SUCCESS|REFUND] [-reconcile]",
         "oauth2": "URL [-scope snsapi_base|snsapi_userinfo] [-state DATA]  print the "
                   "OAuth2 authorize URL (server-issued state)",
         "user": "-code CODE (-state STATE | -nostate)  exchange an OAuth2 code for the openid",
@@ -74,11 +91,18 @@ class WeixinCommand(Command):
 
 USAGE
     weixin CONF info
-    weixin CONF pay [JSON | PATH] [-json] [-order ORDER]
+    weixin CONF pay [JSON | PATH] [-json] [-order ORDER] [-trade_type JSAPI|NATIVE|MWEB]
     weixin CONF payre [id:ID | XML] [-SUCCESS]
     weixin CONF order -submit ORDER -client_ip IP -openid OPENID [-openid_key KEY]
+    weixin CONF order -submit ORDER -client_ip IP -trade_type NATIVE
     weixin CONF order -result id:REQ
     weixin CONF order -query ORDER
+    weixin CONF order -close ORDER
+    weixin CONF order -sweep [-limit N]
+    weixin CONF refund ORDER -fee FEN [-reason TEXT]
+    weixin CONF refund -result id:REQ
+    weixin CONF refund -query ORDER
+    weixin CONF bill -date YYYYMMDD [-type ALL|SUCCESS|REFUND] [-reconcile]
     weixin CONF oauth2 URL [-scope snsapi_base|snsapi_userinfo] [-state DATA]
     weixin CONF user -code CODE (-state STATE | -nostate)
     weixin CONF jssdk URL [-apilist a,b,c]
@@ -97,7 +121,20 @@ ACCOUNT
         pay_api_base : "https://api.mch.weixin.qq.com"   # optional
         pay_sign_type : "MD5"      # or HMAC-SHA256, optional
         pay_timeout : 10           # seconds to wait for WeChat's reply, optional
+        pay_secapi_base : "https://..."  # where /secapi/ is, default pay_api_base
+        pay_refund_notify_url : "https://example.com/api/demo/refundresult"
+        pay_cert_password : "..."  # of apiclient_cert.p12, default pay_mch_id
     Missing: e.cmd.weixin.conf.noexists. Malformed: e.cmd.weixin.conf.invalid.
+    pay_sign_type decides how every reply and notification is verified: a
+    payload without sign_type (WeChat's HMAC notifications carry none) is
+    checked with it, one naming another type is refused (no MD5 downgrade).
+    Beside wxconf, for refunds: apiclient_cert.p12 (password pay_cert_password,
+    else Walnut's key_password, else pay_mch_id) or the PEM pair
+    apiclient_cert.pem + apiclient_key.pem; optional wxpay_ca.pem, the CA of
+    the /secapi/ server (the simulator's; WeChat's is verified against the
+    system CAs). They are read into memory only; ssl gets them through an
+    anonymous memory file (memfd) whose key is encrypted under a one-time
+    passphrase, so the key never touches a disk unencrypted.
 
 HANDLERS
     info
@@ -110,7 +147,11 @@ HANDLERS
         spbill_create_ip, time_expire?}. Fills appid, mch_id, nonce_str,
         notify_url, trade_type JSAPI, device_info WEB and time_expire (the
         input's, else ORDER's order_expi (epoch ms), else now + pay_time_expire
-        minutes), signs, prints the XML (-json: as JSON).
+        minutes), signs, prints the XML (-json: as JSON). -trade_type NATIVE
+        needs product_id (no openid), MWEB needs scene_info. What WeChat would
+        refuse is refused with WeChat's reason: body, attach (127) and detail
+        (6000) are limited in UTF-8 bytes ("body参数长度有误"), time_expire must
+        be at least 5 minutes ahead ("time_expire时间过短，刷卡至少1分钟，其他5分钟").
             echo $JSON | weixin xxx pay | httpc POST $BASE/pay/unifiedorder \\
                        | weixin xxx payre
 
@@ -128,8 +169,9 @@ HANDLERS
         not found; an object with none of the fields KEY, or_status, total_fee,
         pay_val: e.cmd.weixin.order.invalid, bad input). The order's field KEY
         (default "openid") must equal OPENID (else
-        e.cmd.weixin.order.user.nosame, forbidden). A paid (or_status 2), cancelled (3, 5) or fulfilled (4)
-        order is refused (conflict). The amount is total_fee (fen) or pay_val
+        e.cmd.weixin.order.user.nosame, forbidden). A paid (or_status 2),
+        cancelled or being refunded (3), refunded (5) or fulfilled (4) order is
+        refused (conflict). The amount is total_fee (fen) or pay_val
         (yuan); zero, negative or fractional fen is refused.
         When pay_jsobj was built for the same amount, openid, body and account
         less than 2 hours ago (and before its time_expire), it is printed again.
@@ -145,6 +187,18 @@ HANDLERS
         pay_jsobj is printed. A FAIL reply or a transport error stores only
         pay_error {out_trade_no, key, reason, time} and the error is raised
         (kind upstream): the next submit tries again with a new out_trade_no.
+        body is cut to 127 UTF-8 bytes on a character boundary. An order_expi
+        less than 5 minutes ahead is refused (e.cmd.weixin.order.expired, with
+        WeChat's reason). An order with its own expi (a temporary order) has it
+        pushed, before the call, to at least time_expire + 30 minutes: it never
+        vanishes while WeChat can still take money for it. The same write
+        stores pay_expire_at (time_expire, epoch ms: the sweeper's index) and
+        clears pay_closed.
+        -trade_type NATIVE (a QR code; -openid optional, checked when given):
+        product_id is the order's product_id, else its id; prints and stores
+        pay_native {trade_type, code_url, out_trade_no, prepay_id, time_expire,
+        total_fee} (code_url: weixin://wxpay/bizpayurl?pr=..., for a QR code);
+        reused like pay_jsobj while valid.
 
     order -result id:REQ
         REQ is the request object whose content is WeChat's notification XML.
@@ -152,8 +206,10 @@ HANDLERS
         appid and mch_id are the account's; out_trade_no = <order id>_<n> with
         the order existing and 1 <= n <= its pay_seq; total_fee equals the
         order's amount. Then, for result_code SUCCESS, one compare-and-set moves
-        or_status to 2 and stores pay_result (the notification's fields) and
-        pay_time (ms). A repeat of the same transaction changes nothing.
+        or_status to 2, stores pay_result (the notification's fields) and
+        pay_time (ms), and sets expi to null (a paid order is kept forever). A
+        repeat of the transaction that paid the order changes nothing, whatever
+        or_status has become since (3, 4, 5).
         Prints WeChat's SUCCESS reply XML.
         A rejected notification prints the FAIL reply XML, writes one line
             weixin: notification rejected: <reason>
@@ -170,9 +226,83 @@ HANDLERS
 
     order -query ORDER
         Asks orderquery for the order's latest attempts (newest first, at most
-        5). trade_state SUCCESS makes the same checks and the same
+        5). trade_state SUCCESS (or REFUND) makes the same checks and the same
         exactly-once transition as -result. Prints
         {id, or_status, trade_state, out_trade_no, transaction_id, pay_time}.
+
+    order -close ORDER
+        closeorder for every recent attempt of an unpaid order (ORDERCLOSED and
+        ORDERNOTEXIST count as done), then records pay_closed {time, by,
+        out_trade_nos}. Prints {id, closed, or_status}. A paid order is
+        refused with e.weixin.err.ORDERPAID (conflict); when WeChat answers
+        ORDERPAID for an order the store thought unpaid, the payment is applied
+        first (orderquery), then the same refusal.
+
+    order -sweep [-limit N]
+        For this account's orders (of the session's user) whose pay_expire_at
+        has passed, unpaid and not closed (at most N, default 200): orderquery
+        first (a late payment is applied, exactly as -result would), else
+        -close (pay_closed.by "sweep"). Then refunds still PROCESSING two
+        minutes after they were asked are looked up (refund -query). One JSON
+        line per order {id, outcome: paid|closed|refunds|error, ...}, then
+        {"summary": {swept, paid, closed, refunds, errors}}; exit 1 when an
+        order failed (it is tried on the next sweep).
+        wnshell serve runs it for every account every --sweep seconds (60), in
+        one process beside the workers.
+
+    refund ORDER -fee FEN [-reason TEXT]
+        Refunds FEN of a paid order (or_status 2, 3, 4) through
+        /secapi/pay/refund with the merchant certificate (none in the store:
+        e.cmd.weixin.cert.noexists, nothing changed). First, one
+        compare-and-set appends to pay_refunds {out_refund_no: <id>_r<n>,
+        refund_fee, status PENDING, time, reason?} and sets or_status 3; it
+        refuses (e.cmd.weixin.refund.exceeds, conflict) when the refunds would
+        exceed the paid amount, however many requests race. Then WeChat is
+        called with transaction_id, total_fee, refund_fee, refund_desc and
+        pay_refund_notify_url. Accepted: status PROCESSING, refund_id. A
+        network error or SYSTEMERROR/BIZERR_NEED_RETRY/NOTENOUGH/
+        FREQUENCY_LIMITED leaves it PENDING with doubt: the next refund of the
+        same amount retries the same out_refund_no (and the sweeper, after two
+        minutes, asks refundquery: applied if WeChat has it, released as FAILED
+        if not). Any other refusal: status FAILED (the amount is free again).
+        Prints {id, out_refund_no, refund_id, refund_fee, status, or_status,
+        pay_refunded}. It gives money back: a .regapi that runs it is for the
+        merchant's staff only (api-access-token), never a public API.
+
+    refund -result id:REQ
+        REQ holds WeChat's refund notification: no sign; trusted because
+        req_info (base64, AES-256-ECB, key = lowercase hex md5(pay_key), PKCS7)
+        decrypts under this account's key, appid and mch_id are the account's,
+        and out_refund_no, out_trade_no, transaction_id, refund_fee and
+        total_fee match a refund of the order. refund_status SUCCESS,
+        REFUNDCLOSE or CHANGE is applied once (one compare-and-set; duplicates,
+        even concurrent, change nothing; a final status is never moved back),
+        stores refund_id, success_time, recv_account, and recomputes or_status:
+        3 while a refund is in flight, 5 once the whole paid amount is
+        refunded, else the status before the first refund (pay_refund_from).
+        Prints SUCCESS XML; a rejected notification prints FAIL XML and one
+        stderr line, changes nothing, exit 0 (as for order -result).
+
+    refund -query ORDER
+        refundquery by the order's out_trade_no (every page); each refund
+        WeChat reports is applied as -result would. Prints {id, or_status,
+        pay_refunded, paid, refunds, wechat}.
+
+    bill -date YYYYMMDD [-type ALL|SUCCESS|REFUND] [-reconcile]
+        downloadbill (gzip): one JSON object per bill line with English names
+        (time, appid, mch_id, transaction_id, out_trade_no, openid, trade_type,
+        trade_state, total_fee, refund_id, out_refund_no, refund_fee,
+        refund_status, body, attach, fee, ...), amounts in integer fen (fee,
+        the handling charge, stays exact yuan: it has fractions of a fen), then
+        {"summary": {count, total_fee, settlement_refund_fee, ...}}. No bill
+        that day: {"summary": {"count": 0}}.
+        -reconcile compares the ALL bill with this account's orders in the
+        store whose payment (time_end) or successful refund falls on that day,
+        one JSON line per difference {"diff": KIND, ...}: paid_at_wechat_not_in_store,
+        amount_differs, paid_in_store_not_in_bill, refund_not_in_store,
+        refund_amount_differs, refund_status_differs, refund_in_store_not_in_bill;
+        then {"reconcile": {date, bill_payments, bill_refunds, store_payments,
+        store_refunds, differences}}. Exit 1 when there is any difference.
 
 OFFICIAL ACCOUNT (OAuth2, JS-SDK)
     wxconf fields: appsecret (required here), mp_api_base and mp_open_base
@@ -212,10 +342,35 @@ OFFICIAL ACCOUNT (OAuth2, JS-SDK)
         SVG data URI of the QR code (e.cmd.weixin.checkout.native.unavailable
         where order -submit has no NATIVE trade type).
 
+ORDER FIELDS (written by weixin)
+    or_status        0 new, 1 confirmed, 2 paid, 3 cancelled / refund in
+                     flight, 4 fulfilled, 5 refunded
+    expi             cleared (null) on payment; pushed past time_expire on submit
+    pay_seq          attempts made; out_trade_no = <id>_<pay_seq>
+    pay_type         "weixin"
+    pay_send         the last unifiedorder request (without sign)
+    pay_out_trade_no the last attempt's out_trade_no
+    pay_rexml        WeChat's reply XML; pay_remap: its verified fields
+    pay_jsobj        getBrandWCPayRequest arguments; pay_jsobj_choose: the
+                     wx.chooseWXPay form; pay_native: the NATIVE code_url
+    pay_prepay_time  when the prepay was made (ms)
+    pay_expire_at    the time_expire sent (ms)
+    pay_fees         out_trade_no -> fen of the recent attempts
+    pay_error        the last failed attempt {out_trade_no, key, reason, time}
+    pay_closed       {time, by: close|sweep, out_trade_nos}
+    pay_result       the paying notification's (or orderquery's) fields
+    pay_time         when it was applied (ms)
+    pay_result_extra payments not applied (another transaction, cancelled...)
+    pay_refunds      [{out_refund_no, refund_fee, status, time, reason?,
+                     refund_id?, success_time?, recv_account?, doubt?, error?}]
+    pay_refunded     fen refunded (SUCCESS)
+    pay_refund_from  or_status before the first refund (2 or 4)
+
 ERRORS
     WeChat failures pass through as e.weixin.* (kind upstream: regapi 502):
     e.weixin.transport, e.weixin.return.fail, e.weixin.err.<ERR_CODE>,
-    e.weixin.sign.invalid. Secrets never appear in any output or log.
+    e.weixin.sign.invalid. Secrets (pay_key, appsecret, the certificate and
+    its password) never appear in any output or log.
 """
 
     def complete(self, session, words, prefix):

@@ -35,6 +35,13 @@ def from_beijing(text: str) -> int | None:
     return int(d.timestamp() * 1000)
 
 
+def account_store(session):
+    """The store as the account's own tree sees it: a request's session hides
+    ``~/.weixin`` from templates; weixin, which owns that tree, reads it unhidden
+    (still confined to the user's home)."""
+    return getattr(session.store, "unhidden", session.store)
+
+
 def usage(key: str, reason: str) -> Exception:
     from wnshell.errors import UsageError
     return UsageError(key, reason)
@@ -114,20 +121,31 @@ def write_json(stdout, value) -> None:
     stdout.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
 
 
-# WeChat wants time_expire at least a minute after the call
-EXPIRE_MARGIN_MS = 60 * 1000
+# WeChat refuses a JSAPI/NATIVE/MWEB time_expire less than 5 minutes ahead
+# (wechatpay-v2.md §8.7); one second more, because time_expire has whole seconds
+EXPIRE_MARGIN_MS = 5 * 60 * 1000 + 1000
+# an order's own expi (Walnut's temporary orders) is kept at least this long after
+# the time_expire sent to WeChat: a payment can still arrive (and the sweeper must
+# still find the order to ask and close it)
+EXPI_AFTER_PAY_WINDOW_MS = 30 * 60 * 1000
 
 
 def order_time_expire(order, now: int) -> str | None:
     """The order's ``order_expi`` (epoch ms) as WeChat's ``time_expire`` (None when the
-    order has none); an order that expires within the margin is refused."""
+    order has none); an order that expires within 5 minutes is refused, as WeChat
+    would refuse it."""
     expi = order.get("order_expi")
     if expi in (None, ""):
         return None
     if isinstance(expi, bool) or not isinstance(expi, (int, float)):
         raise WnError("e.cmd.weixin.order.expi.invalid",
                       "order_expi must be epoch milliseconds", BAD_INPUT)
-    if expi <= now + EXPIRE_MARGIN_MS:
+    if expi <= now:
         raise WnError("e.cmd.weixin.order.expired", f"order {order.id} has expired",
                       CONFLICT)
+    if expi < now + EXPIRE_MARGIN_MS:
+        from wxpay.api import TIME_EXPIRE_SHORT
+        raise WnError("e.cmd.weixin.order.expired",
+                      f"order {order.id} expires in less than 5 minutes "
+                      f"(WeChat: {TIME_EXPIRE_SHORT})", CONFLICT)
     return beijing(int(expi))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from objstore.errors import BAD_INPUT, NOT_FOUND, WnError
 from wxpay.account import Account, mask
+from .common import account_store
 
 _CONF_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 # field names that look secret (over-masking is harmless, under-masking is a leak)
@@ -135,7 +136,7 @@ def load(session, name: str) -> Loaded:
     path = session.resolve(f"~/.weixin/{name}/wxconf")
     # the account lives in a tree a request's session can not see (.weixin is hidden
     # from it): weixin, which owns that tree, reads it through the unhidden view
-    store = getattr(session.store, "unhidden", session.store)
+    store = account_store(session)
     obj = store.fetch(path)
     if obj is None or obj.is_dir:
         raise WnError("e.cmd.weixin.conf.noexists", f"~/.weixin/{name}/wxconf", NOT_FOUND)

@@ -22,6 +22,7 @@ import time
 
 from objstore.errors import CONFLICT, NOT_FOUND, TIMEOUT, WnError
 from wxpay import mp
+from .common import account_store
 
 REFRESH_EARLY = 300         # seconds before expiry a refresh starts
 MIN_LEFT = 30               # a value with less left than this is not used at all
@@ -53,12 +54,6 @@ def client(loaded) -> mp.MpClient:
                         timeout=(5.0, loaded.read_timeout()))
         loaded._mp_client = c
     return c
-
-
-def account_store(session):
-    """The store as the account's own tree sees it: a request's session may hide
-    ``~/.weixin`` from templates; weixin, which owns that tree, reads it unhidden."""
-    return getattr(session.store, "unhidden", session.store)
 
 
 def _obj(session, loaded, slot: _Slot):

@@ -19,7 +19,7 @@ from objstore.errors import BAD_INPUT, FORBIDDEN, WnError
 from wxpay import mp
 
 from .common import parse_opts, usage
-from .mpcache import account_store
+from .common import account_store
 
 STATE_TTL_MS = 10 * 60 * 1000
 MAX_DATA = 1024

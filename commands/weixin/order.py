@@ -1,4 +1,5 @@
-"""``weixin <conf> order -submit | -result | -query``: the seed's order flows.
+"""``weixin <conf> order -submit | -result | -query`` (and ``-close``, ``-sweep``, in
+``expiry``): the seed's order flows.
 
 State kept on the order object (see the man page of ``weixin``):
 
@@ -15,6 +16,11 @@ State kept on the order object (see the man page of ``weixin``):
                          written once, by one compare-and-set, when WeChat says paid
 * ``pay_result_extra``   payments that arrived for an order already paid by another
                          transaction, cancelled or fulfilled (to refund by hand)
+* ``pay_native``         a NATIVE attempt's {trade_type, code_url, ...} (QR code)
+* ``pay_expire_at``      the time_expire sent (epoch ms), the sweeper's index;
+                         ``pay_closed`` when it closed the order (``expiry``)
+* ``expi``               pushed past time_expire before the call; null once paid
+Refunds: ``refund.py``; close and sweep: ``expiry.py``; bills: ``bill.py``.
 """
 from __future__ import annotations
 
@@ -22,14 +28,15 @@ import re
 
 from objstore.errors import BAD_INPUT, CONFLICT, FORBIDDEN, NOT_FOUND, UPSTREAM, WnError
 from wxpay.sign import sign as sign_params
-from wxpay.api import (build_unifiedorder, check_notification_amount, jsapi_params,
-                       parse_notification, parse_reply, reply_xml)
+from wxpay.api import (build_unifiedorder, check_notification_amount, cut_utf8,
+                       jsapi_params, parse_notification, parse_reply, reply_xml)
 from wxpay.errors import ResultFail
 from wxpay.money import to_fen
 from wxpay.xmlcodec import to_xml
 
-from .common import (EXPIRE_MARGIN_MS, beijing, fetch_obj, from_beijing, log, now_ms,
-                     order_time_expire, parse_opts, usage, write_json)
+from .common import (EXPI_AFTER_PAY_WINDOW_MS, EXPIRE_MARGIN_MS, beijing, fetch_obj,
+                     from_beijing, log, now_ms, order_time_expire, parse_opts, usage,
+                     write_json)
 
 PAID = 2
 CANCELLED = (3, 5)
@@ -66,11 +73,13 @@ def order_amount(order) -> int:
 
 
 def order_body(order) -> str:
+    """The order's pay_body, title or body, cut to WeChat's 127 UTF-8 bytes on a
+    character boundary (a CJK character is 3 bytes)."""
     for key in ("pay_body", "title", "body"):
         value = order.get(key)
         if isinstance(value, str) and value.strip():
-            return " ".join(value.split())[:127]
-    return f"order {order.id}"[:127]
+            return cut_utf8(" ".join(value.split()), 127)
+    return cut_utf8(f"order {order.id}", 127)
 
 
 ORDER_FIELDS = ("or_status", "total_fee", "pay_val")
@@ -92,9 +101,12 @@ def check_payable(order) -> int:
     if status == PAID:
         raise WnError("e.cmd.weixin.order.paid", f"order {order.id} is already paid",
                       CONFLICT)
-    if status in CANCELLED:
-        raise WnError("e.cmd.weixin.order.cancelled", f"order {order.id} is cancelled",
+    if status == 5:
+        raise WnError("e.cmd.weixin.order.refunded", f"order {order.id} is refunded",
                       CONFLICT)
+    if status in CANCELLED:
+        raise WnError("e.cmd.weixin.order.cancelled",
+                      f"order {order.id} is cancelled (or being refunded)", CONFLICT)
     if status == FULFILLED:
         raise WnError("e.cmd.weixin.order.fulfilled", f"order {order.id} is fulfilled",
                       CONFLICT)
@@ -109,6 +121,8 @@ def _reusable(order, account, amount: int, openid: str, body: str, now: int) -> 
     """True when the stored pay_jsobj belongs to the current order and is still valid."""
     js, send, remap = order.get("pay_jsobj"), order.get("pay_send"), order.get("pay_remap")
     made = order.get("pay_prepay_time")
+    if order.get("pay_closed"):           # closed at WeChat: that prepay is dead
+        return False
     if not (isinstance(js, dict) and isinstance(send, dict) and isinstance(remap, dict)):
         return False
     if isinstance(made, bool) or not isinstance(made, int) or not 0 <= now - made < REUSE_MS:
@@ -146,13 +160,41 @@ def _record_error(store, oid: str, out_trade_no: str, err: WnError) -> None:
         log.warning("weixin: cannot record pay_error on order %s: %s", oid, e.key)
 
 
+def keep_past_time_expire(store, order, time_expire: str) -> None:
+    """An order with its own ``expi`` (a temporary order) must not vanish while WeChat
+    can still take money for it: push expi past ``time_expire`` plus a window, before
+    the call (compare-and-set; never shortened)."""
+    until = from_beijing(time_expire)
+    if until is None:
+        return
+    want = until + EXPI_AFTER_PAY_WINDOW_MS
+    current = order
+    for _ in range(CAS_TRIES):
+        expi = current.get("expi")
+        if expi is None or (isinstance(expi, int) and expi >= want):
+            return
+        if store.cas(order.id, {"expi": expi}, {"expi": want}) is not None:
+            return
+        current = store.get(order.id)
+        if current is None:
+            raise WnError("e.cmd.weixin.order.noexists", f"order {order.id}", NOT_FOUND)
+    raise WnError("e.cmd.weixin.order.busy", f"order {order.id} is being changed",
+                  CONFLICT)
+
+
 def submit(session, loaded, opts, stdout) -> int:
     ref = opts.get("submit")
     client_ip, openid = opts.get("client_ip"), opts.get("openid")
     openid_key = opts.get("openid_key", "openid")
+    trade_type = opts.get("trade_type", "JSAPI")
+    if trade_type not in ("JSAPI", "NATIVE"):
+        raise usage("e.cmd.weixin.order.usage", "-trade_type must be JSAPI or NATIVE")
+    native = trade_type == "NATIVE"
+    if native and openid is None:
+        openid = ""          # a QR code is scanned by whoever has it: no owner check
     for name, value in (("-submit", ref), ("-client_ip", client_ip),
                         ("-openid", openid), ("-openid_key", openid_key)):
-        if not isinstance(value, str) or not value:
+        if not isinstance(value, str) or (not value and not (native and name == "-openid")):
             raise usage("e.cmd.weixin.order.usage", f"{name} needs a value")
     import ipaddress
     try:    # checked even when a stored pay_jsobj is reused (WeChat would refuse it)
@@ -165,18 +207,26 @@ def submit(session, loaded, opts, stdout) -> int:
     order = fetch_obj(session, ref, "order", "e.cmd.weixin.order.noexists")
     check_is_order(order, openid_key)
     owner = order.get(openid_key)
-    if not isinstance(owner, str) or owner != openid:
+    if (openid or not native) and (not isinstance(owner, str) or owner != openid):
         raise WnError("e.cmd.weixin.order.user.nosame",
                       f"order {order.id} is not this user's", FORBIDDEN)
     check_payable(order)
     amount = order_amount(order)
     body = order_body(order)
     now = now_ms()
-    if _reusable(order, account, amount, openid, body, now):
+    if native:
+        if _reusable_native(order, account, amount, body, now):
+            write_json(stdout, order["pay_native"])
+            return 0
+    elif _reusable(order, account, amount, openid, body, now):
         write_json(stdout, order["pay_jsobj"])
         return 0
-    request = {"body": body, "total_fee": amount, "openid": openid,
-               "spbill_create_ip": client_ip}
+    request = {"body": body, "total_fee": amount, "spbill_create_ip": client_ip,
+               "trade_type": trade_type}
+    if native:
+        request["product_id"] = _product_id(order)
+    else:
+        request["openid"] = openid
     expire = order_time_expire(order, now)
     if expire:
         request["time_expire"] = expire
@@ -186,6 +236,7 @@ def submit(session, loaded, opts, stdout) -> int:
     out_trade_no = f"{order.id}_{seq}"
     params = build_unifiedorder(account, dict(request, out_trade_no=out_trade_no))
     pay_send = {k: v for k, v in params.items() if k != "sign"}
+    keep_past_time_expire(store, order, params["time_expire"])
     try:
         rexml = loaded.client.post_xml("/pay/unifiedorder", to_xml(params))
         remap = parse_reply(account, rexml)
@@ -193,19 +244,33 @@ def submit(session, loaded, opts, stdout) -> int:
         if not prepay_id:
             raise WnError("e.weixin.reply.noprepay", "unifiedorder answered no prepay_id",
                           UPSTREAM)
-        jsobj = jsapi_params(account, prepay_id)
+        if native:
+            code_url = remap.get("code_url")
+            if not code_url or not code_url.startswith("weixin://"):
+                raise WnError("e.weixin.reply.nocodeurl",
+                              "unifiedorder NATIVE answered no code_url", UPSTREAM)
+            jsobj = {"trade_type": "NATIVE", "code_url": code_url,
+                     "out_trade_no": out_trade_no, "prepay_id": prepay_id,
+                     "time_expire": params["time_expire"], "total_fee": amount}
+        else:
+            jsobj = jsapi_params(account, prepay_id)
     except WnError as e:
         _record_error(store, order.id, out_trade_no, e)
         log.warning("weixin %s: unifiedorder for order %s (%s) failed: %s",
                     loaded.name, order.id, out_trade_no, e.line())
         raise
-    choose = {"timestamp": jsobj["timeStamp"], "nonceStr": jsobj["nonceStr"],
-              "package": jsobj["package"], "signType": jsobj["signType"],
-              "paySign": jsobj["paySign"]}
     changes = {"pay_type": "weixin", "pay_send": pay_send,
                "pay_out_trade_no": out_trade_no, "pay_rexml": rexml, "pay_remap": remap,
-               "pay_jsobj": jsobj, "pay_jsobj_choose": choose, "pay_prepay_time": now,
-               "pay_error": None}
+               "pay_prepay_time": now, "pay_error": None, "pay_closed": None,
+               # when WeChat stops taking money for it (the sweeper's index)
+               "pay_expire_at": from_beijing(params["time_expire"])}
+    if native:
+        changes.update(pay_native=jsobj, pay_jsobj=None, pay_jsobj_choose=None)
+    else:
+        choose = {"timestamp": jsobj["timeStamp"], "nonceStr": jsobj["nonceStr"],
+                  "package": jsobj["package"], "signType": jsobj["signType"],
+                  "paySign": jsobj["paySign"]}
+        changes.update(pay_jsobj=jsobj, pay_jsobj_choose=choose, pay_native=None)
     watched = ("or_status", openid_key, "total_fee", "pay_val", "pay_fees")
     current = order
     for _ in range(CAS_TRIES):
@@ -224,6 +289,33 @@ def submit(session, loaded, opts, stdout) -> int:
                           "submit again", CONFLICT)
     raise WnError("e.cmd.weixin.order.busy", f"order {order.id} is being changed",
                   CONFLICT)
+
+
+def _product_id(order) -> str:
+    value = order.get("product_id")
+    if isinstance(value, str) and value and len(value) <= 32:
+        return value
+    return order.id[:32]
+
+
+def _reusable_native(order, account, amount: int, body: str, now: int) -> bool:
+    """True when the stored NATIVE code_url is for the current amount, body and account
+    and still has more than the margin before its time_expire."""
+    native, send, made = order.get("pay_native"), order.get("pay_send"), \
+        order.get("pay_prepay_time")
+    if not (isinstance(native, dict) and isinstance(send, dict)) or order.get("pay_closed"):
+        return False
+    if isinstance(made, bool) or not isinstance(made, int) or not 0 <= now - made < REUSE_MS:
+        return False
+    if not (send.get("trade_type") == "NATIVE" and send.get("appid") == account.appid
+            and send.get("mch_id") == account.mch_id
+            and send.get("total_fee") == str(amount) and send.get("body") == body
+            and send.get("notify_url") == account.notify_url
+            and send.get("out_trade_no") == order.get("pay_out_trade_no")
+            and native.get("out_trade_no") == send.get("out_trade_no")):
+        return False
+    expire = from_beijing(send.get("time_expire", ""))
+    return expire is not None and expire > now + EXPIRE_MARGIN_MS
 
 
 def _with_fee(fees, out_trade_no: str, amount: int) -> dict:
@@ -292,15 +384,18 @@ def mark_paid(store, oid: str, params: dict) -> str:
         if order is None:
             raise WnError("e.cmd.weixin.order.noexists", f"order {oid}", NOT_FOUND)
         status = order_status(order)
+        done = order.get("pay_result") or {}
+        if txid and isinstance(done, dict) and done.get("transaction_id") == txid:
+            # the payment that paid this order, again: nothing to do, whatever the
+            # order became since (refunded, fulfilled, cancelled)
+            return "duplicate"
         if status == PAID:
-            done = order.get("pay_result") or {}
-            if isinstance(done, dict) and done.get("transaction_id") == txid:
-                return "duplicate"
             return _record_extra(store, oid, params, "already paid by another transaction")
         if status not in PAYABLE:
             return _record_extra(store, oid, params, f"or_status is {status}")
+        # a paid order is kept forever (the seed; Walnut sets expi to null)
         changes = {"or_status": PAID, "pay_result": params, "pay_time": now_ms(),
-                   "pay_type": "weixin"}
+                   "pay_type": "weixin", "expi": None}
         if store.cas(oid, {"or_status": order.get("or_status")}, changes) is not None:
             log.info("weixin: order %s paid (transaction %s)", oid, txid)
             return "paid"
@@ -318,8 +413,9 @@ def _record_extra(store, oid: str, params: dict, why: str) -> str:
         if any(isinstance(x, dict) and x.get("transaction_id") == txid for x in extra):
             return "extra"
         new = extra + [dict(params, pay_time=now_ms())]
+        # money is on this order now: it must not expire either
         if store.cas(oid, {"pay_result_extra": order.get("pay_result_extra")},
-                     {"pay_result_extra": new}) is not None:
+                     {"pay_result_extra": new, "expi": None}) is not None:
             log.warning("weixin: payment %s for order %s not applied (%s); recorded in "
                         "pay_result_extra for a refund", txid, oid, why)
             return "extra"
@@ -374,9 +470,16 @@ def result(session, loaded, ref, stdout, stderr) -> int:
 
 # ---- -query -----------------------------------------------------------------------------
 def query(session, loaded, ref, stdout) -> int:
-    store = session.store
     order = fetch_obj(session, ref, "order", "e.cmd.weixin.order.noexists")
     check_is_order(order)
+    write_json(stdout, query_and_apply(session.store, loaded, order))
+    return 0
+
+
+def query_and_apply(store, loaded, order) -> dict:
+    """orderquery for the order's latest attempts; a payment found is applied (the
+    same checks and exactly-once transition as -result).  Returns the state printed
+    by -query."""
     state = {"id": order.id, "or_status": order_status(order), "trade_state": None,
              "out_trade_no": order.get("pay_out_trade_no"), "transaction_id": None,
              "pay_time": order.get("pay_time")}
@@ -384,13 +487,11 @@ def query(session, loaded, ref, stdout) -> int:
         pr = order.get("pay_result") or {}
         state.update(trade_state="SUCCESS", out_trade_no=pr.get("out_trade_no"),
                      transaction_id=pr.get("transaction_id"))
-        write_json(stdout, state)
-        return 0
+        return state
     seq = order.get("pay_seq")
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
         state["trade_state"] = "NOTPAY"
-        write_json(stdout, state)
-        return 0
+        return state
     found = None
     for n in range(seq, max(0, seq - QUERY_ATTEMPTS), -1):
         otn = f"{order.id}_{n}"
@@ -402,7 +503,7 @@ def query(session, loaded, ref, stdout) -> int:
             raise
         if state["trade_state"] is None:
             state.update(trade_state=reply.get("trade_state"), out_trade_no=otn)
-        if reply.get("trade_state") == "SUCCESS":
+        if reply.get("trade_state") in ("SUCCESS", "REFUND"):     # REFUND: paid, then refunded
             found = reply
             break
     if found is not None:
@@ -422,26 +523,36 @@ def query(session, loaded, ref, stdout) -> int:
             state["note"] = "payment recorded in pay_result_extra"
     elif state["trade_state"] is None:
         state["trade_state"] = "NOTPAY"
-    write_json(stdout, state)
-    return 0
+    return state
 
 
 # ---- dispatch ---------------------------------------------------------------------------
 def run(session, loaded, args, stdin, stdout, stderr) -> int:
     po = parse_opts(args, "")
     opts = dict(po.opts)
-    modes = [m for m in ("submit", "result", "query") if m in opts]
+    modes = [m for m in ("submit", "result", "query", "close", "sweep") if m in opts]
     if len(modes) != 1:
         raise usage("e.cmd.weixin.order.usage",
-                    "give exactly one of -submit, -result, -query")
+                    "give exactly one of -submit, -result, -query, -close, -sweep")
     mode = modes[0]
-    allowed = {"submit": {"submit", "client_ip", "openid", "openid_key"},
-               "result": {"result"}, "query": {"query"}}[mode]
+    allowed = {"submit": {"submit", "client_ip", "openid", "openid_key", "trade_type"},
+               "result": {"result"}, "query": {"query"}, "close": {"close"},
+               "sweep": {"sweep", "limit"}}[mode]
     extra = sorted(set(opts) - allowed)
     if extra or po.args:
         what = f"-{extra[0]}" if extra else po.args[0][:40]
         raise usage("e.cmd.weixin.order.usage", f"unexpected {what} for -{mode}")
     value = opts[mode]
+    if mode == "sweep":
+        from . import expiry
+        if value is not True:
+            raise usage("e.cmd.weixin.order.usage", "-sweep takes no value")
+        return expiry.sweep(session, loaded, opts.get("limit"), stdout, stderr)
+    if mode == "close":
+        from . import expiry
+        if not isinstance(value, str) or not value:
+            raise usage("e.cmd.weixin.order.usage", "-close needs an order")
+        return expiry.close(session, loaded, value, stdout)
     if mode != "submit" and (not isinstance(value, str) or not value):
         raise usage("e.cmd.weixin.order.usage", f"-{mode} needs a value")
     if mode == "submit":

@@ -1,4 +1,5 @@
-"""``weixin <conf> pay [JSON | path] [-json] [-order ID]``: the signed unifiedorder."""
+"""``weixin <conf> pay [JSON | path] [-json] [-order ID] [-trade_type T]``: the signed
+unifiedorder (refusing what WeChat would refuse, with WeChat's reason)."""
 from __future__ import annotations
 
 from wxpay.api import build_unifiedorder
@@ -31,7 +32,7 @@ def order_expire(session, ref: str) -> str | None:
 def run(session, loaded, args, stdin, stdout, stderr) -> int:
     po = parse_opts(args, "")
     opts = po.opts
-    unknown = set(opts) - {"json", "order"}
+    unknown = set(opts) - {"json", "order", "trade_type"}
     if unknown:
         raise usage("e.cmd.weixin.pay.usage", "unknown option " + po.typed(sorted(unknown)[0]))
     if "order" in opts and not isinstance(opts["order"], str):
@@ -40,7 +41,15 @@ def run(session, loaded, args, stdin, stdout, stderr) -> int:
     if isinstance(opts.get("json"), str):     # "-json {...}": the flag, then the JSON
         rest.insert(0, opts["json"])
         opts["json"] = True
+    tt = opts.get("trade_type")
+    if "trade_type" in opts and (not isinstance(tt, str) or not tt):
+        raise usage("e.cmd.weixin.pay.usage", "-trade_type needs JSAPI, NATIVE or MWEB")
     data = input_json(session, rest, stdin, "pay")
+    if tt:
+        if data.get("trade_type") not in (None, "", tt):
+            raise usage("e.cmd.weixin.pay.usage",
+                        "-trade_type differs from the input's trade_type")
+        data["trade_type"] = tt
     if data.get("time_expire") in (None, "") and opts.get("order"):
         stamp = order_expire(session, opts["order"])
         if stamp:

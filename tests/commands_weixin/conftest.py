@@ -112,9 +112,10 @@ class Receiver:
     """The merchant's notify_url: stores each body as a request object (like regapi)
     and answers with the stdout of ``weixin xxx order -result id:<id>``."""
 
-    def __init__(self, store_factory, conf: str = "xxx"):
+    def __init__(self, store_factory, conf: str = "xxx", template: str = RESULT_TEMPLATE):
         self.store_factory = store_factory
         self.conf = conf
+        self.template = template
         self.replies: list[tuple[int, str, str]] = []
         self.lock = threading.Lock()
         outer = self
@@ -153,7 +154,7 @@ class Receiver:
         req = store.create("/home/demo/.regapi/tmp/" + objstore_new_id(), "FILE",
                            {"http-method": "POST"}, parents=True, content=body)
         # the seed's .regapi template, rendered the way regapi does
-        text = RESULT_TEMPLATE.replace("xxx", self.conf)
+        text = self.template.replace("xxx", self.conf)
         status, out, err = session.run(text, "", template_vars={"id": req.id})
         for kind, t in (("cmd", text), ("stdout", out), ("stderr", err)):
             record(kind, t)

@@ -236,3 +236,69 @@ def test_concurrent_notifications_from_the_simulator(tmp_path, sim, caplog):
         setup.close()
         for h in handles:
             h.close()
+
+
+# ---- issue 11: the account's sign type; a duplicate whatever the status ------------
+@pytest.mark.parametrize("status", [3, 4, 5])
+def test_the_paying_transaction_again_is_a_duplicate_whatever_the_status(
+        sh, store, submitted, status):
+    otn = submitted["pay_out_trade_no"]
+    body = to_xml(signed(notification(otn)))
+    assert deliver(sh, store, body, "p1")[1] == SUCCESS_XML
+    store.set_meta(submitted.id, {"or_status": status})      # refund asked, fulfilled...
+    before = store.get(submitted.id)
+    st, out, err = deliver(sh, store, body, "p2")
+    assert (st, out) == (0, SUCCESS_XML), err
+    after = store.get(submitted.id)
+    assert "pay_result_extra" not in after and after == before
+
+
+@pytest.fixture()
+def hmac_sh(store, sim, receiver):
+    install_wxconf(store, sim.url, receiver.url, name="hm",
+                   extra='pay_sign_type : "HMAC-SHA256"\n')
+    return Session(store, user="demo")
+
+
+def _hmac_submitted(hmac_sh, store):
+    order = make_order(store, "h1")
+    status, out, err = run(hmac_sh, f"weixin hm order -submit {order.id} "
+                                    f"-client_ip 127.0.0.1 -openid {OPENID}")
+    assert status == 0, err
+    return store.get(order.id)
+
+
+def _deliver_to(sh, store, conf, body, name):
+    req = store.create(f"/home/demo/.regapi/tmp/{name}", "FILE", {}, parents=True,
+                       content=body.encode("utf-8"))
+    return run(sh, f"weixin {conf} order -result id:{req.id}")
+
+
+def test_hmac_account_accepts_hmac_notification_without_sign_type(hmac_sh, store):
+    """Real WeChat HMAC notifications carry no sign_type: pay_sign_type decides."""
+    order = _hmac_submitted(hmac_sh, store)
+    n = notification(order["pay_out_trade_no"])
+    body = to_xml(dict(n, sign=sign(n, PAY_KEY, "HMAC-SHA256")))
+    st, out, err = _deliver_to(hmac_sh, store, "hm", body, "h1")
+    assert (st, out) == (0, SUCCESS_XML), err
+    assert store.get(order.id)["or_status"] == 2
+
+
+@pytest.mark.parametrize("typed", [False, True])
+def test_hmac_account_refuses_md5_signed_notification(hmac_sh, store, typed):
+    order = _hmac_submitted(hmac_sh, store)
+    n = notification(order["pay_out_trade_no"], sign_type="MD5" if typed else None)
+    body = to_xml(dict(n, sign=sign(n, PAY_KEY, "MD5")))
+    st, out, err = _deliver_to(hmac_sh, store, "hm", body, "h2")
+    assert st == 0 and from_xml(out)["return_code"] == "FAIL"
+    assert "sign" in err and store.get(order.id)["or_status"] == 0
+
+
+def test_hmac_order_paid_through_the_simulator(hmac_sh, store, sim, receiver):
+    receiver.conf = "hm"
+    order = _hmac_submitted(hmac_sh, store)
+    otn = order["pay_out_trade_no"]
+    sim.pay(out_trade_no=otn)
+    snap = sim.wait_notified(otn, timeout=10)
+    assert snap["notify"]["status"] == "delivered", snap["notify"]["log"]
+    assert store.get(order.id)["or_status"] == 2

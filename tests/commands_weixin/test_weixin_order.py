@@ -93,7 +93,7 @@ def test_submit_refuses_other_user(sh, store):
 
 
 @pytest.mark.parametrize("status_value,key", [(2, "paid"), (3, "cancelled"),
-                                              (5, "cancelled"), (4, "fulfilled")])
+                                              (5, "refunded"), (4, "fulfilled")])
 def test_submit_refuses_paid_cancelled_fulfilled(sh, store, status_value, key):
     order = make_order(store, or_status=status_value)
     before = store.get(order.id)
@@ -254,3 +254,88 @@ def test_help_pages(sh):
     assert status == 0 and "order -result id:REQ" in out and "exit status" in out.lower()
     status, out, _ = run(sh, "httpc --help")
     assert status == 0 and "EXIT STATUS" in out
+
+
+# ---- the order's life: expi, body bytes, time_expire, NATIVE (issue 11) -------------
+def _pay_and_wait(sim, otn):
+    sim.pay(out_trade_no=otn)
+    return sim.wait_notified(otn, timeout=10)
+
+
+def test_a_paid_temporary_order_never_expires(sh, store, sim, receiver):
+    """Walnut's temporary orders carry expi; payment sets it to null (kept forever)."""
+    order = make_order(store, "tmp1")
+    store.set_meta(order.id, {"expi": int(time.time() * 1000) + 3 * 3600_000})
+    status, out, err = submit(sh, order)
+    assert status == 0, err
+    snap = _pay_and_wait(sim, f"{order.id}_1")
+    assert snap["notify"]["status"] == "delivered"
+    o = store.get(order.id)
+    assert o["or_status"] == 2 and "expi" not in o
+
+
+def test_query_clears_expi_too(sh, store, sim):
+    order = make_order(store, "tmp2")
+    store.set_meta(order.id, {"expi": int(time.time() * 1000) + 3 * 3600_000})
+    assert submit(sh, order)[0] == 0
+    sim.pay(out_trade_no=f"{order.id}_1")        # notify_url answers: no matter
+    status, out, err = run(sh, f"weixin xxx order -query {order.id}")
+    assert status == 0, err
+    o = store.get(order.id)
+    assert o["or_status"] == 2 and "expi" not in o
+
+
+def test_submit_keeps_expi_beyond_the_time_expire_it_sent(sh, store, sim):
+    from commands.weixin.common import EXPI_AFTER_PAY_WINDOW_MS, from_beijing
+    order = make_order(store, "tmp3")
+    soon = int(time.time() * 1000) + 60_000          # would vanish before time_expire
+    store.set_meta(order.id, {"expi": soon})
+    status, out, err = submit(sh, order)
+    assert status == 0, err
+    o = store.get(order.id)
+    sent = from_beijing(o["pay_send"]["time_expire"])
+    assert o["expi"] >= sent + EXPI_AFTER_PAY_WINDOW_MS
+    # an order without expi gets none
+    plain = make_order(store, "tmp4")
+    assert submit(sh, plain)[0] == 0
+    assert "expi" not in store.get(plain.id)
+
+
+def test_long_body_is_cut_to_127_utf8_bytes(sh, store, sim):
+    order = make_order(store, "long", title="订" * 60)     # 180 bytes
+    status, out, err = submit(sh, order)
+    assert status == 0, err
+    body = store.get(order.id)["pay_send"]["body"]
+    assert body == "订" * 42 and len(body.encode("utf-8")) == 126
+    assert sim.order(f"{order.id}_1")["state"] == "NOTPAY"
+
+
+def test_order_expi_less_than_five_minutes_is_refused_with_wechats_reason(sh, store, sim):
+    order = make_order(store, "short", order_expi=int(time.time() * 1000) + 3 * 60_000)
+    status, out, err = submit(sh, order)
+    assert status != 0 and err.startswith("e.cmd.weixin.order.expired")
+    assert "time_expire时间过短，刷卡至少1分钟，其他5分钟" in err and err.count("\n") == 1
+    assert "pay_seq" not in store.get(order.id)
+
+
+def test_native_submit_prints_code_url(sh, store, sim):
+    """For a checkout page's QR code: {trade_type, code_url, out_trade_no, prepay_id,
+    time_expire, total_fee}, stored as pay_native; no openid needed."""
+    order = make_order(store, "qr", openid=None, product_id="sku-1")
+    status, out, err = run(sh, f"weixin xxx order -submit {order.id} -client_ip 127.0.0.1 "
+                               "-trade_type NATIVE")
+    assert status == 0, err
+    native = json.loads(out)
+    assert native["trade_type"] == "NATIVE" and native["total_fee"] == 888
+    assert native["code_url"].startswith("weixin://wxpay/bizpayurl?pr=")
+    assert native["out_trade_no"] == f"{order.id}_1"
+    o = store.get(order.id)
+    assert o["pay_native"] == native and o["pay_send"]["product_id"] == "sku-1"
+    assert "openid" not in o["pay_send"] and "pay_jsobj" not in o
+    # reused while valid
+    again = run(sh, f"weixin xxx order -submit {order.id} -client_ip 127.0.0.1 "
+                    "-trade_type NATIVE")
+    assert json.loads(again[1]) == native and store.get(order.id)["pay_seq"] == 1
+    bad = run(sh, f"weixin xxx order -submit {order.id} -client_ip 127.0.0.1 "
+                  "-trade_type APP")
+    assert bad[0] == 2 and "-trade_type" in bad[2]

@@ -131,3 +131,31 @@ def test_payre_reads_request_object(sh, store):
     status, out, err = run(sh, f"weixin xxx payre id:{req.id} -SUCCESS")
     assert status == 0, err
     assert json.loads(out)["transaction_id"] == "4200001"
+
+
+def test_pay_refuses_what_wechat_refuses_with_wechats_reason(sh):
+    data = json.loads(_pay_json("b1"))
+    status, out, err = run(sh, "weixin xxx pay", json.dumps(dict(data, body="测" * 43)))
+    assert status != 0 and "body参数长度有误" in err and err.count("\n") == 1
+    soon = beijing_stamp(time.time() + 4 * 60)
+    status, out, err = run(sh, "weixin xxx pay", json.dumps(dict(data, time_expire=soon)))
+    assert status != 0 and "time_expire时间过短，刷卡至少1分钟，其他5分钟" in err
+
+
+def test_pay_trade_type_native_and_mweb(sh):
+    data = json.loads(_pay_json("n1"))
+    del data["openid"]
+    status, out, err = run(sh, "weixin xxx pay -trade_type NATIVE", json.dumps(data))
+    assert status != 0 and "product_id" in err
+    status, out, err = run(sh, "weixin xxx pay -trade_type NATIVE -json",
+                           json.dumps(dict(data, product_id="p1")))
+    assert status == 0, err
+    fields = json.loads(out)
+    assert fields["trade_type"] == "NATIVE" and fields["product_id"] == "p1"
+    scene = '{"h5_info":{"type":"Wap","wap_url":"https://m.example.com","wap_name":"m"}}'
+    status, out, err = run(sh, "weixin xxx pay -trade_type MWEB",
+                           json.dumps(dict(data, scene_info=scene)))
+    assert status == 0, err
+    assert from_xml(out.strip())["trade_type"] == "MWEB"
+    status, out, err = run(sh, "weixin xxx pay -trade_type APP", json.dumps(data))
+    assert status != 0

@@ -29,25 +29,28 @@ class Served:
 
 
 def start(tmp, store_url: str, apis, *, mch_id: str, start_timeout: float = 20,
-          extra=()) -> Served:
-    """``extra``: more ``wnshell serve`` arguments (``("--deadline", "2")``)."""
+          extra_args=(), wxconf_extra="", sim_options=None) -> Served:
+    """``wxconf_extra``: lines added to the wxconf (or a function of the Served, for
+    values only known once the simulator runs, like its secure_url)."""
     s = Served()
     s.tmp = tmp
     s.store_url = store_url
     s.appid, s.mch_id = "wx" + secrets.token_hex(8), mch_id
     s.key = secrets.token_hex(16)
-    s.sim = Simulator(merchants=[(s.appid, s.mch_id, s.key)]).start()
+    s.sim = Simulator(merchants=[(s.appid, s.mch_id, s.key)], **(sim_options or {})).start()
     s.port = free_port()
     s.base = f"http://127.0.0.1:{s.port}"
     s.store = open_store(store_url)
     s.store.create(f"/home/{USER}/.weixin/xxx/wxconf", "FILE", parents=True, content=WXCONF.format(
         appid=s.appid, appsecret=secrets.token_hex(16), mch_id=s.mch_id, pay_key=s.key,
-        notify_url=f"{s.base}/api/{USER}/payresult", api_base=s.sim.url).encode())
+        notify_url=f"{s.base}/api/{USER}/payresult", api_base=s.sim.url).encode()
+        + (wxconf_extra(s) if callable(wxconf_extra) else wxconf_extra).encode())
     s.log = tmp / "server.log"
     with open(s.log, "wb") as log:
         s.proc = subprocess.Popen(
             [sys.executable, "-m", "regapi", "serve", "--port", str(s.port), "--workers", "2",
-             "--store", store_url, "--regapi-dir", str(apis), "--user", USER, *extra],
+             "--store", store_url, "--regapi-dir", str(apis), "--user", USER,
+             *extra_args],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
             start_new_session=True)
     s.http = requests.Session()

@@ -20,10 +20,13 @@ def test_demo_exits_zero_and_shows_each_step():
     out = r.stdout
     for step in ("1. client -> W   GET /api/demo/pay?id=", "2. user pays",
                  "3. WeChat -> W   POST /api/demo/payresult", "4. order",
-                 "OK: every step checked out."):
+                 "5. client -> W   GET /api/demo/refund?id=",
+                 "6. WeChat -> W   POST /api/demo/refundresult", "7. client -> W",
+                 "8. the day's bill  weixin xxx bill -date", "OK: every step checked out."):
         assert step in out
-    assert out.count("[ok]") == 4 and "[FAIL]" not in out
-    assert '"or_status": 2' in out
+    assert out.count("[ok]") == 8 and "[FAIL]" not in out
+    assert '"or_status": 2' in out and '"or_status": 5' in out
+    assert '"differences": 0' in out
     # the seed's templates are shown as written; the secrets never are
     assert "weixin xxx order -result id:${id}" in out
     assert "pay_key    : \"********\"" in out
@@ -62,12 +65,12 @@ def test_demo_keep_leaves_it_running_until_sigterm():
         url = re.search(r"  pay\s+(\S+)", out).group(1)
         import json
         import urllib.error
-        try:   # the order is paid now: paying it again is a conflict, said in JSON
+        try:   # the order is paid (and refunded) now: paying it again is a conflict
             urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=10)
             raise AssertionError("a paid order was accepted for payment again")
         except urllib.error.HTTPError as e:
             assert e.code == 409
-            assert json.loads(e.read())["errCode"] == "e.cmd.weixin.order.paid"
+            assert json.loads(e.read())["errCode"] == "e.cmd.weixin.order.refunded"
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=30) == 0
         # everything it started is gone

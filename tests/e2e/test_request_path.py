@@ -84,7 +84,7 @@ def srv(tmp_path_factory):
     apis = tmp / "apis"
     _write_dir(apis)
     s = served.start(tmp, f"sqlite://{tmp / 'store.db'}", apis, mch_id="1900000456",
-                     extra=("--deadline", "2"))
+                     extra_args=("--deadline", "2"))
     yield s
     served.stop(s)       # (its exit status is tests/e2e/test_shutdown.py's subject)
 

@@ -195,9 +195,76 @@ def test_parse_notification_good(account):
     n = parse_notification(account, _signed(_notification()))
     assert n["out_trade_no"] == "o_1" and n["total_fee"] == "888"
     assert check_notification_amount(n, 888) == 888
+    hmac_acc = account.replace(sign_type="HMAC-SHA256")
     hm = _notification(sign_type="HMAC-SHA256")
-    assert parse_notification(account, _signed(hm, st="HMAC-SHA256"))["sign_type"] == \
+    assert parse_notification(hmac_acc, _signed(hm, st="HMAC-SHA256"))["sign_type"] == \
         "HMAC-SHA256"
+
+
+def test_hmac_account_accepts_hmac_notification_without_sign_type(account):
+    """WeChat signs an HMAC merchant's notifications with HMAC-SHA256 and sends no
+    sign_type field: the account's pay_sign_type decides."""
+    hmac_acc = account.replace(sign_type="HMAC-SHA256")
+    n = parse_notification(hmac_acc, _signed(_notification(), st="HMAC-SHA256"))
+    assert "sign_type" not in n and len(n["sign"]) == 64
+
+
+@pytest.mark.parametrize("payload", ["md5_no_type", "md5_typed"])
+def test_hmac_account_refuses_md5_downgrade(account, payload):
+    hmac_acc = account.replace(sign_type="HMAC-SHA256")
+    n = _notification(sign_type="MD5") if payload == "md5_typed" else _notification()
+    with pytest.raises(SignError):
+        parse_notification(hmac_acc, _signed(n, st="MD5"))
+    reply = {"return_code": "SUCCESS", "return_msg": "OK", "appid": APPID,
+             "mch_id": MCH_ID, "nonce_str": "n", "result_code": "SUCCESS",
+             "prepay_id": "wx1"}
+    if payload == "md5_typed":
+        reply["sign_type"] = "MD5"
+    with pytest.raises(SignError):
+        parse_reply(hmac_acc, _signed(reply, st="MD5"))
+
+
+def test_body_is_limited_in_utf8_bytes(account):
+    ok = build_unifiedorder(account, order(body="测" * 42), now=NOW)   # 126 bytes
+    assert ok["body"] == "测" * 42
+    with pytest.raises(WnError) as e:
+        build_unifiedorder(account, order(body="测" * 43), now=NOW)    # 129 bytes
+    assert e.value.key == "e.weixin.param.invalid" and "body参数长度有误" in e.value.reason
+    with pytest.raises(WnError) as e:
+        build_unifiedorder(account, order(attach="é" * 64), now=NOW)   # 128 bytes
+    assert "attach参数长度有误" in e.value.reason
+
+
+def test_cut_utf8_on_a_character_boundary():
+    from wxpay.api import cut_utf8
+    assert cut_utf8("a" + "测" * 50, 127) == "a" + "测" * 42
+    assert cut_utf8("ab" + "测" * 50, 127) == "ab" + "测" * 41
+    assert cut_utf8("short", 127) == "short"
+
+
+def test_time_expire_at_least_five_minutes(account):
+    with pytest.raises(WnError) as e:       # 4 min 59 s after NOW (11:04:05 Beijing)
+        build_unifiedorder(account, order(time_expire="20260102110904"), now=NOW)
+    assert "time_expire时间过短，刷卡至少1分钟，其他5分钟" in e.value.reason
+    assert build_unifiedorder(account, order(time_expire="20260102110905"),
+                              now=NOW)["time_expire"] == "20260102110905"
+    with pytest.raises(WnError):            # an account whose default is too short
+        build_unifiedorder(account.replace(time_expire_minutes=4), order(), now=NOW)
+
+
+def test_native_and_mweb_orders(account):
+    with pytest.raises(WnError) as e:
+        build_unifiedorder(account, order(trade_type="NATIVE", openid=None), now=NOW)
+    assert "product_id" in e.value.reason
+    p = build_unifiedorder(account, order(trade_type="NATIVE", openid=None,
+                                          product_id="p1"), now=NOW)
+    assert p["trade_type"] == "NATIVE" and "openid" not in p
+    with pytest.raises(WnError) as e:
+        build_unifiedorder(account, order(trade_type="MWEB", openid=None), now=NOW)
+    assert "scene_info" in e.value.reason
+    p = build_unifiedorder(account, order(trade_type="MWEB", openid=None,
+                                          scene_info='{"h5_info":{"type":"Wap"}}'), now=NOW)
+    assert p["trade_type"] == "MWEB"
 
 
 def _forged():

@@ -88,3 +88,39 @@ def test_console_refusals(args, word):
     assert word in r.stderr
     assert "Traceback" not in r.stderr
     assert KEY not in r.stderr
+
+
+def test_console_writes_merchant_certificates_that_refund(tmp_path):
+    """--certs-dir: the merchant's apiclient_cert.p12 (password mch_id) and the CA
+    work against the printed secapi URL (an unknown order: ORDERNOTEXIST, so TLS,
+    the client certificate and the signature were all accepted)."""
+    import pytest as _pytest
+    from wxpay.account import Account
+    from wxpay.certs import MerchantCert
+    from wxpay.client import Client
+    from wxpay.errors import ResultFail
+    from wxpay.refund import build_refund
+    key = "0123456789abcdef0123456789abcdef"
+    proc = subprocess.Popen([sys.executable, "-m", "wxpay.simulator", "--merchant",
+                             f"wxapp1:1900000001:{key}", "--certs-dir", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        assert select.select([proc.stdout], [], [], 15)[0]
+        line = proc.stdout.readline().split()
+        url, secapi = line[3], line[line.index("secapi:") + 1]
+        d = tmp_path / "1900000001"
+        assert {p.name for p in d.iterdir()} == {"apiclient_cert.p12", "apiclient_cert.pem",
+                                                "apiclient_key.pem", "wxpay_ca.pem"}
+        assert (d / "apiclient_key.pem").stat().st_mode & 0o077 == 0
+        cert = MerchantCert.from_p12((d / "apiclient_cert.p12").read_bytes(), "1900000001")
+        acc = Account("wxapp1", "1900000001", key, api_base=url)
+        with Client(acc, cert=cert, secapi_base=secapi,
+                    ca_pem=(d / "wxpay_ca.pem").read_bytes()) as c:
+            with _pytest.raises(ResultFail) as e:
+                c.refund(build_refund(acc, out_refund_no="x_r1", total_fee=1,
+                                      refund_fee=1, out_trade_no="x_1"))
+        assert e.value.err_code == "ORDERNOTEXIST"
+    finally:
+        code, out, err = _stop(proc)
+    assert code == 0

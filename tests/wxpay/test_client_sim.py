@@ -42,11 +42,18 @@ def test_hmac_account_gets_hmac_replies(sim):
 
 
 def test_reentry_rules(client, sim):
-    first = client.unifiedorder(order())
-    # identical business parameters (new nonce, new default time_expire) -> same prepay
+    first_req = build_unifiedorder(client.account, order())
+    first = client.unifiedorder(first_req)
+    # identical business parameters (new nonce, same time_expire) -> same prepay
     time.sleep(1.05)
-    again = client.unifiedorder(order(spbill_create_ip="10.0.0.2"))
+    again = client.unifiedorder(order(spbill_create_ip="10.0.0.2",
+                                      time_expire=first_req["time_expire"]))
     assert again["prepay_id"] == first["prepay_id"]
+    # a time_expire that differs from the first call's (a new default) is refused:
+    # WeChat takes time_expire on the first order only
+    with pytest.raises(ResultFail) as e:
+        client.unifiedorder(order())
+    assert e.value.err_code == "INVALID_REQUEST"
     with pytest.raises(ResultFail) as e:
         client.unifiedorder(order(total_fee=889))
     assert e.value.err_code == "INVALID_REQUEST"
@@ -123,7 +130,7 @@ def test_every_fault_is_a_clear_error_then_retry_works(sim, sim_account, fault, 
         assert KEY not in e.value.line()
         assert sim.faults() == {}
         # the fault is gone: the same request (same parameters) now works
-        r = c.unifiedorder(build_unifiedorder(sim_account, order()))
+        r = c.unifiedorder(params)
         assert r["result_code"] == "SUCCESS"
 
 
@@ -162,11 +169,13 @@ def test_fault_switch_validation(sim, body):
 def test_timeout_fault_still_created_the_order(sim, sim_account):
     sim.set_faults({"timeout": True, "hold": 1.0, "count": 1})
     with Client(sim_account, timeout=(1, 0.3)) as c:
+        req = build_unifiedorder(sim_account, order())
         with pytest.raises(TransportError) as e:
-            c.unifiedorder(order())
+            c.unifiedorder(req)
         assert e.value.kind == "timeout"
         prepay = sim.order("o_1")["prepay_id"]
-        assert c.unifiedorder(order())["prepay_id"] == prepay
+        # the retry sends the same request (same time_expire) and gets the same prepay
+        assert c.unifiedorder(req)["prepay_id"] == prepay
 
 
 def test_connection_refused(sim_account):
@@ -217,8 +226,10 @@ def _req(appid=APPID, mch_id=MCH_ID, key=KEY, st="MD5", **kw):
 ])
 def test_return_fail_replies_have_no_sign(sim, data, method, code, msg):
     r = _raw(sim, "/pay/unifiedorder", data, method)
-    assert r["return_code"] == "FAIL" and "sign" not in r
-    assert r["err_code"] == code and msg in r["return_msg"]
+    # WeChat's FAIL replies: return_code and return_msg, nothing else (code names the
+    # case only)
+    assert set(r) == {"return_code", "return_msg"} and r["return_code"] == "FAIL"
+    assert msg in r["return_msg"]
 
 
 @pytest.mark.parametrize("kw,code", [
@@ -228,9 +239,13 @@ def test_return_fail_replies_have_no_sign(sim, data, method, code, msg):
     ({"openid": None}, "LACK_PARAMS"), ({"total_fee": "0"}, "INVALID_REQUEST"),
     ({"total_fee": "8.8"}, "INVALID_REQUEST"), ({"total_fee": "-1"}, "INVALID_REQUEST"),
     ({"out_trade_no": "a b"}, "INVALID_REQUEST"), ({"trade_type": "APP"}, "INVALID_REQUEST"),
-    ({"time_expire": "20200101000000"}, "INVALID_REQUEST"),
     ({"time_expire": "tomorrow"}, "INVALID_REQUEST"), ({"nonce_str": "n" * 33}, "INVALID_REQUEST"),
-    ({"body": "x" * 128}, "INVALID_REQUEST"), ({"spbill_create_ip": "nope"}, "INVALID_REQUEST"),
+    ({"spbill_create_ip": "nope"}, "INVALID_REQUEST"),
+    ({"device_info": "d" * 33}, "INVALID_REQUEST"), ({"limit_pay": "credit"}, "INVALID_REQUEST"),
+    ({"time_start": "2026-01-01"}, "INVALID_REQUEST"),
+    ({"time_start": "20261340000000"}, "INVALID_REQUEST"),
+    ({"trade_type": "NATIVE", "openid": None}, "LACK_PARAMS"),
+    ({"trade_type": "MWEB", "openid": None}, "LACK_PARAMS"),
 ])
 def test_result_fail_replies_are_signed(sim, kw, code):
     r = _raw(sim, "/pay/unifiedorder", _req(**kw))
@@ -294,3 +309,45 @@ def test_chunked_bodies(sim):
     assert good.startswith(b"HTTP/1.0 200")
     reply = from_xml(good.split(b"\r\n\r\n", 1)[1])
     assert reply["result_code"] == "SUCCESS" and verify(reply, KEY)
+
+
+def _stamp(seconds_from_now: float) -> str:
+    from wxpay.api import beijing_stamp
+    return beijing_stamp(time.time() + seconds_from_now)
+
+
+@pytest.mark.parametrize("kw,msg", [
+    ({"body": "x" * 128}, "body参数长度有误"),
+    ({"body": "测" * 43}, "body参数长度有误"),            # 43 chars, 129 UTF-8 bytes
+    ({"attach": "é" * 64}, "attach参数长度有误"),          # 128 bytes
+    ({"detail": "测" * 2001}, "detail参数长度有误"),
+    ({"time_expire": "20200101000000"}, "time_expire时间过短，刷卡至少1分钟，其他5分钟"),
+    ({"time_expire": None}, None),                          # filled below: now + 4 min
+])
+def test_what_wechat_refuses_with_return_fail(sim, kw, msg):
+    if msg is None:
+        kw, msg = {"time_expire": _stamp(4 * 60)}, "time_expire时间过短"
+    r = _raw(sim, "/pay/unifiedorder", _req(**kw))
+    assert set(r) == {"return_code", "return_msg"} and r["return_code"] == "FAIL"
+    assert msg in r["return_msg"]
+
+
+def test_byte_limits_and_five_minutes_accepted_at_the_edge(sim):
+    r = _raw(sim, "/pay/unifiedorder", _req(body="测" * 42, attach="é" * 63,
+                                             time_expire=_stamp(5 * 60 + 2),
+                                             limit_pay="no_credit", device_info="WEB",
+                                             time_start=_stamp(0)))
+    assert r["result_code"] == "SUCCESS", r
+
+
+def test_native_and_mweb_replies(sim):
+    r = _raw(sim, "/pay/unifiedorder", _req(trade_type="NATIVE", openid=None,
+                                             product_id="p1", out_trade_no="n_1"))
+    assert r["result_code"] == "SUCCESS" and r["trade_type"] == "NATIVE"
+    assert r["code_url"].startswith("weixin://wxpay/bizpayurl?pr=") and verify(r, KEY)
+    r = _raw(sim, "/pay/unifiedorder", _req(
+        trade_type="MWEB", openid=None, out_trade_no="m_1",
+        scene_info='{"h5_info":{"type":"Wap","wap_url":"https://m.example.com","wap_name":"m"}}'))
+    assert r["result_code"] == "SUCCESS" and r["trade_type"] == "MWEB"
+    assert r["mweb_url"].startswith("https://wx.tenpay.com/cgi-bin/mmpayweb-bin/checkmweb?")
+    assert "prepay_id=" + r["prepay_id"] in r["mweb_url"] and verify(r, KEY)

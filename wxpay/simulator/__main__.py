@@ -1,0 +1,6 @@
+"""``python -m wxpay.simulator``."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
