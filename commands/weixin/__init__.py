@@ -31,7 +31,8 @@ HANDLERS = {
 HANDLER_OPTIONS = {
     "info": {},
     "pay": {"-json": "print the request as JSON, not XML",
-            "-order": "ORDER  take time_expire from the order's order_expi"},
+            "-order": "ORDER  take time_expire from the order's order_expi",
+            "-trade_type": "JSAPI|NATIVE|MWEB"},
     "payre": {"-SUCCESS": "accepted for the seed's spelling"},
     "order": {"-submit": "ORDER  call unifiedorder, print pay_jsobj",
               "-client_ip": "IP  the payer's address (spbill_create_ip)",

@@ -296,10 +296,11 @@ def test_completion_of_the_headline_commands():
     assert set(HANDLER_OPTIONS) == set(HANDLERS)                  # each declares its options
     assert _texts(s, "weixin acme ") == list(HANDLERS)           # every handler, in order
     assert _texts(s, "weixin acme or") == ["order"]
-    assert _texts(s, "weixin acme order -") == [
-        "-client_ip", "-openid", "-openid_key", "-query", "-result", "-submit"]
+    assert _texts(s, "weixin acme order -") == sorted(HANDLER_OPTIONS["order"])
+    assert {"-client_ip", "-openid", "-openid_key", "-query", "-result", "-submit",
+            "-close", "-sweep", "-trade_type"} <= set(HANDLER_OPTIONS["order"])
     assert _texts(s, "weixin acme order -sub") == ["-submit"]
-    assert _texts(s, "weixin acme pay -") == ["-json", "-order"]
+    assert _texts(s, "weixin acme pay -") == ["-json", "-order", "-trade_type"]
     assert _texts(s, "help o") == ["obj"]                      # a command, not ~/orders
     assert _texts(s, "man ec") == ["echo"]
     assert "show" in _texts(s, "man ")
