@@ -1,11 +1,15 @@
 """``sqlite:///path.db``: the default store, one SQLite file.
 
-* WAL journal, ``synchronous=NORMAL`` (a committed write survives the process being
-  killed), a busy timeout, one connection per thread (and per process: a forked child
-  opens its own).
-* Every operation is one transaction; writes take the write lock up front
-  (``BEGIN IMMEDIATE``), so a read-check-write such as ``cas`` or ``incr`` is atomic
-  across threads and processes.
+* WAL journal, ``synchronous=FULL`` (every commit syncs the WAL before it returns: an
+  acknowledged write survives a power loss, not only the process being killed), a
+  busy timeout, one connection per thread (and per process: a forked child opens its
+  own).
+* Every operation is one transaction.  ``cas``, ``set_meta`` and ``incr`` on plain
+  keys (letters, digits, ``_``, ``-``) with scalar expectations are one autocommit
+  ``UPDATE ... WHERE <expectations> RETURNING`` (``json_set``/``json_remove`` on the
+  row's JSON, no read first, the write lock held for that statement only); other writes
+  take the write lock up front (``BEGIN IMMEDIATE``) and read, check and write inside
+  it.  Either way a read-check-write is atomic across threads and processes.
 * Table ``obj``: the reserved fields the tree needs as columns (``id`` primary key,
   unique ``(pid, nm)``, unique ``ph``, ``expi`` indexed) and every other field as JSON
   text in ``meta``.  Content lives in table ``content``.  Queries are compiled to SQL
@@ -36,7 +40,8 @@ if TYPE_CHECKING:       # content write): every shell opens this store
 SCHEMA_VERSION = 1
 COLUMNS = ("id", "pid", "nm", "ph", "race", "d0", "d1", "ct", "lm", "expi")
 INT_COLUMNS = ("ct", "lm", "expi")
-_SEL = "SELECT id, pid, nm, ph, race, d0, d1, ct, lm, expi, meta FROM obj"
+_COLS = "id, pid, nm, ph, race, d0, d1, ct, lm, expi, meta"
+_SEL = "SELECT " + _COLS + " FROM obj"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS obj (
@@ -102,6 +107,81 @@ def _row_doc(row) -> dict:
                              "metadata is not a JSON object", INTERNAL)
         doc.update(meta)
     return doc
+
+
+def _out(doc: dict) -> WnObj:
+    """The object handed to the caller.  Every document here was decoded from its row
+    (or built from cleaned, already copied changes) for this one call and is shared
+    with nothing, so no deep copy (``common.copy_out``'s JSON round trip) is needed."""
+    return WnObj(doc)
+
+
+# keys a JSON path names as written ($."key"): the single-statement writes take only
+# these; any other key goes through the read-modify-write transaction
+_PLAIN_KEY = None
+
+
+def _plain(key: str) -> bool:
+    global _PLAIN_KEY
+    if _PLAIN_KEY is None:
+        import re
+        _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,200}")
+    return _PLAIN_KEY.fullmatch(key) is not None and key not in COLUMNS
+
+
+def _jpath(key: str) -> str:
+    return '$."' + key + '"'
+
+
+def _set_sql(texts: dict, params: list) -> str | None:
+    """``meta`` after ``texts`` ({key: JSON text, or None to delete}) as one SQL
+    expression, its parameters appended to ``params``; None when a key needs the
+    read-modify-write path (not a plain key, or ``expi``, a column with rules)."""
+    sets, dels = [], []
+    for k, text in texts.items():
+        if not _plain(k):
+            return None
+        if text is None:
+            dels.append(k)
+        else:
+            sets.append(k)
+    expr = "meta"
+    if sets:
+        expr = "json_set(meta" + ", ?, json(?)" * len(sets) + ")"
+        for k in sets:
+            params += [_jpath(k), texts[k]]
+    if dels:
+        expr = "json_remove(" + expr + ", ?" * len(dels) + ")"
+        params += [_jpath(k) for k in dels]
+    return expr
+
+
+def _expect_sql(want: dict, params: list) -> str | None:
+    """The cas expectations as SQL conditions on ``meta`` (the equality rules of
+    ``common.same_value``: booleans only equal booleans, numbers by value, strings by
+    type and text, None = absent); None when one needs Python (a JSON object or array,
+    a key that is not plain)."""
+    conds = []
+    for k, v in want.items():
+        if not _plain(k):
+            return None
+        p = _jpath(k)
+        if v is None:
+            conds.append(" AND coalesce(json_type(meta, ?), 'null') = 'null'")
+            params.append(p)
+        elif v is True or v is False:
+            conds.append(" AND json_type(meta, ?) = ?")
+            params += [p, "true" if v else "false"]
+        elif isinstance(v, (int, float)):
+            conds.append(" AND json_type(meta, ?) IN ('integer', 'real') "
+                         "AND json_extract(meta, ?) = ?")
+            params += [p, p, v]
+        elif isinstance(v, str):
+            conds.append(" AND json_type(meta, ?) = 'text' AND json_extract(meta, ?) = ?")
+            params += [p, p, v]
+        else:
+            return None
+    return "".join(conds)
 
 
 def _meta_json(doc: Mapping[str, Any]) -> str:
@@ -213,7 +293,9 @@ class SQLiteStore(Store):
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                    check_same_thread=False, cached_statements=256)
             conn.execute("PRAGMA busy_timeout = 30000")
-            conn.execute("PRAGMA synchronous = NORMAL")
+            # FULL: every commit syncs the WAL before it returns, so a write that has
+            # been acknowledged (a paid order, to WeChat) survives a power loss
+            conn.execute("PRAGMA synchronous = FULL")
             # read through a memory map and keep hot pages: lookups then cost the same
             # at 1k and 100k objects (both are upper bounds, not allocations)
             conn.execute("PRAGMA mmap_size = 268435456")
@@ -271,6 +353,15 @@ class SQLiteStore(Store):
         """A single autocommit SELECT (itself one transaction)."""
         try:
             return self._conn().execute(sql, params).fetchone()
+        except (sqlite3.Error,) + _VALUE_ERRORS as exc:
+            raise _store_error(exc) from None
+
+    def _write(self, sql: str, params: list) -> list:
+        """One autocommit write statement (itself one transaction, fully synced on
+        commit); its RETURNING rows.  ``fetchall`` runs the statement to its end, so
+        it has committed and released the write lock when this returns."""
+        try:
+            return self._conn().execute(sql, params).fetchall()
         except (sqlite3.Error,) + _VALUE_ERRORS as exc:
             raise _store_error(exc) from None
 
@@ -385,11 +476,21 @@ class SQLiteStore(Store):
         row = self._one(_SEL + " WHERE id = ?", (oid,))
         if row is None or (row[9] is not None and row[9] < C.now_ms()):
             return None
-        return C.copy_out(_row_doc(row))
+        return _out(_row_doc(row))
 
     def fetch(self, path: str, *, cwd: str = "/", home: str | None = None) -> WnObj | None:
         sp = paths.resolve(path, cwd, home)
         now = C.now_ms()
+        if not sp.startswith("id:"):
+            # one statement: the row, unless it or a DIR above it has expired
+            ups = paths.ancestors(sp)
+            hidden = ""
+            if ups:
+                hidden = (" AND NOT EXISTS (SELECT 1 FROM obj WHERE expi < ? AND ph IN ("
+                          + ",".join("?" * len(ups)) + "))")
+            row = self._one(_SEL + " WHERE ph = ? AND (expi IS NULL OR expi >= ?)" + hidden,
+                            (sp, now, now, *ups) if ups else (sp, now))
+            return _out(_row_doc(row)) if row is not None else None
         with self._tx(False) as conn:
             try:
                 ph = self._abs(conn, sp, now)
@@ -400,7 +501,7 @@ class SQLiteStore(Store):
                 return None
             if self._hidden_by_ancestor(conn, ph, now):
                 return None
-            return C.copy_out(_row_doc(row))
+            return _out(_row_doc(row))
 
     @staticmethod
     def _hidden_by_ancestor(conn, ph: str, now: int) -> bool:
@@ -430,19 +531,58 @@ class SQLiteStore(Store):
             if data is not None:
                 doc = self._set_content(conn, doc, data, now)
             self._maybe_purge(conn, now)
-            return C.copy_out(doc)
+            return _out(doc)
+
+    def _update(self, oid: str, texts: dict, want: dict | None):
+        """set_meta/cas as one ``UPDATE ... RETURNING``: ([row] or [], True), or
+        (None, False) when the changes or expectations need the transaction path."""
+        params: list = [C.now_ms()]
+        expr = _set_sql(texts, params)
+        if expr is None:
+            return None, False
+        now = params[0]
+        params += [oid, now]
+        conds = ""
+        if want:
+            conds = _expect_sql(want, params)
+            if conds is None:
+                return None, False
+        try:
+            return self._write(f"UPDATE obj SET lm = max(lm, ?), meta = {expr} WHERE id = ? "
+                               f"AND (expi IS NULL OR expi >= ?){conds} RETURNING "
+                               f"{_COLS}", params), True
+        except StoreError as exc:
+            if exc.key != "e.io.store.corrupt":
+                raise
+            return None, False      # the transaction path names the broken row
 
     def set_meta(self, oid: str, changes: Mapping[str, Any]) -> WnObj:
+        texts = C.meta_texts(changes)
+        C.check_oid(oid)
+        rows, done = self._update(oid, texts, None)
+        if done:
+            if not rows:
+                raise C.noexists(f"id:{oid}")
+            return _out(_row_doc(rows[0]))
         clean = C.clean_meta(changes)
         now = C.now_ms()
         with self._tx(True) as conn:
             doc = self._need(conn, oid, now)
             C.apply_changes(doc, clean, now)
             self._update_meta(conn, doc)
-            return C.copy_out(doc)
+            return _out(doc)
 
     def cas(self, oid: str, expect: Mapping[str, Any], changes: Mapping[str, Any]) -> WnObj | None:
         want = C.clean_expect(expect)
+        texts = C.meta_texts(changes)
+        C.check_oid(oid)
+        rows, done = self._update(oid, texts, want)
+        if done:
+            if rows:
+                return _out(_row_doc(rows[0]))
+            if self.get(oid) is None:
+                raise C.noexists(f"id:{oid}")
+            return None
         clean = C.clean_meta(changes)
         now = C.now_ms()
         with self._tx(True) as conn:
@@ -451,11 +591,32 @@ class SQLiteStore(Store):
                 return None
             C.apply_changes(doc, clean, now)
             self._update_meta(conn, doc)
-            return C.copy_out(doc)
+            return _out(doc)
 
     def incr(self, oid: str, key: str, delta: int = 1) -> int:
         C.check_delta(key, delta)
         now = C.now_ms()
+        if _plain(key) and paths.is_id(oid):
+            # one statement; a value that is not an integer, or would leave the 64-bit
+            # range, matches no row and takes the transaction below for its error
+            p = _jpath(key)
+            lo = -C.INT64 - min(delta, 0)
+            hi = C.INT64 - 1 - max(delta, 0)
+            try:
+                rows = self._write(
+                    "UPDATE obj SET lm = max(lm, ?), meta = json_set(meta, ?, "
+                    "coalesce(json_extract(meta, ?), 0) + ?) WHERE id = ? "
+                    "AND (expi IS NULL OR expi >= ?) "
+                    "AND coalesce(json_type(meta, ?), 'null') IN ('integer', 'null') "
+                    "AND coalesce(json_extract(meta, ?), 0) BETWEEN ? AND ? "
+                    "RETURNING json_extract(meta, ?)",
+                    [now, p, p, delta, oid, now, p, p, lo, hi, p])
+            except StoreError as exc:
+                if exc.key != "e.io.store.corrupt":
+                    raise
+                rows = None         # the transaction path names the broken row
+            if rows:
+                return rows[0][0]
         with self._tx(True) as conn:
             doc = self._need(conn, oid, now)
             val = C.incr_value(doc.get(key), key, delta)
@@ -492,7 +653,7 @@ class SQLiteStore(Store):
                 raise C.notfile(doc["ph"])
             if append:
                 data = self._content(conn, oid) + data
-            return C.copy_out(self._set_content(conn, doc, data, now))
+            return _out(self._set_content(conn, doc, data, now))
 
     # ---- tree ---------------------------------------------------------------------------------------
     def children(self, oid: str, glob: str | None = None) -> list[WnObj]:
@@ -506,7 +667,7 @@ class SQLiteStore(Store):
                 raise C.notdir(doc["ph"])
             rows = conn.execute(_SEL + " WHERE pid = ? AND (expi IS NULL OR expi >= ?)"
                                 + rx_sql + " ORDER BY nm", [oid, now] + params).fetchall()
-            return [C.copy_out(_row_doc(r)) for r in rows]
+            return [_out(_row_doc(r)) for r in rows]
 
     def move(self, oid: str, new_path: str, *, cwd: str = "/", home: str | None = None) -> WnObj:
         sp = paths.resolve(new_path, cwd, home)
@@ -519,7 +680,7 @@ class SQLiteStore(Store):
             target = self._live(self._by_ph(conn, dest), now)
             dest = C.move_dest(src, dest, target)
             if dest is None:
-                return C.copy_out(src)
+                return _out(src)
             up, nm = paths.parent_and_name(dest)
             parent = self._dir(conn, up, False, now)
             self._clear_expired(conn, dest, now)
@@ -548,7 +709,7 @@ class SQLiteStore(Store):
                          "meta = ? WHERE id = ?",
                          (src["pid"], nm, dest, src.get("d0"), src.get("d1"), src["lm"],
                           _meta_json(src), src["id"]))
-            return C.copy_out(src)
+            return _out(src)
 
     def delete(self, oid: str, *, recursive: bool = False) -> None:
         now = C.now_ms()
@@ -577,7 +738,7 @@ class SQLiteStore(Store):
                 sql, params + order_params + [-1 if limit is None else limit, skip]).fetchall()
         except (sqlite3.Error,) + _VALUE_ERRORS as exc:
             raise _store_error(exc) from None
-        return [C.copy_out(_row_doc(r)) for r in rows]
+        return [_out(_row_doc(r)) for r in rows]
 
     def count(self, match) -> int:
         where, params = self._where(match, C.now_ms())
