@@ -295,6 +295,14 @@ class PgCompiler:
 COMPILER = PgCompiler()
 
 
+def _configure(conn) -> None:
+    """Every pooled session: ``synchronous_commit = on`` whatever the server, database
+    or role default says, so a call (the paid transition above all) returns only after
+    its commit is flushed to disk -- an acknowledged write survives a power loss (given
+    the server's own ``fsync = on``)."""
+    conn.execute("SET synchronous_commit = on")
+
+
 def _doc(meta: Any) -> WnObj:
     """A row's ``meta`` (already a fresh dict from psycopg) as a WnObj."""
     return WnObj(meta)
@@ -372,7 +380,7 @@ class PostgresStore(Store):
                 if os.environ.get("WNSHELL_PG_PREPARE", "1") == "0":
                     kwargs["prepare_threshold"] = None   # e.g. behind a transaction pooler
                 pool = ConnectionPool(self._conninfo, min_size=1, max_size=max(1, size),
-                                      kwargs=kwargs, open=False,
+                                      kwargs=kwargs, open=False, configure=_configure,
                                       timeout=30, name="wnshell-store")
                 try:
                     pool.open(wait=True, timeout=30)
