@@ -10,9 +10,10 @@ the pay flow's writes on its own orders: ``incr`` (the attempt counter), then ``
 * ``transaction``: the same on a key with a dot (``or.status``, ``pay.seq``), which
   takes the BEGIN IMMEDIATE / read / check / write / COMMIT path (what every cas and
   incr did before);
-* each with the write gate (threads queue in-process, processes on a flock) and
-  without it (SQLite's busy handler alone), and with ``synchronous=FULL`` (the store's
-  setting) or ``NORMAL`` (what durability would cost).
+* each with the write gate (threads queue in-process, processes on a flock; queued
+  single statements share one group commit) and without it (every statement its own
+  commit, SQLite's busy handler alone: the store before), and with
+  ``synchronous=FULL`` (the store's setting) or ``NORMAL`` (what durability costs).
 
 Printed: writes/s over all processes, and p50/p99 of one write.
 """

@@ -10,6 +10,10 @@
   row's JSON, no read first, the write lock held for that statement only); other writes
   take the write lock up front (``BEGIN IMMEDIATE``) and read, check and write inside
   it.  Either way a read-check-write is atomic across threads and processes.
+* Writers take turns at a gate before SQLite's write lock (threads of a process in a
+  queue, processes on ``flock`` of ``<db>-wlock``) instead of sleeping in SQLite's busy
+  handler; single-statement writes queued meanwhile share one transaction and one
+  sync (group commit), each statement still atomic on its own.
 * Table ``obj``: the reserved fields the tree needs as columns (``id`` primary key,
   unique ``(pid, nm)``, unique ``ph``, ``expi`` indexed) and every other field as JSON
   text in ``meta``.  Content lives in table ``content``.  Queries are compiled to SQL
@@ -336,7 +340,9 @@ class _WriteGate:
 
 
 BUSY_S = 30.0
-USE_WRITE_GATE = True       # False: SQLite's busy handler alone (bench/store_writes.py)
+# False: no gate and no group commit, SQLite's busy handler alone (for
+# bench/store_writes.py, which measures what they buy)
+USE_WRITE_GATE = True
 
 
 class _NoGate:
@@ -350,6 +356,7 @@ class _NoGate:
 
 
 _NO_GATE = _NoGate()
+_GATE_LOCK = allocate_lock()
 
 
 class SQLiteStore(Store):
@@ -362,6 +369,8 @@ class SQLiteStore(Store):
         self._conns_lock = allocate_lock()
         self._pid = os.getpid()
         self._wgate: _WriteGate | None = None
+        self._queue: list = []              # statements waiting for a group commit
+        self._queue_lock = allocate_lock()
         self._last_purge = 0
         try:
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
@@ -456,27 +465,92 @@ class SQLiteStore(Store):
             return _NO_GATE
         gate = self._wgate
         if gate is None or gate.pid != os.getpid():
-            # first write, or forked: the parent's lock may be held for ever, and its
-            # flock'd file description is shared with the parent
-            with self._conns_lock:
+            # first write, or forked: the parent's locks may be held for ever, its
+            # queue holds the parent's statements, and its flock'd file description
+            # is shared with the parent
+            with _GATE_LOCK:
                 gate = self._wgate
                 if gate is None or gate.pid != os.getpid():
+                    if gate is not None:
+                        self._queue, self._queue_lock = [], allocate_lock()
                     gate = self._wgate = _WriteGate(self.path)
         return gate
 
     def _write(self, sql: str, params: list) -> list:
-        """One autocommit write statement (itself one transaction, fully synced on
-        commit); its RETURNING rows.  ``fetchall`` runs the statement to its end, so
-        it has committed and released the write lock when this returns."""
-        conn = self._conn()
+        """One write statement, committed (fully synced) when this returns; its
+        RETURNING rows.
+
+        Group commit: the statement joins this process's queue; whichever writer gets
+        the gate next runs every queued statement in one transaction, in queue order,
+        and commits them with one sync.  A writer whose statement was committed by
+        another while it waited for the gate just returns its rows.  Under load one
+        fsync then serves many writes instead of one (the sync, not the statement, is
+        what a write costs); alone, a write is its own batch.  Each statement is still
+        atomic on its own (SQLite undoes a failing statement, not the transaction)."""
+        if not USE_WRITE_GATE:          # each statement alone, SQLite's lock alone
+            try:
+                return self._conn().execute(sql, params).fetchall()
+            except (sqlite3.Error,) + _VALUE_ERRORS as exc:
+                raise _store_error(exc) from None
         gate = self._gate
+        item = [sql, params, None, None, False]     # sql, params, rows, error, done
+        with self._queue_lock:
+            self._queue.append(item)
         gate.acquire()
         try:
-            return conn.execute(sql, params).fetchall()
-        except (sqlite3.Error,) + _VALUE_ERRORS as exc:
-            raise _store_error(exc) from None
+            if not item[4]:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._run_batch(self._conn(), batch)
         finally:
             gate.release()
+        if item[3] is not None:
+            raise item[3]
+        return item[2]
+
+    @staticmethod
+    def _run_batch(conn, batch: list) -> None:
+        """Run queued write statements in one transaction (under the gate)."""
+        todo = batch
+        while todo:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                for it in todo:
+                    it[3], it[4] = _store_error(exc), True
+                return
+            redo = None
+            for i, it in enumerate(todo):
+                try:
+                    it[2] = conn.execute(it[0], it[1]).fetchall()
+                except (sqlite3.Error,) + _VALUE_ERRORS as exc:
+                    it[3] = _store_error(exc)
+                    if not conn.in_transaction:
+                        # an error that ended the whole transaction (I/O, disk full):
+                        # the statements before this one are undone too -- run them
+                        # again in a new one
+                        redo = [x for x in todo[:i] if x[3] is None] + todo[i + 1:]
+                        break
+            if redo is not None:
+                for x in todo:
+                    if x[3] is None:
+                        x[2] = None
+                todo = redo
+                continue
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                err = _store_error(exc)
+                for it in todo:
+                    if it[3] is None:
+                        it[2], it[3] = None, err
+            break
+        for it in batch:
+            it[4] = True
 
     def close(self) -> None:
         with self._conns_lock:
