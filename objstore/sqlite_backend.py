@@ -478,22 +478,24 @@ class SQLiteStore(Store):
 
     def _write(self, sql: str, params: list) -> list:
         """One write statement, committed (fully synced) when this returns; its
-        RETURNING rows.
+        RETURNING rows (see ``_write_fn``)."""
+        return self._write_fn(lambda conn: conn.execute(sql, params).fetchall())
 
-        Group commit: the statement joins this process's queue; whichever writer gets
-        the gate next runs every queued statement in one transaction, in queue order,
-        and commits them with one sync.  A writer whose statement was committed by
-        another while it waited for the gate just returns its rows.  Under load one
-        fsync then serves many writes instead of one (the sync, not the statement, is
-        what a write costs); alone, a write is its own batch.  Each statement is still
-        atomic on its own (SQLite undoes a failing statement, not the transaction)."""
-        if not USE_WRITE_GATE:          # each statement alone, SQLite's lock alone
-            try:
-                return self._conn().execute(sql, params).fetchall()
-            except (sqlite3.Error,) + _VALUE_ERRORS as exc:
-                raise _store_error(exc) from None
+    def _write_fn(self, fn):
+        """``fn(conn)``'s result, its writes committed (fully synced) when this returns.
+
+        Group commit: ``fn`` joins this process's queue; whichever writer gets the gate
+        next runs every queued function in one transaction, in queue order, each in
+        its own SAVEPOINT (so each is atomic on its own: one that raises is undone
+        alone), and commits them all with one sync.  A writer whose function another
+        committed while it waited for the gate just returns its result.  Under load
+        one fsync then serves many writes instead of one (the sync, not the
+        statements, is what a write costs here); alone, a write is its own batch."""
+        if not USE_WRITE_GATE:          # each write alone, SQLite's lock alone
+            with self._tx(True) as conn:
+                return fn(conn)
         gate = self._gate
-        item = [sql, params, None, None, False]     # sql, params, rows, error, done
+        item = [fn, None, None, None, False]     # fn, -, result, error, done
         with self._queue_lock:
             self._queue.append(item)
         gate.acquire()
@@ -501,7 +503,26 @@ class SQLiteStore(Store):
             if not item[4]:
                 with self._queue_lock:
                     batch, self._queue = self._queue, []
-                self._run_batch(self._conn(), batch)
+                conn = None
+                try:
+                    conn = self._conn()
+                    self._run_batch(conn, batch)
+                except BaseException as exc:
+                    # never leave a queued writer without an answer: whatever was not
+                    # committed is an error for its caller
+                    err = exc if isinstance(exc, StoreError) else StoreError(
+                        "e.io.store.failed", f"the write was interrupted "
+                        f"({type(exc).__name__})", INTERNAL)
+                    for it in batch:
+                        if not it[4]:
+                            it[2], it[3], it[4] = None, err, True
+                    try:
+                        if conn is not None and conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                    except Exception:  # noqa: BLE001
+                        pass
+                    if not isinstance(exc, StoreError):
+                        raise           # e.g. KeyboardInterrupt, after answering the rest
         finally:
             gate.release()
         if item[3] is not None:
@@ -510,31 +531,38 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _run_batch(conn, batch: list) -> None:
-        """Run queued write statements in one transaction (under the gate)."""
+        """Run queued write functions in one transaction (under the gate)."""
         todo = batch
         while todo:
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 for it in todo:
-                    it[3], it[4] = _store_error(exc), True
-                return
+                    it[3] = _store_error(exc)
+                break
             redo = None
             for i, it in enumerate(todo):
                 try:
-                    it[2] = conn.execute(it[0], it[1]).fetchall()
-                except (sqlite3.Error,) + _VALUE_ERRORS as exc:
-                    it[3] = _store_error(exc)
+                    conn.execute("SAVEPOINT w")
+                    it[2] = it[0](conn)
+                    conn.execute("RELEASE w")
+                except Exception as exc:  # noqa: BLE001 - handed to the caller's thread
+                    if conn.in_transaction:
+                        try:
+                            conn.execute("ROLLBACK TO w")
+                            conn.execute("RELEASE w")
+                        except sqlite3.Error:
+                            pass
+                    it[2] = None
+                    it[3] = (_store_error(exc) if isinstance(exc, (sqlite3.Error,) + _VALUE_ERRORS)
+                             else exc)
                     if not conn.in_transaction:
                         # an error that ended the whole transaction (I/O, disk full):
-                        # the statements before this one are undone too -- run them
+                        # the functions before this one are undone too -- run them
                         # again in a new one
                         redo = [x for x in todo[:i] if x[3] is None] + todo[i + 1:]
                         break
             if redo is not None:
-                for x in todo:
-                    if x[3] is None:
-                        x[2] = None
                 todo = redo
                 continue
             try:
@@ -706,7 +734,8 @@ class SQLiteStore(Store):
                cwd: str = "/", home: str | None = None) -> WnObj:
         race, sp, clean, data = C.create_args(path, race, meta, content, cwd, home)
         now = C.now_ms()
-        with self._tx(True) as conn:
+
+        def tx(conn):
             ph = self._abs(conn, sp, now)
             if ph == "/":
                 raise C.exists("/")
@@ -714,11 +743,16 @@ class SQLiteStore(Store):
             parent = self._dir(conn, up, parents, now)
             self._clear_expired(conn, ph, now)
             doc = C.new_doc(paths.new_id(), parent["id"], nm, ph, race, clean, now)
+            if data is not None:        # len and sha1 known before the row is written
+                conn.execute("INSERT OR REPLACE INTO content (id, data) VALUES (?, ?)",
+                             (doc["id"], data))
+                import hashlib
+                doc["len"] = len(data)
+                doc["sha1"] = hashlib.sha1(data).hexdigest()
             self._insert(conn, doc)
-            if data is not None:
-                doc = self._set_content(conn, doc, data, now)
             self._maybe_purge(conn, now)
             return _out(doc)
+        return self._write_fn(tx)
 
     def _update(self, oid: str, texts: dict, want: dict | None):
         """set_meta/cas as one ``UPDATE ... RETURNING``: ([row] or [], True), or
@@ -834,13 +868,14 @@ class SQLiteStore(Store):
     def _put(self, oid: str, data: bytes, append: bool) -> WnObj:
         data = C.as_bytes(data)
         now = C.now_ms()
-        with self._tx(True) as conn:
+
+        def tx(conn):
             doc = self._need(conn, oid, now)
             if doc["race"] != "FILE":
                 raise C.notfile(doc["ph"])
-            if append:
-                data = self._content(conn, oid) + data
-            return _out(self._set_content(conn, doc, data, now))
+            full = self._content(conn, oid) + data if append else data
+            return _out(self._set_content(conn, doc, full, now))
+        return self._write_fn(tx)
 
     # ---- tree ---------------------------------------------------------------------------------------
     def children(self, oid: str, glob: str | None = None) -> list[WnObj]:
