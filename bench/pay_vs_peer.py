@@ -103,9 +103,10 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-def rss_mib(pid: int) -> tuple[float, float, float]:
-    """(VmRSS, RssAnon, RssFile) in MiB: RssFile is mostly shared pages (libraries, the
-    SQLite file mapped by mmap), RssAnon the worker's own memory."""
+def rss_mib(pid: int) -> tuple[float, float, float, float]:
+    """(VmRSS, RssAnon, RssFile, Pss) in MiB: RssFile is mostly shared pages (libraries,
+    the SQLite file mapped by mmap), RssAnon the worker's own memory, Pss the resident
+    memory with shared pages split between the processes that map them."""
     vals = {}
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -115,7 +116,16 @@ def rss_mib(pid: int) -> tuple[float, float, float]:
                     vals[k] = int(v.split()[0]) / 1024
     except OSError:
         pass
-    return vals.get("VmRSS", 0.0), vals.get("RssAnon", 0.0), vals.get("RssFile", 0.0)
+    pss = 0.0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    pss = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return (vals.get("VmRSS", 0.0), vals.get("RssAnon", 0.0), vals.get("RssFile", 0.0),
+            pss)
 
 
 def worker_rss(proc: subprocess.Popen) -> list[tuple[float, float, float]]:
@@ -344,7 +354,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=32, help="blocking threads per worker")
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--duration", type=float, default=5.0)
-    ap.add_argument("--orders", type=int, default=12000, help="orders per side")
+    ap.add_argument("--orders", type=int, default=20000, help="orders per side")
     ap.add_argument("--store", default=None,
                     help="wnshell's store (default: a fresh SQLite file); 'postgresql' "
                          "starts a throwaway PostgreSQL (fsync on)")
@@ -409,7 +419,7 @@ def main(argv=None) -> int:
                                         WRK_EXPECT="paySign"))
         # every order submitted (untimed; the ones done above reuse their pay_jsobj)
         for s in sides:
-            bad = fetch_all(s.port, s.submit_paths(), b"paySign")
+            bad = fetch_all(s.port, s.submit_paths(), b"paySign", threads=32)
             if bad:
                 print(f"  ({s.name}: {bad} submits of the top-up failed)")
         # 2. first-time notifications, 3. the same again
@@ -476,7 +486,8 @@ def main(argv=None) -> int:
             met = s is peer or worst <= TARGET_RSS_MIB
             all_met &= met
             print(f"    {s.name:8s} resident memory per worker after the run: "
-                  + ", ".join(f"{m[0]:.1f} (anon {m[1]:.1f} + file {m[2]:.1f})" for m in mibs)
+                  + ", ".join(f"{m[0]:.1f} (anon {m[1]:.1f} + file {m[2]:.1f}; pss {m[3]:.1f})"
+                             for m in mibs)
                   + " MiB"
                   + ("" if s is peer else f"  target <= {TARGET_RSS_MIB}: "
                      f"{'MET' if worst <= TARGET_RSS_MIB else 'NOT MET'}"))
