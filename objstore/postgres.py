@@ -585,24 +585,28 @@ class PostgresStore(Store):
         return obj
 
     @staticmethod
-    def _changes_sql(clean: Mapping[str, Any], now: int, params: list) -> str:
-        """SET clause applying cleaned ``changes`` (None deletes) and bumping ``lm``."""
-        setv = {k: v for k, v in clean.items() if v is not None}
-        dels = [k for k, v in clean.items() if v is None]
-        params += [Jsonb(setv), dels, now]
-        sql = ("meta = ((meta || %s) - %s::text[]) || jsonb_build_object('lm', "
+    def _changes_sql(texts: Mapping[str, Any], expi: Any, now: int, params: list) -> str:
+        """SET clause applying ``changes`` (``texts``: each value's JSON text, None
+        deletes; ``common.meta_texts``) and bumping ``lm``.  The values go to the
+        server as the JSON text they were checked as: no copy of them is decoded."""
+        import json
+        setv = "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + t
+                              for k, t in texts.items() if t is not None) + "}"
+        dels = [k for k, t in texts.items() if t is None]
+        params += [setv, dels, now]
+        sql = ("meta = ((meta || %s::jsonb) - %s::text[]) || jsonb_build_object('lm', "
                "greatest(%s, (meta ->> 'lm')::bigint))")
-        if "expi" in clean:
-            params.append(clean["expi"])
+        if "expi" in texts:
+            params.append(expi)
             sql += ", expi = %s"
         return sql
 
     def set_meta(self, oid: str, changes: Mapping[str, Any]) -> WnObj:
-        clean = C.clean_meta(changes)
+        texts = C.meta_texts(changes)
         C.check_oid(oid)
         now = C.now_ms()
         params: list = []
-        sets = self._changes_sql(clean, now, params)
+        sets = self._changes_sql(texts, changes.get("expi"), now, params)
         row = self._one(f"UPDATE {TABLE} SET {sets} WHERE id = %s AND {_LIVE_POS} "
                         f"RETURNING meta", params + [oid, now])
         if row is None:
@@ -611,11 +615,11 @@ class PostgresStore(Store):
 
     def cas(self, oid: str, expect: Mapping[str, Any], changes: Mapping[str, Any]) -> WnObj | None:
         want = C.clean_expect(expect)
-        clean = C.clean_meta(changes)
+        texts = C.meta_texts(changes)
         C.check_oid(oid)
         now = C.now_ms()
         params: list = []
-        sets = self._changes_sql(clean, now, params)
+        sets = self._changes_sql(texts, changes.get("expi"), now, params)
         params += [oid, now]
         conds = []
         for k, v in want.items():
