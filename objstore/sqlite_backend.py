@@ -479,9 +479,9 @@ class SQLiteStore(Store):
     def _write(self, sql: str, params: list) -> list:
         """One write statement, committed (fully synced) when this returns; its
         RETURNING rows (see ``_write_fn``)."""
-        return self._write_fn(lambda conn: conn.execute(sql, params).fetchall())
+        return self._write_fn(lambda conn: conn.execute(sql, params).fetchall(), True)
 
-    def _write_fn(self, fn):
+    def _write_fn(self, fn, single: bool = False):
         """``fn(conn)``'s result, its writes committed (fully synced) when this returns.
 
         Group commit: ``fn`` joins this process's queue; whichever writer gets the gate
@@ -495,7 +495,7 @@ class SQLiteStore(Store):
             with self._tx(True) as conn:
                 return fn(conn)
         gate = self._gate
-        item = [fn, None, None, None, False]     # fn, -, result, error, done
+        item = [fn, single, None, None, False]   # fn, one statement?, result, error, done
         with self._queue_lock:
             self._queue.append(item)
         gate.acquire()
@@ -532,6 +532,31 @@ class SQLiteStore(Store):
     @staticmethod
     def _run_batch(conn, batch: list) -> None:
         """Run queued write functions in one transaction (under the gate)."""
+        if len(batch) == 1:
+            # alone: one statement is its own (autocommit) transaction; a function
+            # gets one without a savepoint
+            it = batch[0]
+            try:
+                if it[1]:
+                    it[2] = it[0](conn)
+                else:
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        it[2] = it[0](conn)
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        if conn.in_transaction:
+                            try:
+                                conn.execute("ROLLBACK")
+                            except sqlite3.Error:
+                                pass
+                        raise
+            except (sqlite3.Error,) + _VALUE_ERRORS as exc:
+                it[2], it[3] = None, _store_error(exc)
+            except Exception as exc:  # noqa: BLE001 - handed to the caller's thread
+                it[2], it[3] = None, exc
+            it[4] = True
+            return
         todo = batch
         while todo:
             try:
