@@ -369,8 +369,9 @@ class SQLiteStore(Store):
         self._conns_lock = allocate_lock()
         self._pid = os.getpid()
         self._wgate: _WriteGate | None = None
-        self._queue: list = []              # statements waiting for a group commit
+        self._queue: list = []              # writes waiting for a group commit
         self._queue_lock = allocate_lock()
+        self._leading = False               # a writer is running a batch
         self._last_purge = 0
         try:
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
@@ -473,6 +474,7 @@ class SQLiteStore(Store):
                 if gate is None or gate.pid != os.getpid():
                     if gate is not None:
                         self._queue, self._queue_lock = [], allocate_lock()
+                        self._leading = False
                     gate = self._wgate = _WriteGate(self.path)
         return gate
 
@@ -484,50 +486,80 @@ class SQLiteStore(Store):
     def _write_fn(self, fn, single: bool = False):
         """``fn(conn)``'s result, its writes committed (fully synced) when this returns.
 
-        Group commit: ``fn`` joins this process's queue; whichever writer gets the gate
-        next runs every queued function in one transaction, in queue order, each in
-        its own SAVEPOINT (so each is atomic on its own: one that raises is undone
-        alone), and commits them all with one sync.  A writer whose function another
-        committed while it waited for the gate just returns its result.  Under load
-        one fsync then serves many writes instead of one (the sync, not the
-        statements, is what a write costs here); alone, a write is its own batch."""
+        Group commit: ``fn`` joins this process's queue.  One writer at a time leads:
+        it takes everything queued, runs it in one transaction under the gate, in
+        queue order, each function in its own SAVEPOINT (each atomic on its own: one
+        that raises is undone alone), commits them all with one sync, wakes their
+        writers, and hands the lead to the first writer queued meanwhile.  A writer
+        that is not leading sleeps on its own lock until its function is done (or it
+        is handed the lead), so finished writers never queue for the gate.  Under load
+        one fsync serves many writes instead of one (the sync, not the statements, is
+        what a write costs here); alone, a write is its own batch."""
         if not USE_WRITE_GATE:          # each write alone, SQLite's lock alone
             with self._tx(True) as conn:
                 return fn(conn)
         gate = self._gate
-        item = [fn, single, None, None, False]   # fn, one statement?, result, error, done
+        wake = allocate_lock()
+        wake.acquire()
+        # fn, one statement?, result, error, done, wake, told to lead
+        item = [fn, single, None, None, False, wake, False]
         with self._queue_lock:
             self._queue.append(item)
-        gate.acquire()
-        try:
-            if not item[4]:
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                conn = None
-                try:
-                    conn = self._conn()
-                    self._run_batch(conn, batch)
-                except BaseException as exc:
-                    # never leave a queued writer without an answer: whatever was not
-                    # committed is an error for its caller
-                    err = exc if isinstance(exc, StoreError) else StoreError(
-                        "e.io.store.failed", f"the write was interrupted "
-                        f"({type(exc).__name__})", INTERNAL)
-                    for it in batch:
-                        if not it[4]:
-                            it[2], it[3], it[4] = None, err, True
-                    try:
-                        if conn is not None and conn.in_transaction:
-                            conn.execute("ROLLBACK")
-                    except Exception:  # noqa: BLE001
-                        pass
-                    if not isinstance(exc, StoreError):
-                        raise           # e.g. KeyboardInterrupt, after answering the rest
-        finally:
-            gate.release()
+            lead = not self._leading
+            if lead:
+                self._leading = True
+        if not lead:
+            wake.acquire()              # released when done, or when handed the lead
+            lead = item[6] and not item[4]
+        if lead:
+            self._lead(gate, item)
         if item[3] is not None:
             raise item[3]
         return item[2]
+
+    def _lead(self, gate, me: list) -> None:
+        """Run one batch (``me`` is in it), then wake its writers and pass the lead on."""
+        with self._queue_lock:
+            batch, self._queue = self._queue, []
+        conn = None
+        interrupted = None
+        try:
+            gate.acquire()
+            try:
+                conn = self._conn()
+                self._run_batch(conn, batch)
+            finally:
+                gate.release()
+        except BaseException as exc:
+            # never leave a queued writer without an answer: whatever was not
+            # committed is an error for its caller
+            err = exc if isinstance(exc, StoreError) else StoreError(
+                "e.io.store.failed", f"the write was interrupted ({type(exc).__name__})",
+                INTERNAL)
+            for it in batch:
+                if not it[4]:
+                    it[2], it[3], it[4] = None, err, True
+            try:
+                if conn is not None and conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            except Exception:  # noqa: BLE001
+                pass
+            if not isinstance(exc, StoreError):
+                interrupted = exc       # e.g. KeyboardInterrupt, after answering the rest
+        finally:
+            with self._queue_lock:
+                nxt = self._queue[0] if self._queue else None
+                if nxt is None:
+                    self._leading = False
+                else:
+                    nxt[6] = True
+            for it in batch:
+                if it is not me:
+                    it[5].release()
+            if nxt is not None:
+                nxt[5].release()
+        if interrupted is not None:
+            raise interrupted
 
     @staticmethod
     def _run_batch(conn, batch: list) -> None:
