@@ -844,11 +844,13 @@ class SQLiteStore(Store):
             return _out(_row_doc(rows[0]))
         clean = C.clean_meta(changes)
         now = C.now_ms()
-        with self._tx(True) as conn:
+
+        def tx(conn):
             doc = self._need(conn, oid, now)
             C.apply_changes(doc, clean, now)
             self._update_meta(conn, doc)
             return _out(doc)
+        return self._write_fn(tx)
 
     def cas(self, oid: str, expect: Mapping[str, Any], changes: Mapping[str, Any]) -> WnObj | None:
         want = C.clean_expect(expect)
@@ -863,13 +865,15 @@ class SQLiteStore(Store):
             return None
         clean = C.clean_meta(changes)
         now = C.now_ms()
-        with self._tx(True) as conn:
+
+        def tx(conn):
             doc = self._need(conn, oid, now)
             if not C.matches_expect(doc, want):
                 return None
             C.apply_changes(doc, clean, now)
             self._update_meta(conn, doc)
             return _out(doc)
+        return self._write_fn(tx)
 
     def incr(self, oid: str, key: str, delta: int = 1) -> int:
         C.check_delta(key, delta)
@@ -895,13 +899,15 @@ class SQLiteStore(Store):
                 rows = None         # the transaction path names the broken row
             if rows:
                 return rows[0][0]
-        with self._tx(True) as conn:
+
+        def tx(conn):
             doc = self._need(conn, oid, now)
             val = C.incr_value(doc.get(key), key, delta)
             doc[key] = val
             doc["lm"] = max(now, doc["lm"])
             self._update_meta(conn, doc)
             return val
+        return self._write_fn(tx)
 
     # ---- content ----------------------------------------------------------------------------------
     @staticmethod
@@ -951,7 +957,8 @@ class SQLiteStore(Store):
     def move(self, oid: str, new_path: str, *, cwd: str = "/", home: str | None = None) -> WnObj:
         sp = paths.resolve(new_path, cwd, home)
         now = C.now_ms()
-        with self._tx(True) as conn:
+
+        def tx(conn):
             src = self._need(conn, oid, now)
             if src["ph"] == "/":
                 raise paths.invalid("cannot move '/'")
@@ -989,10 +996,12 @@ class SQLiteStore(Store):
                          (src["pid"], nm, dest, src.get("d0"), src.get("d1"), src["lm"],
                           _meta_json(src), src["id"]))
             return _out(src)
+        return self._write_fn(tx)
 
     def delete(self, oid: str, *, recursive: bool = False) -> None:
         now = C.now_ms()
-        with self._tx(True) as conn:
+
+        def tx(conn):
             doc = self._need(conn, oid, now)
             if doc["ph"] == "/":
                 raise paths.invalid("cannot delete '/'")
@@ -1001,6 +1010,7 @@ class SQLiteStore(Store):
                                 " LIMIT 1", (oid, now)).fetchone():
                     raise C.dir_notempty(doc["ph"])
             self._remove_tree(conn, doc["ph"])
+        return self._write_fn(tx)
 
     # ---- query ------------------------------------------------------------------------------------
     def _where(self, match, now: int) -> tuple[str, list]:
@@ -1026,6 +1036,8 @@ class SQLiteStore(Store):
     # ---- housekeeping ----------------------------------------------------------------------------------
     def purge_expired(self) -> int:
         now = C.now_ms()
-        with self._tx(True) as conn:
+
+        def tx(conn):
             self._last_purge = now
             return self._purge(conn, now)
+        return self._write_fn(tx)
