@@ -356,8 +356,9 @@ def main(argv=None) -> int:
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--orders", type=int, default=20000, help="orders per side")
     ap.add_argument("--store", default=None,
-                    help="wnshell's store (default: a fresh SQLite file); 'postgresql' "
-                         "starts a throwaway PostgreSQL (fsync on)")
+                    help="wnshell's store: the URL of an empty store (default: a fresh "
+                         "SQLite file), or 'postgresql' to start a throwaway PostgreSQL "
+                         "(fsync on)")
     a = ap.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("bench/pay_vs_peer.py needs wrk (Debian package 'wrk')")
@@ -456,6 +457,10 @@ def main(argv=None) -> int:
                   "first": "notification, first time (-> paid)",
                   "duplicate": "notification, duplicate"}
         all_met = True
+        fastest = max(s.runs["submit"].rps for s in sides)
+        if st.rps < 2 * fastest:
+            print(f"  !! the stand-in alone ({st.rps:.0f} req/s) is within 2x of the fastest "
+                  f"submit leg ({fastest:.0f}): it may bound the submit numbers")
         for leg, label in labels.items():
             p, w = peer.runs[leg], wn.runs[leg]
             ratio = w.rps / p.rps if p.rps else 0.0
