@@ -6,7 +6,7 @@ off around it, and the commit is done when the call returns.  PostgreSQL: every 
 session has ``synchronous_commit = on``, even where the database's default is off."""
 from __future__ import annotations
 
-import pytest
+import os
 
 import objstore
 from wnshell.session import Session
@@ -92,7 +92,7 @@ def test_sqlite_every_connection_is_fully_synced(tmp_path):
 def test_postgresql_sessions_commit_synchronously_whatever_the_default():
     from tests.objstore import pg_backend
     srv = pg_backend.get_server()
-    name = f"durable_{id(srv) % 100000}_{len(pg_backend.__name__)}"
+    name = f"durable_{os.getpid()}"
     srv.execute(f'DROP DATABASE IF EXISTS "{name}"')
     srv.execute(f'CREATE DATABASE "{name}"')
     srv.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
