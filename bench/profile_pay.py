@@ -1,6 +1,6 @@
 """Where the time of one pay request goes, in-process, one thread (cProfile).
 
-    python bench/profile_pay.py [--n 400] [--store URL] [--top 25]
+    python bench/profile_pay.py [--n 400] [--store URL | --store postgresql] [--top 25]
 
 The regapi WSGI app is called directly (no server, no network, deadline off so the
 template runs on the calling thread and cProfile sees all of it) on a fresh SQLite store
@@ -44,16 +44,16 @@ STEPS = [
     ("    order -submit", "commands/weixin/order.py", "submit"),
     ("      unifiedorder HTTP call (post_xml)", "wxpay/client.py", "post_xml"),
     ("      reply check (parse_reply)", "wxpay/api.py", "parse_reply"),
-    ("      store.incr (pay_seq)", "objstore/sqlite_backend.py", "incr"),
+    ("      store.incr (pay_seq)", "_backend.py|postgres.py", "incr"),
     ("    order -result", "commands/weixin/order.py", "result"),
     ("      XML + signature (parse_notification)", "wxpay/api.py", "parse_notification"),
     ("      order read (match_order)", "commands/weixin/order.py", "match_order"),
     ("      paid transition (mark_paid)", "commands/weixin/order.py", "mark_paid"),
-    ("  store.get (all)", "objstore/sqlite_backend.py", "get"),
-    ("  store.fetch (all)", "objstore/sqlite_backend.py", "fetch"),
-    ("  store.cas (all)", "objstore/sqlite_backend.py", "cas"),
-    ("  store.read (all)", "objstore/sqlite_backend.py", "read"),
-    ("  store.create (all)", "objstore/sqlite_backend.py", "create"),
+    ("  store.get (all)", "_backend.py|postgres.py", "get"),
+    ("  store.fetch (all)", "_backend.py|postgres.py", "fetch"),
+    ("  store.cas (all)", "_backend.py|postgres.py", "cas"),
+    ("  store.read (all)", "_backend.py|postgres.py", "read"),
+    ("  store.create (all)", "_backend.py|postgres.py", "create"),
     ("  logging (Logger._log)", "logging/__init__.py", "_log"),
     ("  json.dumps", "json/__init__.py", "dumps"),
     ("  json.loads", "json/__init__.py", "loads"),
@@ -83,7 +83,8 @@ def call(app, env) -> tuple[str, bytes]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=400)
-    ap.add_argument("--store", default=None)
+    ap.add_argument("--store", default=None,
+                    help="an empty store's URL, or 'postgresql' for a throwaway server")
     ap.add_argument("--top", type=int, default=20)
     a = ap.parse_args(argv)
 
@@ -97,8 +98,16 @@ def main(argv=None) -> int:
     tmp = tempfile.mkdtemp(prefix="wnshell-profile-")
     merchant = ("wx" + secrets.token_hex(8), "1900000999", secrets.token_hex(16))
     sim = Simulator(merchants=[merchant]).start()
+    pg = None
     try:
-        store = open_store(a.store or f"sqlite://{tmp}/store.db")
+        url = a.store or f"sqlite://{tmp}/store.db"
+        if url == "postgresql":          # a throwaway server, fsync on
+            from tests.objstore import pg_backend
+            if pg_backend.find_bindir() is None:
+                raise SystemExit(pg_backend.missing_reason())
+            pg = pg_backend.PgServer(pg_backend.find_bindir(), fsync=True)
+            url = pg.fresh_schema_url("profile")
+        store = open_store(url)
         api = "/home/demo/.regapi/api"
         store.create(f"{api}/pay", "FILE", {"http-header-Content-Type": "application/json"},
                      parents=True, content=PAY_API.encode())
@@ -196,13 +205,14 @@ def main(argv=None) -> int:
             prof.disable()
             count = len(envs)
             st = pstats.Stats(prof)
-            print(f"\n== {label}: per request {sql[0] / count:.1f} SQL statements, "
+            stmts = f"{sql[0] / count:.1f} SQL statements, " if conn is not None else ""
+            print(f"\n== {label}: per request {stmts}"
                   f"{sum(ops.values()) / count:.1f} store operations ("
                   + ", ".join(f"{k} {v / count:.1f}" for k, v in ops.items() if v) + ")")
             rows = {}
             for (file, _line, fn), (cc, nc, tt, ct, _callers) in st.stats.items():
                 for step, suffix, name in STEPS:
-                    if fn == name and file.endswith(suffix):
+                    if fn == name and file.endswith(tuple(suffix.split("|"))):
                         # the one function of that name taking the most time (e.g.
                         # RegApiApp.__call__, not the access log's __call__)
                         if ct > rows.get(step, (0, -1.0))[1]:
@@ -223,6 +233,8 @@ def main(argv=None) -> int:
         return 0
     finally:
         sim.stop()
+        if pg is not None:
+            pg.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
