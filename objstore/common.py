@@ -98,6 +98,35 @@ def clean_meta(meta: Mapping[str, Any] | None, *, what: str = "metadata") -> dic
     """
     if meta is None:
         return {}
+    check_meta(meta, what)
+    return to_json(meta, what)
+
+
+def meta_texts(meta: Mapping[str, Any] | None, *, what: str = "metadata") -> dict:
+    """``clean_meta``'s checks, but each value as its JSON text (None stays None, for
+    "delete"): what a backend that writes JSON text needs, without decoding it again."""
+    if meta is None:
+        return {}
+    check_meta(meta, what)
+    out = {}
+    for k, v in meta.items():
+        if v is None:
+            out[k] = None
+            continue
+        try:
+            text = json.dumps(dict(v) if isinstance(v, Mapping) else v,
+                              allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+            text.encode("utf-8")
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise meta_invalid(f"{what} is not JSON: {str(exc)[:200]}") from None
+        check_int_range(v, what)
+        out[k] = text
+    return out
+
+
+def check_meta(meta: Any, what: str) -> None:
+    """The key and reserved-field checks of ``clean_meta`` (values are checked by
+    ``to_json`` / ``meta_texts``)."""
     if not isinstance(meta, Mapping):
         raise meta_invalid(f"{what} must be a JSON object, not {type(meta).__name__}")
     for k, v in meta.items():
@@ -111,7 +140,6 @@ def clean_meta(meta: Mapping[str, Any] | None, *, what: str = "metadata") -> dic
             raise meta_invalid(f"'{k}' must be {'an integer' if want is int else 'a string'}")
     if "expi" in meta and meta["expi"] is not None and not 0 <= meta["expi"] < INT64:
         raise meta_invalid("'expi' is out of range")
-    return to_json(meta, what)
 
 
 INT64 = 2 ** 63
@@ -126,16 +154,21 @@ def to_json(value: Any, what: str) -> Any:
         out = json.loads(text)
     except (TypeError, ValueError, RecursionError) as exc:   # UnicodeError is a ValueError
         raise meta_invalid(f"{what} is not JSON: {str(exc)[:200]}") from None
-    todo = [out]                       # integers must fit every backend (64-bit)
+    check_int_range(out, what)
+    return out
+
+
+def check_int_range(value: Any, what: str) -> None:
+    """Integers must fit every backend (64-bit), at any depth."""
+    todo = [value]
     while todo:
         v = todo.pop()
         if isinstance(v, int) and not isinstance(v, bool) and not -INT64 <= v < INT64:
             raise meta_invalid(f"{what}: integer out of the 64-bit range")
-        if isinstance(v, dict):
+        if isinstance(v, Mapping):
             todo.extend(v.values())
-        elif isinstance(v, list):
+        elif isinstance(v, (list, tuple)):
             todo.extend(v)
-    return out
 
 
 def apply_changes(doc: dict, changes: Mapping[str, Any], now: int) -> None:

@@ -295,6 +295,14 @@ class PgCompiler:
 COMPILER = PgCompiler()
 
 
+def _configure(conn) -> None:
+    """Every pooled session: ``synchronous_commit = on`` whatever the server, database
+    or role default says, so a call (the paid transition above all) returns only after
+    its commit is flushed to disk -- an acknowledged write survives a power loss (given
+    the server's own ``fsync = on``)."""
+    conn.execute("SET synchronous_commit = on")
+
+
 def _doc(meta: Any) -> WnObj:
     """A row's ``meta`` (already a fresh dict from psycopg) as a WnObj."""
     return WnObj(meta)
@@ -372,7 +380,7 @@ class PostgresStore(Store):
                 if os.environ.get("WNSHELL_PG_PREPARE", "1") == "0":
                     kwargs["prepare_threshold"] = None   # e.g. behind a transaction pooler
                 pool = ConnectionPool(self._conninfo, min_size=1, max_size=max(1, size),
-                                      kwargs=kwargs, open=False,
+                                      kwargs=kwargs, open=False, configure=_configure,
                                       timeout=30, name="wnshell-store")
                 try:
                     pool.open(wait=True, timeout=30)
@@ -577,24 +585,28 @@ class PostgresStore(Store):
         return obj
 
     @staticmethod
-    def _changes_sql(clean: Mapping[str, Any], now: int, params: list) -> str:
-        """SET clause applying cleaned ``changes`` (None deletes) and bumping ``lm``."""
-        setv = {k: v for k, v in clean.items() if v is not None}
-        dels = [k for k, v in clean.items() if v is None]
-        params += [Jsonb(setv), dels, now]
-        sql = ("meta = ((meta || %s) - %s::text[]) || jsonb_build_object('lm', "
+    def _changes_sql(texts: Mapping[str, Any], expi: Any, now: int, params: list) -> str:
+        """SET clause applying ``changes`` (``texts``: each value's JSON text, None
+        deletes; ``common.meta_texts``) and bumping ``lm``.  The values go to the
+        server as the JSON text they were checked as: no copy of them is decoded."""
+        import json
+        setv = "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + t
+                              for k, t in texts.items() if t is not None) + "}"
+        dels = [k for k, t in texts.items() if t is None]
+        params += [setv, dels, now]
+        sql = ("meta = ((meta || %s::jsonb) - %s::text[]) || jsonb_build_object('lm', "
                "greatest(%s, (meta ->> 'lm')::bigint))")
-        if "expi" in clean:
-            params.append(clean["expi"])
+        if "expi" in texts:
+            params.append(expi)
             sql += ", expi = %s"
         return sql
 
     def set_meta(self, oid: str, changes: Mapping[str, Any]) -> WnObj:
-        clean = C.clean_meta(changes)
+        texts = C.meta_texts(changes)
         C.check_oid(oid)
         now = C.now_ms()
         params: list = []
-        sets = self._changes_sql(clean, now, params)
+        sets = self._changes_sql(texts, changes.get("expi"), now, params)
         row = self._one(f"UPDATE {TABLE} SET {sets} WHERE id = %s AND {_LIVE_POS} "
                         f"RETURNING meta", params + [oid, now])
         if row is None:
@@ -603,11 +615,11 @@ class PostgresStore(Store):
 
     def cas(self, oid: str, expect: Mapping[str, Any], changes: Mapping[str, Any]) -> WnObj | None:
         want = C.clean_expect(expect)
-        clean = C.clean_meta(changes)
+        texts = C.meta_texts(changes)
         C.check_oid(oid)
         now = C.now_ms()
         params: list = []
-        sets = self._changes_sql(clean, now, params)
+        sets = self._changes_sql(texts, changes.get("expi"), now, params)
         params += [oid, now]
         conds = []
         for k, v in want.items():

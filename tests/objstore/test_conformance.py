@@ -179,6 +179,47 @@ def test_incr(store):
     assert store.get(f.id)["n"] == 40
 
 
+def test_cas_value_rules_and_odd_keys(store):
+    """The equality rules of cas hold the same whether a backend decides in SQL or in
+    Python: strings never equal numbers, booleans never equal 0/1, objects compare by
+    content (key order aside), and keys with dots, quotes or non-ASCII work as any."""
+    f = store.create("/o", meta={"s": "1", "n": 1, "z": 0, "b": False, "d": {"x": 1, "y": [1, 2]},
+                                 "a.b": 1, 'q"k': "v", "ключ": 2.5})
+    assert store.cas(f.id, {"s": 1}, {"w": 1}) is None
+    assert store.cas(f.id, {"n": "1"}, {"w": 1}) is None
+    assert store.cas(f.id, {"z": False}, {"w": 1}) is None
+    assert store.cas(f.id, {"b": 0}, {"w": 1}) is None
+    assert store.cas(f.id, {"b": None}, {"w": 1}) is None
+    assert store.cas(f.id, {"d": {"y": [1, 2], "x": 1.0}}, {"w": 1})["w"] == 1
+    assert store.cas(f.id, {"d": {"x": 1}}, {"w": 2}) is None
+    assert store.cas(f.id, {"a.b": 1, 'q"k': "v", "ключ": 2.5}, {"w": 3})["w"] == 3
+    g = store.cas(f.id, {"w": 3, "s": "1", "b": False}, {"w": None, "a.b": None, "n": 7,
+                                                         'q"k': {"deep": ["x", None]}})
+    assert "w" not in g and "a.b" not in g and g["n"] == 7 and g['q"k'] == {"deep": ["x", None]}
+    assert store.get(f.id) == g
+    assert err(store.cas, "0" * 26, {"n": 7}, {"x": 1}).key == "e.io.obj.noexists"
+    gone = store.create("/gone", meta={"n": 1, "expi": now_ms() - 1})
+    assert err(store.cas, gone.id, {"n": 1}, {"x": 1}).key == "e.io.obj.noexists"
+    assert err(store.set_meta, gone.id, {"x": 1}).key == "e.io.obj.noexists"
+    assert err(store.incr, gone.id, "n").key == "e.io.obj.noexists"
+
+
+def test_incr_value_rules(store):
+    big = 2 ** 63 - 1
+    f = store.create("/seq", meta={"top": big - 1, "low": -big, "f": 2.0, "odd.key": 1})
+    assert store.incr(f.id, "top") == big
+    assert err(store.incr, f.id, "top").key == "e.io.meta.invalid"       # 64-bit range
+    assert store.incr(f.id, "low", -1) == -big - 1
+    assert err(store.incr, f.id, "low", -1).key == "e.io.meta.invalid"
+    assert err(store.incr, f.id, "f").key == "e.io.meta.invalid"         # not an integer
+    assert store.incr(f.id, "odd.key", 2) == 3
+    assert store.incr(f.id, "new", 0) == 0
+    g = store.get(f.id)
+    assert g["top"] == big and g["low"] == -big - 1 and g["f"] == 2.0 and g["odd.key"] == 3
+    assert g["new"] == 0 and g["lm"] >= f["lm"]
+    assert err(store.incr, "0" * 26, "n").key == "e.io.obj.noexists"
+
+
 # ---- content -------------------------------------------------------------------------------------
 def test_content(store):
     f = store.create("/f.txt")

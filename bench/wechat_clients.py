@@ -1,0 +1,172 @@
+"""One WeChat Pay call, three HTTP clients: what the client machinery costs per call.
+
+    python bench/wechat_clients.py [--n 2000]
+
+The same signed unifiedorder POST, sequentially over one keep-alive connection, to
+the stand-in WeChat Pay server (bench/wechat_standin.py, its own process, so its work
+is not on this process's clock), through:
+
+1. ``wxpay.client.Client.post_xml`` as it is: a pooled ``requests.Session``, a
+   streamed body read against a deadline (wxpay/httpread.py);
+2. ``Urllib3PostXml`` below: the same contract on a ``urllib3.HTTPConnectionPool``
+   (connect 5 s / read 10 s, the whole reply within connect + read, no retries, no
+   redirects, 1 MiB cap, the same TransportError messages and TIMEOUT kind) -- the
+   change proposed for wxpay/client.py;
+3. bare ``http.client`` (a floor: no deadline, no checks).
+
+Printed per call: wall ms and this process's CPU ms (the part a server worker pays
+in Python), and the ratio to the ``requests`` path.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import secrets
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+
+class Urllib3PostXml:
+    """``Client.post_xml``'s contract on urllib3 (a sketch of the proposed change)."""
+
+    def __init__(self, base_url: str, timeout=(5.0, 10.0), max_bytes: int = 1 << 20,
+                 maxsize: int = 16):
+        import urllib3
+        from urllib.parse import urlsplit
+        u = urlsplit(base_url)
+        cls = urllib3.HTTPSConnectionPool if u.scheme == "https" else urllib3.HTTPConnectionPool
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self.pool = cls(u.hostname, u.port, maxsize=maxsize, block=False,
+                        timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]),
+                        retries=False)
+
+    def post_xml(self, path: str, xml: str) -> str:
+        import urllib3.exceptions as u3
+        from objstore.errors import TIMEOUT
+        from wxpay.errors import TransportError, XmlError
+        from wxpay.xmlcodec import from_xml
+        data = xml.encode("utf-8")
+        deadline = time.monotonic() + sum(self.timeout)
+        try:
+            resp = self.pool.urlopen("POST", "/" + path.lstrip("/"), body=data,
+                                     headers={"Content-Type": "text/xml; charset=utf-8"},
+                                     redirect=False, retries=False, preload_content=False)
+        except u3.TimeoutError:
+            raise TransportError(f"timeout calling WeChat Pay {path}", TIMEOUT) from None
+        except (u3.HTTPError, OSError) as e:
+            raise TransportError(f"cannot reach WeChat Pay {path} ({type(e).__name__})") from None
+        chunks, size = [], 0
+        try:
+            while True:
+                if time.monotonic() > deadline:
+                    raise TransportError(f"timeout reading WeChat Pay {path}", TIMEOUT)
+                try:
+                    chunk = resp.read1(8192, decode_content=True)
+                except (u3.ReadTimeoutError, TimeoutError):
+                    raise TransportError(f"timeout reading WeChat Pay {path}", TIMEOUT) from None
+                except (u3.HTTPError, OSError) as e:
+                    raise TransportError(f"connection lost reading WeChat Pay {path} "
+                                         f"({type(e).__name__})") from None
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise TransportError(f"WeChat Pay {path} answered more than "
+                                         f"{self.max_bytes} bytes")
+                chunks.append(chunk)
+        finally:
+            resp.release_conn()
+        if resp.status != 200:
+            what = "server error" if resp.status >= 500 else "unexpected status"
+            raise TransportError(f"WeChat Pay {path} answered HTTP {resp.status} ({what})")
+        try:
+            text = b"".join(chunks).decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise TransportError(f"WeChat Pay {path} answered a body that is not UTF-8") from None
+        if text.lstrip()[:15].lower().startswith(("<!doctype html", "<html")):
+            raise TransportError(f"WeChat Pay {path} answered an HTML page, not XML")
+        try:
+            from_xml(text, max_bytes=self.max_bytes)
+        except XmlError as e:
+            raise TransportError(f"WeChat Pay {path} answered a body that is not "
+                                 f"WeChat XML ({e.reason})") from None
+        return text
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=2000)
+    a = ap.parse_args(argv)
+    from pay_vs_peer import free_port, stop, wait_http
+    from wxpay.account import Account
+    from wxpay.api import build_unifiedorder
+    from wxpay.client import Client
+    from wxpay.xmlcodec import to_xml
+
+    merchant = ("wx" + secrets.token_hex(8), "1900000999", secrets.token_hex(16))
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "granian", "--interface", "wsgi", "--factory", "--workers",
+         "1", "--blocking-threads", "2", "--no-ws", "--host", "127.0.0.1", "--port",
+         str(port), "--log-level", "warning", "bench.wechat_standin:app_factory"],
+        cwd=ROOT, env=dict(os.environ, WXPAY_SIM_MERCHANTS=":".join(merchant)),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(port, "/", proc)
+        base = f"http://127.0.0.1:{port}"
+        acct = Account(*merchant, notify_url="http://127.0.0.1:9/notify", api_base=base)
+        body = to_xml(build_unifiedorder(acct, {
+            "body": "bench", "out_trade_no": "clientbench1", "total_fee": 1,
+            "openid": "o" + secrets.token_hex(8), "spbill_create_ip": "127.0.0.1"}))
+        req_client = Client(acct)
+        u3_client = Urllib3PostXml(base)
+        hc = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+        def bare(path, xml):
+            hc.request("POST", path, body=xml.encode(), headers={"Content-Type": "text/xml"})
+            r = hc.getresponse()
+            out = r.read()
+            assert r.status == 200 and b"prepay_id" in out
+            return out
+
+        ways = [("requests (wxpay.client today)", req_client.post_xml),
+                ("urllib3 pool (proposed)", u3_client.post_xml),
+                ("http.client (floor, no checks)", bare)]
+        for _, fn in ways:                       # warm: connections, imports
+            for _ in range(50):
+                fn("/pay/unifiedorder", body)
+        res = {}
+        for rnd in range(2):                     # alternate, keep the best of two
+            for name, fn in ways:
+                c0, t0 = time.process_time(), time.perf_counter()
+                for _ in range(a.n):
+                    out = fn("/pay/unifiedorder", body)
+                wall = (time.perf_counter() - t0) / a.n * 1000
+                cpu = (time.process_time() - c0) / a.n * 1000
+                assert "prepay_id" in (out if isinstance(out, str) else out.decode())
+                best = res.get(name)
+                res[name] = (min(wall, best[0]), min(cpu, best[1])) if best else (wall, cpu)
+        print(f"one unifiedorder call, {a.n} sequential calls on one keep-alive connection, "
+              f"stand-in in its own process, {os.cpu_count()} CPUs (best of 2)")
+        base_cpu = res[ways[0][0]][1]
+        for name, _ in ways:
+            wall, cpu = res[name]
+            print(f"  {name:32s} wall {wall:6.3f} ms   client CPU {cpu:6.3f} ms   "
+                  f"CPU / requests {cpu / base_cpu:5.2f}")
+        req_client.close()
+        hc.close()
+        return 0
+    finally:
+        stop(proc)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
