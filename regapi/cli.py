@@ -2,7 +2,7 @@
 
     wnshell serve [--host 127.0.0.1] [--port 8080] [--workers N] [--store URL]
                   [--regapi-dir DIR [--user U]] [--threads N] [--deadline S]
-                  [--max-body BYTES] [--no-access-log]
+                  [--max-body BYTES] [--thread-idle S] [--no-access-log]
     wnshell sync DIR [--user U] [--store URL]
     wnshell demo [--keep] [--port P] [--store URL]
 
@@ -52,6 +52,13 @@ def _ttl(text: str) -> float:
     return n
 
 
+def _idle(text: str) -> int:
+    n = int(text)
+    if not 5 <= n <= 600:          # granian's bounds
+        raise ValueError(text)
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="wnshell", add_help=True)
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
@@ -77,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--route-ttl", type=_ttl, default=None,
                    help="seconds a resolved API is reused before it is looked up again "
                         "(default 1)")
+    s.add_argument("--thread-idle", type=_idle, default=None, metavar="S",
+                   help="seconds an idle request thread lives before it is retired, "
+                        "5..600 (default 30)")
     s.add_argument("--no-access-log", action="store_true",
                    help="no line per request on stderr")
 
@@ -112,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
                          regapi_dir=ns.regapi_dir, user=ns.user,
                          threads=ns.threads or 32, deadline=ns.deadline,
                          max_body=ns.max_body, route_ttl=ns.route_ttl,
-                         access_log=not ns.no_access_log)
+                         access_log=not ns.no_access_log,
+                         thread_idle=ns.thread_idle or 30)
         if ns.cmd == "sync":
             from objstore import open_store
             from regapi.sync import sync_dir

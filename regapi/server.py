@@ -9,6 +9,11 @@ into the store when given, and then hands over to granian, which forks ``--worke
 processes; each opens its own store and builds one app (``regapi.app:app_factory``).
 SIGTERM/SIGINT: graceful shutdown (in-flight requests finish).  SIGHUP: the folder is
 synced again and the workers are respawned gracefully (fresh caches).
+
+Worker crashes are not silent: ``faulthandler`` is on in every worker (a crash prints
+the Python stacks to stderr before granian respawns the worker).  docs/regapi.md
+("Serving without crashes") has the granian/CPython 3.11 thread-retirement segfault
+this guards against and the option to reproduce it (``--thread-idle``).
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from objstore.errors import BAD_INPUT, INTERNAL, WnError
 log = logging.getLogger("regapi")
 
 DEFAULT_THREADS = 32
+DEFAULT_THREAD_IDLE = 30        # granian's default; it accepts 5..600 seconds
 
 
 def prepare_store(store_url: str | None) -> str:
@@ -54,7 +60,10 @@ def serve(host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
           store_url: str | None = None, regapi_dir: str | None = None,
           user: str = "demo", threads: int = DEFAULT_THREADS,
           deadline: float | None = None, max_body: int | None = None,
-          route_ttl: float | None = None, access_log: bool = True) -> int:
+          route_ttl: float | None = None, access_log: bool = True,
+          thread_idle: int = DEFAULT_THREAD_IDLE) -> int:
+    import faulthandler
+
     from granian import Granian
     from granian.constants import Interfaces
 
@@ -70,6 +79,9 @@ def serve(host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
         print(f"regapi: synced {regapi_dir} -> /home/{user}/.regapi/api: "
               f"{sync_folder(url, regapi_dir, user)}", file=sys.stderr, flush=True)
 
+    # on in the main process, inherited by the forked workers: a segfault in a worker
+    # prints its Python stacks before granian respawns it
+    faulthandler.enable()
     server = Granian(
         "regapi.app:app_factory",
         address=host,
@@ -77,6 +89,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
         interface=Interfaces.WSGI,
         workers=workers,
         blocking_threads=threads,
+        blocking_threads_idle_timeout=thread_idle,
         websockets=False,
         factory=True,
         log_access=False,
