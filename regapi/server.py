@@ -4,9 +4,11 @@ Why granian: measured on this machine (2 cores, loopback, ``wrk -t2 -c64 -d5s``,
 same bare WSGI hello app): granian 2 workers ~61k req/s, gunicorn sync 2 workers ~7.3k,
 gunicorn gthread 2x8 ~15k, waitress 4 threads ~1.9k (docs/regapi.md has the table).
 
-The main process checks the store URL (and creates the store), loads ``--regapi-dir``
-into the store when given, and then hands over to granian, which forks ``--workers``
-processes; each opens its own store and builds one app (``worker_app``:
+The main process, in this order: checks the store URL and opens it once (creating a
+SQLite file and its schema), so a bad store is reported whatever the port; checks that
+the address can be listened on; loads ``--regapi-dir`` into the store when given (so a
+taken port changes nothing in the store); and hands over to granian, which forks
+``--workers`` processes; each opens its own store and builds one app (``worker_app``:
 ``regapi.app:app_factory`` counted by ``InFlight``).
 
 Signals: SIGTERM/SIGINT: graceful shutdown (in-flight requests finish; how many there
@@ -68,8 +70,8 @@ def serve(host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
           thread_idle: int = DEFAULT_THREAD_IDLE) -> int:
     import faulthandler
 
+    url = prepare_store(store_url)          # the order the module docstring gives
     check_bind(host, port)
-    url = prepare_store(store_url)
     os.environ["WNSHELL_STORE"] = url
     for key, value in (("DEADLINE", deadline), ("MAX_BODY", max_body),
                        ("ROUTE_TTL", route_ttl), ("THREADS", threads)):
