@@ -126,7 +126,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
     except (OSError, RuntimeError) as e:
         raise WnError("e.regapi.serve.failed", f"{type(e).__name__}: {e}",
                       kind=INTERNAL) from None
-    return server.exit_status
+    return 0
 
 
 def _wsgi():
@@ -222,12 +222,11 @@ def _server_class():
     class Server(Granian):
         """granian's server, with a second SIGINT/SIGTERM meaning "stop now"."""
         inflight: InFlight | None = None
-        exit_status = 0
 
         def signal_handler_interrupt(self, signum=None, *args, **kwargs):
             name = _signame(signum)
-            if not self.interrupt_signal:
-                pids = _pids(self.wrks)
+            if not getattr(self, "interrupt_signal", False):
+                pids = _pids(getattr(self, "wrks", ()))
                 n = self.inflight.total(pids) if self.inflight is not None else None
                 what = "unknown" if n is None else str(n)
                 _say(f"regapi: {name}: graceful shutdown, {what} request"
@@ -236,11 +235,11 @@ def _server_class():
                 return super().signal_handler_interrupt(signum, *args, **kwargs)
             # the second one: kill the workers now; the main process leaves as soon
             # as granian's watchers have seen them go
-            pids = _pids(self.wrks)
+            pids = _pids(getattr(self, "wrks", ()))
             n = self.inflight.total(pids) if self.inflight is not None else None
             _say(f"regapi: {name} again: stopping now"
                  + (f", {n} request{'' if n == 1 else 's'} cut off" if n else "") + "\n")
-            for w in list(self.wrks):
+            for w in list(getattr(self, "wrks", ())):
                 try:
                     w.kill()
                 except (OSError, AttributeError, ValueError):
