@@ -57,9 +57,9 @@ class Loaded:
                     read = self.read_timeout()
                     timeout = (min(CONNECT_TIMEOUT, read), read)
                     if self.api_version == 3:
-                        from wxpay.v3.client import V3Client
-                        self._client = V3Client(self.account, timeout=timeout,
-                                                on_certificates=self.save_certificates)
+                        from .v3pay import V3PayClient
+                        self._client = V3PayClient(self.account, timeout=timeout,
+                                                   on_certificates=self.save_certificates)
                     else:
                         self._client = Client(self.account, timeout=timeout)
         return self._client

@@ -87,3 +87,102 @@ def test_platform_certificates_are_cached_in_the_account_folder(v3sh, store, v3s
     assert [c.serial for c in fresh.account.keys.certificates()] == \
         [v3srv.sim.platform_serial()]
     assert not fresh.account.keys.needs_refresh()
+
+
+# ---- the seed's flow on v3 ----------------------------------------------------------------
+SUBMIT = "weixin v3 order -submit id:{id} -client_ip 10.0.0.8 -openid " + OPENID
+
+
+def _submit(sh, order):
+    status, out, err = run(sh, SUBMIT.format(id=order.id))
+    assert status == 0, err
+    return json.loads(out)
+
+
+def test_submit_signs_pay_jsobj_with_rsa_and_keeps_the_seed_fields(v3sh, store, merchant,
+                                                                    v3srv):
+    from wxpay.v3.crypto import rsa_verify
+    order = make_order(store)
+    js = _submit(v3sh, order)
+    assert js["signType"] == "RSA" and js["appId"] == V3_APPID
+    assert js["package"].startswith("prepay_id=")
+    msg = f"{js['appId']}\n{js['timeStamp']}\n{js['nonceStr']}\n{js['package']}\n"
+    assert rsa_verify(merchant.key.public_key(), msg, js["paySign"])
+    o = store.get(order.id)
+    assert o["pay_send"]["amount"] == {"total": 888, "currency": "CNY"}
+    assert o["pay_send"]["payer"] == {"openid": OPENID} and o["pay_send"]["mchid"] == V3_MCHID
+    assert o["pay_out_trade_no"] == f"{order.id}_1" and o["pay_seq"] == 1
+    assert o["pay_remap"]["prepay_id"] == js["package"][len("prepay_id="):]
+    assert json.loads(o["pay_rexml"]) == o["pay_remap"]
+    assert o["pay_jsobj"] == js and o["pay_jsobj_choose"]["paySign"] == js["paySign"]
+    assert isinstance(o["pay_expire_at"], int)
+    # submitted again unchanged: the same pay_jsobj, no new attempt
+    assert _submit(v3sh, order) == js and store.get(order.id)["pay_seq"] == 1
+
+
+def test_paid_through_the_notification_exactly_once(v3sh, store, v3srv, v3rcv):
+    order = make_order(store)
+    js = _submit(v3sh, order)
+    v3srv.sim.pay(prepay_id=js["package"][len("prepay_id="):])
+    v3srv.sim.wait_notified(f"{order.id}_1")
+    o = store.get(order.id)
+    assert o["or_status"] == 2 and o.get("expi") is None
+    pr = o["pay_result"]
+    assert pr["trade_state"] == "SUCCESS" and pr["amount"]["total"] == 888
+    assert pr["total_fee"] == "888" and pr["mch_id"] == V3_MCHID and len(pr["time_end"]) == 14
+    assert v3rcv.replies and all(code == 204 and out == "" for code, _s, out, _e in v3rcv.replies)
+    # -query agrees and changes nothing
+    status, out, err = run(v3sh, f"weixin v3 order -query id:{order.id}")
+    assert status == 0 and json.loads(out)["trade_state"] == "SUCCESS"
+
+
+def test_query_applies_a_payment_whose_notification_was_lost(v3sh, store, v3srv, merchant):
+    install_v3(store, merchant, v3srv.url, "http://127.0.0.1:9/api/demo/payresult")
+    order = make_order(store)
+    js = _submit(v3sh, order)
+    v3srv.sim.pay(prepay_id=js["package"][len("prepay_id="):])
+    status, out, err = run(v3sh, f"weixin v3 order -query id:{order.id}")
+    assert status == 0, err
+    state = json.loads(out)
+    assert state["trade_state"] == "SUCCESS" and state["or_status"] == 2
+    assert store.get(order.id)["pay_result"]["transaction_id"] == state["transaction_id"]
+
+
+def test_close_then_a_new_submit_is_a_new_attempt(v3sh, store, v3srv):
+    order = make_order(store)
+    _submit(v3sh, order)
+    status, out, err = run(v3sh, f"weixin v3 order -close id:{order.id}")
+    assert status == 0, err
+    assert json.loads(out)["closed"] == [f"{order.id}_1"]
+    assert v3srv.sim.order(f"{order.id}_1")["trade_state"] == "CLOSED"
+    js = _submit(v3sh, order)
+    assert store.get(order.id)["pay_out_trade_no"] == f"{order.id}_2" and js["paySign"]
+
+
+def test_close_of_an_order_paid_at_wechat_applies_the_payment(v3sh, store, v3srv, merchant):
+    install_v3(store, merchant, v3srv.url, "http://127.0.0.1:9/api/demo/payresult")
+    order = make_order(store)
+    js = _submit(v3sh, order)
+    v3srv.sim.pay(prepay_id=js["package"][len("prepay_id="):])
+    status, out, err = run(v3sh, f"weixin v3 order -close id:{order.id}")
+    assert status != 0 and err.startswith("e.weixin.err.ORDERPAID : ")
+    assert store.get(order.id)["or_status"] == 2
+
+
+def test_refund_and_its_notification(v3sh, store, v3srv, v3rcv):
+    order = make_order(store)
+    js = _submit(v3sh, order)
+    v3srv.sim.pay(prepay_id=js["package"][len("prepay_id="):])
+    v3srv.sim.wait_notified(f"{order.id}_1")
+    status, out, err = run(v3sh, f"weixin v3 refund id:{order.id} -fee 300 -reason test")
+    assert status == 0, err
+    got = json.loads(out)
+    assert got["out_refund_no"] == f"{order.id}_r1" and got["or_status"] == 3
+    v3srv.sim.wait_notified(out_refund_no=f"{order.id}_r1")
+    o = store.get(order.id)
+    assert o["pay_refunds"][0]["status"] == "SUCCESS" and o["pay_refunded"] == 300
+    assert o["or_status"] == 2
+    status, out, err = run(v3sh, f"weixin v3 refund -query id:{order.id}")
+    assert status == 0, err
+    assert json.loads(out)["wechat"][0]["refund_status"] == "SUCCESS"
+    assert any(code == 204 for code, *_ in v3rcv.replies)
