@@ -186,3 +186,55 @@ def test_refund_and_its_notification(v3sh, store, v3srv, v3rcv):
     assert status == 0, err
     assert json.loads(out)["wechat"][0]["refund_status"] == "SUCCESS"
     assert any(code == 204 for code, *_ in v3rcv.replies)
+
+
+def test_sweep_closes_an_expired_unpaid_order_and_applies_a_late_payment(v3sh, store,
+                                                                          v3srv, merchant):
+    import time
+    install_v3(store, merchant, v3srv.url, "http://127.0.0.1:9/api/demo/payresult")
+    unpaid, late = make_order(store, "u1"), make_order(store, "l1")
+    _submit(v3sh, unpaid)
+    js = _submit(v3sh, late)
+    v3srv.sim.pay(prepay_id=js["package"][len("prepay_id="):])     # notification lost
+    past = int(time.time() * 1000) - 1
+    for o in (unpaid, late):
+        store.set_meta(o.id, {"pay_expire_at": past})
+    status, out, err = run(v3sh, "weixin v3 order -sweep")
+    assert status == 0, err
+    lines = [json.loads(x) for x in out.splitlines()]
+    outcome = {x["id"]: x["outcome"] for x in lines if "id" in x}
+    assert outcome == {unpaid.id: "closed", late.id: "paid"}
+    assert v3srv.sim.order(f"{unpaid.id}_1")["trade_state"] == "CLOSED"
+    assert store.get(late.id)["or_status"] == 2
+    assert store.get(unpaid.id)["pay_closed"]["by"] == "sweep"
+
+
+def test_bill_of_a_past_day_on_v3(v3sh, store, v3srv, v3rcv):
+    from datetime import datetime, timedelta
+    from wxpay.v3.api import BEIJING
+    order = make_order(store)
+    js = _submit(v3sh, order)
+    v3srv.sim.pay(prepay_id=js["package"][len("prepay_id="):])
+    v3srv.sim.wait_notified(f"{order.id}_1")
+    v3srv.sim.backdate(f"{order.id}_1", 86400)
+    day = (datetime.now(BEIJING) - timedelta(days=1)).strftime("%Y%m%d")
+    status, out, err = run(v3sh, f"weixin v3 bill -date {day}")
+    assert status == 0, err
+    lines = [json.loads(x) for x in out.splitlines()]
+    rows = [x for x in lines if "summary" not in x]
+    assert [(r["out_trade_no"], r["total_fee"]) for r in rows] == [(f"{order.id}_1", 888)]
+    assert lines[-1]["summary"]["count"] == 1
+    two_days = (datetime.now(BEIJING) - timedelta(days=2)).strftime("%Y%m%d")
+    status, out, err = run(v3sh, f"weixin v3 bill -date {two_days}")
+    assert status == 0, err
+    assert json.loads(out.splitlines()[-1])["summary"]["count"] == 0
+
+
+def test_v3_error_bodies_keep_v2_error_keys(v3sh, store, v3srv):
+    order = make_order(store)
+    _submit(v3sh, order)
+    v3srv.sim.set_faults({"systemerror": True, "count": 1})
+    store.set_meta(order.id, {"total_fee": 999})       # a new attempt is needed
+    status, out, err = run(v3sh, SUBMIT.format(id=order.id))
+    assert status != 0 and err.startswith("e.weixin.err.SYSTEMERROR : ")
+    assert store.get(order.id)["pay_error"]["key"] == "e.weixin.err.SYSTEMERROR"
