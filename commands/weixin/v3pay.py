@@ -92,7 +92,10 @@ class V3PayClient(V3Client):
     """:class:`wxpay.v3.client.V3Client` plus the v2-shaped calls the shared lifecycle
     code makes (``orderquery``, ``closeorder``, ``downloadbill``)."""
 
-    _serial_refreshed = 0.0
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        # shared by the copies Loaded.bounded makes for each request's deadline
+        self._serial_refresh = {"at": -SERIAL_REFRESH_EVERY_S}
 
     def orderquery(self, out_trade_no: str) -> dict:
         return as_v2_transaction(self.query(out_trade_no))
@@ -122,9 +125,9 @@ class V3PayClient(V3Client):
         except UnknownSerial as e:
             now = time.monotonic()
             if e.serial.startswith(PUB_KEY_PREFIX) or \
-                    now - self._serial_refreshed < SERIAL_REFRESH_EVERY_S:
+                    now - self._serial_refresh["at"] < SERIAL_REFRESH_EVERY_S:
                 raise
-            self._serial_refreshed = now
+            self._serial_refresh["at"] = now
             self.refresh_certificates()
             return v3notify.parse_notification(self.account, headers, body)
 

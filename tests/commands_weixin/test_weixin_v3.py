@@ -238,3 +238,35 @@ def test_v3_error_bodies_keep_v2_error_keys(v3sh, store, v3srv):
     status, out, err = run(v3sh, SUBMIT.format(id=order.id))
     assert status != 0 and err.startswith("e.weixin.err.SYSTEMERROR : ")
     assert store.get(order.id)["pay_error"]["key"] == "e.weixin.err.SYSTEMERROR"
+
+
+def test_a_rotated_platform_certificate_is_fetched_once_for_its_notification(v3sh, store,
+                                                                             v3srv, v3rcv):
+    from commands.weixin import conf
+    first = make_order(store, "r1")
+    _submit(v3sh, first)                             # certificates fetched and cached
+    v3srv.sim.rotate_platform()                      # WeChat signs with a new one now
+    order = make_order(store, "r2")
+    js = _submit(v3sh, order)
+    v3srv.sim.pay(prepay_id=js["package"][len("prepay_id="):])
+    v3srv.sim.wait_notified(f"{order.id}_1")
+    assert store.get(order.id)["or_status"] == 2
+    serials = [c.serial for c in conf.load(v3sh, "v3").account.keys.certificates()]
+    assert v3srv.sim.platform_serial() in serials
+    cached = store.read(store.fetch("/home/demo/.weixin/v3/platform_certs.json").id)
+    assert cached.count(b"BEGIN CERTIFICATE") == len(serials) >= 2
+
+
+def test_a_forged_notification_on_the_shell_answers_4xx_and_changes_nothing(v3sh, store):
+    order = make_order(store)
+    _submit(v3sh, order)
+    req = write_file(store, "/home/demo/tmp/forged", b'{"id":"x"}',
+                     {"http-header-WECHATPAY-SIGNATURE": "c2ln",
+                      "http-header-WECHATPAY-TIMESTAMP": "1",
+                      "http-header-WECHATPAY-NONCE": "n",
+                      "http-header-WECHATPAY-SERIAL": "ABC"})
+    status, out, err = run(v3sh, f"weixin v3 order -result id:{req.id}")
+    assert status == 0 and json.loads(out)["code"] == "FAIL"
+    assert v3sh.response[0] in (400, 401)
+    assert err.startswith("weixin: payment notification rejected: ")
+    assert store.get(order.id)["or_status"] == 0
