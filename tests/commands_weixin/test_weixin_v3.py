@@ -270,3 +270,10 @@ def test_a_forged_notification_on_the_shell_answers_4xx_and_changes_nothing(v3sh
     assert v3sh.response[0] in (400, 401)
     assert err.startswith("weixin: payment notification rejected: ")
     assert store.get(order.id)["or_status"] == 0
+
+
+@pytest.mark.parametrize("cmd", ["weixin v3 pay '{body: \"x\"}'", "weixin v3 payre '<xml/>'"])
+def test_the_v2_xml_handlers_refuse_a_v3_account_in_one_line(v3sh, cmd):
+    status, out, err = run(v3sh, cmd)
+    assert status != 0 and out == "" and err.count("\n") == 1
+    assert err.startswith("e.cmd.weixin.pay") and "API v3" in err

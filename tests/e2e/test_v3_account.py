@@ -156,27 +156,28 @@ def _plain(s, o, prepay_total=888, **over):
     return t
 
 
-def _forge(s, plain, *, sign_key=None, serial=None, ts=None, tamper=False):
+def _forge(s, plain, *, sign_key=None, serial=None, ts=None, tamper=False,
+           event="TRANSACTION.SUCCESS", original="transaction"):
     key, cert = s.sim.v3._platform[-1]           # WeChat's own platform key
     nonce = secrets.token_hex(6)
-    ct = aes_gcm_encrypt(s.apiv3_key, nonce, json.dumps(plain).encode(), "transaction")
+    ct = aes_gcm_encrypt(s.apiv3_key, nonce, json.dumps(plain).encode(), original)
     if tamper:
         ct = ct[:10] + ("A" if ct[10] != "A" else "B") + ct[11:]
     body = json.dumps({"id": "EV-" + secrets.token_hex(8),
                        "create_time": "2026-01-01T10:00:00+08:00",
-                       "resource_type": "encrypt-resource", "event_type": "TRANSACTION.SUCCESS",
+                       "resource_type": "encrypt-resource", "event_type": event,
                        "summary": "支付成功",
-                       "resource": {"original_type": "transaction",
+                       "resource": {"original_type": original,
                                     "algorithm": "AEAD_AES_256_GCM", "ciphertext": ct,
-                                    "associated_data": "transaction", "nonce": nonce}},
+                                    "associated_data": original, "nonce": nonce}},
                       ensure_ascii=False).encode()
     headers = signature_headers(sign_key or key, serial or serial_hex(cert), body,
                                 timestamp=int(ts if ts is not None else time.time()))
     return headers, body
 
 
-def _post_notification(s, headers, body):
-    r = s.http.post(f"{s.base}/api/{USER}/payresult", data=body,
+def _post_notification(s, headers, body, api="payresult"):
+    r = s.http.post(f"{s.base}/api/{USER}/{api}", data=body,
                     headers=dict(headers, **{"Content-Type": "application/json"}), timeout=30)
     s.answers.append(r.content)
     return r
@@ -283,6 +284,58 @@ def test_refunds_close_and_the_sweeper_on_v3(srv):
     _wait(lambda: srv.store.get(late["id"]).get("or_status") == 2)
     _wait(lambda: srv.store.get(unpaid["id"]).get("pay_closed"))
     assert srv.sim.v3.order(f"{unpaid['id']}_1")["trade_state"] == "CLOSED"
+
+
+def test_forged_refund_notifications_are_4xx_and_change_nothing(srv):
+    o, js = _submit(srv, "rforged")
+    srv.sim.v3.pay(prepay_id=js["package"][len("prepay_id="):])
+    _wait(lambda: srv.store.get(o["id"]).get("or_status") == 2)
+    srv.sim.v3.refund_delay = 600                # WeChat's own notification comes late
+    try:
+        r = _get(srv, f"/api/{USER}/refund", id=o["id"], fee=100)
+        assert r.status_code == 200, r.text
+    finally:
+        srv.sim.v3.refund_delay = 0.05
+    before = srv.store.get(o["id"])
+    pr = before["pay_result"]
+    assert before["pay_refunds"][0]["status"] == "PROCESSING"
+
+    def plain(**over):
+        r = {"mchid": srv.mchid, "out_trade_no": pr["out_trade_no"],
+             "transaction_id": pr["transaction_id"], "out_refund_no": f"{o['id']}_r1",
+             "refund_id": "50300000000000000000000001", "refund_status": "SUCCESS",
+             "success_time": "2026-01-01T10:00:00+08:00",
+             "user_received_account": "支付用户零钱",
+             "amount": {"total": 888, "refund": 100, "payer_total": 888,
+                        "payer_refund": 100}}
+        r.update(over)
+        return r
+    kw = {"event": "REFUND.SUCCESS", "original": "refund"}
+    cases = {
+        "bad signature": _forge(srv, plain(), sign_key=new_key(), **kw),
+        "stale timestamp": _forge(srv, plain(), ts=time.time() - 400, **kw),
+        "tampered ciphertext": _forge(srv, plain(), tamper=True, **kw),
+        "wrong mchid": _forge(srv, plain(mchid="1900000999"), **kw),
+        "wrong amount": _forge(srv, plain(amount={"total": 888, "refund": 888,
+                                                  "payer_total": 888,
+                                                  "payer_refund": 888}), **kw),
+        "another transaction": _forge(srv, plain(transaction_id="4200000000000000000000000001"),
+                                      **kw),
+        "a payment event": _forge(srv, _plain(srv, srv.store.get(o["id"]))),
+    }
+    for name, (headers, body) in cases.items():
+        r = _post_notification(srv, headers, body, "refundresult")
+        assert 400 <= r.status_code < 500, (name, r.status_code, r.text)
+        assert r.json()["code"] == "FAIL", name
+        fresh = srv.store.get(o["id"])
+        assert fresh["pay_refunds"] == before["pay_refunds"], name
+        assert fresh["or_status"] == before["or_status"] == 3, name
+    headers, body = _forge(srv, plain(), **kw)          # unforged: applied once
+    assert _post_notification(srv, headers, body, "refundresult").status_code == 204
+    assert _post_notification(srv, headers, body, "refundresult").status_code == 204
+    fresh = srv.store.get(o["id"])
+    assert fresh["pay_refunds"][0]["status"] == "SUCCESS" and fresh["pay_refunded"] == 100
+    assert fresh["or_status"] == 2
 
 
 def test_no_v3_secret_in_any_log_error_or_response(srv):
