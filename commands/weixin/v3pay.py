@@ -29,7 +29,7 @@ import json
 import time
 from datetime import datetime
 
-from objstore.errors import BAD_INPUT, NOT_FOUND, UPSTREAM, WnError
+from objstore.errors import BAD_INPUT, UPSTREAM, WnError
 from wxpay.errors import ResultFail, ReturnFail, TransportError
 from wxpay.v3 import api as v3api
 from wxpay.v3 import notify as v3notify
