@@ -277,3 +277,32 @@ def test_the_v2_xml_handlers_refuse_a_v3_account_in_one_line(v3sh, cmd):
     status, out, err = run(v3sh, cmd)
     assert status != 0 and out == "" and err.count("\n") == 1
     assert err.startswith("e.cmd.weixin.pay") and "API v3" in err
+
+
+def test_one_combined_simulator_pays_a_v2_and_a_v3_account_side_by_side(store, merchant,
+                                                                        v3rcv, receiver):
+    from wxpay.simulator import Simulator
+    from .conftest import APPID, MCH_ID, PAY_KEY, install_wxconf
+    sim = Simulator(merchants=[(APPID, MCH_ID, PAY_KEY)], retry_schedule=(0.1, 0.2),
+                    tls=False)
+    sim.add_v3_merchant(V3_MCHID, [V3_APPID], merchant.public, merchant.serial,
+                        V3_APIV3_KEY)
+    with sim:
+        install_wxconf(store, sim.url, receiver.url)            # account xxx: v2
+        install_v3(store, merchant, sim.url, v3rcv.url)          # account v3: v3
+        sh = Session(store, user="demo")
+        o2, o3 = make_order(store, "two"), make_order(store, "three")
+        status, out, err = run(sh, f"weixin xxx order -submit id:{o2.id} -client_ip "
+                                   f"10.0.0.8 -openid {OPENID}")
+        assert status == 0, err
+        js2 = json.loads(out)
+        js3 = _submit(sh, o3)
+        assert js2["signType"] == "MD5" and js3["signType"] == "RSA"
+        sim.pay(js2["package"][len("prepay_id="):])
+        sim.v3.pay(prepay_id=js3["package"][len("prepay_id="):])
+        sim.wait_notified(f"{o2.id}_1")
+        sim.v3.wait_notified(f"{o3.id}_1")
+    p2, p3 = store.get(o2.id)["pay_result"], store.get(o3.id)["pay_result"]
+    assert store.get(o2.id)["or_status"] == store.get(o3.id)["or_status"] == 2
+    assert p2["mch_id"] == MCH_ID and "amount" not in p2          # v2 fields, as ever
+    assert p3["mchid"] == V3_MCHID and p3["amount"]["total"] == 888
