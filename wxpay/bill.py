@@ -13,7 +13,7 @@ import gzip
 import re
 from decimal import Decimal, InvalidOperation
 
-from objstore.errors import BAD_INPUT, WnError
+from wnerrors import BAD_INPUT, WnError
 
 from .account import Account
 from .api import _check_nonce, _signed, new_nonce

@@ -23,7 +23,7 @@ import tempfile
 
 from requests.adapters import HTTPAdapter
 
-from objstore.errors import BAD_INPUT, WnError
+from wnerrors import BAD_INPUT, WnError
 
 __all__ = ["MerchantCert", "TLSAdapter", "load_merchant_cert"]
 

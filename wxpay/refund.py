@@ -18,7 +18,7 @@ import hashlib
 import re
 from typing import Mapping
 
-from objstore.errors import BAD_INPUT, WnError
+from wnerrors import BAD_INPUT, WnError
 
 from .account import Account
 from .api import _check_nonce, _check_out_trade_no, _check_owner, _parse, _signed, new_nonce
