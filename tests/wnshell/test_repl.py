@@ -297,7 +297,8 @@ def test_completion_of_the_headline_commands():
     assert _texts(s, "weixin acme ") == list(HANDLERS)           # every handler, in order
     assert _texts(s, "weixin acme or") == ["order"]
     assert _texts(s, "weixin acme order -") == [
-        "-client_ip", "-openid", "-openid_key", "-query", "-result", "-submit"]
+        "-client_ip", "-close", "-limit", "-openid", "-openid_key", "-query", "-result",
+        "-submit", "-sweep", "-trade_type"]
     assert _texts(s, "weixin acme order -sub") == ["-submit"]
     assert _texts(s, "weixin acme pay -") == ["-json", "-order"]
     assert _texts(s, "help o") == ["obj"]                      # a command, not ~/orders
