@@ -306,3 +306,37 @@ def test_one_combined_simulator_pays_a_v2_and_a_v3_account_side_by_side(store, m
     assert store.get(o2.id)["or_status"] == store.get(o3.id)["or_status"] == 2
     assert p2["mch_id"] == MCH_ID and "amount" not in p2          # v2 fields, as ever
     assert p3["mchid"] == V3_MCHID and p3["amount"]["total"] == 888
+
+
+def test_a_refund_in_doubt_is_retried_with_the_same_number(v3sh, store, v3srv, v3rcv):
+    order = make_order(store)
+    js = _submit(v3sh, order)
+    v3srv.sim.pay(prepay_id=js["package"][len("prepay_id="):])
+    v3srv.sim.wait_notified(f"{order.id}_1")
+    v3srv.sim.set_faults({"systemerror": True, "count": 1})
+    status, out, err = run(v3sh, f"weixin v3 refund id:{order.id} -fee 200")
+    assert status != 0 and err.startswith("e.weixin.err.SYSTEMERROR : ")
+    entry = store.get(order.id)["pay_refunds"][0]
+    assert entry["status"] == "PENDING" and entry["doubt"] is True
+    status, out, err = run(v3sh, f"weixin v3 refund id:{order.id} -fee 200")
+    assert status == 0, err
+    assert json.loads(out)["out_refund_no"] == f"{order.id}_r1"      # the same number
+    v3srv.sim.wait_notified(out_refund_no=f"{order.id}_r1")
+    o = store.get(order.id)
+    assert len(o["pay_refunds"]) == 1 and o["pay_refunded"] == 200
+
+
+def test_checkout_on_v3_status_queries_and_native_is_unavailable(v3sh, store, v3srv,
+                                                                merchant):
+    install_v3(store, merchant, v3srv.url, "http://127.0.0.1:9/api/demo/payresult")
+    order = make_order(store)
+    js = _submit(v3sh, order)
+    v3srv.sim.pay(prepay_id=js["package"][len("prepay_id="):])      # notification lost
+    status, out, err = run(v3sh, f"weixin v3 checkout -status {order.id} -openid {OPENID} "
+                                 f"-query 1")
+    assert status == 0, err
+    assert json.loads(out)["or_status"] == 2
+    other = make_order(store, "n1")
+    status, out, err = run(v3sh, f"weixin v3 checkout -native {other.id} -openid {OPENID} "
+                                 f"-client_ip 10.0.0.8")
+    assert status != 0 and err.startswith("e.cmd.weixin.checkout.native.unavailable : ")
