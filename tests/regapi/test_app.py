@@ -545,3 +545,60 @@ def test_args_variable_with_a_non_ascii_digit_is_just_unset(app, store):
     put_api(store, "demo", "f/_ANY", "echo [${args-\u00b2}] [${args-0}]")
     r = call(app, "GET", "/api/demo/f/x")
     assert r.status == 200 and r.text == "[] [x]\n"
+
+
+# ---- a command chooses its answer's status (session.set_response) ----------------------
+class Answer(Command):
+    """``regapi-test-answer STATUS [TYPE] [TEXT]``: prints TEXT, chooses the answer."""
+    name = "regapi-test-answer"
+
+    def run(self, session, args, stdin, stdout, stderr):
+        session.set_response(int(args[0]), args[1] if len(args) > 1 and args[1] else None)
+        if len(args) > 2:
+            stdout.write(args[2])
+        return 0
+
+
+@pytest.fixture()
+def answer_cmd():
+    REGISTRY.register(Answer())
+    yield
+    REGISTRY.unregister("regapi-test-answer")
+
+
+def test_a_command_chooses_the_status_and_type_of_its_answer(app, store, answer_cmd):
+    put_api(store, "demo", "n204", "regapi-test-answer 204 '' ignored")
+    put_api(store, "demo", "n400", "regapi-test-answer 400 application/json '{\"code\":\"FAIL\"}'",
+            **{"http-header-Content-Type": "text/xml"})
+    put_api(store, "demo", "n202", "regapi-test-answer 202 '' accepted",
+            **{"http-header-Content-Type": "text/plain"})
+    r = call(app, "POST", "/api/demo/n204")
+    assert r.status == 204 and r.body == b""
+    assert not any(k.lower() in ("content-type", "content-length") for k in r.headers)
+    r = call(app, "POST", "/api/demo/n400")
+    assert r.status == 400 and json.loads(r.body) == {"code": "FAIL"}
+    assert r.headers["Content-Type"] == "application/json; charset=utf-8"
+    r = call(app, "POST", "/api/demo/n202")
+    assert (r.status, r.text) == (202, "accepted")
+    assert r.headers["Content-Type"] == "text/plain; charset=utf-8"
+
+
+def test_an_answer_choice_is_refused_outside_the_allow_list(app, store, answer_cmd):
+    put_api(store, "demo", "n302", "regapi-test-answer 302")
+    put_api(store, "demo", "html", "regapi-test-answer 200 text/html '<script>'")
+    for api, key in (("n302", "e.cmd.response.status"), ("html", "e.cmd.response.type")):
+        r = call(app, "GET", f"/api/demo/{api}")
+        assert r.status == 400 and r.text.startswith(key + " : "), r.text
+
+
+def test_a_failed_template_keeps_the_error_status_and_the_next_run_starts_clean(
+        app, store, answer_cmd):
+    put_api(store, "demo", "then-fail", "regapi-test-answer 204; cat ~/no-such-file")
+    r = call(app, "GET", "/api/demo/then-fail")
+    assert r.status == 404 and r.text.startswith("e.")
+    from wnshell.session import Session
+    s = Session(store, user="demo")
+    s.run("regapi-test-answer 201")
+    assert s.response == (201, None)
+    s.run("echo hi")
+    assert s.response is None            # each top-level run starts without a choice
