@@ -11,7 +11,10 @@ then walk the flow, checking every step:
 3. WeChat -> ``POST /api/demo/payresult`` -> SUCCESS (seen at ``/sim/orders/<no>``)
 4. the order now has ``or_status`` 2, ``pay_result`` and ``pay_time``
 5. refund a part: ``GET /api/demo/refund?id=…&fee=300`` -> ``/secapi/pay/refund`` with
-   the merchant certificate (the simulator's test CA issued it; it lives in the store)
+   the merchant certificate; it gives money back, so its metadata holds an
+   ``api-access-token`` (random, never printed) the demo sends as ``Authorization:
+   Bearer``; anyone else gets 403 (the certificate: issued by the simulator's test
+   CA, kept in the store)
 6. WeChat -> ``POST /api/demo/refundresult``: the encrypted refund notification,
    applied once; the order stays paid (2), 300 fen refunded
 7. refund the rest (588 fen) and its notification: ``or_status`` 5 (refunded)
@@ -145,7 +148,31 @@ def stop_server(proc: subprocess.Popen | None) -> None:
         proc.wait(timeout=5)
 
 
-def setup_store(store, conf: dict, openid: str, sim=None):
+def refund_meta(token: str) -> dict:
+    """The refund API's metadata: it gives money back, so it is the merchant's staff's
+    only (``man weixin``): every request must carry ``Authorization: Bearer <token>``."""
+    return {"http-header-Content-Type": "application/json", "api-access-token": token}
+
+
+def seed_apis(store, refund_token: str) -> None:
+    """The seed's four ``.regapi`` files (the refund API behind ``refund_token``)."""
+    api = f"/home/{USER}/.regapi/api"
+    json_type = {"http-header-Content-Type": "application/json"}
+    xml_type = {"http-header-Content-Type": "text/xml"}
+    for name, text, meta in (("pay", PAY_API, json_type), ("payresult", PAYRESULT_API, xml_type),
+                             ("refund", REFUND_API, refund_meta(refund_token)),
+                             ("refundresult", REFUNDRESULT_API, xml_type)):
+        store.create(f"{api}/{name}", "FILE", meta, parents=True,
+                     content=text.encode("utf-8"))
+
+
+def demo_order(store, openid: str):
+    return store.create(f"/home/{USER}/orders/o1", "FILE",
+                        {"title": "wnshell demo: one bowl of noodles", "openid": openid,
+                         "total_fee": 888, "or_status": 0}, parents=True)
+
+
+def setup_store(store, conf: dict, openid: str, sim=None, *, refund_token: str):
     """wxconf, the APIs, the merchant certificate and an order, through the store API."""
     text = WXCONF.format(**conf)
     if sim is not None:
@@ -156,17 +183,8 @@ def setup_store(store, conf: dict, openid: str, sim=None):
                      content=sim.ca_pem)
     store.create(f"/home/{USER}/.weixin/{CONF}/wxconf", "FILE", parents=True,
                  content=text.encode("utf-8"))
-    api = f"/home/{USER}/.regapi/api"
-    json_type = {"http-header-Content-Type": "application/json"}
-    xml_type = {"http-header-Content-Type": "text/xml"}
-    for name, text, meta in (("pay", PAY_API, json_type), ("payresult", PAYRESULT_API, xml_type),
-                             ("refund", REFUND_API, json_type),
-                             ("refundresult", REFUNDRESULT_API, xml_type)):
-        store.create(f"{api}/{name}", "FILE", meta, parents=True,
-                     content=text.encode("utf-8"))
-    return store.create(f"/home/{USER}/orders/o1", "FILE",
-                        {"title": "wnshell demo: one bowl of noodles", "openid": openid,
-                         "total_fee": 888, "or_status": 0}, parents=True)
+    seed_apis(store, refund_token)
+    return demo_order(store, openid)
 
 
 WXCONF_V3 = """\
@@ -222,7 +240,8 @@ def run_demo(keep: bool = False, port: int = 0, store_url: str | None = None,
         sim.set_refund_outcome("SUCCESS", 0.1)
 
         store = open_store(store_url)
-        order = setup_store(store, conf, openid, sim)
+        refund_token = secrets.token_urlsafe(24)   # staff only; never printed
+        order = setup_store(store, conf, openid, sim, refund_token=refund_token)
         from regapi import checkout      # the checkout page and the MP simulator
         mp, checkout_order = checkout.start_demo(store, USER, CONF, appid, appsecret, openid)
 
@@ -239,6 +258,7 @@ def run_demo(keep: bool = False, port: int = 0, store_url: str | None = None,
         out.block(PAYRESULT_API, "      ")
         out.line(f"  API refund     /home/{USER}/.regapi/api/refund")
         out.block(REFUND_API, "      ")
+        _show_refund_meta(out)
         out.line(f"  API refundresult  /home/{USER}/.regapi/api/refundresult")
         out.block(REFUNDRESULT_API, "      ")
         out.line(f"  certificate /home/{USER}/.weixin/{CONF}/apiclient_cert.p12 "
@@ -320,7 +340,7 @@ def run_demo(keep: bool = False, port: int = 0, store_url: str | None = None,
         check(isinstance(fresh.get("pay_time"), int), "pay_time is not epoch ms")
         out.ok("or_status 2 (paid), pay_result and pay_time recorded")
 
-        _refund_steps(out, http, base, sim, store, order, timeout)
+        _refund_steps(out, http, base, sim, store, order, refund_token, timeout)
         _bill_step(out, store, timeout)
         out.line()
         out.line("OK: every step checked out.")
@@ -354,10 +374,15 @@ def run_demo(keep: bool = False, port: int = 0, store_url: str | None = None,
     return status
 
 
-def _refund(out, http, base, sim, store, order, fee: int, n: int, timeout: float):
+def _show_refund_meta(out) -> None:
+    out.block(json.dumps(refund_meta("*" * 8), ensure_ascii=False), "      meta ")
+    out.line("      (it gives money back: staff only, with Authorization: Bearer <token>)")
+
+
+def _refund(out, http, base, token, store, order, fee: int, n: int, timeout: float):
     oid = order["id"]
     r = http.get(f"{base}/api/{USER}/refund", params={"id": oid, "fee": fee},
-                 timeout=timeout)
+                 headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
     check(r.status_code == 200, f"refund answered {r.status_code}: {r.text.strip()[:300]}")
     got = r.json()
     out.line(f"   <- {r.status_code} " + json.dumps(
@@ -384,10 +409,10 @@ def _refund_notified(out, http, sim, store, order, orn, timeout: float) -> dict:
     return fresh
 
 
-def _refund_steps(out, http, base, sim, store, order, timeout: float) -> None:
+def _refund_steps(out, http, base, sim, store, order, token, timeout: float) -> None:
     oid = order["id"]
     out.line(f"5. client -> W   GET /api/{USER}/refund?id={oid}&fee=300  (part of it)")
-    orn = _refund(out, http, base, sim, store, order, 300, 1, timeout)
+    orn = _refund(out, http, base, token, store, order, 300, 1, timeout)
     out.ok(f"refund {orn} accepted by /secapi/pay/refund (client certificate checked)")
     out.line(f"6. WeChat -> W   POST /api/{USER}/refundresult  (req_info: AES-256-ECB)")
     fresh = _refund_notified(out, http, sim, store, order, orn, timeout)
@@ -395,7 +420,7 @@ def _refund_steps(out, http, base, sim, store, order, timeout: float) -> None:
     check(fresh.get("pay_refunded") == 300, "pay_refunded is not 300")
     out.ok("decrypted, matched and applied once: 300 fen refunded, the order still paid (2)")
     out.line(f"7. client -> W   GET /api/{USER}/refund?id={oid}&fee=588  (the rest)")
-    orn = _refund(out, http, base, sim, store, order, 588, 2, timeout)
+    orn = _refund(out, http, base, token, store, order, 588, 2, timeout)
     fresh = _refund_notified(out, http, sim, store, order, orn, timeout)
     out.block(json.dumps({"or_status": fresh.get("or_status"),
                           "pay_refunded": fresh.get("pay_refunded"),
@@ -423,23 +448,14 @@ def _bill_step(out, store, timeout: float) -> None:
     out.ok("downloadbill parsed (fen); the store and WeChat agree: no difference")
 
 
-def setup_store_v3(store, conf: dict, key_pem: str, openid: str):
+def setup_store_v3(store, conf: dict, key_pem: str, openid: str, *, refund_token: str):
     """The v3 wxconf, the merchant private key beside it, the seed's APIs, an order."""
     folder = f"/home/{USER}/.weixin/{CONF}"
     store.create(f"{folder}/apiclient_key.pem", "FILE", parents=True,
                  content=key_pem.encode("ascii"))
     store.create(f"{folder}/wxconf", "FILE", content=WXCONF_V3.format(**conf).encode("utf-8"))
-    api = f"/home/{USER}/.regapi/api"
-    json_type = {"http-header-Content-Type": "application/json"}
-    xml_type = {"http-header-Content-Type": "text/xml"}
-    for name, text, meta in (("pay", PAY_API, json_type), ("payresult", PAYRESULT_API, xml_type),
-                             ("refund", REFUND_API, json_type),
-                             ("refundresult", REFUNDRESULT_API, xml_type)):
-        store.create(f"{api}/{name}", "FILE", meta, parents=True,
-                     content=text.encode("utf-8"))
-    return store.create(f"/home/{USER}/orders/o1", "FILE",
-                        {"title": "wnshell demo: one bowl of noodles", "openid": openid,
-                         "total_fee": 888, "or_status": 0}, parents=True)
+    seed_apis(store, refund_token)
+    return demo_order(store, openid)
 
 
 def run_demo_v3(keep: bool = False, port: int = 0, store_url: str | None = None,
@@ -482,7 +498,9 @@ def run_demo_v3(keep: bool = False, port: int = 0, store_url: str | None = None,
                 "refund_notify_url": f"{base}/api/{USER}/refundresult",
                 "api_base": sim.url}
         store = open_store(store_url)
-        order = setup_store_v3(store, conf, private_pem(key), openid)
+        refund_token = secrets.token_urlsafe(24)   # staff only; never printed
+        order = setup_store_v3(store, conf, private_pem(key), openid,
+                               refund_token=refund_token)
 
         out.line("wnshell demo --api v3: WeChat JSAPI pay on API v3, the seed's flow over "
                  "real HTTP")
@@ -499,6 +517,8 @@ def run_demo_v3(keep: bool = False, port: int = 0, store_url: str | None = None,
             out.line(f"  API {name:<12} /home/{USER}/.regapi/api/{name}  (the seed's, "
                      "unchanged)")
             out.block(text, "      ")
+            if name == "refund":
+                _show_refund_meta(out)
         out.line(f"  order      /home/{USER}/orders/o1  id={order['id']}  total_fee=888 fen"
                  f"  or_status=0")
         server = start_server(port, store_url, log_path)
@@ -566,7 +586,7 @@ def run_demo_v3(keep: bool = False, port: int = 0, store_url: str | None = None,
         oid = order["id"]
         for n, fee, step in ((1, 300, 5), (2, 588, 7)):
             out.line(f"{step}. client -> W   GET /api/{USER}/refund?id={oid}&fee={fee}")
-            orn = _refund(out, http, base, sim, store, order, fee, n, timeout)
+            orn = _refund(out, http, base, refund_token, store, order, fee, n, timeout)
             out.ok(f"refund {orn}: POST /v3/refund/domestic/refunds accepted (PROCESSING)")
             out.line(f"{step + 1}. WeChat -> W   POST /api/{USER}/refundresult  "
                      "(REFUND.SUCCESS, encrypted)")
@@ -653,6 +673,8 @@ def _keep_running(out, base, sim_url, order, openid, store_url, log_path) -> Non
     out.line("Still running (--keep); Ctrl-C or SIGTERM stops everything:")
     out.line(f"  server     {base}/api/{USER}/<api>   (log: {log_path})")
     out.line(f"  pay        {base}/api/{USER}/pay?id={order['id']}&openid={openid}")
+    out.line(f"  refund     {base}/api/{USER}/refund?id={order['id']}&fee=FEN   (staff only: "
+             "Authorization: Bearer <its api-access-token>)")
     out.line(f"  simulator  {sim_url}/sim/orders/<out_trade_no>")
     out.line(f"  store      {store_url}")
     out.line(f"  shell      WNSHELL_STORE={store_url} wnshell -c 'obj id:{order['id']}'")

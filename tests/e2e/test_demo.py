@@ -40,27 +40,43 @@ def test_demo_keys_never_printed():
     assert not re.search(r"\b[0-9a-f]{32}\b", r.stdout + r.stderr)
 
 
-def test_demo_keep_leaves_it_running_until_sigterm():
-    import re
-    import signal
+def demo_keep(until: str):
+    """``wnshell demo --keep`` started, and its output up to the line starting with
+    ``until`` (the process is still running: stop it with ``stop_demo``)."""
     import time
-    import urllib.request
-
     script = os.path.join(os.path.dirname(sys.executable), "wnshell")
     cmd = [script] if os.path.exists(script) else [
         sys.executable, "-c", "import sys; from wnshell.cli import main; sys.exit(main())"]
     p = subprocess.Popen(cmd + ["demo", "--keep"], stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+    lines, deadline = [], time.time() + 60
+    while time.time() < deadline:
+        line = p.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith(until):
+            break
+    return p, "".join(lines)
+
+
+def stop_demo(p):
+    if p.poll() is None:          # SIGTERM, so the demo stops what it started
+        p.terminate()
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def test_demo_keep_leaves_it_running_until_sigterm():
+    import re
+    import signal
+    import urllib.request
+
+    p, out = demo_keep("  pay ")
     try:
-        lines, deadline = [], time.time() + 60
-        while time.time() < deadline:
-            line = p.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if line.startswith("  pay "):
-                break
-        out = "".join(lines)
         assert "OK: every step checked out." in out and "Still running (--keep)" in out
         url = re.search(r"  pay\s+(\S+)", out).group(1)
         import json
@@ -81,13 +97,31 @@ def test_demo_keep_leaves_it_running_until_sigterm():
         except (urllib.error.URLError, ConnectionError, OSError):
             pass
     finally:
-        if p.poll() is None:          # SIGTERM, so the demo stops what it started
-            p.terminate()
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_demo(p)
+
+
+def test_demo_refund_api_is_staff_only():
+    """The demo's refund API gives money back: what a merchant copies from it must
+    carry an api-access-token (man weixin: staff only), shown masked, never in full;
+    a request without it, or with a wrong one, is refused before anything runs."""
+    import json
+    import re
+
+    import requests
+    p, out = demo_keep("  shell ")
+    try:
+        assert "OK: every step checked out." in out
+        assert '"api-access-token": "********"' in out
+        url = re.search(r"  refund\s+(\S+)", out).group(1).replace("FEN", "1")
+        http = requests.Session()
+        http.trust_env = False
+        for headers in ({}, {"Authorization": "Bearer " + "x" * 32}):
+            r = http.get(url, headers=headers, timeout=10)
+            assert r.status_code == 403, (r.status_code, r.text)
+            assert json.loads(r.text)["errCode"] == "e.regapi.token.invalid"
+        http.close()
+    finally:
+        stop_demo(p)
 
 
 def test_demo_api_v3_runs_the_seed_flow_and_prints_no_key():

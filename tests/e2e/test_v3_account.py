@@ -43,6 +43,7 @@ def srv(tmp_path_factory):
     s = V3Served()
     s.appid, s.mchid = "wx" + secrets.token_hex(8), "1900000733"
     s.apiv3_key = secrets.token_hex(16)
+    s.refund_token = secrets.token_urlsafe(24)      # the refund API is staff only
     s.key = new_key()
     s.key_pem = private_pem(s.key)
     s.serial = serial_hex(new_certificate(s.key, common_name="merchant"))
@@ -58,7 +59,7 @@ def srv(tmp_path_factory):
         "appid": s.appid, "mch_id": s.mchid, "apiv3_key": s.apiv3_key, "serial": s.serial,
         "notify_url": f"{s.base}/api/{USER}/payresult",
         "refund_notify_url": f"{s.base}/api/{USER}/refundresult", "api_base": s.sim.url},
-        s.key_pem, "o" + secrets.token_hex(8))
+        s.key_pem, "o" + secrets.token_hex(8), refund_token=s.refund_token)
     for name, text in EXTRA_APIS.items():
         s.store.create(f"/home/{USER}/.regapi/api/{name}", "FILE", JSON, parents=True,
                        content=text.encode())
@@ -91,7 +92,8 @@ def srv(tmp_path_factory):
 
 
 def _get(s, path, **params):
-    r = s.http.get(s.base + path, params=params, timeout=30)
+    staff = {"Authorization": f"Bearer {s.refund_token}"} if path.endswith("/refund") else {}
+    r = s.http.get(s.base + path, params=params, headers=staff, timeout=30)
     s.answers.append(r.content)
     return r
 
