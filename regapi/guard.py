@@ -51,11 +51,33 @@ def token_problem(value) -> str | None:
     return None
 
 
+def near_miss(key) -> bool:
+    """Is ``key`` another spelling (case, ``_`` for ``-``, blanks) of an ``http-*``,
+    ``api-*`` or ``regapi-*`` key?  Metadata keys are case-sensitive, so such a key
+    would be ignored (a header name after ``http-header-`` may have any case)."""
+    if not isinstance(key, str):
+        return False
+    norm = key.strip().lower().replace("_", "-")
+    if not norm.startswith(_PREFIXES):
+        return False
+    if norm.startswith("http-header-"):
+        return not key.startswith("http-header-")
+    return norm != key
+
+
+_PREFIXES = ("http-", "api-", "regapi-")
+
+
 def token_of(api):
     """The API's token as bytes; None when it has none; a never-matching marker when
-    its metadata holds something unusable (every request is then refused)."""
+    its metadata holds something unusable (every request is then refused) -- or a near
+    miss of the key (``API-Access-Token``, ``api_access_token``): it was meant to
+    guard the API, and metadata set without ``wnshell sync`` was never checked."""
     value = api.get(TOKEN_META)
     if value is None:
+        if any(isinstance(k, str) and k.strip().lower().replace("_", "-") == TOKEN_META
+               for k in api if k != TOKEN_META):
+            return _NEVER
         return None
     if token_problem(value) is not None:
         return _NEVER
@@ -158,6 +180,9 @@ KNOWN_KEYS = frozenset({"http-resp-code", TOKEN_META, CORS_META})
 def meta_problem(key: str, value) -> str | None:
     """Why sync must refuse API metadata ``key: value`` (None when it is fine): an
     ``http-*``/``api-*`` key wnshell does not implement, or an unusable token/policy."""
+    if near_miss(key):
+        return (f"unknown key {key!r} (metadata keys are case-sensitive, with '-' not "
+                "'_': it would be ignored)")
     if key == TOKEN_META:
         p = token_problem(value)
         return None if p is None else f"{TOKEN_META} {p}"

@@ -47,6 +47,16 @@ APIS = {
     "h/plant": ("echo ls > ~/.regapi/api/evil\n", None),
     "h/home": ("ls -A ~\n", None),
     "h/find": ("obj -match '{\"nm\": \"wxconf\"}'\n", JSON),
+    # ... and named by a request value, to the weixin handlers that take an object
+    "h/wx/status": ("weixin xxx checkout -status ${http-qs-n} -openid ${http-qs-o}\n", JSON),
+    "h/wx/native": ("weixin xxx checkout -native ${http-qs-n} -openid ${http-qs-o} "
+                    "-client_ip ${http-remote-host}\n", JSON),
+    "h/wx/refund": ("weixin xxx refund ${http-qs-n} -fee 1\n", JSON),
+    "h/wx/refundquery": ("weixin xxx refund -query ${http-qs-n}\n", JSON),
+    "h/wx/refundresult": ("weixin xxx refund -result ${http-qs-n}\n", JSON),
+    "h/wx/close": ("weixin xxx order -close ${http-qs-n}\n", JSON),
+    "h/wx/query": ("weixin xxx order -query ${http-qs-n}\n", JSON),
+    "h/wx/result": ("weixin xxx order -result ${http-qs-n}\n", JSON),
     # request objects
     "r/id": ("echo ${id}\n", None),
     "r/body": ("cat id:${id}\n", None),
@@ -220,6 +230,28 @@ def test_hidden_trees(srv, files):
     assert get(srv, f"/api/{USER}/h/find").json() == []
     assert tree(srv) == before
     assert get(srv, f"/api/{USER}/evil").status_code == 404
+
+
+@pytest.mark.parametrize("api", ["status", "native", "refund", "refundquery",
+                                 "refundresult", "close", "query", "result"])
+def test_weixin_handlers_cannot_reach_the_hidden_trees(srv, files, api):
+    """An order-shaped object planted in ~/.weixin, the account and an API file, named
+    every way a request could name them: not found, nothing shown, nothing changed."""
+    hidden = srv.store.fetch(f"{HOME}/.weixin/xxx/o-hidden") or srv.store.create(
+        f"{HOME}/.weixin/xxx/o-hidden", "FILE",
+        {"openid": "ohidden", "total_fee": 100, "or_status": 2,
+         "pay_result": {"transaction_id": "42", "total_fee": "100"}})
+    api_file = srv.store.fetch(f"{HOME}/.regapi/api/pay")
+    before = tree(srv)
+    for obj, path in ((hidden, ".weixin/xxx/o-hidden"), (srv.store.fetch(WXCONF),
+                                                         ".weixin/xxx/wxconf"),
+                      (api_file, ".regapi/api/pay")):
+        for ref in (obj["id"], "id:" + obj["id"], f"~/{path}", f"{HOME}/{path}"):
+            r = get(srv, f"/api/{USER}/h/wx/{api}", params={"n": ref, "o": "ohidden"})
+            assert r.status_code in (400, 404), (api, ref, r.status_code, r.text)
+            assert "ohidden" not in r.text and "pay_key" not in r.text
+            assert "Traceback" not in r.text
+    assert tree(srv) == before
 
 
 def test_weixin_still_reads_its_account(srv):

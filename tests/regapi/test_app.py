@@ -435,6 +435,18 @@ def test_access_token_is_compared_in_constant_time(app, store, monkeypatch):
     assert call(app, "GET", "/api/demo/weak", qs(access_token="short")).status == 403
 
 
+@pytest.mark.parametrize("key", ["API-Access-Token", "Api-access-token", "api_access_token",
+                                 "api-access-token ", "API_ACCESS_TOKEN"])
+def test_a_near_miss_of_the_token_key_refuses_everyone(app, store, key):
+    """Metadata set without ``wnshell sync`` (obj -u, the store API) is not checked by
+    it: an API whose metadata spells the token key another way was meant to be guarded,
+    so it refuses every request rather than serve everyone."""
+    put_api(store, "demo", "near", "echo ran", **{key: "T" * 24})
+    for q in ("", qs(access_token="T" * 24)):
+        r = call(app, "GET", "/api/demo/near", q)
+        assert r.status == 403 and r.text.startswith("e.regapi.token.invalid")
+
+
 # ---- what hostile or odd requests and API metadata must never produce ----------------
 def _ascii_headers(r):
     for name, value in r.header_list:

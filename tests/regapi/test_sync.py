@@ -130,6 +130,13 @@ def test_bad_user_names_refused(tmp_path, user):
     ({"regapi-qs-mime": "yes"}, "regapi-qs-mime"),
     ({"regapi-reqobj-keep": 0}, "regapi-reqobj-keep"),
     ({"regapi-websession": "logon"}, "regapi-websession"),
+    # metadata keys are case-sensitive: a near miss of a security key would be ignored
+    ({"API-Access-Token": "t" * 32}, "API-Access-Token"),
+    ({"Api-access-token": "t" * 32}, "Api-access-token"),
+    ({"api_access_token": "t" * 32}, "api_access_token"),
+    ({" api-access-token": "t" * 32}, "api-access-token"),
+    ({"HTTP-Cross-Origin": "https://a.example"}, "HTTP-Cross-Origin"),
+    ({"Http-Header-Cache-Control": "no-store"}, "Http-Header-Cache-Control"),
 ])
 def test_unimplemented_or_unusable_security_keys_are_refused(tmp_path, meta, word):
     """A security key wnshell does not implement (or cannot use) is never silently
