@@ -46,7 +46,10 @@ RESULT_TEMPLATE = """# 处理订单支付的返回
 weixin xxx order -result id:${id}
 """
 
-SECRETS = (PAY_KEY, APPSECRET)
+V3_APIV3_KEY = "TESTONLYapiv3key0123456789abcdef"
+# what must never show: the v2 keys, the v3 account's APIv3 key and any PEM private key
+SECRET_NAMES = ("pay_key", "appsecret", "APIv3 key", "private key")
+SECRETS = (PAY_KEY, APPSECRET, V3_APIV3_KEY, "PRIVATE KEY-----")
 
 # what the running test recorded: (kind, text); a fresh list for every test (``records``)
 _records: list[tuple[str, str]] = []
@@ -103,9 +106,9 @@ def stored_texts(store) -> list[str]:
 
 
 def leaked(texts) -> list[str]:
-    """The names of the secrets (pay_key, appsecret) found in ``texts``, in any case."""
+    """The names of the secrets (SECRET_NAMES) found in ``texts``, in any case."""
     blob = "\n".join(texts).lower()
-    return [name for name, secret in zip(("pay_key", "appsecret"), SECRETS)
+    return [name for name, secret in zip(SECRET_NAMES, SECRETS)
             if secret.lower() in blob]
 
 

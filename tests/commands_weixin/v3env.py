@@ -11,11 +11,10 @@ from wnshell.session import Session
 from wxpay.v3.crypto import private_pem, public_pem, serial_hex
 from wxpay.v3.simkeys import new_certificate, new_key
 
-from .conftest import RESULT_TEMPLATE, objstore_new_id, record, write_file
+from .conftest import RESULT_TEMPLATE, V3_APIV3_KEY, objstore_new_id, record, write_file
 
 V3_APPID = "wxd678efh567hg6787"
 V3_MCHID = "1900000001"
-V3_APIV3_KEY = "TESTONLYapiv3key0123456789abcdef"
 
 
 class V3Merchant:
