@@ -205,173 +205,134 @@ def run_demo(keep: bool = False, port: int = 0, store_url: str | None = None,
     if api == 3:
         return run_demo_v3(keep=keep, port=port, store_url=store_url, timeout=timeout,
                            out=out)
-    import requests
+    return _run(out, store_url, lambda run: _flow_v2(run, keep, port, timeout))
 
+
+def _flow_v2(run: "_Run", keep: bool, port: int, timeout: float) -> None:
     from objstore import open_store
     from wxpay.simulator import Simulator
     from wxpay.sign import sign as wxsign
 
-    out = out or Out()
-    if store_url and store_url.split(":", 1)[0].lower() == "memory":
-        out.line("e.regapi.demo.store : the server runs in its own process; "
-                 "give a sqlite://, tinydb:// or postgresql:// store")
-        return 2
-    tmp = tempfile.mkdtemp(prefix="wnshell-demo-")
-    store_url = store_url or f"sqlite://{os.path.join(tmp, 'store.db')}"
-    log_path = os.path.join(tmp, "server.log")
-    sim = server = store = mp = None
-    http = requests.Session()
-    http.trust_env = False                  # loopback only, never a proxy
-    status = 1
-    try:
-        appid = "wx" + secrets.token_hex(8)
-        mch_id = str(1900000000 + secrets.randbelow(99999999))
-        pay_key = secrets.token_hex(16)       # 32 chars, generated now, never printed
-        appsecret = secrets.token_hex(16)
-        openid = "o" + secrets.token_urlsafe(20)
+    out, http, store_url, log_path = run.out, run.http, run.store_url, run.log_path
+    appid, mch_id, openid, refund_token = _ids()
+    pay_key = secrets.token_hex(16)       # 32 chars, generated now, never printed
+    appsecret = secrets.token_hex(16)
+    sim = run.started(Simulator(merchants=[(appid, mch_id, pay_key)]).start())
+    port = port or free_port()
+    base = f"http://127.0.0.1:{port}"
+    conf = {"appid": appid, "appsecret": appsecret, "mch_id": mch_id,
+            "pay_key": pay_key, "notify_url": f"{base}/api/{USER}/payresult",
+            "api_base": sim.url, "secapi_base": sim.secure_url,
+            "refund_notify_url": f"{base}/api/{USER}/refundresult"}
+    sim.set_refund_outcome("SUCCESS", 0.1)
 
-        sim = Simulator(merchants=[(appid, mch_id, pay_key)]).start()
-        port = port or free_port()
-        base = f"http://127.0.0.1:{port}"
-        conf = {"appid": appid, "appsecret": appsecret, "mch_id": mch_id,
-                "pay_key": pay_key, "notify_url": f"{base}/api/{USER}/payresult",
-                "api_base": sim.url, "secapi_base": sim.secure_url,
-                "refund_notify_url": f"{base}/api/{USER}/refundresult"}
-        sim.set_refund_outcome("SUCCESS", 0.1)
+    store = run.started(open_store(store_url), "close")
+    order = setup_store(store, conf, openid, sim, refund_token=refund_token)
+    from regapi import checkout      # the checkout page and the MP simulator
+    mp, checkout_order = checkout.start_demo(store, USER, CONF, appid, appsecret, openid)
+    run.started(mp)
 
-        store = open_store(store_url)
-        refund_token = secrets.token_urlsafe(24)   # staff only; never printed
-        order = setup_store(store, conf, openid, sim, refund_token=refund_token)
-        from regapi import checkout      # the checkout page and the MP simulator
-        mp, checkout_order = checkout.start_demo(store, USER, CONF, appid, appsecret, openid)
+    out.line("wnshell demo: WeChat JSAPI pay, the seed's flow over real HTTP")
+    out.line(f"  store      {store_url} (fresh)")
+    out.line(f"  simulator  {sim.url}  (WeChat Pay v2, merchant {mch_id})")
+    out.line(f"  wxconf     /home/{USER}/.weixin/{CONF}/wxconf "
+             "(test keys generated now; pay_key and appsecret never shown)")
+    out.block(WXCONF.format(**dict(conf, pay_key="*" * 8, appsecret="*" * 8))
+              + WXCONF_REFUND.format(**conf), "      ")
+    out.line(f"  API pay        /home/{USER}/.regapi/api/pay")
+    out.block(PAY_API, "      ")
+    out.line(f"  API payresult  /home/{USER}/.regapi/api/payresult")
+    out.block(PAYRESULT_API, "      ")
+    out.line(f"  API refund     /home/{USER}/.regapi/api/refund")
+    out.block(REFUND_API, "      ")
+    _show_refund_meta(out)
+    out.line(f"  API refundresult  /home/{USER}/.regapi/api/refundresult")
+    out.block(REFUNDRESULT_API, "      ")
+    out.line(f"  certificate /home/{USER}/.weixin/{CONF}/apiclient_cert.p12 "
+             "(issued by the simulator's test CA; password = pay_mch_id)")
+    out.line(f"  order      /home/{USER}/orders/o1  id={order['id']}  total_fee=888 fen"
+             f"  or_status=0")
 
-        out.line("wnshell demo: WeChat JSAPI pay, the seed's flow over real HTTP")
-        out.line(f"  store      {store_url} (fresh)")
-        out.line(f"  simulator  {sim.url}  (WeChat Pay v2, merchant {mch_id})")
-        out.line(f"  wxconf     /home/{USER}/.weixin/{CONF}/wxconf "
-                 "(test keys generated now; pay_key and appsecret never shown)")
-        out.block(WXCONF.format(**dict(conf, pay_key="*" * 8, appsecret="*" * 8))
-                  + WXCONF_REFUND.format(**conf), "      ")
-        out.line(f"  API pay        /home/{USER}/.regapi/api/pay")
-        out.block(PAY_API, "      ")
-        out.line(f"  API payresult  /home/{USER}/.regapi/api/payresult")
-        out.block(PAYRESULT_API, "      ")
-        out.line(f"  API refund     /home/{USER}/.regapi/api/refund")
-        out.block(REFUND_API, "      ")
-        _show_refund_meta(out)
-        out.line(f"  API refundresult  /home/{USER}/.regapi/api/refundresult")
-        out.block(REFUNDRESULT_API, "      ")
-        out.line(f"  certificate /home/{USER}/.weixin/{CONF}/apiclient_cert.p12 "
-                 "(issued by the simulator's test CA; password = pay_mch_id)")
-        out.line(f"  order      /home/{USER}/orders/o1  id={order['id']}  total_fee=888 fen"
-                 f"  or_status=0")
+    run.serve(port, base, timeout)
 
-        server = start_server(port, store_url, log_path)
-        wait_until("the server to answer",
-                   lambda: _alive(server) and http.get(base + "/", timeout=1).status_code == 404,
-                   timeout)
-        out.line(f"  server     {base}  (wnshell serve, pid {server.pid})")
-        out.line()
+    # 1. C -> W : the pay API, answered with the JS-SDK's JSON
+    url = f"{base}/api/{USER}/pay"
+    out.line(f"1. client -> W   GET /api/{USER}/pay?id={order['id']}&openid={openid}")
+    r = http.get(url, params={"id": order["id"], "openid": openid}, timeout=timeout)
+    out.line(f"   <- {r.status_code} {r.headers.get('Content-Type')}")
+    check(r.status_code == 200, f"pay answered {r.status_code}: {r.text.strip()[:300]}")
+    js = r.json()
+    out.block(json.dumps(js, indent=2, ensure_ascii=False))
+    for k in ("appId", "timeStamp", "nonceStr", "package", "signType", "paySign"):
+        check(isinstance(js.get(k), str) and js[k], f"JS-SDK JSON lacks {k}")
+    check(js["appId"] == appid, "appId is not the account's")
+    check(js["timeStamp"].isdigit() and abs(int(js["timeStamp"]) - time.time()) < 600,
+          "timeStamp is not Unix seconds")
+    check(js["package"].startswith("prepay_id="), "package is not prepay_id=…")
+    signed = {k: js[k] for k in ("appId", "timeStamp", "nonceStr", "package", "signType")}
+    check(wxsign(signed, pay_key, js["signType"]) == js["paySign"], "paySign does not verify")
+    prepay_id = js["package"][len("prepay_id="):]
+    out.ok("the JSON WeixinJSBridge / wx.chooseWXPay needs; paySign verifies")
 
-        # 1. C -> W : the pay API, answered with the JS-SDK's JSON
-        url = f"{base}/api/{USER}/pay"
-        out.line(f"1. client -> W   GET /api/{USER}/pay?id={order['id']}&openid={openid}")
-        r = http.get(url, params={"id": order["id"], "openid": openid}, timeout=timeout)
-        out.line(f"   <- {r.status_code} {r.headers.get('Content-Type')}")
-        check(r.status_code == 200, f"pay answered {r.status_code}: {r.text.strip()[:300]}")
-        js = r.json()
-        out.block(json.dumps(js, indent=2, ensure_ascii=False))
-        for k in ("appId", "timeStamp", "nonceStr", "package", "signType", "paySign"):
-            check(isinstance(js.get(k), str) and js[k], f"JS-SDK JSON lacks {k}")
-        check(js["appId"] == appid, "appId is not the account's")
-        check(js["timeStamp"].isdigit() and abs(int(js["timeStamp"]) - time.time()) < 600,
-              "timeStamp is not Unix seconds")
-        check(js["package"].startswith("prepay_id="), "package is not prepay_id=…")
-        signed = {k: js[k] for k in ("appId", "timeStamp", "nonceStr", "package", "signType")}
-        check(wxsign(signed, pay_key, js["signType"]) == js["paySign"], "paySign does not verify")
-        prepay_id = js["package"][len("prepay_id="):]
-        out.ok("the JSON WeixinJSBridge / wx.chooseWXPay needs; paySign verifies")
+    # 2. the user pays on the phone (the simulator stands in for WeChat)
+    out.line(f"2. user pays     POST {sim.url}/sim/pay  prepay_id={prepay_id}")
+    r = http.post(f"{sim.url}/sim/pay", json={"prepay_id": prepay_id}, timeout=timeout)
+    check(r.status_code == 200, f"simulator refused the payment: {r.status_code} "
+                                f"{r.text.strip()[:300]}")
+    paid = r.json()
+    otn, txid = paid.get("out_trade_no"), paid.get("transaction_id")
+    check(bool(otn and txid), "simulator answered no out_trade_no/transaction_id")
+    out.ok(f"paid: out_trade_no {otn}, transaction_id {txid}")
 
-        # 2. the user pays on the phone (the simulator stands in for WeChat)
-        out.line(f"2. user pays     POST {sim.url}/sim/pay  prepay_id={prepay_id}")
-        r = http.post(f"{sim.url}/sim/pay", json={"prepay_id": prepay_id}, timeout=timeout)
-        check(r.status_code == 200, f"simulator refused the payment: {r.status_code} "
-                                    f"{r.text.strip()[:300]}")
-        paid = r.json()
-        otn, txid = paid.get("out_trade_no"), paid.get("transaction_id")
-        check(bool(otn and txid), "simulator answered no out_trade_no/transaction_id")
-        out.ok(f"paid: out_trade_no {otn}, transaction_id {txid}")
+    # 3. S -> W : the signed notification, answered SUCCESS
+    out.line(f"3. WeChat -> W   POST /api/{USER}/payresult  (signed notification XML)")
 
-        # 3. S -> W : the signed notification, answered SUCCESS
-        out.line(f"3. WeChat -> W   POST /api/{USER}/payresult  (signed notification XML)")
+    def delivered():
+        o = http.get(f"{sim.url}/sim/orders/{otn}", timeout=timeout).json()
+        st = (o.get("notify") or {}).get("status")
+        if st == "failed" or st == "refused":
+            raise DemoFailed(f"notification {st}: {o['notify'].get('last_reply')}")
+        return o if st == "delivered" else None
 
-        def delivered():
-            o = http.get(f"{sim.url}/sim/orders/{otn}", timeout=timeout).json()
-            st = (o.get("notify") or {}).get("status")
-            if st == "failed" or st == "refused":
-                raise DemoFailed(f"notification {st}: {o['notify'].get('last_reply')}")
-            return o if st == "delivered" else None
+    sim_order = wait_until("WeChat's notification to be answered SUCCESS", delivered, timeout)
+    note = sim_order["notify"]
+    out.line(f"   <- {note.get('last_reply')}")
+    check("SUCCESS" in (note.get("last_reply") or ""), "payresult did not answer SUCCESS")
+    out.ok(f"WeChat got SUCCESS (attempts: {note.get('attempts')}); "
+           f"simulator trade_state {sim_order.get('trade_state')}")
 
-        try:
-            sim_order = wait_until("WeChat's notification to be answered SUCCESS",
-                                   delivered, timeout)
-        except DemoFailed:
-            raise
-        note = sim_order["notify"]
-        out.line(f"   <- {note.get('last_reply')}")
-        check("SUCCESS" in (note.get("last_reply") or ""), "payresult did not answer SUCCESS")
-        out.ok(f"WeChat got SUCCESS (attempts: {note.get('attempts')}); "
-               f"simulator trade_state {sim_order.get('trade_state')}")
+    # 4. W : the order is paid
+    _order_paid(out, store, order, txid, ("out_trade_no", "transaction_id", "total_fee",
+                                          "result_code", "time_end"))
+    out.ok("or_status 2 (paid), pay_result and pay_time recorded")
 
-        # 4. W : the order is paid
-        fresh = store.get(order["id"])
-        check(fresh is not None, "the order vanished")
-        pr = fresh.get("pay_result") or {}
-        out.line(f"4. order         /home/{USER}/orders/o1")
-        out.block(json.dumps({"or_status": fresh.get("or_status"),
-                              "pay_time": fresh.get("pay_time"),
-                              "pay_result": {k: pr.get(k) for k in
-                                             ("out_trade_no", "transaction_id", "total_fee",
-                                              "result_code", "time_end")}},
-                             indent=2, ensure_ascii=False))
-        check(fresh.get("or_status") == 2, f"or_status is {fresh.get('or_status')!r}, not 2")
-        check(isinstance(pr, dict) and pr.get("transaction_id") == txid,
-              "pay_result does not hold the transaction")
-        check(isinstance(fresh.get("pay_time"), int), "pay_time is not epoch ms")
-        out.ok("or_status 2 (paid), pay_result and pay_time recorded")
+    _refund_steps(out, http, base, sim, store, order, refund_token, timeout)
+    _bill_step(out, store, timeout)
+    out.line()
+    out.line("OK: every step checked out.")
+    if keep:
+        out.line(f"  checkout   {base}/api/{USER}/checkout?id={checkout_order['id']}"
+                 "   (a browser shows the QR path; WeChat's OAuth2 is simulated)")
+        _keep_running(out, base, sim.url, order, openid, store_url, log_path)
 
-        _refund_steps(out, http, base, sim, store, order, refund_token, timeout)
-        _bill_step(out, store, timeout)
-        out.line()
-        out.line("OK: every step checked out.")
-        status = 0
 
-        if keep:
-            out.line(f"  checkout   {base}/api/{USER}/checkout?id={checkout_order['id']}"
-                     "   (a browser shows the QR path; WeChat's OAuth2 is simulated)")
-            _keep_running(out, base, sim.url, order, openid, store_url, log_path)
-    except DemoFailed as e:
-        out.line(f"   [FAIL] {e}")
-        _tail(out, log_path)
-        status = 1
-    except KeyboardInterrupt:
-        status = 130
-    except Exception as e:  # noqa: BLE001 - a demo says what broke, in one line
-        msg = e.line() if hasattr(e, "line") else f"{type(e).__name__}: {e}"
-        out.line(f"   [FAIL] {msg}")
-        _tail(out, log_path)
-        status = 1
-    finally:
-        stop_server(server)
-        if sim is not None:
-            sim.stop()
-        if mp is not None:
-            mp.stop()
-        if store is not None:
-            store.close()
-        http.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-    return status
+
+
+def _order_paid(out, store, order, txid: str, shown: tuple) -> dict:
+    """Step 4: the order is paid (2) with the transaction and the time it was paid."""
+    fresh = store.get(order["id"])
+    check(fresh is not None, "the order vanished")
+    pr = fresh.get("pay_result") or {}
+    out.line(f"4. order         /home/{USER}/orders/o1")
+    out.block(json.dumps({"or_status": fresh.get("or_status"),
+                          "pay_time": fresh.get("pay_time"),
+                          "pay_result": {k: pr.get(k) for k in shown}},
+                         indent=2, ensure_ascii=False))
+    check(fresh.get("or_status") == 2, f"or_status is {fresh.get('or_status')!r}, not 2")
+    check(isinstance(pr, dict) and pr.get("transaction_id") == txid,
+          "pay_result does not hold the transaction")
+    check(isinstance(fresh.get("pay_time"), int), "pay_time is not epoch ms")
+    return fresh
 
 
 def _show_refund_meta(out) -> None:
@@ -461,190 +422,218 @@ def setup_store_v3(store, conf: dict, key_pem: str, openid: str, *, refund_token
 def run_demo_v3(keep: bool = False, port: int = 0, store_url: str | None = None,
                 timeout: float = 20.0, out: Out | None = None) -> int:
     """The seed's flow on a WeChat Pay v3 account (see the module docstring)."""
-    import requests
+    return _run(out, store_url, lambda run: _flow_v3(run, keep, port, timeout))
 
+
+def _flow_v3(run: "_Run", keep: bool, port: int, timeout: float) -> None:
     from objstore import open_store
     from wxpay.simulator import Simulator
     from wxpay.v3.crypto import private_pem, public_pem, rsa_verify, serial_hex
     from wxpay.v3.simkeys import new_certificate, new_key
 
+    out, http, store_url, log_path = run.out, run.http, run.store_url, run.log_path
+    appid, mch_id, openid, refund_token = _ids()
+    apiv3_key = secrets.token_hex(16)       # 32 chars, generated now, never printed
+    key = new_key()                         # the merchant's API key pair, made now
+    serial = serial_hex(new_certificate(key, common_name=f"merchant {mch_id}"))
+    sim = Simulator(tls=False)
+    sim.add_v3_merchant(mch_id, [appid], public_pem(key), serial, apiv3_key)
+    sim.v3.refund_delay = 0.1
+    run.started(sim).start()
+    port = port or free_port()
+    base = f"http://127.0.0.1:{port}"
+    conf = {"appid": appid, "mch_id": mch_id, "apiv3_key": apiv3_key, "serial": serial,
+            "notify_url": f"{base}/api/{USER}/payresult",
+            "refund_notify_url": f"{base}/api/{USER}/refundresult",
+            "api_base": sim.url}
+    store = run.started(open_store(store_url), "close")
+    order = setup_store_v3(store, conf, private_pem(key), openid,
+                           refund_token=refund_token)
+
+    out.line("wnshell demo --api v3: WeChat JSAPI pay on API v3, the seed's flow over "
+             "real HTTP")
+    out.line(f"  store      {store_url} (fresh)")
+    out.line(f"  simulator  {sim.url}  (WeChat Pay v3, merchant {mch_id}; platform "
+             f"certificate {sim.v3.platform_serial()})")
+    out.line(f"  wxconf     /home/{USER}/.weixin/{CONF}/wxconf "
+             "(keys generated now; the APIv3 key and the private key never shown)")
+    out.block(WXCONF_V3.format(**dict(conf, apiv3_key="*" * 8)), "      ")
+    out.line(f"  key        /home/{USER}/.weixin/{CONF}/apiclient_key.pem "
+             "(RSA 2048, made now)")
+    for name, text in (("pay", PAY_API), ("payresult", PAYRESULT_API),
+                       ("refund", REFUND_API), ("refundresult", REFUNDRESULT_API)):
+        out.line(f"  API {name:<12} /home/{USER}/.regapi/api/{name}  (the seed's, "
+                 "unchanged)")
+        out.block(text, "      ")
+        if name == "refund":
+            _show_refund_meta(out)
+    out.line(f"  order      /home/{USER}/orders/o1  id={order['id']}  total_fee=888 fen"
+             f"  or_status=0")
+    run.serve(port, base, timeout)
+
+    out.line(f"1. client -> W   GET /api/{USER}/pay?id={order['id']}&openid={openid}")
+    r = http.get(f"{base}/api/{USER}/pay", params={"id": order["id"], "openid": openid},
+                 timeout=timeout)
+    out.line(f"   <- {r.status_code} {r.headers.get('Content-Type')}")
+    check(r.status_code == 200, f"pay answered {r.status_code}: {r.text.strip()[:300]}")
+    js = r.json()
+    out.block(json.dumps(js, indent=2, ensure_ascii=False))
+    check(js.get("signType") == "RSA" and js.get("appId") == appid,
+          "signType is not RSA or appId is not the account's")
+    msg = f"{js['appId']}\n{js['timeStamp']}\n{js['nonceStr']}\n{js['package']}\n"
+    check(rsa_verify(key.public_key(), msg, js.get("paySign")),
+          "paySign does not verify with the merchant's public key")
+    prepay_id = js["package"][len("prepay_id="):]
+    out.ok("POST /v3/pay/transactions/jsapi signed and verified; paySign is "
+           "SHA256withRSA over appId\\ntimeStamp\\nnonceStr\\npackage\\n")
+
+    out.line(f"2. user pays     POST {sim.url}/sim/v3/pay  prepay_id={prepay_id}")
+    r = http.post(f"{sim.url}/sim/v3/pay", json={"prepay_id": prepay_id}, timeout=timeout)
+    check(r.status_code == 200, f"simulator refused the payment: {r.status_code}")
+    paid = r.json()
+    otn, txid = paid.get("out_trade_no"), paid.get("transaction_id")
+    out.ok(f"paid: out_trade_no {otn}, transaction_id {txid}")
+
+    out.line(f"3. WeChat -> W   POST /api/{USER}/payresult  (signed, AES-256-GCM "
+             "encrypted resource)")
+
+    def delivered(path):
+        def f():
+            o = http.get(f"{sim.url}/sim/v3/{path}", timeout=timeout).json()
+            n = o.get("notify") or {}
+            if n.get("status") in ("failed", "refused"):
+                raise DemoFailed(f"notification {n['status']}: {n.get('last_reply')}")
+            return o if n.get("status") == "delivered" else None
+        return f
+    note = wait_until("WeChat's notification to be answered 2xx",
+                      delivered(f"orders/{otn}"), timeout)["notify"]
+    codes = [a.get("status") for a in note.get("log") or ()]
+    out.line(f"   <- HTTP {codes[-1] if codes else '?'} (no body)")
+    check(bool(codes) and codes[-1] == 204, "payresult did not answer 204")
+    out.ok("signature, timestamp and serial verified, resource decrypted, mchid, "
+           "appid, out_trade_no and amount checked; answered 204")
+
+    _order_paid(out, store, order, txid, ("out_trade_no", "transaction_id", "trade_state",
+                                          "amount", "success_time"))
+    out.ok("or_status 2 (paid), pay_result (the v3 transaction) and pay_time recorded")
+
+    oid = order["id"]
+    for n, fee, step in ((1, 300, 5), (2, 588, 7)):
+        out.line(f"{step}. client -> W   GET /api/{USER}/refund?id={oid}&fee={fee}")
+        orn = _refund(out, http, base, refund_token, store, order, fee, n, timeout)
+        out.ok(f"refund {orn}: POST /v3/refund/domestic/refunds accepted (PROCESSING)")
+        out.line(f"{step + 1}. WeChat -> W   POST /api/{USER}/refundresult  "
+                 "(REFUND.SUCCESS, encrypted)")
+        wait_until(f"the refund notification of {orn}", delivered(f"refunds/{orn}"),
+                   timeout)
+        fresh = store.get(oid)
+        entry = next((r for r in fresh.get("pay_refunds") or ()
+                      if r.get("out_refund_no") == orn), {})
+        check(entry.get("status") == "SUCCESS", f"refund {orn} is {entry.get('status')!r}")
+        out.ok(f"applied once: {fresh.get('pay_refunded')} fen refunded, or_status "
+               f"{fresh.get('or_status')}")
+    check(fresh.get("or_status") == 5, f"or_status is {fresh.get('or_status')!r}, not 5")
+
+    from datetime import datetime, timedelta
+
+    from wnshell.session import Session
+    from wxpay.v3.api import BEIJING
+    sim.v3.backdate(otn, 86400)
+    day = (datetime.now(BEIJING) - timedelta(days=1)).strftime("%Y%m%d")
+    cmd = f"weixin {CONF} bill -date {day}"
+    out.line(f"9. a past day's bill  {cmd}  (the simulator moved the order one day back)")
+    st, stdout, stderr = Session(store, user=USER).run(cmd, "")
+    lines = [json.loads(ln) for ln in stdout.splitlines() if ln.strip()]
+    check(st == 0, f"bill exited {st}: {stderr.strip()[:300]}")
+    rows = [x for x in lines if "summary" not in x]
+    out.block("\n".join(json.dumps({k: r.get(k) for k in
+                                    ("trade_state", "out_trade_no", "total_fee",
+                                     "out_refund_no", "refund_fee")},
+                                   ensure_ascii=False) for r in rows))
+    check([r.get("trade_state") for r in rows].count("SUCCESS") == 1
+          and [r.get("trade_state") for r in rows].count("REFUND") == 2,
+          "the bill does not hold the payment and its two refunds")
+    out.ok("GET /v3/bill/tradebill (signed) + the file (SHA-1 checked), in fen")
+    out.line()
+    out.line("OK: every step checked out.")
+    if keep:
+        _keep_running(out, base, sim.url, order, openid, store_url, log_path)
+
+
+
+
+class _Run:
+    """What one demo run started, and the frame both flows share: a temp folder (the
+    store, unless ``--store``), the server's log, an HTTP session (loopback only)."""
+
+    def __init__(self, out: Out, store_url: str | None):
+        self.out = out
+        self.tmp = tempfile.mkdtemp(prefix="wnshell-demo-")
+        self.store_url = store_url or f"sqlite://{os.path.join(self.tmp, 'store.db')}"
+        self.log_path = os.path.join(self.tmp, "server.log")
+        self.http = requests_session()
+        self._stops: list = []
+
+    def started(self, thing, stop: str = "stop"):
+        """``thing``, to be stopped (``thing.<stop>()``) when the run ends, last first."""
+        self._stops.append(getattr(thing, stop))
+        return thing
+
+    def serve(self, port: int, base: str, timeout: float) -> None:
+        """``wnshell serve`` on ``port``, waited for until it answers."""
+        server = start_server(port, self.store_url, self.log_path)
+        self._stops.append(lambda: stop_server(server))
+        wait_until("the server to answer",
+                   lambda: _alive(server)
+                   and self.http.get(base + "/", timeout=1).status_code == 404, timeout)
+        self.out.line(f"  server     {base}  (wnshell serve, pid {server.pid})")
+        self.out.line()
+
+    def close(self) -> None:
+        for stop in reversed(self._stops):
+            stop()
+        self.http.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def requests_session():
+    import requests
+    http = requests.Session()
+    http.trust_env = False                  # loopback only, never a proxy
+    return http
+
+
+def _ids() -> tuple[str, str, str, str]:
+    """A fresh appid, mch_id, buyer openid and refund API token (never printed)."""
+    return ("wx" + secrets.token_hex(8), str(1900000000 + secrets.randbelow(99999999)),
+            "o" + secrets.token_urlsafe(20), secrets.token_urlsafe(24))
+
+
+def _run(out: Out | None, store_url: str | None, flow) -> int:
+    """Run ``flow(run)``: 0 when every step checked out, 1 (one ``[FAIL]`` line and the
+    server log's tail) when one did not, 130 on Ctrl-C; everything started is stopped."""
     out = out or Out()
     if store_url and store_url.split(":", 1)[0].lower() == "memory":
         out.line("e.regapi.demo.store : the server runs in its own process; "
                  "give a sqlite://, tinydb:// or postgresql:// store")
         return 2
-    tmp = tempfile.mkdtemp(prefix="wnshell-demo-")
-    store_url = store_url or f"sqlite://{os.path.join(tmp, 'store.db')}"
-    log_path = os.path.join(tmp, "server.log")
-    sim = server = store = None
-    http = requests.Session()
-    http.trust_env = False
-    status = 1
+    run = _Run(out, store_url)
     try:
-        appid = "wx" + secrets.token_hex(8)
-        mch_id = str(1900000000 + secrets.randbelow(99999999))
-        apiv3_key = secrets.token_hex(16)       # 32 chars, generated now, never printed
-        openid = "o" + secrets.token_urlsafe(20)
-        key = new_key()                         # the merchant's API key pair, made now
-        serial = serial_hex(new_certificate(key, common_name=f"merchant {mch_id}"))
-        sim = Simulator(tls=False)
-        sim.add_v3_merchant(mch_id, [appid], public_pem(key), serial, apiv3_key)
-        sim.v3.refund_delay = 0.1
-        sim.start()
-        port = port or free_port()
-        base = f"http://127.0.0.1:{port}"
-        conf = {"appid": appid, "mch_id": mch_id, "apiv3_key": apiv3_key, "serial": serial,
-                "notify_url": f"{base}/api/{USER}/payresult",
-                "refund_notify_url": f"{base}/api/{USER}/refundresult",
-                "api_base": sim.url}
-        store = open_store(store_url)
-        refund_token = secrets.token_urlsafe(24)   # staff only; never printed
-        order = setup_store_v3(store, conf, private_pem(key), openid,
-                               refund_token=refund_token)
-
-        out.line("wnshell demo --api v3: WeChat JSAPI pay on API v3, the seed's flow over "
-                 "real HTTP")
-        out.line(f"  store      {store_url} (fresh)")
-        out.line(f"  simulator  {sim.url}  (WeChat Pay v3, merchant {mch_id}; platform "
-                 f"certificate {sim.v3.platform_serial()})")
-        out.line(f"  wxconf     /home/{USER}/.weixin/{CONF}/wxconf "
-                 "(keys generated now; the APIv3 key and the private key never shown)")
-        out.block(WXCONF_V3.format(**dict(conf, apiv3_key="*" * 8)), "      ")
-        out.line(f"  key        /home/{USER}/.weixin/{CONF}/apiclient_key.pem "
-                 "(RSA 2048, made now)")
-        for name, text in (("pay", PAY_API), ("payresult", PAYRESULT_API),
-                           ("refund", REFUND_API), ("refundresult", REFUNDRESULT_API)):
-            out.line(f"  API {name:<12} /home/{USER}/.regapi/api/{name}  (the seed's, "
-                     "unchanged)")
-            out.block(text, "      ")
-            if name == "refund":
-                _show_refund_meta(out)
-        out.line(f"  order      /home/{USER}/orders/o1  id={order['id']}  total_fee=888 fen"
-                 f"  or_status=0")
-        server = start_server(port, store_url, log_path)
-        wait_until("the server to answer",
-                   lambda: _alive(server) and http.get(base + "/", timeout=1).status_code == 404,
-                   timeout)
-        out.line(f"  server     {base}  (wnshell serve, pid {server.pid})")
-        out.line()
-
-        out.line(f"1. client -> W   GET /api/{USER}/pay?id={order['id']}&openid={openid}")
-        r = http.get(f"{base}/api/{USER}/pay", params={"id": order["id"], "openid": openid},
-                     timeout=timeout)
-        out.line(f"   <- {r.status_code} {r.headers.get('Content-Type')}")
-        check(r.status_code == 200, f"pay answered {r.status_code}: {r.text.strip()[:300]}")
-        js = r.json()
-        out.block(json.dumps(js, indent=2, ensure_ascii=False))
-        check(js.get("signType") == "RSA" and js.get("appId") == appid,
-              "signType is not RSA or appId is not the account's")
-        msg = f"{js['appId']}\n{js['timeStamp']}\n{js['nonceStr']}\n{js['package']}\n"
-        check(rsa_verify(key.public_key(), msg, js.get("paySign")),
-              "paySign does not verify with the merchant's public key")
-        prepay_id = js["package"][len("prepay_id="):]
-        out.ok("POST /v3/pay/transactions/jsapi signed and verified; paySign is "
-               "SHA256withRSA over appId\\ntimeStamp\\nnonceStr\\npackage\\n")
-
-        out.line(f"2. user pays     POST {sim.url}/sim/v3/pay  prepay_id={prepay_id}")
-        r = http.post(f"{sim.url}/sim/v3/pay", json={"prepay_id": prepay_id}, timeout=timeout)
-        check(r.status_code == 200, f"simulator refused the payment: {r.status_code}")
-        paid = r.json()
-        otn, txid = paid.get("out_trade_no"), paid.get("transaction_id")
-        out.ok(f"paid: out_trade_no {otn}, transaction_id {txid}")
-
-        out.line(f"3. WeChat -> W   POST /api/{USER}/payresult  (signed, AES-256-GCM "
-                 "encrypted resource)")
-
-        def delivered(path):
-            def f():
-                o = http.get(f"{sim.url}/sim/v3/{path}", timeout=timeout).json()
-                n = o.get("notify") or {}
-                if n.get("status") in ("failed", "refused"):
-                    raise DemoFailed(f"notification {n['status']}: {n.get('last_reply')}")
-                return o if n.get("status") == "delivered" else None
-            return f
-        note = wait_until("WeChat's notification to be answered 2xx",
-                          delivered(f"orders/{otn}"), timeout)["notify"]
-        codes = [a.get("status") for a in note.get("log") or ()]
-        out.line(f"   <- HTTP {codes[-1] if codes else '?'} (no body)")
-        check(bool(codes) and codes[-1] == 204, "payresult did not answer 204")
-        out.ok("signature, timestamp and serial verified, resource decrypted, mchid, "
-               "appid, out_trade_no and amount checked; answered 204")
-
-        fresh = store.get(order["id"])
-        pr = (fresh or {}).get("pay_result") or {}
-        out.line(f"4. order         /home/{USER}/orders/o1")
-        out.block(json.dumps({"or_status": fresh.get("or_status"),
-                              "pay_time": fresh.get("pay_time"),
-                              "pay_result": {k: pr.get(k) for k in
-                                             ("out_trade_no", "transaction_id", "trade_state",
-                                              "amount", "success_time")}},
-                             indent=2, ensure_ascii=False))
-        check(fresh.get("or_status") == 2, f"or_status is {fresh.get('or_status')!r}, not 2")
-        check(pr.get("transaction_id") == txid, "pay_result does not hold the transaction")
-        out.ok("or_status 2 (paid), pay_result (the v3 transaction) and pay_time recorded")
-
-        oid = order["id"]
-        for n, fee, step in ((1, 300, 5), (2, 588, 7)):
-            out.line(f"{step}. client -> W   GET /api/{USER}/refund?id={oid}&fee={fee}")
-            orn = _refund(out, http, base, refund_token, store, order, fee, n, timeout)
-            out.ok(f"refund {orn}: POST /v3/refund/domestic/refunds accepted (PROCESSING)")
-            out.line(f"{step + 1}. WeChat -> W   POST /api/{USER}/refundresult  "
-                     "(REFUND.SUCCESS, encrypted)")
-            wait_until(f"the refund notification of {orn}", delivered(f"refunds/{orn}"),
-                       timeout)
-            fresh = store.get(oid)
-            entry = next((r for r in fresh.get("pay_refunds") or ()
-                          if r.get("out_refund_no") == orn), {})
-            check(entry.get("status") == "SUCCESS", f"refund {orn} is {entry.get('status')!r}")
-            out.ok(f"applied once: {fresh.get('pay_refunded')} fen refunded, or_status "
-                   f"{fresh.get('or_status')}")
-        check(fresh.get("or_status") == 5, f"or_status is {fresh.get('or_status')!r}, not 5")
-
-        from datetime import datetime, timedelta
-
-        from wnshell.session import Session
-        from wxpay.v3.api import BEIJING
-        sim.v3.backdate(otn, 86400)
-        day = (datetime.now(BEIJING) - timedelta(days=1)).strftime("%Y%m%d")
-        cmd = f"weixin {CONF} bill -date {day}"
-        out.line(f"9. a past day's bill  {cmd}  (the simulator moved the order one day back)")
-        st, stdout, stderr = Session(store, user=USER).run(cmd, "")
-        lines = [json.loads(ln) for ln in stdout.splitlines() if ln.strip()]
-        check(st == 0, f"bill exited {st}: {stderr.strip()[:300]}")
-        rows = [x for x in lines if "summary" not in x]
-        out.block("\n".join(json.dumps({k: r.get(k) for k in
-                                        ("trade_state", "out_trade_no", "total_fee",
-                                         "out_refund_no", "refund_fee")},
-                                       ensure_ascii=False) for r in rows))
-        check([r.get("trade_state") for r in rows].count("SUCCESS") == 1
-              and [r.get("trade_state") for r in rows].count("REFUND") == 2,
-              "the bill does not hold the payment and its two refunds")
-        out.ok("GET /v3/bill/tradebill (signed) + the file (SHA-1 checked), in fen")
-        out.line()
-        out.line("OK: every step checked out.")
-        status = 0
-        if keep:
-            _keep_running(out, base, sim.url, order, openid, store_url, log_path)
+        flow(run)
+        return 0
     except DemoFailed as e:
         out.line(f"   [FAIL] {e}")
-        _tail(out, log_path)
-        status = 1
+        _tail(out, run.log_path)
+        return 1
     except KeyboardInterrupt:
-        status = 130
+        return 130
     except Exception as e:  # noqa: BLE001 - a demo says what broke, in one line
         msg = e.line() if hasattr(e, "line") else f"{type(e).__name__}: {e}"
         out.line(f"   [FAIL] {msg}")
-        _tail(out, log_path)
-        status = 1
+        _tail(out, run.log_path)
+        return 1
     finally:
-        stop_server(server)
-        if sim is not None:
-            sim.stop()
-        if store is not None:
-            store.close()
-        http.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-    return status
+        run.close()
 
 
 def _alive(proc: subprocess.Popen) -> bool:
