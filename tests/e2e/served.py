@@ -3,10 +3,13 @@
 ``start`` writes user demo's wxconf (notify URL pointing back at the server, API base
 at the simulator), starts ``python -m regapi serve --workers 2`` on a free loopback
 port with the APIs of a folder, and waits until it answers; ``stop`` sends SIGTERM and
-returns the exit status (None when it had to be killed).
+returns the exit status (None when it had to be killed).  ``write_apis`` writes such a
+folder, ``spawn`` starts a server of a module that sets up its own store, and
+``wait_for`` polls until something is true.
 """
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -45,12 +48,20 @@ def start(tmp, store_url: str, apis, *, mch_id: str, start_timeout: float = 20,
         appid=s.appid, appsecret=secrets.token_hex(16), mch_id=s.mch_id, pay_key=s.key,
         notify_url=f"{s.base}/api/{USER}/payresult", api_base=s.sim.url).encode()
         + (wxconf_extra(s) if callable(wxconf_extra) else wxconf_extra).encode())
-    s.log = tmp / "server.log"
+    spawn(s, ("--workers", "2", "--regapi-dir", str(apis), "--user", USER, *extra_args),
+          start_timeout)
+    return s
+
+
+def spawn(s, args, start_timeout: float = 20):
+    """``python -m regapi serve --port s.port --store s.store_url ARGS`` logging to
+    ``s.tmp/server.log``, waited for until it answers; sets ``s.log``, ``s.proc`` and
+    ``s.http`` (a session that never uses a proxy)."""
+    s.log = s.tmp / "server.log"
     with open(s.log, "wb") as log:
         s.proc = subprocess.Popen(
-            [sys.executable, "-m", "regapi", "serve", "--port", str(s.port), "--workers", "2",
-             "--store", store_url, "--regapi-dir", str(apis), "--user", USER,
-             *extra_args],
+            [sys.executable, "-m", "regapi", "serve", "--port", str(s.port),
+             "--store", s.store_url, *args],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
             start_new_session=True)
     s.http = requests.Session()
@@ -66,6 +77,36 @@ def start(tmp, store_url: str, apis, *, mch_id: str, start_timeout: float = 20,
         assert time.time() < deadline, "server did not start: " + s.log.read_text()
         time.sleep(0.05)
     return s
+
+
+def write_apis(root, apis: dict) -> None:
+    """A ``--regapi-dir`` folder: ``{relative path: (template, metadata or None)}``."""
+    for rel, (text, meta) in apis.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text, encoding="utf-8")
+        if meta:
+            (root / (rel + ".meta.json")).write_text(json.dumps(meta), encoding="utf-8")
+
+
+def seed_apis(payresult: str = "payresult") -> dict:
+    """The seed's pay and notification APIs for ``write_apis`` (``payresult`` names the
+    notification's file: ``payresult`` or ``payresult.regapi``, both /payresult)."""
+    from regapi.demo import PAY_API, PAYRESULT_API
+    return {"pay": (PAY_API, {"http-header-Content-Type": "application/json"}),
+            payresult: (PAYRESULT_API, {"http-header-Content-Type": "text/xml"})}
+
+
+def wait_for(cond, timeout: float = 20.0, interval: float = 0.1):
+    """``cond()``'s first truthy value, polled every ``interval``; AssertionError after
+    ``timeout`` seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out")
 
 
 def stop(s: Served, timeout: float = 20) -> int | None:

@@ -21,7 +21,6 @@ import pytest
 import requests
 
 from regapi import checkout
-from regapi.demo import PAY_API, PAYRESULT_API
 from tests.e2e import served
 from wxpay.mpsim import MpSimulator
 from wxpay.sign import sign as wxsign
@@ -70,11 +69,7 @@ def shop(tmp_path_factory):
     _need_browser()
     tmp = tmp_path_factory.mktemp("checkout")
     apis = tmp / "apis"
-    apis.mkdir()
-    (apis / "pay").write_text(PAY_API, encoding="utf-8")
-    (apis / "pay.meta.json").write_text('{"http-header-Content-Type": "application/json"}')
-    (apis / "payresult.regapi").write_text(PAYRESULT_API, encoding="utf-8")
-    (apis / "payresult.regapi.meta.json").write_text('{"http-header-Content-Type": "text/xml"}')
+    served.write_apis(apis, served.seed_apis("payresult.regapi"))
     s = served.start(tmp, f"sqlite://{tmp / 'store.db'}", apis, mch_id="1900000777")
     import hjson
     conf = s.store.fetch(f"/home/{served.USER}/.weixin/xxx/wxconf")

@@ -6,16 +6,14 @@ import time
 
 import pytest
 
-from regapi.demo import PAY_API, PAYRESULT_API
 from tests.e2e import served
-from tests.e2e.served import get, new_order
+from tests.e2e.served import get, new_order, wait_for
 
 USER = served.USER
 
 JSON = {"http-header-Content-Type": "application/json"}
 APIS = {
-    "pay": (PAY_API, JSON),
-    "payresult.regapi": (PAYRESULT_API, {"http-header-Content-Type": "text/xml"}),
+    **served.seed_apis("payresult.regapi"),
     "refund": ("weixin xxx refund ${http-qs-id} -fee ${http-qs-fee}\n", JSON),
     "refundresult": ("weixin xxx refund -result id:${id}\n",
                      {"http-header-Content-Type": "text/xml"}),
@@ -24,21 +22,13 @@ APIS = {
 }
 
 
-def _write_dir(root):
-    import json
-    for rel, (text, meta) in APIS.items():
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text, encoding="utf-8")
-        if meta:
-            (root / (rel + ".meta.json")).write_text(json.dumps(meta), encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("life")
     apis = tmp / "apis"
-    _write_dir(apis)
+    served.write_apis(apis, APIS)
     s = served.start(tmp, f"sqlite://{tmp / 'store.db'}", apis, mch_id="1900000411",
                      extra_args=("--sweep", "0.5"),
                      wxconf_extra=lambda s: (
@@ -53,21 +43,22 @@ def srv(tmp_path_factory):
     assert served.stop(s) == 0
 
 
-def _wait(cond, timeout=20.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out")
-
-
 def _submit(s, name):
     order, openid = new_order(s, name)
     r = get(s, f"/api/{USER}/pay", params={"id": order["id"], "openid": openid})
     assert r.status_code == 200, r.text
     return order, r.json()
+
+
+def _refund_left_processing(srv, order, fee: int) -> None:
+    """Ask a refund through the API while the simulator keeps refunds PROCESSING (no
+    notification until the test settles it); refunds then succeed again in 0.05 s."""
+    srv.sim.set_refund_outcome("PROCESSING")
+    try:
+        r = get(srv, f"/api/{USER}/refund", params={"id": order["id"], "fee": fee})
+        assert r.status_code == 200, r.text
+    finally:
+        srv.sim.set_refund_outcome("SUCCESS", 0.05)
 
 
 def test_the_servers_sweeper_applies_a_late_payment_and_closes_expired_orders(srv):
@@ -78,8 +69,8 @@ def test_the_servers_sweeper_applies_a_late_payment_and_closes_expired_orders(sr
     past = int(time.time() * 1000) - 1000
     for o in (late, unpaid):                  # their time_expire has passed (our side)
         srv.store.set_meta(o["id"], {"pay_expire_at": past})
-    _wait(lambda: srv.store.get(late["id"]).get("or_status") == 2)
-    _wait(lambda: srv.store.get(unpaid["id"]).get("pay_closed"))
+    wait_for(lambda: srv.store.get(late["id"]).get("or_status") == 2)
+    wait_for(lambda: srv.store.get(unpaid["id"]).get("pay_closed"))
     assert srv.sim.order(f"{unpaid['id']}_1")["state"] == "CLOSED"
     assert srv.store.get(unpaid["id"])["pay_closed"]["by"] == "sweep"
     log = srv.log.read_text(encoding="utf-8", errors="replace")
@@ -92,7 +83,7 @@ def _paid(s, name, fee=1000):
     order, js = _submit(s, name) if fee == 888 else _submit_fee(s, name, fee)
     s.sim.pay(prepay_id=js["package"][len("prepay_id="):])
     s.sim.wait_notified(f"{order['id']}_1", timeout=20)
-    _wait(lambda: s.store.get(order["id"]).get("or_status") == 2)
+    wait_for(lambda: s.store.get(order["id"]).get("or_status") == 2)
     return order
 
 
@@ -156,12 +147,7 @@ def test_thirty_concurrent_refund_requests_never_exceed_the_paid_amount(srv):
 
 def test_fifty_concurrent_duplicate_refund_notifications_one_transition(srv):
     order = _paid(srv, "dup50")
-    srv.sim.set_refund_outcome("PROCESSING")
-    try:
-        r = get(srv, f"/api/{USER}/refund", params={"id": order["id"], "fee": 1000})
-        assert r.status_code == 200, r.text
-    finally:
-        srv.sim.set_refund_outcome("SUCCESS", 0.05)
+    _refund_left_processing(srv, order, 1000)
     srv.sim.set_faults({"concurrent_notify": 50, "count": 1})
     srv.sim.settle_refund(f"{order['id']}_r1", "SUCCESS")
     snap = srv.sim.wait_refund_notified(f"{order['id']}_r1", timeout=60)
@@ -177,12 +163,7 @@ def test_forged_refund_notifications_fail_and_change_nothing(srv):
     from wxpay.refund import encrypt_req_info
     from wxpay.xmlcodec import from_xml, to_xml
     order = _paid(srv, "forged")
-    srv.sim.set_refund_outcome("PROCESSING")
-    try:
-        assert get(srv, f"/api/{USER}/refund",
-                   params={"id": order["id"], "fee": 100}).status_code == 200
-    finally:
-        srv.sim.set_refund_outcome("SUCCESS", 0.05)
+    _refund_left_processing(srv, order, 100)
     before = srv.store.get(order["id"])
     pr = before["pay_result"]
     inner = {"transaction_id": pr["transaction_id"], "out_trade_no": pr["out_trade_no"],
@@ -242,12 +223,7 @@ def test_reconcile_through_the_cli_finds_every_kind_of_difference(srv):
     srv.sim.wait_refund_notified(f"{a['id']}_r1", timeout=20)
     assert get(srv, f"/api/{USER}/refund", params={"id": b["id"], "fee": 100}).status_code == 200
     srv.sim.wait_refund_notified(f"{b['id']}_r1", timeout=20)
-    srv.sim.set_refund_outcome("PROCESSING")
-    try:
-        assert get(srv, f"/api/{USER}/refund",
-                   params={"id": c["id"], "fee": 50}).status_code == 200
-    finally:
-        srv.sim.set_refund_outcome("SUCCESS", 0.05)
+    _refund_left_processing(srv, c, 50)
     date = beijing_stamp()[:8]
 
     def cli():
@@ -306,5 +282,5 @@ def test_a_temporary_order_paid_through_the_server_is_kept(srv):
     o = srv.store.get(order["id"])
     assert o["expi"] >= o["pay_expire_at"] + EXPI_AFTER_PAY_WINDOW_MS
     srv.sim.pay(prepay_id=r.json()["package"][len("prepay_id="):])
-    _wait(lambda: srv.store.get(order["id"]).get("or_status") == 2)
+    wait_for(lambda: srv.store.get(order["id"]).get("or_status") == 2)
     assert "expi" not in srv.store.get(order["id"])

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from regapi.demo import PAY_API, PAYRESULT_API, free_port
+from regapi.demo import free_port
 from tests.e2e import served
 from tests.e2e.served import get, new_order
 from tests.objstore.pg_backend import pg_server  # noqa: F401  (session fixture)
@@ -73,11 +73,7 @@ def _cmdline(pid: int) -> str:
 def pg(pg_server, tmp_path_factory):  # noqa: F811
     tmp = tmp_path_factory.mktemp("pgscale")
     apis = tmp / "apis"
-    apis.mkdir()
-    (apis / "pay").write_text(PAY_API, encoding="utf-8")
-    (apis / "pay.meta.json").write_text('{"http-header-Content-Type": "application/json"}')
-    (apis / "payresult").write_text(PAYRESULT_API, encoding="utf-8")
-    (apis / "payresult.meta.json").write_text('{"http-header-Content-Type": "text/xml"}')
+    served.write_apis(apis, served.seed_apis("payresult"))
     (apis / "ack").write_text("touch ~/acks/${http-qs-n}\necho ok ${http-qs-n}\n")
     (apis / "pid").write_text("echo ${http-qs-x}\n")
     s = served.start(tmp, pg_server.fresh_schema_url("scale"), apis, mch_id="1900000456",

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from regapi.demo import PAY_API, PAYRESULT_API
+from regapi.demo import PAY_API
 from tests.e2e import served
 from tests.e2e.served import get
 
@@ -21,8 +21,7 @@ WXCONF = f"{HOME}/.weixin/xxx/wxconf"
 JSON = {"http-header-Content-Type": "application/json"}
 
 APIS = {
-    "pay": (PAY_API, JSON),
-    "payresult.regapi": (PAYRESULT_API, {"http-header-Content-Type": "text/xml"}),
+    **served.seed_apis("payresult.regapi"),
     # reflected values: the API's own type, a query mime only when opted in
     "demo/echo": ("echo ${http-qs-x}\n", JSON),
     "demo/pick": ("echo ${http-qs-x}\n", dict(JSON, **{"regapi-qs-mime": True})),
@@ -79,20 +78,11 @@ APIS = {
 TOKEN = APIS["s/tok"][1]["api-access-token"]
 
 
-def _write_dir(root):
-    for rel, (text, meta) in APIS.items():
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text, encoding="utf-8")
-        if meta:
-            (root / (rel + ".meta.json")).write_text(json.dumps(meta), encoding="utf-8")
-
-
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("reqpath")
     apis = tmp / "apis"
-    _write_dir(apis)
+    served.write_apis(apis, APIS)
     s = served.start(tmp, f"sqlite://{tmp / 'store.db'}", apis, mch_id="1900000456",
                      extra_args=("--deadline", "2"))
     yield s

@@ -1,14 +1,12 @@
 """End to end: ``wnshell serve`` in a subprocess (SQLite store in a temp folder, free
 loopback port, 2 workers), the APIs loaded from a folder with ``--regapi-dir``, the
 WeChat Pay simulator in this process.  One server for the whole module."""
-import json
 import signal
 import time
 
 import pytest
 import requests
 
-from regapi.demo import PAY_API, PAYRESULT_API
 from tests.e2e import served
 from tests.e2e.served import get, new_order
 from wxpay.sign import sign as wxsign
@@ -18,8 +16,7 @@ USER = served.USER
 TMP = f"/home/{USER}/.regapi/tmp"
 
 APIS = {
-    "pay": (PAY_API, {"http-header-Content-Type": "application/json"}),
-    "payresult.regapi": (PAYRESULT_API, {"http-header-Content-Type": "text/xml"}),
+    **served.seed_apis("payresult.regapi"),
     "echo": ("echo ${http-qs-x}\n", None),
     "hdr": ("echo ${http-header-X-IN}\n", None),
     "cookie": ("echo ${http-cookie-c}\n", None),
@@ -36,20 +33,11 @@ APIS = {
 }
 
 
-def _write_dir(root):
-    for rel, (text, meta) in APIS.items():
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text, encoding="utf-8")
-        if meta:
-            (root / (rel + ".meta.json")).write_text(json.dumps(meta), encoding="utf-8")
-
-
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     apis = tmp / "apis"
-    _write_dir(apis)
+    served.write_apis(apis, APIS)
     s = served.start(tmp, f"sqlite://{tmp / 'store.db'}", apis, mch_id="1900000123")
     s.apis = apis
     yield s

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import secrets
 import signal
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,7 +16,8 @@ import requests
 
 from objstore import open_store
 from regapi.demo import free_port, setup_store_v3
-from tests.e2e.served import ROOT
+from tests.e2e import served
+from tests.e2e.served import wait_for
 from wxpay.simulator import Simulator
 from wxpay.v3.auth import signature_headers
 from wxpay.v3.crypto import aes_gcm_encrypt, private_pem, public_pem, serial_hex
@@ -63,26 +62,9 @@ def srv(tmp_path_factory):
     for name, text in EXTRA_APIS.items():
         s.store.create(f"/home/{USER}/.regapi/api/{name}", "FILE", JSON, parents=True,
                        content=text.encode())
-    s.log = tmp / "server.log"
-    with open(s.log, "wb") as log:
-        s.proc = subprocess.Popen(
-            [sys.executable, "-m", "regapi", "serve", "--port", str(s.port), "--workers",
-             "2", "--store", s.store_url, "--sweep", "0.5"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
-            start_new_session=True)
-    s.http = requests.Session()
-    s.http.trust_env = False
+    s.tmp = tmp
+    served.spawn(s, ("--workers", "2", "--sweep", "0.5"))
     s.answers = []                      # every response body this module saw
-    deadline = time.time() + 20
-    while True:
-        assert s.proc.poll() is None, s.log.read_text()
-        try:
-            if s.http.get(s.base + "/", timeout=1).status_code == 404:
-                break
-        except requests.ConnectionError:
-            pass
-        assert time.time() < deadline, s.log.read_text()
-        time.sleep(0.05)
     yield s
     s.http.close()
     s.proc.send_signal(signal.SIGTERM)
@@ -111,16 +93,6 @@ def _submit(s, name, fee=888):
     r = _get(s, f"/api/{USER}/pay", id=o["id"], openid=openid)
     assert r.status_code == 200, r.text
     return o, r.json()
-
-
-def _wait(cond, timeout=20.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 def test_the_seeds_templates_pay_an_order_on_v3(srv):
@@ -257,16 +229,16 @@ def test_fifty_concurrent_forged_duplicates_in_parallel_one_transition(srv):
 def test_refunds_close_and_the_sweeper_on_v3(srv):
     o, js = _submit(srv, "life")
     srv.sim.v3.pay(prepay_id=js["package"][len("prepay_id="):])
-    _wait(lambda: srv.store.get(o["id"]).get("or_status") == 2)
+    wait_for(lambda: srv.store.get(o["id"]).get("or_status") == 2)
     r = _get(srv, f"/api/{USER}/refund", id=o["id"], fee=300)
     assert r.status_code == 200, r.text
     assert r.json()["out_refund_no"] == f"{o['id']}_r1"
-    _wait(lambda: (srv.store.get(o["id"]).get("pay_refunded") or 0) == 300)
+    wait_for(lambda: (srv.store.get(o["id"]).get("pay_refunded") or 0) == 300)
     r = _get(srv, f"/api/{USER}/refund", id=o["id"], fee=600)
     assert r.status_code == 409 and "e.cmd.weixin.refund.exceeds" in r.text
     r = _get(srv, f"/api/{USER}/refund", id=o["id"], fee=588)
     assert r.status_code == 200, r.text
-    _wait(lambda: srv.store.get(o["id"]).get("or_status") == 5)
+    wait_for(lambda: srv.store.get(o["id"]).get("or_status") == 5)
     r = _get(srv, f"/api/{USER}/refundquery", id=o["id"])
     assert r.status_code == 200 and r.json()["pay_refunded"] == 888
     # close over HTTP; ORDERPAID for a paid one
@@ -283,15 +255,15 @@ def test_refunds_close_and_the_sweeper_on_v3(srv):
     past = int(time.time() * 1000) - 1000
     for x in (late, unpaid):
         srv.store.set_meta(x["id"], {"pay_expire_at": past})
-    _wait(lambda: srv.store.get(late["id"]).get("or_status") == 2)
-    _wait(lambda: srv.store.get(unpaid["id"]).get("pay_closed"))
+    wait_for(lambda: srv.store.get(late["id"]).get("or_status") == 2)
+    wait_for(lambda: srv.store.get(unpaid["id"]).get("pay_closed"))
     assert srv.sim.v3.order(f"{unpaid['id']}_1")["trade_state"] == "CLOSED"
 
 
 def test_forged_refund_notifications_are_4xx_and_change_nothing(srv):
     o, js = _submit(srv, "rforged")
     srv.sim.v3.pay(prepay_id=js["package"][len("prepay_id="):])
-    _wait(lambda: srv.store.get(o["id"]).get("or_status") == 2)
+    wait_for(lambda: srv.store.get(o["id"]).get("or_status") == 2)
     srv.sim.v3.refund_delay = 600                # WeChat's own notification comes late
     try:
         r = _get(srv, f"/api/{USER}/refund", id=o["id"], fee=100)
