@@ -22,8 +22,6 @@ APIS = {
 }
 
 
-
-
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("life")
