@@ -81,15 +81,23 @@ def _status_after(order, refunds: list[dict], paid: int) -> dict:
     return {"or_status": status, "pay_refunded": done}
 
 
-def _reserve(store, oid: str, fee: int, reason: str | None) -> tuple[dict, int, dict]:
-    """Store the new refund (PENDING) before calling WeChat, atomically against every
-    other refund of the order: (entry, paid amount, pay_result)."""
+def _attempts(store, oid: str):
+    """The order, read afresh for each compare-and-set attempt (backing off after the
+    first); ``e.cmd.weixin.order.busy`` once REFUND_CAS_TRIES attempts all lost."""
     for attempt in range(REFUND_CAS_TRIES):
         if attempt:
             _backoff(attempt)
         order = store.get(oid)
         if order is None:
             raise WnError("e.cmd.weixin.order.noexists", f"order {oid}", NOT_FOUND)
+        yield order
+    raise WnError("e.cmd.weixin.order.busy", f"order {oid} is being changed", CONFLICT)
+
+
+def _reserve(store, oid: str, fee: int, reason: str | None) -> tuple[dict, int, dict]:
+    """Store the new refund (PENDING) before calling WeChat, atomically against every
+    other refund of the order: (entry, paid amount, pay_result)."""
+    for order in _attempts(store, oid):
         paid, pr = _paid_amount(order)
         status = order_status(order)
         if status not in (PAID, REFUNDING, FULFILLED, REFUNDED):
@@ -128,7 +136,6 @@ def _reserve(store, oid: str, fee: int, reason: str | None) -> tuple[dict, int, 
         if store.cas(oid, {"pay_refunds": order.get("pay_refunds"),
                            "or_status": order.get("or_status")}, changes) is not None:
             return entry, paid, pr
-    raise WnError("e.cmd.weixin.order.busy", f"order {oid} is being changed", CONFLICT)
 
 
 def mark_doubt(store, oid: str, out_refund_no: str, why: str) -> None:
@@ -153,12 +160,7 @@ def mark_doubt(store, oid: str, out_refund_no: str, why: str) -> None:
 def update_refund(store, oid: str, out_refund_no: str, status: str, **fields) -> str:
     """Move one refund entry to ``status`` exactly once: "applied", "duplicate" (it is
     already there) or "ignored" (a final entry is never moved back)."""
-    for attempt in range(REFUND_CAS_TRIES):
-        if attempt:
-            _backoff(attempt)
-        order = store.get(oid)
-        if order is None:
-            raise WnError("e.cmd.weixin.order.noexists", f"order {oid}", NOT_FOUND)
+    for order in _attempts(store, oid):
         refunds = _entries(order)
         idx = next((i for i, r in enumerate(refunds)
                     if r.get("out_refund_no") == out_refund_no), None)
@@ -179,7 +181,6 @@ def update_refund(store, oid: str, out_refund_no: str, status: str, **fields) ->
             log.info("weixin: refund %s of order %s %s (or_status %s)", out_refund_no, oid,
                      status, changes["or_status"])
             return "applied"
-    raise WnError("e.cmd.weixin.order.busy", f"order {oid} is being changed", CONFLICT)
 
 
 # ---- refund ORDER -fee FEN -----------------------------------------------------------

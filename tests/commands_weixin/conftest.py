@@ -158,16 +158,11 @@ def install_wxconf(store, api_base: str, notify_url: str, name: str = "xxx",
     return write_file(store, f"/home/{user}/.weixin/{name}/wxconf", text)
 
 
-class Receiver:
-    """The merchant's notify_url: stores each body as a request object (like regapi)
-    and answers with the stdout of ``weixin xxx order -result id:<id>``."""
+class LoopbackReceiver:
+    """A merchant's notify_url on a free loopback port: each POST goes to
+    ``self.answer(headers, body, path)``, which gives ``(status, content type, body)``."""
 
-    def __init__(self, store_factory, conf: str = "xxx", template: str = RESULT_TEMPLATE):
-        self.store_factory = store_factory
-        self.conf = conf
-        self.template = template
-        self.replies: list[tuple[int, str, str]] = []
-        self.lock = threading.Lock()
+    def start(self):
         outer = self
 
         class H(BaseHTTPRequestHandler):
@@ -179,10 +174,9 @@ class Receiver:
             def do_POST(self):
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n)
-                status, out, err = outer.handle(body)
-                data = out.encode("utf-8")
-                self.send_response(200 if status == 0 else 500)
-                self.send_header("Content-Type", "text/xml; charset=utf-8")
+                code, ctype, data = outer.answer(dict(self.headers.items()), body, self.path)
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -198,6 +192,27 @@ class Receiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/api/demo/payresult"
 
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Receiver(LoopbackReceiver):
+    """The merchant's notify_url: stores each body as a request object (like regapi)
+    and answers with the stdout of ``weixin xxx order -result id:<id>``."""
+
+    def __init__(self, store_factory, conf: str = "xxx", template: str = RESULT_TEMPLATE):
+        self.store_factory = store_factory
+        self.conf = conf
+        self.template = template
+        self.replies: list[tuple[int, str, str]] = []
+        self.lock = threading.Lock()
+        self.start()
+
+    def answer(self, headers: dict, body: bytes, path: str):
+        status, out, err = self.handle(body)
+        return 200 if status == 0 else 500, "text/xml; charset=utf-8", out.encode("utf-8")
+
     def handle(self, body: bytes):
         store = self.store_factory()
         session = Session(store, user="demo")
@@ -212,10 +227,6 @@ class Receiver:
         with self.lock:
             self.replies.append(result)
         return result
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def objstore_new_id() -> str:

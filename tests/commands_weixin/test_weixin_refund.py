@@ -98,13 +98,20 @@ def test_or_status_3_while_in_flight_and_refund_query(rsh, store, sim):
     assert res["or_status"] == 5 and res["refunds"][0]["status"] == "SUCCESS"
 
 
-def test_refundclose_releases_the_amount(rsh, store, sim):
-    order = paid_order(rsh, store, sim, "r3")
-    sim.set_refund_outcome("REFUNDCLOSE", 0.05)
+def _first_refund_ends(rsh, store, sim, order, outcome: str, delay: float):
+    """Refund all 1000 fen; WeChat's notification says ``outcome``: the refund holds it,
+    and the order is still paid (2).  The order, after."""
+    sim.set_refund_outcome(outcome, delay)
     assert refund(rsh, order, 1000)[0] == 0
     sim.wait_refund_notified(f"{order.id}_r1")
     o = store.get(order.id)
-    assert o["pay_refunds"][0]["status"] == "REFUNDCLOSE" and o["or_status"] == 2
+    assert o["pay_refunds"][0]["status"] == outcome and o["or_status"] == 2
+    return o
+
+
+def test_refundclose_releases_the_amount(rsh, store, sim):
+    order = paid_order(rsh, store, sim, "r3")
+    _first_refund_ends(rsh, store, sim, order, "REFUNDCLOSE", 0.05)
     sim.set_refund_outcome("SUCCESS", 0.05)
     assert refund(rsh, order, 1000)[0] == 0             # the amount is free again
     sim.wait_refund_notified(f"{order.id}_r2")
@@ -398,11 +405,7 @@ def test_change_keeps_the_amount_reserved_until_resolved(rsh, store, sim):
     """CHANGE (退款异常: the money went back to the merchant, to be refunded by hand)
     is not in flight, not refunded, and its amount stays reserved."""
     order = paid_order(rsh, store, sim, "chg")
-    sim.set_refund_outcome("CHANGE", 0.02)
-    assert refund(rsh, order, 1000)[0] == 0
-    sim.wait_refund_notified(f"{order.id}_r1")
-    o = store.get(order.id)
-    assert o["pay_refunds"][0]["status"] == "CHANGE" and o["or_status"] == 2
+    o = _first_refund_ends(rsh, store, sim, order, "CHANGE", 0.02)
     assert o["pay_refunded"] == 0
     status, out, err = refund(rsh, order, 1)
     assert status != 0 and "exceeds" in err

@@ -136,11 +136,18 @@ def test_paid_through_the_notification_exactly_once(v3sh, store, v3srv, v3rcv):
     assert status == 0 and json.loads(out)["trade_state"] == "SUCCESS"
 
 
-def test_query_applies_a_payment_whose_notification_was_lost(v3sh, store, v3srv, merchant):
+def _paid_without_notification(v3sh, store, v3srv, merchant):
+    """An order paid at WeChat whose notification goes nowhere (notify_url: a closed
+    port): the store still has it unpaid."""
     install_v3(store, merchant, v3srv.url, "http://127.0.0.1:9/api/demo/payresult")
     order = make_order(store)
     js = _submit(v3sh, order)
     v3srv.sim.pay(prepay_id=js["package"][len("prepay_id="):])
+    return order
+
+
+def test_query_applies_a_payment_whose_notification_was_lost(v3sh, store, v3srv, merchant):
+    order = _paid_without_notification(v3sh, store, v3srv, merchant)
     status, out, err = run(v3sh, f"weixin v3 order -query id:{order.id}")
     assert status == 0, err
     state = json.loads(out)
@@ -160,10 +167,7 @@ def test_close_then_a_new_submit_is_a_new_attempt(v3sh, store, v3srv):
 
 
 def test_close_of_an_order_paid_at_wechat_applies_the_payment(v3sh, store, v3srv, merchant):
-    install_v3(store, merchant, v3srv.url, "http://127.0.0.1:9/api/demo/payresult")
-    order = make_order(store)
-    js = _submit(v3sh, order)
-    v3srv.sim.pay(prepay_id=js["package"][len("prepay_id="):])
+    order = _paid_without_notification(v3sh, store, v3srv, merchant)
     status, out, err = run(v3sh, f"weixin v3 order -close id:{order.id}")
     assert status != 0 and err.startswith("e.weixin.err.ORDERPAID : ")
     assert store.get(order.id)["or_status"] == 2

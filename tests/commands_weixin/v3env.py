@@ -5,13 +5,13 @@ and answers with the status the command chose (``session.response_status``)."""
 from __future__ import annotations
 
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from wnshell.session import Session
 from wxpay.v3.crypto import private_pem, public_pem, serial_hex
 from wxpay.v3.simkeys import new_certificate, new_key
 
-from .conftest import RESULT_TEMPLATE, V3_APIV3_KEY, objstore_new_id, record, write_file
+from .conftest import (RESULT_TEMPLATE, V3_APIV3_KEY, LoopbackReceiver, objstore_new_id,
+                       record, write_file)
 
 V3_APPID = "wxd678efh567hg6787"
 V3_MCHID = "1900000001"
@@ -51,7 +51,7 @@ def install_v3(store, merchant: V3Merchant, api_base: str, notify_url: str,
     return write_file(store, f"{folder}/wxconf", text)
 
 
-class V3Receiver:
+class V3Receiver(LoopbackReceiver):
     """The merchant's notify_url for v3: each notification becomes a request object
     whose metadata holds the request headers (``http-header-<Name>``); the seed's
     template runs on it; the answer is the status and body the command chose."""
@@ -60,35 +60,12 @@ class V3Receiver:
         self.store, self.conf, self.template = store, conf, template
         self.replies: list[tuple[int, int, str, str]] = []
         self.lock = threading.Lock()
-        outer = self
+        self.start()
 
-        class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(n)
-                code, out = outer.handle(dict(self.headers.items()), body, self.path)
-                data = out.encode("utf-8") if code != 204 else b""
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.server.daemon_threads = True
-        self.server.request_queue_size = 128
-        self.thread = threading.Thread(target=self.server.serve_forever,
-                                       kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/api/demo/payresult"
+    def answer(self, headers: dict, body: bytes, path: str):
+        code, out = self.handle(headers, body, path)
+        return code, "application/json; charset=utf-8", \
+            out.encode("utf-8") if code != 204 else b""
 
     def handle(self, headers: dict, body: bytes, path: str = "/api/demo/payresult"):
         meta = {"http-method": "POST"}
@@ -107,7 +84,3 @@ class V3Receiver:
         with self.lock:
             self.replies.append((code, status, out, err))
         return code, out
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
