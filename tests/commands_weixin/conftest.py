@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 import objstore
+from tests.wxpay.v3.conftest import APIV3_KEY as V3_APIV3_KEY   # the v3 tests' key
 from wnshell.session import Session
 from wxpay.simulator import Simulator
 
@@ -46,7 +47,6 @@ RESULT_TEMPLATE = """# 处理订单支付的返回
 weixin xxx order -result id:${id}
 """
 
-V3_APIV3_KEY = "TESTONLYapiv3key0123456789abcdef"
 # what must never show: the v2 keys, the v3 account's APIv3 key and any PEM private key
 SECRET_NAMES = ("pay_key", "appsecret", "APIv3 key", "private key")
 SECRETS = (PAY_KEY, APPSECRET, V3_APIV3_KEY, "PRIVATE KEY-----")

@@ -6,24 +6,16 @@ from __future__ import annotations
 
 import threading
 
+# the merchant (its key pair and certificate) and account the wxpay v3 tests use
+from tests.wxpay.v3.conftest import APPID as V3_APPID
+from tests.wxpay.v3.conftest import MCHID as V3_MCHID
+from tests.wxpay.v3.conftest import Merchant as V3Merchant
 from wnshell.session import Session
-from wxpay.v3.crypto import private_pem, public_pem, serial_hex
-from wxpay.v3.simkeys import new_certificate, new_key
 
 from .conftest import (RESULT_TEMPLATE, V3_APIV3_KEY, LoopbackReceiver, objstore_new_id,
                        record, write_file)
 
-V3_APPID = "wxd678efh567hg6787"
-V3_MCHID = "1900000001"
-
-
-class V3Merchant:
-    def __init__(self):
-        self.key = new_key()
-        self.cert = new_certificate(self.key, common_name="merchant")
-        self.serial = serial_hex(self.cert)
-        self.pem = private_pem(self.key)
-        self.public = public_pem(self.key)
+__all__ = ["V3_APPID", "V3_MCHID", "V3_APIV3_KEY", "V3Merchant", "V3Receiver", "install_v3"]
 
 
 V3_WXCONF = """appID          : '{appid}'
