@@ -9,6 +9,7 @@ import time
 from http.server import ThreadingHTTPServer
 
 from ..errors import WxPayError
+from ..billbook import BillBook
 from .bills import BillsMixin
 from .faults import FaultsMixin
 from .http import _Handler, _Server, _TLSServer
@@ -56,7 +57,7 @@ class Simulator(FaultsMixin, PayProtocolMixin, NotifyMixin, RefundMixin, BillsMi
         self._tls_server: ThreadingHTTPServer | None = None
         self._tls_thread: threading.Thread | None = None
         self._refund_outcome, self._refund_delay = "SUCCESS", 0.1
-        self._bills: dict[tuple[str, str], list] = {}
+        self._bills = BillBook()          # the trades a test set for a day's bill
         # the v3 API (``/v3/*``, ``/sim/v3/*``) mounted on the same listener: a
         # wxpay.v3.simulator.V3Simulator, made by the first add_v3_merchant
         self.v3 = v3

@@ -151,6 +151,11 @@ class V3Client:
         req = api.build_jsapi_prepay(self.account, order, now=self.clock())
         return api.parse_prepay(self.call(req))
 
+    def native(self, order: Mapping) -> str:
+        """``POST /v3/pay/transactions/native``; the ``code_url`` for a QR code."""
+        req = api.build_native_prepay(self.account, order, now=self.clock())
+        return api.parse_code_url(self.call(req))
+
     def jsapi(self, order: Mapping) -> tuple[str, dict]:
         """prepay, then the page's ``getBrandWCPayRequest`` parameters."""
         pid = self.prepay(order)

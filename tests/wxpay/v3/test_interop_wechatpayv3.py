@@ -144,6 +144,43 @@ def test_simulator_refuses_the_sdk_signing_with_another_key(srv, merchant, intru
     assert code == 401
 
 
+def test_sdk_native_prepay_and_its_notification(srv, sim, merchant, tmp_path):
+    """The SDK's Native prepay (no payer): the simulator accepts its signature and
+    answers a signed code_url it accepts; the scan's notification passes its callback
+    parser; our client reads the same order and is given the same code_url again."""
+    pay = _sdk(srv, merchant, tmp_path)
+    with Receiver() as rec:
+        code, text = pay.pay(description="扫码互通", out_trade_no="SDK_NATIVE1",
+                             amount={"total": 120}, notify_url=rec.url,
+                             pay_type=WeChatPayType.NATIVE)
+        assert code == 200, text
+        code_url = json.loads(text)["code_url"]
+        assert code_url.startswith("weixin://wxpay/bizpayurl?pr=")
+        with V3Client(make_account(srv, merchant), timeout=(2, 2)) as c:
+            assert c.native({"description": "扫码互通", "out_trade_no": "SDK_NATIVE1",
+                             "amount": {"total": 120}, "notify_url": rec.url}) == code_url
+        sim.pay(code_url=code_url, openid=OPENID)
+        sim.wait_notified("SDK_NATIVE1")
+        got = pay.callback(*rec.got[0])
+        assert got["event_type"] == "TRANSACTION.SUCCESS"
+        assert got["resource"]["trade_type"] == "NATIVE"
+        assert got["resource"]["payer"]["openid"] == OPENID
+    code, text = pay.query(out_trade_no="SDK_NATIVE1")
+    assert code == 200 and json.loads(text)["trade_state"] == "SUCCESS"
+    # paid: the same number again is ORDER_PAID, as for JSAPI
+    code, text = pay.pay(description="x", out_trade_no="SDK_NATIVE1", amount={"total": 121},
+                         pay_type=WeChatPayType.NATIVE)
+    assert code == 400 and json.loads(text)["code"] == "ORDER_PAID"
+
+
+def test_simulator_refuses_the_sdks_native_prepay_signed_with_another_key(
+        srv, merchant, intruder, tmp_path):
+    pay = _sdk(srv, merchant, tmp_path, key_pem=intruder.pem)
+    code, text = pay.pay(description="x", out_trade_no="SDK_NATIVE2", amount={"total": 1},
+                         pay_type=WeChatPayType.NATIVE)
+    assert code == 401 and json.loads(text)["code"] == "SIGN_ERROR"
+
+
 def test_our_client_and_the_sdk_share_one_order(srv, sim, merchant, tmp_path):
     """Both implementations against the same simulator and the same order."""
     pay = _sdk(srv, merchant, tmp_path)
