@@ -11,12 +11,13 @@ from http.server import ThreadingHTTPServer
 from ..errors import WxPayError
 from ..billbook import BillBook
 from .bills import BillsMixin
-from .faults import FaultsMixin
+from .faults import FaultsMixin, new_switches
 from .http import _Handler, _Server, _TLSServer
 from .notify import NotifyMixin
 from .protocol import PayProtocolMixin
 from .refunds import RefundMixin
-from .state import _Order, is_loopback_host
+from ..simrun import is_loopback_host
+from .state import _Order
 
 
 class Simulator(FaultsMixin, PayProtocolMixin, NotifyMixin, RefundMixin, BillsMixin):
@@ -46,8 +47,7 @@ class Simulator(FaultsMixin, PayProtocolMixin, NotifyMixin, RefundMixin, BillsMi
         self._cond = threading.Condition(self._lock)
         self._orders: dict[tuple[str, str], _Order] = {}
         self._by_prepay: dict[str, _Order] = {}
-        self._faults: dict = {}
-        self._fault_left: int | None = None
+        self._fault_switches = new_switches()
         self._offset = 0.0
         self._stop = threading.Event()
         self._server: ThreadingHTTPServer | None = None

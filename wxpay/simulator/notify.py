@@ -12,7 +12,8 @@ from ..api import beijing_stamp, new_nonce
 from ..errors import WxPayError
 from ..sign import sign
 from ..xmlcodec import MAX_BYTES, from_xml, to_xml
-from .state import PREPAY_TTL, _Order, is_loopback_host
+from ..simrun import is_loopback_host
+from .state import PREPAY_TTL, _Order
 
 
 class NotifyMixin:

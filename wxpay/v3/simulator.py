@@ -71,6 +71,8 @@ from .auth import (WINDOW, header, new_nonce, parse_authorization, request_messa
 from .crypto import aes_gcm_encrypt, load_public_key, public_pem, rsa_verify, serial_hex
 from ..bill import format_bill
 from ..billbook import BillBook
+from ..simfaults import FaultSwitches
+from ..simrun import is_loopback_host
 from .simbill import ledger_trades
 from .simkeys import new_certificate, new_key
 from .simrecords import Merchant, Order, Refund, notify_snapshot
@@ -92,7 +94,6 @@ STATUS_OF = {"PARAM_ERROR": 400, "INVALID_REQUEST": 400, "APPID_MCHID_NOT_MATCH"
              "OUT_TRADE_NO_USED": 403, "RULE_LIMIT": 403, "TRADE_ERROR": 403,
              "ACCOUNT_ERROR": 403, "RATELIMIT_EXCEEDED": 429, "FREQUENCY_LIMITED": 429,
              "SYSTEM_ERROR": 500, "SERVICE_UNAVAILABLE": 503, "USER_PAYING": 202}
-_CODE = re.compile(r"^[A-Z0-9_]{1,64}$")
 _FAULT_FLAGS = ("timeout", "html", "garbage", "systemerror", "ratelimit", "bad_sign", "unsigned",
                 "signtest", "unknown_serial", "notify_signtest", "notify_bad_sign")
 _FAULT_NUMBERS = ("latency", "hold", "notify_latency")
@@ -101,18 +102,6 @@ _NOTIFY_FAULTS = ("duplicate_notify", "concurrent_notify", "notify_latency",
                   "notify_signtest", "notify_bad_sign")
 HTML_PAGE = (b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
              b"<body><h1>502 Bad Gateway</h1><p>stgw</p></body></html>")
-
-
-def is_loopback_host(host: str | None) -> bool:
-    import ipaddress
-    if not host:
-        return False
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class _Fail(Exception):
@@ -165,8 +154,10 @@ class V3Simulator:
         self._by_code: dict[str, Order] = {}          # Native code_url -> order
         self._refunds: dict[tuple[str, str], Refund] = {}
         self._bills: dict[str, tuple[str, bytes, float, bool]] = {}
-        self._faults: dict = {}
-        self._fault_left: int | None = None
+        # v3 fakes only error statuses (a 2xx without a signature is "unsigned")
+        self._fault_switches = FaultSwitches(
+            _FAULT_FLAGS, _FAULT_NUMBERS, _FAULT_COUNTS, _NOTIFY_FAULTS,
+            lambda v: 300 <= v <= 599, "an HTTP error status")
         self._offset = 0.0
         self.requests_seen = 0
         # WeChat's keys: platform certificates (newest last) and the WeChat Pay public key
@@ -229,58 +220,14 @@ class V3Simulator:
 
     # ----- faults -----------------------------------------------------------------------
     def set_faults(self, faults: dict) -> dict:
-        if not isinstance(faults, dict):
-            raise ValueError("faults must be a JSON object")
-        clean: dict = {}
-        for k, v in faults.items():
-            if k in _FAULT_FLAGS:
-                if not isinstance(v, bool):
-                    raise ValueError(f"{k} must be true or false")
-                if v:
-                    clean[k] = True
-            elif k in _FAULT_NUMBERS:
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 600:
-                    raise ValueError(f"{k} must be seconds between 0 and 600")
-                clean[k] = float(v)
-            elif k in _FAULT_COUNTS:
-                if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1000:
-                    raise ValueError(f"{k} must be an integer between 1 and 1000")
-                clean[k] = v
-            elif k == "http_status":
-                if isinstance(v, bool) or not isinstance(v, int) or not 300 <= v <= 599:
-                    raise ValueError("http_status must be an HTTP error status")
-                clean[k] = v
-            elif k == "err_code":
-                if not isinstance(v, str) or not _CODE.match(v):
-                    raise ValueError("err_code must be an upper-case WeChat code")
-                clean[k] = v
-            else:
-                raise ValueError(f"unknown fault {str(k)[:40]!r}")
-        with self._lock:
-            self._fault_left = clean.pop("count", None)
-            self._faults = clean
-            return self.faults()
+        """Check and install fault switches (``{}`` clears); ValueError names a bad one."""
+        return self._fault_switches.set(faults)
 
     def faults(self) -> dict:
-        with self._lock:
-            out = dict(self._faults)
-            if self._fault_left is not None and out:
-                out["count"] = self._fault_left
-            return out
+        return self._fault_switches.current()
 
     def _take_faults(self, notify: bool) -> dict:
-        with self._lock:
-            keys = [k for k in self._faults if (k in _NOTIFY_FAULTS) == notify and k != "hold"]
-            if not keys:
-                return {}
-            # only this use's kind: an answer never carries a notification fault
-            taken = {k: v for k, v in self._faults.items()
-                     if (k in _NOTIFY_FAULTS) == notify or k == "hold"}
-            if self._fault_left is not None:
-                self._fault_left -= 1
-                if self._fault_left <= 0:
-                    self._faults, self._fault_left = {}, None
-            return taken
+        return self._fault_switches.take(notify)
 
     # ----- one request ---------------------------------------------------------------------
     def handle(self, method: str, target: str, headers: Mapping, body: bytes
