@@ -25,19 +25,7 @@ class NotifyMixin:
         Raises LookupError (unknown) or ValueError (not payable: paid, closed, expired).
         """
         with self._lock:
-            if prepay_id:
-                o = self._by_prepay.get(prepay_id)
-            elif out_trade_no:
-                o = self._find(out_trade_no)
-            else:
-                raise ValueError("give prepay_id or out_trade_no")
-            if o is None:
-                raise LookupError("no order has this prepay_id")
-            self._expire(o)
-            if o.state != "NOTPAY":
-                raise ValueError(f"order {o.out_trade_no} is {o.state}, not payable")
-            if self.now() - o.prepay_at > PREPAY_TTL:
-                raise ValueError("prepay_id expired")
+            o = self._payable(prepay_id, out_trade_no, PREPAY_TTL)
             now = self.now()
             o.state, o.paid_at = "SUCCESS", now
             o.transaction_id = "4200" + "".join(secrets.choice("0123456789") for _ in range(24))

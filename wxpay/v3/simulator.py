@@ -72,6 +72,7 @@ from .crypto import aes_gcm_encrypt, load_public_key, public_pem, rsa_verify, se
 from ..bill import format_bill
 from ..billbook import BillBook
 from ..simfaults import FaultSwitches
+from ..simledger import LedgerMixin
 from ..simrun import is_loopback_host
 from .simbill import ledger_trades
 from .simkeys import new_certificate, new_key
@@ -130,7 +131,7 @@ def _is_fen(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 2**31 - 1
 
 
-class V3Simulator:
+class V3Simulator(LedgerMixin):
     """The v3 endpoints and their state (no socket; see :mod:`.simserver`)."""
 
     def __init__(self, retry_schedule=(0.2, 0.2, 0.5, 1, 2), allow_remote: bool = False,
@@ -207,13 +208,6 @@ class V3Simulator:
 
     def public_key_pem(self) -> str:
         return public_pem(self._pubkey)
-
-    def now(self) -> float:
-        return time.time() + self._offset
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._offset += seconds
 
     def stop(self) -> None:
         self._stop.set()
@@ -434,10 +428,6 @@ class V3Simulator:
         return "wx" + datetime.fromtimestamp(self.now(), BEIJING).strftime("%d%H%M%S") \
             + secrets.token_hex(14)
 
-    def _expire(self, o: Order) -> None:
-        if o.state == "NOTPAY" and self.now() >= o.time_expire:
-            o.state = "CLOSED"
-
     def _query(self, m, q, out_trade_no=None, transaction_id=None) -> dict:
         if q.get("mchid") != m.mchid:
             raise _Fail("PARAM_ERROR", "mchid与Authorization中的mchid不一致", "/mchid")
@@ -613,19 +603,6 @@ class V3Simulator:
         self._bill_book.set(mchid, _bill_day(day).strftime("%Y%m%d"), trades)
 
     # ----- payment and notification ----------------------------------------------------------
-    def _find(self, out_trade_no: str, mchid: str | None = None) -> Order | None:
-        if mchid is not None:
-            return self._orders.get((mchid, out_trade_no))
-        return next((o for (mc, no), o in self._orders.items() if no == out_trade_no), None)
-
-    def order(self, out_trade_no: str, mchid: str | None = None) -> dict | None:
-        with self._lock:
-            o = self._find(out_trade_no, mchid)
-            if o is None:
-                return None
-            self._expire(o)
-            return o.snapshot()
-
     def refund(self, out_refund_no: str) -> dict | None:
         with self._lock:
             r = next((x for (mc, no), x in self._refunds.items() if no == out_refund_no), None)
@@ -653,24 +630,9 @@ class V3Simulator:
         turns SUCCESS and the notification starts.  LookupError (unknown) or ValueError
         (not payable)."""
         with self._lock:
-            if prepay_id:
-                o = self._by_prepay.get(prepay_id)
-            elif code_url:
-                o = self._by_code.get(code_url)
-            elif out_trade_no:
-                o = self._find(out_trade_no)
-            else:
-                raise ValueError("give prepay_id, code_url or out_trade_no")
-            if o is None:
-                raise LookupError("no order has this prepay_id or code_url")
-            if code_url and o.code_url != code_url:
-                raise ValueError("this code_url was renewed")
-            self._expire(o)
-            if o.state != "NOTPAY":
-                raise ValueError(f"order {o.out_trade_no} is {o.state}, not payable")
+            o = self._payable(prepay_id, out_trade_no, PREPAY_TTL,
+                              (lambda: self._by_code.get(code_url)) if code_url else None)
             now = self.now()
-            if now - o.prepay_at > PREPAY_TTL:
-                raise ValueError("prepay_id expired")
             o.state, o.paid_at, o.bank_type = "SUCCESS", now, bank_type
             if o.trade_type == "NATIVE":
                 o.scanner = openid or "oSimNativeScanner" + secrets.token_hex(6)
