@@ -23,6 +23,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from wnerrors import BAD_INPUT, WnError
 
+from ..api import check_text
 from ..errors import MismatchError, SignError, WxPayError
 from ..money import to_fen
 from .account import V3Account
@@ -113,20 +114,9 @@ class Request:
 
 
 def _text(name, value, max_len, required=False) -> str | None:
-    if value is None or value == "":
-        if required:
-            raise _bad("e.weixin.param.missing", f"{name} is required")
-        return None
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise _bad("e.weixin.param.invalid", f"{name} must be text")
-    value = str(value)
-    if len(value) > max_len:
-        raise _bad("e.weixin.param.invalid", f"{name} is longer than {max_len} characters")
-    if _CONTROL.search(value):
-        raise _bad("e.weixin.param.invalid", f"{name} holds control characters")
-    if any(ord(c) > 0xFFFF for c in value):
-        raise _bad("e.weixin.param.invalid", f"{name} holds 4-byte UTF-8 characters")
-    return value
+    """v2's text rule (:func:`wxpay.api.check_text`) counted in characters, as v3
+    does, and without 4-byte UTF-8 characters, which v3 refuses."""
+    return check_text(name, value, max_len, required, bmp_only=True)
 
 
 def check_out_trade_no(value) -> str:
