@@ -8,23 +8,13 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from wnshell.session import Session
-from wxpay.v3.crypto import private_pem, public_pem, serial_hex
-from wxpay.v3.simkeys import new_certificate, new_key
+from tests.wxpay.v3.merchant import Merchant as V3Merchant  # noqa: F401
 
 from .conftest import RESULT_TEMPLATE, objstore_new_id, record, write_file
 
 V3_APPID = "wxd678efh567hg6787"
 V3_MCHID = "1900000001"
 V3_APIV3_KEY = "TESTONLYapiv3key0123456789abcdef"
-
-
-class V3Merchant:
-    def __init__(self):
-        self.key = new_key()
-        self.cert = new_certificate(self.key, common_name="merchant")
-        self.serial = serial_hex(self.cert)
-        self.pem = private_pem(self.key)
-        self.public = public_pem(self.key)
 
 
 V3_WXCONF = """appID          : '{appid}'
