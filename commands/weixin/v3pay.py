@@ -308,24 +308,40 @@ def _refused(loaded, req, stderr, what: str, reason: str) -> None:
     stderr.write(f"weixin: {what} notification rejected: {reason}\n")
 
 
-def result(session, loaded, ref, stdout, stderr) -> int:
-    from .order import Reject, _record_extra, mark_paid, match_order
-    store = session.store
+def _verified(session, loaded, ref, what: str, stdout, stderr, check):
+    """``(check(notification), None)`` for the request object ``ref`` holding a
+    verified, decrypted notification of ``what`` (payment or refund); else ``(None,
+    exit status)`` once it is answered the v3 way (4xx refused, 5xx the store failed:
+    WeChat sends it again) and logged, nothing changed."""
+    from .order import Reject
     req, raw = _request(session, ref)
     try:
         n = loaded.client.notification(v3notify.headers_from_meta(req), raw)
-        if n.kind != "transaction":
-            raise WnError("e.weixin.notify.invalid", "not a payment notification", BAD_INPUT)
-        params = as_v2_transaction(n.resource)
-        order, amount, superseded = match_order(store, params)
-        v3notify.check_payment(n, params["out_trade_no"], int(params["total_fee"]))
+        if n.kind != {"payment": "transaction", "refund": "refund"}[what]:
+            raise WnError("e.weixin.notify.invalid", f"not a {what} notification", BAD_INPUT)
+        return check(n), None
     except Reject as r:
-        _refused(loaded, req, stderr, "payment", r.reason)
-        return _answer(session, stdout, WnError("e.weixin.notify.mismatch", r.msg,
-                                                BAD_INPUT))
+        _refused(loaded, req, stderr, what, r.reason)
+        return None, _answer(session, stdout, WnError("e.weixin.notify.mismatch", r.msg,
+                                                      BAD_INPUT))
     except WnError as e:
-        _refused(loaded, req, stderr, "payment", e.line())
-        return _answer(session, stdout, e)
+        _refused(loaded, req, stderr, what, e.line())
+        return None, _answer(session, stdout, e)
+
+
+def result(session, loaded, ref, stdout, stderr) -> int:
+    from .order import _record_extra, mark_paid, match_order
+    store = session.store
+
+    def check(n):
+        params = as_v2_transaction(n.resource)
+        order, _amount, superseded = match_order(store, params)
+        v3notify.check_payment(n, params["out_trade_no"], int(params["total_fee"]))
+        return params, order, superseded
+    got, status = _verified(session, loaded, ref, "payment", stdout, stderr, check)
+    if got is None:
+        return status
+    params, order, superseded = got
     try:
         if superseded:
             _record_extra(store, order.id, params, superseded)
@@ -390,21 +406,14 @@ def refund_ask(session, loaded, order, fee: int, reason, stdout) -> int:
 
 def refund_result(session, loaded, ref, stdout, stderr) -> int:
     from . import refund as rf
-    from .order import Reject
-    req, raw = _request(session, ref)
-    try:
-        n = loaded.client.notification(v3notify.headers_from_meta(req), raw)
-        if n.kind != "refund":
-            raise WnError("e.weixin.notify.invalid", "not a refund notification", BAD_INPUT)
+
+    def check(n):       # a store failure in apply_notification answers 500: sent again
         params = as_v2_refund(n.resource)
-        outcome = rf.apply_notification(session.store, params)
-    except Reject as r:
-        _refused(loaded, req, stderr, "refund", r.reason)
-        return _answer(session, stdout, WnError("e.weixin.notify.mismatch", r.msg,
-                                                BAD_INPUT))
-    except WnError as e:        # refused (4xx), or the store failed (500: sent again)
-        _refused(loaded, req, stderr, "refund", e.line())
-        return _answer(session, stdout, e)
+        return params, rf.apply_notification(session.store, params)
+    got, status = _verified(session, loaded, ref, "refund", stdout, stderr, check)
+    if got is None:
+        return status
+    params, outcome = got
     if outcome == "ignored":
         log.warning("weixin %s: refund notification for %s (%s) after a final state: "
                     "ignored", loaded.name, params.get("out_refund_no"),
