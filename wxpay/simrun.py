@@ -1,6 +1,7 @@
 """What the simulators share as processes (``wxpay-sim``, ``python -m
 wxpay.v3.simulator``, ``wxmp-sim``) and as servers: loopback only unless told
-otherwise, the retry-schedule option, running until SIGTERM/SIGINT."""
+otherwise, the retry-schedule option and the retries it drives, running until
+SIGTERM/SIGINT."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +9,8 @@ import ipaddress
 import signal
 import threading
 
-__all__ = ["is_loopback_host", "retry_schedule", "run_until_signalled"]
+__all__ = ["is_loopback_host", "retry_schedule", "deliver_with_retries",
+           "run_until_signalled"]
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -32,6 +34,24 @@ def retry_schedule(text: str) -> tuple[float, ...]:
     if any(v < 0 for v in values):
         raise argparse.ArgumentTypeError("retry pauses cannot be negative")
     return values
+
+
+def deliver_with_retries(stop: threading.Event, schedule, post, barrier=None) -> bool:
+    """One copy of a notification: wait at ``barrier`` (copies sent at once start
+    together), then ``post(attempt)`` (1, 2, ...) now and after each pause of
+    ``schedule`` until it is received (True); False when every attempt failed or
+    ``stop`` was set.  What an attempt is and how it is recorded is the caller's."""
+    if barrier is not None:
+        try:
+            barrier.wait(timeout=10)
+        except threading.BrokenBarrierError:
+            pass
+    for n, pause in enumerate((0.0,) + tuple(schedule)):
+        if pause and stop.wait(pause):
+            return False
+        if post(n + 1):
+            return True
+    return False
 
 
 def run_until_signalled(stop, ready_line: str | None = None) -> int:

@@ -12,7 +12,7 @@ from ..api import beijing_stamp, new_nonce
 from ..errors import WxPayError
 from ..sign import sign
 from ..xmlcodec import MAX_BYTES, from_xml, to_xml
-from ..simrun import is_loopback_host
+from ..simrun import deliver_with_retries, is_loopback_host
 from .state import PREPAY_TTL, _Order
 
 
@@ -91,35 +91,26 @@ class NotifyMixin:
         delivered = False
         http = requests.Session()
         http.trust_env = False            # never through a proxy from the environment
+
+        def post(n: int) -> bool:
+            status, reply, ok = None, "", False
+            try:
+                r = http.post(url, data=body, timeout=self.notify_timeout,
+                              headers={"Content-Type": "text/xml; charset=utf-8"},
+                              allow_redirects=False)
+                status = r.status_code
+                raw = r.content[:MAX_BYTES]
+                reply = raw[:500].decode("utf-8", "replace")
+                ok = status == 200 and _is_success(raw)      # v2: SUCCESS in the XML
+            except requests.RequestException as e:
+                reply = f"error: {type(e).__name__}"
+            with self._cond:
+                o.notify_attempts.append({"copy": copy, "n": n, "at": int(self.now() * 1000),
+                                          "status": status, "ok": ok, "reply": reply})
+                o.last_reply = reply
+            return ok
         try:
-            if barrier is not None:
-                try:
-                    barrier.wait(timeout=10)
-                except threading.BrokenBarrierError:
-                    pass
-            schedule = (0.0,) + self.retry_schedule
-            for n, pause in enumerate(schedule):
-                if pause and self._stop.wait(pause):
-                    return
-                status, reply, ok = None, "", False
-                try:
-                    r = http.post(url, data=body, timeout=self.notify_timeout,
-                                  headers={"Content-Type": "text/xml; charset=utf-8"},
-                                  allow_redirects=False)
-                    status = r.status_code
-                    raw = r.content[:MAX_BYTES]
-                    reply = raw[:500].decode("utf-8", "replace")
-                    ok = status == 200 and _is_success(raw)
-                except requests.RequestException as e:
-                    reply = f"error: {type(e).__name__}"
-                with self._cond:
-                    o.notify_attempts.append({"copy": copy, "n": n + 1,
-                                              "at": int(self.now() * 1000),
-                                              "status": status, "ok": ok, "reply": reply})
-                    o.last_reply = reply
-                if ok:
-                    delivered = True
-                    return
+            delivered = deliver_with_retries(self._stop, self.retry_schedule, post, barrier)
         finally:
             http.close()
             with self._cond:

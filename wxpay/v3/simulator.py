@@ -73,7 +73,7 @@ from ..bill import format_bill
 from ..billbook import BillBook
 from ..simfaults import FaultSwitches
 from ..simledger import LedgerMixin
-from ..simrun import is_loopback_host
+from ..simrun import deliver_with_retries, is_loopback_host
 from .simbill import ledger_trades
 from .simkeys import new_certificate, new_key
 from .simrecords import Merchant, Order, Refund, notify_snapshot
@@ -715,18 +715,10 @@ class V3Simulator(LedgerMixin):
 
     def _deliver_copy(self, m, state, url, body, copy, barrier):
         delivered = False
-        try:
-            if barrier is not None:
-                try:
-                    barrier.wait(timeout=10)
-                except threading.BrokenBarrierError:
-                    pass
-            for n, pause in enumerate((0.0,) + self.retry_schedule):
-                if pause and self._stop.wait(pause):
-                    return
-                if self._post(m, state, url, body, copy, n + 1):
-                    delivered = True
-                    return
+        try:        # v3: any 2xx is received
+            delivered = deliver_with_retries(
+                self._stop, self.retry_schedule,
+                lambda n: self._post(m, state, url, body, copy, n), barrier)
         finally:
             with self._cond:
                 state["active"] -= 1
