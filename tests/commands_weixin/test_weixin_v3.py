@@ -216,14 +216,19 @@ def test_bill_of_a_past_day_on_v3(v3sh, store, v3srv, v3rcv):
     js = _submit(v3sh, order)
     v3srv.sim.pay(prepay_id=js["package"][len("prepay_id="):])
     v3srv.sim.wait_notified(f"{order.id}_1")
-    v3srv.sim.backdate(f"{order.id}_1", 86400)
+    status, out, err = run(v3sh, f"weixin v3 refund id:{order.id} -fee 200")
+    assert status == 0, err
+    v3srv.sim.wait_notified(out_refund_no=f"{order.id}_r1")
+    v3srv.sim.backdate(f"{order.id}_1", 86400)          # the order and its refund
     day = (datetime.now(BEIJING) - timedelta(days=1)).strftime("%Y%m%d")
     status, out, err = run(v3sh, f"weixin v3 bill -date {day}")
     assert status == 0, err
     lines = [json.loads(x) for x in out.splitlines()]
     rows = [x for x in lines if "summary" not in x]
-    assert [(r["out_trade_no"], r["total_fee"]) for r in rows] == [(f"{order.id}_1", 888)]
-    assert lines[-1]["summary"]["count"] == 1
+    assert [(r["trade_state"], r["out_trade_no"], r["total_fee"], r["refund_fee"])
+            for r in rows] == [("SUCCESS", f"{order.id}_1", 888, 0),
+                               ("REFUND", f"{order.id}_1", 0, 200)]
+    assert lines[-1]["summary"]["count"] == 2
     two_days = (datetime.now(BEIJING) - timedelta(days=2)).strftime("%Y%m%d")
     status, out, err = run(v3sh, f"weixin v3 bill -date {two_days}")
     assert status == 0, err

@@ -48,4 +48,6 @@ def ledger_trades(orders, mchid: str, day) -> list[dict]:
                                        refund_id=r.refund_id, out_refund_no=r.out_refund_no,
                                        refund_fee=r.refund, refund_status="SUCCESS",
                                        refund_time=stamp)))
-    return [t for _, t in sorted(out, key=lambda x: x[0])]
+    # by the second the bill shows, a payment before its refunds in the same second
+    return [t for _, t in sorted(out, key=lambda x: (x[0].replace(microsecond=0),
+                                                     x[1]["kind"] == "REFUND"))]

@@ -611,8 +611,8 @@ class V3Simulator(LedgerMixin):
             return dict(r.answer(), notify=notify_snapshot(r.notify))
 
     def backdate(self, out_trade_no: str, seconds: float) -> None:
-        """Move an order's creation and payment ``seconds`` into the past (a bill of
-        an earlier day, without moving the clock the request signatures use)."""
+        """Move an order's creation, payment and refunds ``seconds`` into the past (a
+        bill of an earlier day, without moving the clock the request signatures use)."""
         with self._lock:
             o = self._find(out_trade_no)
             if o is None:
@@ -622,6 +622,11 @@ class V3Simulator(LedgerMixin):
             if o.paid_at is not None:
                 o.paid_at -= seconds
                 o.success_time = rfc3339(o.paid_at)
+            for r in o.refunds:       # its refunds too: the bill lists each by its day
+                r.created -= seconds
+                if r.success_time:
+                    r.success_time = rfc3339(
+                        datetime.fromisoformat(r.success_time).timestamp() - seconds)
 
     def pay(self, prepay_id: str | None = None, out_trade_no: str | None = None,
             bank_type: str = "OTHERS", code_url: str | None = None,
