@@ -100,20 +100,7 @@ class Account:
         pay_time_expire, pay_notify_url, pay_api_base, pay_sign_type)."""
         if not isinstance(conf, Mapping):
             raise _bad("e.weixin.conf.invalid", "wxconf must be an object")
-
-        def get(*names):
-            for n in names:
-                v = conf.get(n)
-                if v is not None and v != "":
-                    return v
-            return None
-
-        missing = [label for label, names in (("appID", ("appID", "appid", "appId")),
-                                              ("pay_mch_id", ("pay_mch_id", "mch_id")),
-                                              ("pay_key", ("pay_key",)))
-                   if get(*names) is None]
-        if missing:
-            raise _bad("e.weixin.conf.incomplete", "wxconf lacks " + ", ".join(missing))
+        get = wxconf_getter(conf, ("pay_key",))
         tem = get("pay_time_expire")
         return cls(appid=get("appID", "appid", "appId"),
                    mch_id=get("pay_mch_id", "mch_id"),
@@ -123,6 +110,28 @@ class Account:
                    api_base=get("pay_api_base") or DEFAULT_API_BASE,
                    time_expire_minutes=10 if tem is None else tem,
                    appsecret=get("appsecret", "appSecret"))
+
+
+# the names a wxconf may spell its account's identity with (the seed's first)
+IDENTITY = (("appID", ("appID", "appid", "appId")), ("pay_mch_id", ("pay_mch_id", "mch_id")))
+
+
+def wxconf_getter(conf: Mapping, required=()):
+    """``get(*names)``: the first of ``names`` set (not None, not "") in ``conf``; the
+    appID, mch id and each of ``required`` must be there (e.weixin.conf.incomplete
+    names what is missing).  The same rule for a v2 and a v3 wxconf."""
+    def get(*names):
+        for n in names:
+            v = conf.get(n)
+            if v is not None and v != "":
+                return v
+        return None
+
+    missing = [label for label, names in IDENTITY + tuple((r, (r,)) for r in required)
+               if get(*names) is None]
+    if missing:
+        raise _bad("e.weixin.conf.incomplete", "wxconf lacks " + ", ".join(missing))
+    return get
 
 
 def load_account(conf: Mapping, read_object=None):

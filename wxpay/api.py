@@ -51,6 +51,7 @@ _OPTIONAL = {"device_info": 32, "detail": 6000, "attach": 127, "fee_type": 16,
 _FILLED = {"appid", "mch_id", "nonce_str", "notify_url", "trade_type", "sign_type", "sign"}
 _REQUIRED = ("body", "out_trade_no", "spbill_create_ip")
 _BYTE_LIMITED = {"body": 127, "attach": 127, "detail": 6000}
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
 TRADE_TYPES = ("JSAPI", "NATIVE", "MWEB")
 # WeChat refuses a time_expire closer than this (micropay: 1 min; not supported here)
 MIN_EXPIRE = timedelta(minutes=5)
@@ -107,7 +108,12 @@ def cut_utf8(text: str, max_bytes: int) -> str:
     return data[:max_bytes].decode("utf-8", "ignore")
 
 
-def _text(name: str, value, max_len: int, required: bool = False) -> str | None:
+def check_text(name: str, value, max_len: int, required: bool = False,
+               byte_limit: int | None = None, bmp_only: bool = False) -> str | None:
+    """A text field of a request (v2's and v3's rules alike): None when absent (an
+    error when ``required``), an int taken as its digits, at most ``max_len``
+    characters (or ``byte_limit`` UTF-8 bytes, as v2 counts body/attach/detail), no
+    control characters; ``bmp_only``: no 4-byte UTF-8 characters (v3 refuses them)."""
     if value is None or value == "":
         if required:
             raise _bad("e.weixin.param.missing", f"{name} is required")
@@ -115,17 +121,22 @@ def _text(name: str, value, max_len: int, required: bool = False) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise _bad("e.weixin.param.invalid", f"{name} must be text")
     value = str(value)
-    if name in _BYTE_LIMITED:
-        limit = _BYTE_LIMITED[name]
-        if len(value.encode("utf-8", "surrogatepass")) > limit:
+    if byte_limit is not None:
+        if len(value.encode("utf-8", "surrogatepass")) > byte_limit:
             raise _bad("e.weixin.param.invalid",
-                       f"{name} is longer than {limit} UTF-8 bytes "
+                       f"{name} is longer than {byte_limit} UTF-8 bytes "
                        f"(WeChat: {name}参数长度有误)")
     elif len(value) > max_len:
         raise _bad("e.weixin.param.invalid", f"{name} is longer than {max_len} characters")
-    if re.search("[\x00-\x08\x0b\x0c\x0e-\x1f]", value):
+    if _CONTROL.search(value):
         raise _bad("e.weixin.param.invalid", f"{name} holds control characters")
+    if bmp_only and any(ord(c) > 0xFFFF for c in value):
+        raise _bad("e.weixin.param.invalid", f"{name} holds 4-byte UTF-8 characters")
     return value
+
+
+def _text(name: str, value, max_len: int, required: bool = False) -> str | None:
+    return check_text(name, value, max_len, required, _BYTE_LIMITED.get(name))
 
 
 def _check_out_trade_no(value) -> str:

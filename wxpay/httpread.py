@@ -36,3 +36,35 @@ def body_chunks(resp, deadline: float | None, size: int = 65536):
         if not chunk:
             return
         yield chunk
+
+
+def exchange(http, method: str, url: str, what: str, deadline: float, max_bytes: int,
+             size: int = 65536, **kw) -> tuple[object, bytes]:
+    """``(response, body)`` of one request (``stream=True``, no redirects followed),
+    the body read against ``deadline`` and at most ``max_bytes``; every failure to
+    get it is a :class:`wxpay.errors.TransportError` naming ``what`` (kind TIMEOUT
+    for a timeout).  The status is the caller's to judge."""
+    from wnerrors import TIMEOUT
+
+    from .errors import TransportError
+    try:
+        resp = http.request(method, url, stream=True, allow_redirects=False, **kw)
+    except requests.exceptions.Timeout:
+        raise TransportError(f"timeout calling {what}", TIMEOUT) from None
+    except requests.exceptions.RequestException as e:
+        raise TransportError(f"cannot reach {what} ({type(e).__name__})") from None
+    try:
+        chunks, got = [], 0
+        for chunk in body_chunks(resp, deadline, size):
+            got += len(chunk)
+            if got > max_bytes:
+                raise TransportError(f"{what} answered more than {max_bytes} bytes")
+            chunks.append(chunk)
+    except requests.exceptions.Timeout:
+        raise TransportError(f"timeout reading {what}", TIMEOUT) from None
+    except requests.exceptions.RequestException as e:
+        raise TransportError(f"connection lost reading {what} ({type(e).__name__})") \
+            from None
+    finally:
+        resp.close()
+    return resp, b"".join(chunks)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 from urllib.parse import quote, urlsplit
 
-from wnerrors import BAD_INPUT, TIMEOUT, UPSTREAM, WnError
+from wnerrors import BAD_INPUT, UPSTREAM, WnError
 
 from .errors import TransportError, WxPayError
 
@@ -323,34 +323,13 @@ class MpClient:
             self.http.close()
 
     def get(self, path: str, params: Mapping) -> dict:
-        import requests
-
-        from .httpread import body_chunks
+        from .httpread import exchange
         deadline = time.monotonic() + float(sum(self.timeout))
-        try:
-            resp = self.http.get(self.api_base + path, params=params, timeout=self.timeout,
-                                 stream=True, allow_redirects=False)
-        except requests.exceptions.Timeout:
-            raise TransportError(f"timeout calling WeChat {path}", TIMEOUT) from None
-        except requests.exceptions.RequestException as e:
-            raise TransportError(f"cannot reach WeChat {path} ({type(e).__name__})") from None
-        try:
-            chunks, size = [], 0
-            for chunk in body_chunks(resp, deadline, 8192):
-                size += len(chunk)
-                if size > MAX_REPLY:
-                    raise TransportError(f"WeChat {path} answered more than {MAX_REPLY} bytes")
-                chunks.append(chunk)
-        except requests.exceptions.Timeout:
-            raise TransportError(f"timeout reading WeChat {path}", TIMEOUT) from None
-        except requests.exceptions.RequestException as e:
-            raise TransportError(f"connection lost reading WeChat {path} "
-                                 f"({type(e).__name__})") from None
-        finally:
-            resp.close()
+        resp, body = exchange(self.http, "GET", self.api_base + path, f"WeChat {path}",
+                              deadline, MAX_REPLY, 8192, params=params, timeout=self.timeout)
         if resp.status_code != 200:
             raise TransportError(f"WeChat {path} answered HTTP {resp.status_code}")
-        return parse_reply(path, b"".join(chunks))
+        return parse_reply(path, body)
 
     def fetch_token(self, now: float | None = None) -> Token:
         return parse_token(self.get(*token_request(self.appid, self._secret)), now)

@@ -410,7 +410,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 def main(argv=None) -> int:
     import argparse
-    import signal
+
+    from .simrun import is_loopback_host, run_until_signalled
     ap = argparse.ArgumentParser(prog="wxmp-sim",
                                  description="Loopback simulator of WeChat's MP platform")
     ap.add_argument("--host", default="127.0.0.1")
@@ -418,7 +419,6 @@ def main(argv=None) -> int:
     ap.add_argument("--app", action="append", default=[], help="APPID (secret: WXMP_SIM_SECRET)")
     ap.add_argument("--user", action="append", default=[], help="OPENID of a test user")
     args = ap.parse_args(argv)
-    from .simulator import is_loopback_host
     if not is_loopback_host(args.host):
         ap.error("loopback hosts only")
     secret = os.environ.get("WXMP_SIM_SECRET") or ""
@@ -426,16 +426,8 @@ def main(argv=None) -> int:
         ap.error("give --app APPID and the secret in WXMP_SIM_SECRET")
     sim = MpSimulator(args.host, args.port, apps={a: secret for a in args.app},
                       users=[{"openid": u} for u in args.user or ["o_test_user"]]).start()
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
-    print(f"wxmp-sim listening on {sim.url} apps: {', '.join(args.app)}", flush=True)
-    try:
-        while not done.wait(0.5):
-            pass
-    finally:
-        sim.stop()
-    return 0
+    return run_until_signalled(sim.stop,
+                               f"wxmp-sim listening on {sim.url} apps: {', '.join(args.app)}")
 
 
 if __name__ == "__main__":

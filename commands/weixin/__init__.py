@@ -154,8 +154,9 @@ API V3 ACCOUNT
     Without a public key, the platform certificates are fetched from
     /v3/certificates, decrypted with the APIv3 key and cached in
     ~/.weixin/CONF/platform_certs.json. order -submit calls
-    /v3/pay/transactions/jsapi (JSAPI only) and prints pay_jsobj with
-    signType RSA; order -result and refund -result verify Wechatpay-Signature
+    /v3/pay/transactions/jsapi and prints pay_jsobj with signType RSA
+    (-trade_type NATIVE: /v3/pay/transactions/native, pay_native as on v2 with
+    prepay_id null, so checkout -native works too); order -result and refund -result verify Wechatpay-Signature
     (5 minutes, a known serial), decrypt the resource, check mchid, appid,
     out_trade_no and the amount, apply exactly once, and answer 204 (applied or
     duplicate) or 4xx {"code":"FAIL","message":..} (refused, nothing changed);

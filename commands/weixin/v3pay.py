@@ -8,9 +8,11 @@ sweeper, ``bill`` -- is shared with v2, because :class:`V3PayClient` (what
 ``loaded.client`` is on a v3 account) answers ``orderquery``, ``closeorder`` and
 ``downloadbill`` in v2's shape.  The same order fields are written with JSON inside:
 
-* ``pay_send``   the JSON sent to ``POST /v3/pay/transactions/jsapi``
+* ``pay_send``   the JSON sent to ``POST /v3/pay/transactions/jsapi`` (or ``/native``)
 * ``pay_rexml``  the answer's text; ``pay_remap`` its verified JSON (``prepay_id``)
 * ``pay_jsobj``  ``getBrandWCPayRequest`` arguments, ``signType: "RSA"``
+* ``pay_native`` a Native attempt's ``{trade_type, code_url, out_trade_no, prepay_id
+  (null: v3 Native answers only the code_url), time_expire, total_fee}`` (v2's shape)
 * ``pay_result`` the verified transaction (notification resource or query answer) as
   WeChat sent it, plus v2's spelling of three of its facts -- ``mch_id``, ``total_fee``
   (fen, as text) and ``time_end`` (``yyyyMMddHHmmss`` Beijing) -- so the shared code
@@ -179,17 +181,46 @@ def _reusable(order, account, amount: int, openid: str, body: str, now: int) -> 
         return False
 
 
+def _reusable_native(order, account, amount: int, body: str, now: int) -> bool:
+    """The stored pay_native is this attempt's (a v3 Native prepay for the current
+    amount, body and account) and unexpired."""
+    from .order import REUSE_MS
+    native, send, made = order.get("pay_native"), order.get("pay_send"), \
+        order.get("pay_prepay_time")
+    if not (isinstance(native, dict) and isinstance(send, dict)) or order.get("pay_closed"):
+        return False
+    if isinstance(made, bool) or not isinstance(made, int) or not 0 <= now - made < REUSE_MS:
+        return False
+    until = order.get("pay_expire_at")
+    if isinstance(until, bool) or not isinstance(until, int) \
+            or until <= now + EXPIRE_MARGIN_MS:
+        return False
+    return (native.get("trade_type") == "NATIVE" and "payer" not in send
+            and send.get("appid") == account.appid and send.get("mchid") == account.mchid
+            and (send.get("amount") or {}).get("total") == amount
+            and send.get("description") == body
+            and send.get("notify_url") == account.notify_url
+            and send.get("out_trade_no") == order.get("pay_out_trade_no")
+            and native.get("out_trade_no") == send.get("out_trade_no"))
+
+
 def submit(session, loaded, opts, stdout) -> int:
+    """``order -submit``: JSAPI (``pay_jsobj``, signed RSA) or, with ``-trade_type
+    NATIVE``, a Native prepay (``pay_native`` with the ``code_url``, v2's shape; v3
+    gives no prepay_id for it, so that field is null)."""
     from .order import (_record_error, check_is_order, check_payable, keep_past_time_expire,
                         order_amount, order_body, store_attempt)
     ref, client_ip, openid = opts.get("submit"), opts.get("client_ip"), opts.get("openid")
     openid_key = opts.get("openid_key", "openid")
-    if opts.get("trade_type", "JSAPI") != "JSAPI":
-        raise usage("e.cmd.weixin.order.usage",
-                    "-trade_type must be JSAPI on a v3 account (NATIVE is v2 only here)")
+    trade_type = opts.get("trade_type", "JSAPI")
+    if trade_type not in ("JSAPI", "NATIVE"):
+        raise usage("e.cmd.weixin.order.usage", "-trade_type must be JSAPI or NATIVE")
+    native = trade_type == "NATIVE"
+    if native and openid is None:
+        openid = ""          # a QR code is paid by whoever scans it: no owner check
     for name, value in (("-submit", ref), ("-client_ip", client_ip),
                         ("-openid", openid), ("-openid_key", openid_key)):
-        if not isinstance(value, str) or not value:
+        if not isinstance(value, str) or (not value and not (native and name == "-openid")):
             raise usage("e.cmd.weixin.order.usage", f"{name} needs a value")
     import ipaddress
     try:
@@ -202,7 +233,7 @@ def submit(session, loaded, opts, stdout) -> int:
     order = fetch_obj(session, ref, "order", "e.cmd.weixin.order.noexists")
     check_is_order(order, openid_key)
     owner = order.get(openid_key)
-    if not isinstance(owner, str) or owner != openid:
+    if (openid or not native) and (not isinstance(owner, str) or owner != openid):
         from objstore.errors import FORBIDDEN
         raise WnError("e.cmd.weixin.order.user.nosame",
                       f"order {order.id} is not this user's", FORBIDDEN)
@@ -210,41 +241,54 @@ def submit(session, loaded, opts, stdout) -> int:
     amount = order_amount(order)
     body = order_body(order)
     now = now_ms()
-    if _reusable(order, account, amount, openid, body, now):
+    if native:
+        if _reusable_native(order, account, amount, body, now):
+            write_json(stdout, order["pay_native"])
+            return 0
+    elif _reusable(order, account, amount, openid, body, now):
         write_json(stdout, order["pay_jsobj"])
         return 0
-    request = {"body": body, "total_fee": amount, "spbill_create_ip": client_ip,
-               "openid": openid}
+    request = {"body": body, "total_fee": amount, "spbill_create_ip": client_ip}
+    if not native:
+        request["openid"] = openid
     expire = order_time_expire(order, now)
     if expire:
         request["time_expire"] = expire
     else:       # the account's pay_time_expire, in whole seconds (as v2 sends it)
         request["time_expire"] = beijing(now + account.time_expire_minutes * 60000)
+    build = v3api.build_native_prepay if native else v3api.build_jsapi_prepay
     # check the input once before spending a sequence number
-    v3api.build_jsapi_prepay(account, dict(request, out_trade_no=f"{order.id}_1"))
+    build(account, dict(request, out_trade_no=f"{order.id}_1"))
     seq = store.incr(order.id, "pay_seq")
     out_trade_no = f"{order.id}_{seq}"
-    req = v3api.build_jsapi_prepay(account, dict(request, out_trade_no=out_trade_no))
+    req = build(account, dict(request, out_trade_no=out_trade_no))
     pay_send = json.loads(req.body)
     keep_past_time_expire(store, order, request["time_expire"])
     try:
         remap, text = loaded.client.exchange(req)
-        prepay_id = v3api.parse_prepay(remap)
-        jsobj = v3api.jsapi_params(account, prepay_id)
+        if native:
+            jsobj = {"trade_type": "NATIVE", "code_url": v3api.parse_code_url(remap),
+                     "out_trade_no": out_trade_no, "prepay_id": None,
+                     "time_expire": request["time_expire"], "total_fee": amount}
+        else:
+            jsobj = v3api.jsapi_params(account, v3api.parse_prepay(remap))
     except WnError as e:
         _record_error(store, order.id, out_trade_no, e)
-        log.warning("weixin %s: v3 jsapi prepay for order %s (%s) failed: %s",
-                    loaded.name, order.id, out_trade_no, e.line())
+        log.warning("weixin %s: v3 %s prepay for order %s (%s) failed: %s", loaded.name,
+                    trade_type.lower(), order.id, out_trade_no, e.line())
         raise
     from .common import from_beijing
-    choose = {"timestamp": jsobj["timeStamp"], "nonceStr": jsobj["nonceStr"],
-              "package": jsobj["package"], "signType": jsobj["signType"],
-              "paySign": jsobj["paySign"]}
     changes = {"pay_type": "weixin", "pay_send": pay_send,
                "pay_out_trade_no": out_trade_no, "pay_rexml": text, "pay_remap": remap,
                "pay_prepay_time": now, "pay_error": None, "pay_closed": None,
-               "pay_expire_at": from_beijing(request["time_expire"]),
-               "pay_jsobj": jsobj, "pay_jsobj_choose": choose, "pay_native": None}
+               "pay_expire_at": from_beijing(request["time_expire"])}
+    if native:
+        changes.update(pay_native=jsobj, pay_jsobj=None, pay_jsobj_choose=None)
+    else:
+        choose = {"timestamp": jsobj["timeStamp"], "nonceStr": jsobj["nonceStr"],
+                  "package": jsobj["package"], "signType": jsobj["signType"],
+                  "paySign": jsobj["paySign"]}
+        changes.update(pay_jsobj=jsobj, pay_jsobj_choose=choose, pay_native=None)
     return store_attempt(store, order, changes, openid_key, openid, amount, out_trade_no,
                          jsobj, stdout)
 
@@ -264,24 +308,40 @@ def _refused(loaded, req, stderr, what: str, reason: str) -> None:
     stderr.write(f"weixin: {what} notification rejected: {reason}\n")
 
 
-def result(session, loaded, ref, stdout, stderr) -> int:
-    from .order import Reject, _record_extra, mark_paid, match_order
-    store = session.store
+def _verified(session, loaded, ref, what: str, stdout, stderr, check):
+    """``(check(notification), None)`` for the request object ``ref`` holding a
+    verified, decrypted notification of ``what`` (payment or refund); else ``(None,
+    exit status)`` once it is answered the v3 way (4xx refused, 5xx the store failed:
+    WeChat sends it again) and logged, nothing changed."""
+    from .order import Reject
     req, raw = _request(session, ref)
     try:
         n = loaded.client.notification(v3notify.headers_from_meta(req), raw)
-        if n.kind != "transaction":
-            raise WnError("e.weixin.notify.invalid", "not a payment notification", BAD_INPUT)
-        params = as_v2_transaction(n.resource)
-        order, amount, superseded = match_order(store, params)
-        v3notify.check_payment(n, params["out_trade_no"], int(params["total_fee"]))
+        if n.kind != {"payment": "transaction", "refund": "refund"}[what]:
+            raise WnError("e.weixin.notify.invalid", f"not a {what} notification", BAD_INPUT)
+        return check(n), None
     except Reject as r:
-        _refused(loaded, req, stderr, "payment", r.reason)
-        return _answer(session, stdout, WnError("e.weixin.notify.mismatch", r.msg,
-                                                BAD_INPUT))
+        _refused(loaded, req, stderr, what, r.reason)
+        return None, _answer(session, stdout, WnError("e.weixin.notify.mismatch", r.msg,
+                                                      BAD_INPUT))
     except WnError as e:
-        _refused(loaded, req, stderr, "payment", e.line())
-        return _answer(session, stdout, e)
+        _refused(loaded, req, stderr, what, e.line())
+        return None, _answer(session, stdout, e)
+
+
+def result(session, loaded, ref, stdout, stderr) -> int:
+    from .order import _record_extra, mark_paid, match_order
+    store = session.store
+
+    def check(n):
+        params = as_v2_transaction(n.resource)
+        order, _amount, superseded = match_order(store, params)
+        v3notify.check_payment(n, params["out_trade_no"], int(params["total_fee"]))
+        return params, order, superseded
+    got, status = _verified(session, loaded, ref, "payment", stdout, stderr, check)
+    if got is None:
+        return status
+    params, order, superseded = got
     try:
         if superseded:
             _record_extra(store, order.id, params, superseded)
@@ -346,21 +406,14 @@ def refund_ask(session, loaded, order, fee: int, reason, stdout) -> int:
 
 def refund_result(session, loaded, ref, stdout, stderr) -> int:
     from . import refund as rf
-    from .order import Reject
-    req, raw = _request(session, ref)
-    try:
-        n = loaded.client.notification(v3notify.headers_from_meta(req), raw)
-        if n.kind != "refund":
-            raise WnError("e.weixin.notify.invalid", "not a refund notification", BAD_INPUT)
+
+    def check(n):       # a store failure in apply_notification answers 500: sent again
         params = as_v2_refund(n.resource)
-        outcome = rf.apply_notification(session.store, params)
-    except Reject as r:
-        _refused(loaded, req, stderr, "refund", r.reason)
-        return _answer(session, stdout, WnError("e.weixin.notify.mismatch", r.msg,
-                                                BAD_INPUT))
-    except WnError as e:        # refused (4xx), or the store failed (500: sent again)
-        _refused(loaded, req, stderr, "refund", e.line())
-        return _answer(session, stdout, e)
+        return params, rf.apply_notification(session.store, params)
+    got, status = _verified(session, loaded, ref, "refund", stdout, stderr, check)
+    if got is None:
+        return status
+    params, outcome = got
     if outcome == "ignored":
         log.warning("weixin %s: refund notification for %s (%s) after a final state: "
                     "ignored", loaded.name, params.get("out_refund_no"),

@@ -220,18 +220,124 @@ def test_bill_of_a_past_day_on_v3(v3sh, store, v3srv, v3rcv):
     js = _submit(v3sh, order)
     v3srv.sim.pay(prepay_id=js["package"][len("prepay_id="):])
     v3srv.sim.wait_notified(f"{order.id}_1")
-    v3srv.sim.backdate(f"{order.id}_1", 86400)
+    status, out, err = run(v3sh, f"weixin v3 refund id:{order.id} -fee 200")
+    assert status == 0, err
+    v3srv.sim.wait_notified(out_refund_no=f"{order.id}_r1")
+    v3srv.sim.backdate(f"{order.id}_1", 86400)          # the order and its refund
     day = (datetime.now(BEIJING) - timedelta(days=1)).strftime("%Y%m%d")
     status, out, err = run(v3sh, f"weixin v3 bill -date {day}")
     assert status == 0, err
     lines = [json.loads(x) for x in out.splitlines()]
     rows = [x for x in lines if "summary" not in x]
-    assert [(r["out_trade_no"], r["total_fee"]) for r in rows] == [(f"{order.id}_1", 888)]
-    assert lines[-1]["summary"]["count"] == 1
+    assert [(r["trade_state"], r["out_trade_no"], r["total_fee"], r["refund_fee"])
+            for r in rows] == [("SUCCESS", f"{order.id}_1", 888, 0),
+                               ("REFUND", f"{order.id}_1", 0, 200)]
+    assert lines[-1]["summary"]["count"] == 2
     two_days = (datetime.now(BEIJING) - timedelta(days=2)).strftime("%Y%m%d")
     status, out, err = run(v3sh, f"weixin v3 bill -date {two_days}")
     assert status == 0, err
     assert json.loads(out.splitlines()[-1])["summary"]["count"] == 0
+
+
+# ---- bill -reconcile on v3 -------------------------------------------------------------
+def _paid(sh, store, sim, name, fee):
+    order = make_order(store, name, total_fee=fee)
+    js = _submit(sh, order)
+    sim.pay(prepay_id=js["package"][len("prepay_id="):])
+    sim.wait_notified(f"{order.id}_1")
+    return store.get(order.id)
+
+
+def _refunded(sh, sim, order, fee, n):
+    status, out, err = run(sh, f"weixin v3 refund id:{order.id} -fee {fee}")
+    assert status == 0, err
+    sim.wait_notified(out_refund_no=f"{order.id}_r{n}")
+
+
+@pytest.fixture()
+def today(v3sh, store, v3srv, v3rcv):
+    """Two payments and a refund of a today; the simulator bills today so far."""
+    from wxpay.api import beijing_stamp
+    v3srv.sim.same_day_bills = True
+    a = _paid(v3sh, store, v3srv.sim, "a", 1000)
+    b = _paid(v3sh, store, v3srv.sim, "b", 250)
+    _refunded(v3sh, v3srv.sim, a, 300, 1)
+    return {"a": a, "b": b, "date": beijing_stamp()[:8]}
+
+
+def _lines(out):
+    return [json.loads(x) for x in out.splitlines() if x.strip()]
+
+
+def test_bill_reconcile_on_v3_finds_no_difference_on_a_clean_day(v3sh, today):
+    status, out, err = run(v3sh, f"weixin v3 bill -date {today['date']} -reconcile")
+    assert status == 0, (out, err)
+    assert _lines(out) == [{"reconcile": {"date": today["date"], "bill_payments": 2,
+                                          "bill_refunds": 1, "store_payments": 2,
+                                          "store_refunds": 1, "differences": 0}}]
+    status, out, err = run(v3sh, f"weixin v3 bill -date {today['date']}")
+    rows = _lines(out)[:-1]
+    assert sorted((r["trade_state"], r["total_fee"] if r["trade_state"] == "SUCCESS"
+                   else r["refund_fee"]) for r in rows) == \
+        [("REFUND", 300), ("SUCCESS", 250), ("SUCCESS", 1000)]
+
+
+def test_bill_reconcile_on_v3_finds_every_kind_of_difference(v3sh, store, v3srv, today):
+    sim = v3srv.sim
+    c = _paid(v3sh, store, sim, "c", 500)
+    sim.refund_delay = 3600                  # c's refund stays PROCESSING in the store
+    assert run(v3sh, f"weixin v3 refund id:{c.id} -fee 100")[0] == 0
+    sim.refund_delay = 0.05
+    a, b = today["a"], today["b"]
+    _refunded(v3sh, sim, a, 50, 2)           # a second refund of a: the bill will lack it
+    trades = sim.ledger_trades(V3_MCHID, today["date"])
+    by = {(t["kind"], t.get("out_refund_no") or t["out_trade_no"]): t for t in trades}
+    pay_a, pay_c = by[("SUCCESS", f"{a.id}_1")], by[("SUCCESS", f"{c.id}_1")]
+    changed = [dict(t, total_fee=499) if t is pay_c else               # c: amount differs
+               dict(t, refund_fee=301) if t.get("out_refund_no") == f"{a.id}_r1" else t
+               for t in trades
+               if t is not by[("SUCCESS", f"{b.id}_1")]                 # b: not billed
+               and t.get("out_refund_no") != f"{a.id}_r2"]              # a_r2: not billed
+    changed.append(dict(pay_a, out_trade_no="zzzzunknown_1", transaction_id="4200999"))
+    changed.append(dict(pay_a, kind="REFUND", out_refund_no="zzzzunknown_r1",
+                        refund_id="5099", refund_fee=10, refund_status="SUCCESS",
+                        refund_time=pay_a["time"]))
+    changed.append(dict(pay_c, kind="REFUND", out_refund_no=f"{c.id}_r1", refund_id="5098",
+                        refund_fee=100, refund_status="SUCCESS", refund_time=pay_a["time"]))
+    sim.set_bill(V3_MCHID, today["date"], changed)
+    status, out, err = run(v3sh, f"weixin v3 bill -date {today['date']} -reconcile")
+    assert status == 1, err
+    got = _lines(out)
+    kinds = {d["diff"]: d for d in got[:-1]}
+    assert set(kinds) == {"paid_at_wechat_not_in_store", "amount_differs",
+                          "paid_in_store_not_in_bill", "refund_not_in_store",
+                          "refund_amount_differs", "refund_status_differs",
+                          "refund_in_store_not_in_bill"}
+    assert kinds["paid_at_wechat_not_in_store"]["out_trade_no"] == "zzzzunknown_1"
+    assert kinds["amount_differs"]["bill_total_fee"] == 499
+    assert kinds["amount_differs"]["store_total_fee"] == 500
+    assert kinds["paid_in_store_not_in_bill"]["order"] == b.id
+    assert kinds["refund_not_in_store"]["out_refund_no"] == "zzzzunknown_r1"
+    assert kinds["refund_amount_differs"]["bill_refund_fee"] == 301
+    assert kinds["refund_status_differs"]["store_status"] == "PROCESSING"
+    assert kinds["refund_in_store_not_in_bill"]["out_refund_no"] == f"{a.id}_r2"
+    assert got[-1]["reconcile"]["differences"] == 7
+    # back to the simulator's own ledger: only c's pending refund is not billed yet
+    sim.set_bill(V3_MCHID, today["date"], None)
+    status, out, err = run(v3sh, f"weixin v3 bill -date {today['date']} -reconcile")
+    assert status == 0, out
+    assert _lines(out)[-1]["reconcile"]["bill_payments"] == 3
+
+
+def test_v3_simulator_bills_today_only_when_asked(v3sh, store, v3srv, v3rcv):
+    from wxpay.api import beijing_stamp
+    _paid(v3sh, store, v3srv.sim, "t", 100)
+    date = beijing_stamp()[:8]
+    status, out, err = run(v3sh, f"weixin v3 bill -date {date}")     # like WeChat: none yet
+    assert status == 0 and _lines(out) == [{"summary": {"count": 0}}]
+    v3srv.sim.same_day_bills = True
+    status, out, err = run(v3sh, f"weixin v3 bill -date {date}")
+    assert status == 0 and _lines(out)[-1]["summary"]["count"] == 1
 
 
 def test_v3_error_bodies_keep_v2_error_keys(v3sh, store, v3srv):
@@ -330,8 +436,7 @@ def test_a_refund_in_doubt_is_retried_with_the_same_number(v3sh, store, v3srv, v
     assert len(o["pay_refunds"]) == 1 and o["pay_refunded"] == 200
 
 
-def test_checkout_on_v3_status_queries_and_native_is_unavailable(v3sh, store, v3srv,
-                                                                merchant):
+def test_checkout_on_v3_status_queries(v3sh, store, v3srv, merchant):
     install_v3(store, merchant, v3srv.url, "http://127.0.0.1:9/api/demo/payresult")
     order = make_order(store)
     js = _submit(v3sh, order)
@@ -340,7 +445,75 @@ def test_checkout_on_v3_status_queries_and_native_is_unavailable(v3sh, store, v3
                                  f"-query 1")
     assert status == 0, err
     assert json.loads(out)["or_status"] == 2
-    other = make_order(store, "n1")
-    status, out, err = run(v3sh, f"weixin v3 checkout -native {other.id} -openid {OPENID} "
+
+
+# ---- Native (QR code) on v3 ------------------------------------------------------------------
+NATIVE = "weixin v3 order -submit id:{id} -client_ip 10.0.0.8 -trade_type NATIVE"
+
+
+def _native(sh, order, extra=""):
+    status, out, err = run(sh, NATIVE.format(id=order.id) + extra)
+    assert status == 0, err
+    return json.loads(out)
+
+
+def test_native_submit_on_v3_stores_pay_native_in_v2s_shape(v3sh, store, v3srv):
+    order = make_order(store)
+    got = _native(v3sh, order)
+    assert set(got) == {"trade_type", "code_url", "out_trade_no", "prepay_id",
+                        "time_expire", "total_fee"}                 # v2's pay_native keys
+    assert got["trade_type"] == "NATIVE" and got["code_url"].startswith("weixin://")
+    assert got["out_trade_no"] == f"{order.id}_1" and got["total_fee"] == 888
+    assert got["prepay_id"] is None and len(got["time_expire"]) == 14
+    o = store.get(order.id)
+    assert o["pay_native"] == got and o.get("pay_jsobj") is None
+    assert "payer" not in o["pay_send"] and o["pay_send"]["amount"]["total"] == 888
+    assert json.loads(o["pay_rexml"]) == o["pay_remap"] == {"code_url": got["code_url"]}
+    assert v3srv.sim.order(f"{order.id}_1")["trade_type"] == "NATIVE"
+    # again unchanged: the same code_url, no new attempt; with the owner's -openid too
+    assert _native(v3sh, order) == got
+    assert _native(v3sh, order, f" -openid {OPENID}") == got
+    assert store.get(order.id)["pay_seq"] == 1
+    # somebody else's openid is refused, as on v2
+    status, out, err = run(v3sh, NATIVE.format(id=order.id) + " -openid oSomebodyElse")
+    assert status != 0 and err.startswith("e.cmd.weixin.order.user.nosame : ")
+    # a JSAPI submit afterwards is a new attempt (v3 will not turn one into the other)
+    js = _submit(v3sh, order)
+    o = store.get(order.id)
+    assert o["pay_seq"] == 2 and o.get("pay_native") is None and o["pay_jsobj"] == js
+
+
+def test_native_on_v3_paid_by_a_scan_through_the_notification(v3sh, store, v3srv, v3rcv):
+    order = make_order(store)
+    got = _native(v3sh, order)
+    v3srv.sim.pay(code_url=got["code_url"], openid="oScannedBySomeone")
+    v3srv.sim.wait_notified(f"{order.id}_1")
+    o = store.get(order.id)
+    assert o["or_status"] == 2
+    assert o["pay_result"]["trade_type"] == "NATIVE" and o["pay_result"]["total_fee"] == "888"
+    assert all(code == 204 for code, *_ in v3rcv.replies)
+    status, out, err = run(v3sh, NATIVE.format(id=order.id))        # paid: not again
+    assert status != 0 and err.count("\n") == 1
+
+
+def test_a_native_answer_without_a_code_url_is_recorded_and_refused(v3sh, store, v3srv):
+    order = make_order(store)
+    v3srv.sim.set_faults({"garbage": True, "count": 1})
+    status, out, err = run(v3sh, NATIVE.format(id=order.id))
+    assert status != 0 and out == "" and err.count("\n") == 1
+    o = store.get(order.id)
+    assert o["pay_error"]["out_trade_no"] == f"{order.id}_1" and o.get("pay_native") is None
+
+
+def test_checkout_native_on_v3_gives_the_code_url_and_its_qr(v3sh, store, v3srv, v3rcv):
+    order = make_order(store, "n1")
+    status, out, err = run(v3sh, f"weixin v3 checkout -native {order.id} -openid {OPENID} "
                                  f"-client_ip 10.0.0.8")
-    assert status != 0 and err.startswith("e.cmd.weixin.checkout.native.unavailable : ")
+    assert status == 0, err
+    got = json.loads(out)
+    assert got["code_url"] == store.get(order.id)["pay_native"]["code_url"]
+    assert got["qr"].startswith("data:image/svg+xml")
+    v3srv.sim.pay(code_url=got["code_url"], openid=OPENID)
+    v3srv.sim.wait_notified(f"{order.id}_1")
+    status, out, err = run(v3sh, f"weixin v3 checkout -status {order.id} -openid {OPENID}")
+    assert status == 0 and json.loads(out)["or_status"] == 2

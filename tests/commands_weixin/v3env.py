@@ -9,7 +9,7 @@ import threading
 # the merchant (its key pair and certificate) and account the wxpay v3 tests use
 from tests.wxpay.v3.conftest import APPID as V3_APPID
 from tests.wxpay.v3.conftest import MCHID as V3_MCHID
-from tests.wxpay.v3.conftest import Merchant as V3Merchant
+from tests.wxpay.v3.merchant import Merchant as V3Merchant
 from wnshell.session import Session
 
 from .conftest import (RESULT_TEMPLATE, V3_APIV3_KEY, LoopbackReceiver, objstore_new_id,

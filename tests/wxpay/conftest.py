@@ -1,11 +1,10 @@
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
 from wxpay.account import Account
 from wxpay.client import Client
 from wxpay.simulator import Simulator
+
+from .sink import NotifySink
 
 APPID = "wxd930ea5d5a258f4f"
 MCH_ID = "10000100"
@@ -51,52 +50,17 @@ def client(sim_account):
         yield c
 
 
-class Receiver:
+class Receiver(NotifySink):
     """A tiny notify_url on 127.0.0.1: answers ``script`` replies in order (the last
-    one repeats) and records every body it got."""
+    one repeats; a callable is given the body) and records every body it got."""
 
     def __init__(self, script, check=None):
         self.script = list(script)
         self.check = check
-        self.bodies = []
-        self.lock = threading.Lock()
-        rec = self
+        super().__init__(self._reply)
 
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with rec.lock:
-                    n = len(rec.bodies)
-                    rec.bodies.append(body)
-                    reply = rec.script[min(n, len(rec.script) - 1)]
-                if callable(reply):
-                    reply = reply(body)
-                out = reply.encode("utf-8")
-                self.send_response(200)
-                self.send_header("Content-Type", "text/xml")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-        class S(ThreadingHTTPServer):
-            daemon_threads = True
-            request_queue_size = 128
-
-        self.server = S(("127.0.0.1", 0), H)
-        self.thread = threading.Thread(target=self.server.serve_forever,
-                                       kwargs={"poll_interval": 0.02}, daemon=True)
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.server.server_address[1]}/notify"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+    def _reply(self, path, headers, body, n):
+        reply = self.script[min(n, len(self.script) - 1)]
+        if callable(reply):
+            reply = reply(body)
+        return 200, "text/xml", reply.encode("utf-8")

@@ -5,8 +5,6 @@ parsers."""
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -21,40 +19,14 @@ from wxpay.bill import parse_bill  # noqa: E402
 from wxpay.xmlcodec import from_xml  # noqa: E402
 
 from .conftest import APPID, KEY, MCH_ID  # noqa: E402
-
-
-class Sink:
-    """A notify_url that keeps every body and answers SUCCESS."""
-
-    def __init__(self):
-        self.bodies = []
-        outer = self
-
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                outer.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
-                data = SUCCESS_XML.encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/n"
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+from .sink import NotifySink  # noqa: E402
 
 
 @pytest.fixture
 def sink():
-    s = Sink()
-    yield s
-    s.close()
+    """A notify_url that keeps every body and answers SUCCESS."""
+    with NotifySink(lambda *_: (200, "text/xml", SUCCESS_XML.encode()), "/n") as s:
+        yield s
 
 
 @pytest.fixture

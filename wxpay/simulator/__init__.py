@@ -55,6 +55,6 @@ from __future__ import annotations
 
 from .cli import main
 from .core import Simulator
-from .state import is_loopback_host
+from ..simrun import is_loopback_host
 
 __all__ = ["Simulator", "main", "is_loopback_host"]

@@ -41,25 +41,11 @@ class BillsMixin:
         return out
 
     def bill_trades(self, mch_id: str, date: str) -> list[dict]:
-        with self._lock:
-            chosen = self._bills.get((mch_id, date))
-        return list(chosen) if chosen is not None else self.ledger_trades(mch_id, date)
+        return self._bills.trades(mch_id, date, self.ledger_trades)
 
     def set_bill(self, mch_id: str, date: str, trades) -> None:
         """Make ``trades`` the bill of ``date`` (None: back to the ledger's)."""
-        if not isinstance(date, str) or not re.fullmatch(r"[0-9]{8}", date):
-            raise ValueError("date must be yyyyMMdd")
-        if trades is not None:
-            if not isinstance(trades, list) or not all(
-                    isinstance(t, dict) and t.get("kind") in ("SUCCESS", "REFUND")
-                    and isinstance(t.get("total_fee"), int) for t in trades):
-                raise ValueError("trades must be objects with kind SUCCESS|REFUND and "
-                                 "an integer total_fee")
-        with self._lock:
-            if trades is None:
-                self._bills.pop((mch_id, date), None)
-            else:
-                self._bills[(mch_id, date)] = [dict(t) for t in trades]
+        self._bills.set(mch_id, date, trades)
 
     def _bill_fail(self, msg: str, code: str = "20001"):
         return _Reject({"return_code": "FAIL", "return_msg": msg, "error_code": code})

@@ -4,12 +4,10 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import signal
 import sys
-import threading
 
+from ..simrun import is_loopback_host, retry_schedule, run_until_signalled
 from .core import Simulator
-from .state import is_loopback_host
 
 
 def _merchant(text: str):
@@ -17,16 +15,6 @@ def _merchant(text: str):
     if len(parts) != 3 or not all(parts):
         raise argparse.ArgumentTypeError("expected APPID:MCH_ID:KEY")
     return tuple(parts)
-
-
-def _schedule(text: str):
-    try:
-        values = tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected seconds like 0.2,0.2,0.5") from None
-    if any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError("retry pauses cannot be negative")
-    return values
 
 
 def main(argv=None) -> int:
@@ -38,7 +26,7 @@ def main(argv=None) -> int:
                     metavar="APPID:MCH_ID:KEY", help="repeatable")
     ap.add_argument("--allow-remote", action="store_true",
                     help="allow a non-loopback host and non-loopback notify_url")
-    ap.add_argument("--retry-schedule", type=_schedule, default=(0.2, 0.2, 0.5, 1, 2),
+    ap.add_argument("--retry-schedule", type=retry_schedule, default=(0.2, 0.2, 0.5, 1, 2),
                     metavar="S,S,...", help="pauses between notification attempts")
     ap.add_argument("--hold", type=float, default=15.0,
                     help="seconds the 'timeout' fault holds a reply")
@@ -84,29 +72,16 @@ def main(argv=None) -> int:
         print(f"wxpay-sim: cannot listen on {args.host}:{args.port}: {e.strerror}",
               file=sys.stderr)
         return 1
-    done = threading.Event()
-
-    def _quit(*_):
-        done.set()
-
-    signal.signal(signal.SIGTERM, _quit)
-    signal.signal(signal.SIGINT, _quit)
     if args.certs_dir and not args.no_tls:
         from .certs import write_merchant_files
         for _, mch_id, _ in args.merchant:
             write_merchant_files(os.path.join(args.certs_dir, mch_id), mch_id)
-    print(f"wxpay-sim listening on {sim.url} merchants: "
-          + ", ".join(f"{a}/{m}" for a, m, _ in args.merchant)
-          + ("" if args.no_tls else f" secapi: {sim.secure_url}")
-          + (f" certs: {args.certs_dir}" if args.certs_dir and not args.no_tls else "")
-          + (f" v3 merchants: {', '.join(v3_names)}" if v3_names else ""),
-          flush=True)
-    try:
-        while not done.wait(0.5):
-            pass
-    finally:
-        sim.stop()
-    return 0
+    return run_until_signalled(
+        sim.stop, f"wxpay-sim listening on {sim.url} merchants: "
+        + ", ".join(f"{a}/{m}" for a, m, _ in args.merchant)
+        + ("" if args.no_tls else f" secapi: {sim.secure_url}")
+        + (f" certs: {args.certs_dir}" if args.certs_dir and not args.no_tls else "")
+        + (f" v3 merchants: {', '.join(v3_names)}" if v3_names else ""))
 
 
 class _V3LoadError(Exception):
@@ -115,28 +90,16 @@ class _V3LoadError(Exception):
 
 def _mount_v3(sim: Simulator, args) -> list[str]:
     """The v3 merchants of ``--v3-merchants`` on ``sim.v3`` (made here)."""
-    from ..errors import WxPayError
-    from ..v3.simserver import _load_merchants
+    from ..v3.simserver import apiv3_keys_from_env, export_public_side, load_merchants
     from ..v3.simulator import V3Simulator
-    keys = {}
-    for item in re.split(r"[\s,]+", os.environ.get("WXPAY_V3_SIM_APIV3_KEYS", "").strip()):
-        if item:
-            mchid, _, key = item.partition(":")
-            keys[mchid] = key
     sim.v3 = V3Simulator(retry_schedule=sim.retry_schedule, allow_remote=sim.allow_remote,
                          hold=sim.hold)
     try:
-        names = _load_merchants(sim.v3, args.v3_merchants, keys)
-    except (OSError, ValueError, KeyError, WxPayError) as e:
-        raise _V3LoadError(e.line() if isinstance(e, WxPayError) else type(e).__name__
-                           + (f": {e}" if isinstance(e, ValueError) else "")) from None
+        names = load_merchants(sim.v3, args.v3_merchants, apiv3_keys_from_env())
+    except ValueError as e:
+        raise _V3LoadError(str(e)) from None
     if args.v3_export:
-        os.makedirs(args.v3_export, exist_ok=True)
-        for name, text in (("platform_cert.pem", sim.v3.platform_certificate_pem()),
-                           ("wechatpay_pubkey.pem", sim.v3.public_key_pem()),
-                           ("wechatpay_pubkey_id.txt", sim.v3.public_key_id + "\n")):
-            with open(os.path.join(args.v3_export, name), "w", encoding="ascii") as f:
-                f.write(text)
+        export_public_side(sim.v3, args.v3_export)
     return names
 
 

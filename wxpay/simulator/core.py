@@ -8,17 +8,21 @@ import threading
 import time
 from http.server import ThreadingHTTPServer
 
+from ..billbook import BillBook
 from ..errors import WxPayError
+from ..simledger import LedgerMixin
+from ..simrun import is_loopback_host
 from .bills import BillsMixin
-from .faults import FaultsMixin
+from .faults import FaultsMixin, new_switches
 from .http import _Handler, _Server, _TLSServer
 from .notify import NotifyMixin
 from .protocol import PayProtocolMixin
 from .refunds import RefundMixin
-from .state import _Order, is_loopback_host
+from .state import _Order
 
 
-class Simulator(FaultsMixin, PayProtocolMixin, NotifyMixin, RefundMixin, BillsMixin):
+class Simulator(LedgerMixin, FaultsMixin, PayProtocolMixin, NotifyMixin, RefundMixin,
+                BillsMixin):
     """``tls=True`` (default) also listens with TLS for ``/secapi/`` (:attr:`secure_url`),
     with a server certificate of the process's test CA (:attr:`ca_pem`) and client
     certificates checked against it (:meth:`merchant_p12`, :meth:`merchant_pem`)."""
@@ -45,8 +49,7 @@ class Simulator(FaultsMixin, PayProtocolMixin, NotifyMixin, RefundMixin, BillsMi
         self._cond = threading.Condition(self._lock)
         self._orders: dict[tuple[str, str], _Order] = {}
         self._by_prepay: dict[str, _Order] = {}
-        self._faults: dict = {}
-        self._fault_left: int | None = None
+        self._fault_switches = new_switches()
         self._offset = 0.0
         self._stop = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -56,7 +59,7 @@ class Simulator(FaultsMixin, PayProtocolMixin, NotifyMixin, RefundMixin, BillsMi
         self._tls_server: ThreadingHTTPServer | None = None
         self._tls_thread: threading.Thread | None = None
         self._refund_outcome, self._refund_delay = "SUCCESS", 0.1
-        self._bills: dict[tuple[str, str], list] = {}
+        self._bills = BillBook()          # the trades a test set for a day's bill
         # the v3 API (``/v3/*``, ``/sim/v3/*``) mounted on the same listener: a
         # wxpay.v3.simulator.V3Simulator, made by the first add_v3_merchant
         self.v3 = v3
@@ -82,32 +85,21 @@ class Simulator(FaultsMixin, PayProtocolMixin, NotifyMixin, RefundMixin, BillsMi
                 self.v3.base_url = self.url
         self.v3.add_merchant(mchid, appids, public_key, serial_no, apiv3_key, sign_with)
 
-    def now(self) -> float:
-        return time.time() + self._offset
-
-    def advance(self, seconds: float) -> None:
-        """Move the simulator's clock forward (expiry tests)."""
-        with self._lock:
-            self._offset += seconds
+    @staticmethod
+    def _url_of(scheme: str, server, missing: str) -> str:
+        if server is None:
+            raise WxPayError("e.weixin.sim.stopped", missing)
+        host, port = server.server_address[:2]
+        return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
 
     @property
     def url(self) -> str:
-        if self._server is None:
-            raise WxPayError("e.weixin.sim.stopped", "the simulator is not started")
-        host = self._server.server_address[0]
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self._server.server_address[1]}"
+        return self._url_of("http", self._server, "the simulator is not started")
 
     @property
     def secure_url(self) -> str:
         """``https://…`` of the TLS listener (``/secapi/pay/refund`` lives there)."""
-        if self._tls_server is None:
-            raise WxPayError("e.weixin.sim.stopped", "the simulator's TLS listener is off")
-        host = self._tls_server.server_address[0]
-        if ":" in host:
-            host = f"[{host}]"
-        return f"https://{host}:{self._tls_server.server_address[1]}"
+        return self._url_of("https", self._tls_server, "the simulator's TLS listener is off")
 
     @property
     def ca_pem(self) -> bytes:
@@ -189,23 +181,6 @@ class Simulator(FaultsMixin, PayProtocolMixin, NotifyMixin, RefundMixin, BillsMi
         self.stop()
 
     # ----- state access ----------------------------------------------------------
-    def _find(self, out_trade_no: str, mch_id: str | None = None) -> _Order | None:
-        if mch_id is not None:
-            return self._orders.get((mch_id, out_trade_no))
-        for (m, no), order in self._orders.items():
-            if no == out_trade_no:
-                return order
-        return None
-
-    def order(self, out_trade_no: str, mch_id: str | None = None) -> dict | None:
-        """A JSON-able snapshot of an order, or None."""
-        with self._lock:
-            o = self._find(out_trade_no, mch_id)
-            if o is None:
-                return None
-            self._expire(o)
-            return o.snapshot()
-
     def wait_notified(self, out_trade_no: str, timeout: float = 10.0,
                       mch_id: str | None = None) -> dict:
         """Wait until no notification delivery of the order is running any more."""
@@ -221,7 +196,4 @@ class Simulator(FaultsMixin, PayProtocolMixin, NotifyMixin, RefundMixin, BillsMi
                     raise TimeoutError(f"notification of {out_trade_no} still running")
                 self._cond.wait(left)
 
-    def _expire(self, o: _Order) -> None:
-        if o.state == "NOTPAY" and o.time_expire is not None and self.now() >= o.time_expire:
-            o.state = "CLOSED"
 

@@ -12,7 +12,8 @@ from ..api import beijing_stamp, new_nonce
 from ..errors import WxPayError
 from ..sign import sign
 from ..xmlcodec import MAX_BYTES, from_xml, to_xml
-from .state import PREPAY_TTL, _Order, is_loopback_host
+from ..simrun import deliver_with_retries, is_loopback_host
+from .state import PREPAY_TTL, _Order
 
 
 class NotifyMixin:
@@ -24,19 +25,7 @@ class NotifyMixin:
         Raises LookupError (unknown) or ValueError (not payable: paid, closed, expired).
         """
         with self._lock:
-            if prepay_id:
-                o = self._by_prepay.get(prepay_id)
-            elif out_trade_no:
-                o = self._find(out_trade_no)
-            else:
-                raise ValueError("give prepay_id or out_trade_no")
-            if o is None:
-                raise LookupError("no order has this prepay_id")
-            self._expire(o)
-            if o.state != "NOTPAY":
-                raise ValueError(f"order {o.out_trade_no} is {o.state}, not payable")
-            if self.now() - o.prepay_at > PREPAY_TTL:
-                raise ValueError("prepay_id expired")
+            o = self._payable(prepay_id, out_trade_no, PREPAY_TTL)
             now = self.now()
             o.state, o.paid_at = "SUCCESS", now
             o.transaction_id = "4200" + "".join(secrets.choice("0123456789") for _ in range(24))
@@ -102,35 +91,26 @@ class NotifyMixin:
         delivered = False
         http = requests.Session()
         http.trust_env = False            # never through a proxy from the environment
+
+        def post(n: int) -> bool:
+            status, reply, ok = None, "", False
+            try:
+                r = http.post(url, data=body, timeout=self.notify_timeout,
+                              headers={"Content-Type": "text/xml; charset=utf-8"},
+                              allow_redirects=False)
+                status = r.status_code
+                raw = r.content[:MAX_BYTES]
+                reply = raw[:500].decode("utf-8", "replace")
+                ok = status == 200 and _is_success(raw)      # v2: SUCCESS in the XML
+            except requests.RequestException as e:
+                reply = f"error: {type(e).__name__}"
+            with self._cond:
+                o.notify_attempts.append({"copy": copy, "n": n, "at": int(self.now() * 1000),
+                                          "status": status, "ok": ok, "reply": reply})
+                o.last_reply = reply
+            return ok
         try:
-            if barrier is not None:
-                try:
-                    barrier.wait(timeout=10)
-                except threading.BrokenBarrierError:
-                    pass
-            schedule = (0.0,) + self.retry_schedule
-            for n, pause in enumerate(schedule):
-                if pause and self._stop.wait(pause):
-                    return
-                status, reply, ok = None, "", False
-                try:
-                    r = http.post(url, data=body, timeout=self.notify_timeout,
-                                  headers={"Content-Type": "text/xml; charset=utf-8"},
-                                  allow_redirects=False)
-                    status = r.status_code
-                    raw = r.content[:MAX_BYTES]
-                    reply = raw[:500].decode("utf-8", "replace")
-                    ok = status == 200 and _is_success(raw)
-                except requests.RequestException as e:
-                    reply = f"error: {type(e).__name__}"
-                with self._cond:
-                    o.notify_attempts.append({"copy": copy, "n": n + 1,
-                                              "at": int(self.now() * 1000),
-                                              "status": status, "ok": ok, "reply": reply})
-                    o.last_reply = reply
-                if ok:
-                    delivered = True
-                    return
+            delivered = deliver_with_retries(self._stop, self.retry_schedule, post, barrier)
         finally:
             http.close()
             with self._cond:

@@ -2,7 +2,6 @@
 that decide what a repeated call may change."""
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass, field
 
@@ -15,22 +14,10 @@ BYTE_LIMITS = {"body": 127, "attach": 127, "detail": 6000}
 MIN_EXPIRE_S = 5 * 60
 _OUT_TRADE_NO = re.compile(r"^[0-9A-Za-z_\-|*]{1,32}$")
 _FEN = re.compile(r"^[1-9][0-9]{0,9}$")
-_CODE = re.compile(r"^[A-Z0-9_]{1,64}$")
 PREPAY_TTL = 2 * 3600
 # the calls that need the merchant's client certificate
 SECAPI = ("refund",)
 REFUND_OUTCOMES = ("SUCCESS", "CHANGE", "REFUNDCLOSE", "PROCESSING")
-
-
-def is_loopback_host(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class _Reject(Exception):

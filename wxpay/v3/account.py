@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from wnerrors import BAD_INPUT, WnError
 
-from ..account import DEFAULT_API_BASE, mask
+from ..account import DEFAULT_API_BASE, mask, wxconf_getter
 from .crypto import check_apiv3_key, load_private_key
 from .keys import WechatKeys
 
@@ -144,21 +144,7 @@ def from_wxconf(conf, read_object) -> V3Account:
     private key is required; the WeChat side is the public key (when
     ``pay_wechat_pubkey_id`` is set) and/or the cached platform certificates (an empty
     or missing cache is fine: the client fetches ``/v3/certificates`` on first use)."""
-    def get(*names):
-        for n in names:
-            v = conf.get(n)
-            if v is not None and v != "":
-                return v
-        return None
-
-    missing = [label for label, names in (("appID", ("appID", "appid", "appId")),
-                                          ("pay_mch_id", ("pay_mch_id", "mch_id")),
-                                          ("pay_apiv3_key", ("pay_apiv3_key",)),
-                                          ("pay_cert_serial", ("pay_cert_serial",)))
-               if get(*names) is None]
-    if missing:
-        raise WnError("e.weixin.conf.incomplete", "wxconf lacks " + ", ".join(missing),
-                      BAD_INPUT)
+    get = wxconf_getter(conf, ("pay_apiv3_key", "pay_cert_serial"))
     key_name = object_name(conf, "pay_private_key", DEFAULT_PRIVATE_KEY)
     pem = read_object(key_name)
     if not pem:

@@ -23,6 +23,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from wnerrors import BAD_INPUT, WnError
 
+from ..api import check_text
 from ..errors import MismatchError, SignError, WxPayError
 from ..money import to_fen
 from .account import V3Account
@@ -32,9 +33,9 @@ from .errors import error_from_answer
 from .keys import PUB_KEY_PREFIX
 
 __all__ = ["Request", "BEIJING", "USER_AGENT", "dumps", "rfc3339",
-           "build_jsapi_prepay", "build_query", "build_close", "build_refund",
+           "build_jsapi_prepay", "build_native_prepay", "build_query", "build_close", "build_refund",
            "build_refund_query", "build_tradebill", "build_download",
-           "build_certificates", "check_answer", "parse_prepay", "parse_transaction",
+           "build_certificates", "check_answer", "parse_prepay", "parse_code_url", "parse_transaction",
            "parse_refund", "parse_bill", "check_bill_file", "jsapi_params",
            "choose_wx_pay_params"]
 
@@ -113,20 +114,9 @@ class Request:
 
 
 def _text(name, value, max_len, required=False) -> str | None:
-    if value is None or value == "":
-        if required:
-            raise _bad("e.weixin.param.missing", f"{name} is required")
-        return None
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise _bad("e.weixin.param.invalid", f"{name} must be text")
-    value = str(value)
-    if len(value) > max_len:
-        raise _bad("e.weixin.param.invalid", f"{name} is longer than {max_len} characters")
-    if _CONTROL.search(value):
-        raise _bad("e.weixin.param.invalid", f"{name} holds control characters")
-    if any(ord(c) > 0xFFFF for c in value):
-        raise _bad("e.weixin.param.invalid", f"{name} holds 4-byte UTF-8 characters")
-    return value
+    """v2's text rule (:func:`wxpay.api.check_text`) counted in characters, as v3
+    does, and without 4-byte UTF-8 characters, which v3 refuses."""
+    return check_text(name, value, max_len, required, bmp_only=True)
 
 
 def check_out_trade_no(value) -> str:
@@ -184,6 +174,18 @@ def _fen(value, name) -> int:
 
 def build_jsapi_prepay(account: V3Account, order: Mapping, now=None) -> Request:
     """``POST /v3/pay/transactions/jsapi`` for ``order`` (v3 or seed field names)."""
+    return _build_prepay(account, order, now, "JSAPI")
+
+
+def build_native_prepay(account: V3Account, order: Mapping, now=None) -> Request:
+    """``POST /v3/pay/transactions/native`` for ``order``: the JSAPI body without
+    ``payer`` (whoever scans the QR code pays); the answer is ``{code_url}``.  An
+    ``openid``/``payer`` given is refused rather than silently dropped; the seed's
+    ``product_id`` (v2 only) is not sent."""
+    return _build_prepay(account, order, now, "NATIVE")
+
+
+def _build_prepay(account: V3Account, order: Mapping, now, trade_type: str) -> Request:
     if not isinstance(order, Mapping):
         raise _bad("e.weixin.param.invalid", "the order must be a JSON object")
     unknown = sorted(str(k)[:40] for k in order if k not in _KNOWN)
@@ -194,8 +196,8 @@ def build_jsapi_prepay(account: V3Account, order: Mapping, now=None) -> Request:
         given = order.get(name)
         if given not in (None, "") and str(given) != mine:
             raise _bad("e.weixin.param.invalid", f"{name} differs from the account's")
-    if order.get("trade_type") not in (None, "", "JSAPI"):
-        raise _bad("e.weixin.param.invalid", "trade_type must be JSAPI on API v3")
+    if order.get("trade_type") not in (None, "", trade_type):
+        raise _bad("e.weixin.param.invalid", f"trade_type must be {trade_type} here")
     if order.get("fee_type") not in (None, "", "CNY"):
         raise _bad("e.weixin.param.invalid", "the currency must be CNY")
     nowdt = _as_dt(now)
@@ -226,13 +228,17 @@ def build_jsapi_prepay(account: V3Account, order: Mapping, now=None) -> Request:
         total = to_fen(order.get("total_fee"), order.get("pay_val"))
     out["amount"] = {"total": total, "currency": "CNY"}
     payer = order.get("payer")
-    openid = payer.get("openid") if isinstance(payer, Mapping) else order.get("openid")
-    if payer is not None and not isinstance(payer, Mapping):
-        raise _bad("e.weixin.param.invalid", "payer must be an object {openid}")
-    openid = _text("openid", openid, 128, required=True)
-    if not _PRINTABLE.match(openid):
-        raise _bad("e.weixin.param.invalid", "openid must be printable ASCII")
-    out["payer"] = {"openid": openid}
+    if trade_type == "NATIVE":
+        if payer is not None or order.get("openid") not in (None, ""):
+            raise _bad("e.weixin.param.invalid", "a Native order has no payer (openid)")
+    else:
+        openid = payer.get("openid") if isinstance(payer, Mapping) else order.get("openid")
+        if payer is not None and not isinstance(payer, Mapping):
+            raise _bad("e.weixin.param.invalid", "payer must be an object {openid}")
+        openid = _text("openid", openid, 128, required=True)
+        if not _PRINTABLE.match(openid):
+            raise _bad("e.weixin.param.invalid", "openid must be printable ASCII")
+        out["payer"] = {"openid": openid}
     for name in _V3_OBJECTS:
         v = order.get(name)
         if v is not None:
@@ -244,7 +250,7 @@ def build_jsapi_prepay(account: V3Account, order: Mapping, now=None) -> Request:
         out["scene_info"] = {"payer_client_ip": _text("spbill_create_ip", ip, 45)}
     if order.get("support_fapiao") is True:
         out["support_fapiao"] = True
-    return Request("POST", "/v3/pay/transactions/jsapi", dumps(out))
+    return Request("POST", f"/v3/pay/transactions/{trade_type.lower()}", dumps(out))
 
 
 def build_query(account: V3Account, out_trade_no: str | None = None,
@@ -377,6 +383,16 @@ def parse_prepay(doc) -> str:
     if not isinstance(pid, str) or not pid or len(pid) > 64 or not _PRINTABLE.match(pid):
         raise WxPayError("e.weixin.reply.invalid", "the prepay answer has no prepay_id")
     return pid
+
+
+def parse_code_url(doc) -> str:
+    """The ``code_url`` of a Native prepay answer (``weixin://…``, printable)."""
+    url = doc.get("code_url") if isinstance(doc, dict) else None
+    if not isinstance(url, str) or not url.startswith("weixin://") or len(url) > 256 \
+            or not _PRINTABLE.match(url):
+        raise WxPayError("e.weixin.reply.nocodeurl",
+                         "the Native prepay answer has no weixin:// code_url")
+    return url
 
 
 def _check_owner(account: V3Account, doc: Mapping, where: str, appid=True) -> None:

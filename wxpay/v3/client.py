@@ -19,11 +19,10 @@ from typing import Callable, Mapping
 
 import requests
 
-from wnerrors import TIMEOUT
 
 from ..client import CONNECT_TIMEOUT, READ_TIMEOUT, _session
 from ..errors import SignError, TransportError
-from ..httpread import body_chunks
+from ..httpread import exchange
 from . import api
 from .account import V3Account
 from .errors import UnknownSerial
@@ -72,29 +71,8 @@ class V3Client:
         total = sum(t for t in self.timeout if t is not None) \
             if isinstance(self.timeout, (tuple, list)) else float(self.timeout) * 2
         deadline = time.monotonic() + total
-        try:
-            resp = self.http.request(req.method, url, data=req.body or None, headers=headers,
-                                     timeout=self.timeout, stream=True,
-                                     allow_redirects=False)
-        except requests.exceptions.Timeout:
-            raise TransportError(f"timeout calling {what}", TIMEOUT) from None
-        except requests.exceptions.RequestException as e:
-            raise TransportError(f"cannot reach {what} ({type(e).__name__})") from None
-        try:
-            chunks, size = [], 0
-            for chunk in body_chunks(resp, deadline, 65536):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise TransportError(f"{what} answered more than {max_bytes} bytes")
-                chunks.append(chunk)
-        except requests.exceptions.Timeout:
-            raise TransportError(f"timeout reading {what}", TIMEOUT) from None
-        except requests.exceptions.RequestException as e:
-            raise TransportError(f"connection lost reading {what} ({type(e).__name__})") \
-                from None
-        finally:
-            resp.close()
-        body = b"".join(chunks)
+        resp, body = exchange(self.http, req.method, url, what, deadline, max_bytes,
+                              data=req.body or None, headers=headers, timeout=self.timeout)
         ctype = resp.headers.get("Content-Type", "")
         if 200 <= resp.status_code < 300 and "html" in ctype.lower():
             raise TransportError(f"{what} answered an HTML page, not JSON")
@@ -150,6 +128,11 @@ class V3Client:
         """``POST /v3/pay/transactions/jsapi``; the prepay_id."""
         req = api.build_jsapi_prepay(self.account, order, now=self.clock())
         return api.parse_prepay(self.call(req))
+
+    def native(self, order: Mapping) -> str:
+        """``POST /v3/pay/transactions/native``; the ``code_url`` for a QR code."""
+        req = api.build_native_prepay(self.account, order, now=self.clock())
+        return api.parse_code_url(self.call(req))
 
     def jsapi(self, order: Mapping) -> tuple[str, dict]:
         """prepay, then the page's ``getBrandWCPayRequest`` parameters."""

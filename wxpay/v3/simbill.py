@@ -1,55 +1,53 @@
-"""The simulator's trade bill file (wechatpay-v3.md §9): a header line, one row per
-payment and refund of the day with every field prefixed by `` ` ``, amounts in yuan,
-then a summary header and row.  No I/O."""
+"""The simulator's trade bill (wechatpay-v3.md §9): the day's payments (by their
+success time) and refunds (by theirs, Beijing dates) of one merchant, as trades in the
+shape :mod:`wxpay.billbook` keeps and :func:`wxpay.bill.format_bill` writes -- the v3
+trade bill file has v2's columns, so both simulators write it with the same code.
+No I/O."""
 from __future__ import annotations
 
-import csv
-import io
 from datetime import datetime
 
-from ..money import fen_to_yuan
 from .api import BEIJING
 
-__all__ = ["trade_bill"]
+__all__ = ["ledger_trades"]
 
 
-def trade_bill(orders, mchid: str, day, bill_type: str) -> str:
-    """The bill text of ``mchid``'s ``orders`` paid on ``day`` (Beijing date)."""
-    head = ["交易时间", "公众账号ID", "商户号", "特约商户号", "设备号", "微信订单号",
-            "商户订单号", "用户标识", "交易类型", "交易状态", "付款银行", "货币种类",
-            "应结订单金额", "代金券金额", "微信退款单号", "商户退款单号", "退款金额",
-            "充值券退款金额", "退款类型", "退款状态", "商品名称", "商户数据包", "手续费",
-            "费率", "订单金额", "申请退款金额", "费率备注"]
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\r\n")
-    w.writerow(head)
-    n = total = refunds = 0
-    orders = [o for o in orders if o.mchid == mchid and o.paid_at
-              and datetime.fromtimestamp(o.paid_at, BEIJING).date() == day]
-    for o in sorted(orders, key=lambda x: x.paid_at):
-        when = datetime.fromtimestamp(o.paid_at, BEIJING).strftime("%Y-%m-%d %H:%M:%S")
-        base = [when, o.appid, o.mchid, "0", "", o.transaction_id, o.out_trade_no,
-                o.params["payer"]["openid"], "JSAPI"]
-        if bill_type in ("ALL", "SUCCESS"):
-            w.writerow(["`" + str(x) for x in base + [
-                "SUCCESS", o.bank_type, "CNY", fen_to_yuan(o.total), "0.00", "0", "0",
-                "0.00", "0.00", "", "", o.params["description"],
-                o.params.get("attach") or "", "0.00", "0.60%", fen_to_yuan(o.total),
-                "0.00", ""]])
-            n += 1
-            total += o.total
-        if bill_type in ("ALL", "REFUND"):
-            for r in o.refunds:
-                w.writerow(["`" + str(x) for x in base + [
-                    "REFUND", o.bank_type, "CNY", "0.00", "0.00", r.refund_id,
-                    r.out_refund_no, fen_to_yuan(r.refund), "0.00", "ORIGINAL", r.status,
-                    o.params["description"], o.params.get("attach") or "", "0.00",
-                    "0.60%", "0.00", fen_to_yuan(r.refund), ""]])
-                n += 1
-                refunds += r.refund
-    w.writerow(["总交易单数", "应结订单总金额", "退款总金额", "充值券退款总金额",
-                "手续费总金额", "订单总金额", "申请退款总金额"])
-    w.writerow(["`" + str(x) for x in (n, fen_to_yuan(total), fen_to_yuan(refunds),
-                                         "0.00", "0.00", fen_to_yuan(total),
-                                         fen_to_yuan(refunds))])
-    return out.getvalue()
+def _when(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, BEIJING)
+
+
+def _refund_time(r) -> datetime | None:
+    try:
+        return datetime.fromisoformat(r.success_time).astimezone(BEIJING) \
+            if r.success_time else None
+    except ValueError:
+        return None
+
+
+def ledger_trades(orders, mchid: str, day) -> list[dict]:
+    """The trades of ``mchid``'s ``orders`` on ``day`` (a Beijing date), oldest first."""
+    out = []
+    for o in orders:
+        if o.mchid != mchid or not o.paid_at:
+            continue
+        base = {"appid": o.appid, "mch_id": o.mchid, "transaction_id": o.transaction_id,
+                "out_trade_no": o.out_trade_no, "openid": o.openid or "",
+                "trade_type": o.trade_type, "total_fee": o.total,
+                "body": o.params.get("description") or "",
+                "attach": o.params.get("attach") or "", "bank_type": o.bank_type,
+                "device_info": ""}
+        paid = _when(o.paid_at)
+        if paid.date() == day:
+            out.append((paid, dict(base, kind="SUCCESS",
+                                   time=paid.strftime("%Y-%m-%d %H:%M:%S"))))
+        for r in o.refunds:
+            done = _refund_time(r)
+            if r.status == "SUCCESS" and done is not None and done.date() == day:
+                stamp = done.strftime("%Y-%m-%d %H:%M:%S")
+                out.append((done, dict(base, kind="REFUND", time=stamp,
+                                       refund_id=r.refund_id, out_refund_no=r.out_refund_no,
+                                       refund_fee=r.refund, refund_status="SUCCESS",
+                                       refund_time=stamp)))
+    # by the second the bill shows, a payment before its refunds in the same second
+    return [t for _, t in sorted(out, key=lambda x: (x[0].replace(microsecond=0),
+                                                     x[1]["kind"] == "REFUND"))]

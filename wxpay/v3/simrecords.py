@@ -69,14 +69,24 @@ class Order:
     refunds: list = field(default_factory=list)
     notify: dict = field(default_factory=lambda: {"status": "none", "attempts": [],
                                                   "active": 0})
+    trade_type: str = "JSAPI"        # or NATIVE
+    code_url: str | None = None      # NATIVE: what the QR code holds
+    scanner: str | None = None       # NATIVE: the openid of whoever paid
+
+    @property
+    def openid(self) -> str | None:
+        """The payer: JSAPI's is in the request, Native's is known once paid."""
+        payer = self.params.get("payer")
+        return payer["openid"] if isinstance(payer, dict) else self.scanner
 
     def transaction(self) -> dict:
         t = {"appid": self.appid, "mchid": self.mchid, "out_trade_no": self.out_trade_no,
-             "trade_type": "JSAPI", "trade_state": self.state,
+             "trade_type": self.trade_type, "trade_state": self.state,
              "trade_state_desc": {"NOTPAY": "未支付", "SUCCESS": "支付成功",
                                   "REFUND": "转入退款", "CLOSED": "已关闭"}[self.state],
-             "payer": {"openid": self.params["payer"]["openid"]},
              "amount": {"total": self.total, "currency": "CNY"}}
+        if self.openid:
+            t["payer"] = {"openid": self.openid}
         if self.params.get("attach"):
             t["attach"] = self.params["attach"]
         if self.transaction_id:
@@ -90,6 +100,7 @@ class Order:
         return {"out_trade_no": self.out_trade_no, "mchid": self.mchid,
                 "appid": self.appid, "trade_state": self.state, "state": self.state,
                 "prepay_id": self.prepay_id, "total": self.total,
+                "trade_type": self.trade_type, "code_url": self.code_url,
                 "transaction_id": self.transaction_id, "success_time": self.success_time,
                 "notify_url": self.params.get("notify_url"),
                 "time_expire": rfc3339(self.time_expire),

@@ -20,14 +20,14 @@ import argparse
 import json
 import os
 import re
-import signal
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, urlsplit
 
 from ..errors import WxPayError
-from .simulator import MAX_BODY, V3Simulator, is_loopback_host
+from ..simrun import is_loopback_host, retry_schedule, run_until_signalled
+from .simulator import MAX_BODY, V3Simulator
 
 __all__ = ["V3Server", "wsgi_app", "main"]
 
@@ -196,17 +196,17 @@ def wsgi_app(sim: V3Simulator):
     return app
 
 
-def _schedule(text: str):
-    try:
-        values = tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected seconds like 0.2,0.2,0.5") from None
-    if any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError("retry pauses cannot be negative")
-    return values
+def apiv3_keys_from_env() -> dict:
+    """``WXPAY_V3_SIM_APIV3_KEYS="MCHID:KEY,..."`` (keys stay out of files and ``ps``)."""
+    keys = {}
+    for item in re.split(r"[\s,]+", os.environ.get("WXPAY_V3_SIM_APIV3_KEYS", "").strip()):
+        if item:
+            mchid, _, key = item.partition(":")
+            keys[mchid] = key
+    return keys
 
 
-def _load_merchants(sim: V3Simulator, path: str, keys: dict) -> list[str]:
+def _read_merchants(sim: V3Simulator, path: str, keys: dict) -> list[str]:
     with open(path, encoding="utf-8") as f:
         items = json.load(f)
     if not isinstance(items, list):
@@ -225,6 +225,27 @@ def _load_merchants(sim: V3Simulator, path: str, keys: dict) -> list[str]:
     return names
 
 
+def load_merchants(sim: V3Simulator, path: str, keys: dict) -> list[str]:
+    """The merchants of ``path`` (see the module docstring) added to ``sim``; their
+    mchids.  ValueError with a one-line reason (never a key) when that fails."""
+    try:
+        return _read_merchants(sim, path, keys)
+    except (OSError, ValueError, KeyError, WxPayError) as e:
+        raise ValueError(e.line() if isinstance(e, WxPayError) else type(e).__name__
+                         + (f": {e}" if isinstance(e, ValueError) else "")) from None
+
+
+def export_public_side(sim: V3Simulator, folder: str) -> None:
+    """Write WeChat's public side (``platform_cert.pem``, ``wechatpay_pubkey.pem``,
+    ``wechatpay_pubkey_id.txt``) into ``folder`` for the merchant to trust."""
+    os.makedirs(folder, exist_ok=True)
+    for name, text in (("platform_cert.pem", sim.platform_certificate_pem()),
+                       ("wechatpay_pubkey.pem", sim.public_key_pem()),
+                       ("wechatpay_pubkey_id.txt", sim.public_key_id + "\n")):
+        with open(os.path.join(folder, name), "w", encoding="ascii") as f:
+            f.write(text)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m wxpay.v3.simulator",
                                  description="Loopback simulator of the WeChat Pay v3 API.")
@@ -233,34 +254,22 @@ def main(argv=None) -> int:
     ap.add_argument("--merchants", metavar="FILE", help="JSON list of v3 merchants")
     ap.add_argument("--export", metavar="DIR",
                     help="write platform_cert.pem, wechatpay_pubkey.pem and its id here")
-    ap.add_argument("--retry-schedule", type=_schedule, default=(0.2, 0.2, 0.5, 1, 2))
+    ap.add_argument("--retry-schedule", type=retry_schedule, default=(0.2, 0.2, 0.5, 1, 2))
     ap.add_argument("--allow-remote", action="store_true")
     ap.add_argument("--verbose", action="store_true", help="log requests (no bodies)")
     args = ap.parse_args(argv)
     if not args.allow_remote and not is_loopback_host(args.host):
         ap.error(f"refusing non-loopback host {args.host} without --allow-remote")
-    keys = {}
-    for item in re.split(r"[\s,]+", os.environ.get("WXPAY_V3_SIM_APIV3_KEYS", "").strip()):
-        if item:
-            mchid, _, key = item.partition(":")
-            keys[mchid] = key
     sim = V3Simulator(retry_schedule=args.retry_schedule, allow_remote=args.allow_remote)
     names = []
     if args.merchants:
         try:
-            names = _load_merchants(sim, args.merchants, keys)
-        except (OSError, ValueError, KeyError, WxPayError) as e:
-            reason = e.line() if isinstance(e, WxPayError) else type(e).__name__ + \
-                (f": {e}" if isinstance(e, ValueError) else "")
-            print(f"wxpay-v3-sim: cannot load merchants: {reason}", file=sys.stderr)
+            names = load_merchants(sim, args.merchants, apiv3_keys_from_env())
+        except ValueError as e:
+            print(f"wxpay-v3-sim: cannot load merchants: {e}", file=sys.stderr)
             return 2
     if args.export:
-        os.makedirs(args.export, exist_ok=True)
-        for name, text in (("platform_cert.pem", sim.platform_certificate_pem()),
-                           ("wechatpay_pubkey.pem", sim.public_key_pem()),
-                           ("wechatpay_pubkey_id.txt", sim.public_key_id + "\n")):
-            with open(os.path.join(args.export, name), "w", encoding="ascii") as f:
-                f.write(text)
+        export_public_side(sim, args.export)
     srv = V3Server(sim, args.host, args.port, verbose=args.verbose)
     try:
         srv.start()
@@ -268,17 +277,9 @@ def main(argv=None) -> int:
         print(f"wxpay-v3-sim: cannot listen on {args.host}:{args.port}: {e.strerror}",
               file=sys.stderr)
         return 1
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
-    print(f"wxpay-v3-sim listening on {srv.url} merchants: {', '.join(names) or '-'} "
-          f"platform serial {sim.platform_serial()}", flush=True)
-    try:
-        while not done.wait(0.5):
-            pass
-    finally:
-        srv.stop()
-    return 0
+    return run_until_signalled(
+        srv.stop, f"wxpay-v3-sim listening on {srv.url} merchants: "
+        f"{', '.join(names) or '-'} platform serial {sim.platform_serial()}")
 
 
 if __name__ == "__main__":

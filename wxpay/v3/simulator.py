@@ -26,7 +26,11 @@ by the platform certificate's key or by the WeChat Pay public key, per merchant
 (``sign_with``); bill files are not.  Notifications are encrypted with the merchant's
 APIv3 key, signed the same way, and retried on ``retry_schedule`` until a 2xx.
 
-Re-entry (same ``out_trade_no`` of an unpaid order): the same appid, description,
+Native prepay (``POST /v3/pay/transactions/native``) is JSAPI's without ``payer``; it
+answers ``{code_url}`` (``weixin://wxpay/bizpayurl?pr=…``), renewed with the prepay
+after 2 h; ``pay(code_url=…, openid=…)`` is the user scanning and paying it.
+
+Re-entry (same ``out_trade_no`` of an unpaid order): the same trade type, appid, description,
 amount, payer, notify_url, attach, goods_tag, detail, scene_info, settle_info and
 support_fapiao → the order's prepay_id (a fresh one after 2 h); anything else →
 403 OUT_TRADE_NO_USED; paid → 400 ORDER_PAID; closed → 400 ORDER_CLOSED.  Close is
@@ -65,7 +69,12 @@ from .api import BEIJING, OUT_REFUND_NO, OUT_TRADE_NO, rfc3339
 from .auth import (WINDOW, header, new_nonce, parse_authorization, request_message,
                    signature_headers)
 from .crypto import aes_gcm_encrypt, load_public_key, public_pem, rsa_verify, serial_hex
-from .simbill import trade_bill
+from ..bill import format_bill
+from ..billbook import BillBook
+from ..simfaults import FaultSwitches
+from ..simledger import LedgerMixin
+from ..simrun import deliver_with_retries, is_loopback_host
+from .simbill import ledger_trades
 from .simkeys import new_certificate, new_key
 from .simrecords import Merchant, Order, Refund, notify_snapshot
 
@@ -76,7 +85,7 @@ DEFAULT_EXPIRE = 7 * 86400
 MAX_EXPIRE = 90 * 86400
 MAX_BODY = 64 * 1024
 BILL_URL_TTL = 30
-KEY_FIELDS = ("appid", "description", "amount", "payer", "notify_url", "attach",
+KEY_FIELDS = ("trade_type", "appid", "description", "amount", "payer", "notify_url", "attach",
               "goods_tag", "detail", "scene_info", "settle_info", "support_fapiao")
 # §10: the HTTP status of each error code
 STATUS_OF = {"PARAM_ERROR": 400, "INVALID_REQUEST": 400, "APPID_MCHID_NOT_MATCH": 400,
@@ -86,7 +95,6 @@ STATUS_OF = {"PARAM_ERROR": 400, "INVALID_REQUEST": 400, "APPID_MCHID_NOT_MATCH"
              "OUT_TRADE_NO_USED": 403, "RULE_LIMIT": 403, "TRADE_ERROR": 403,
              "ACCOUNT_ERROR": 403, "RATELIMIT_EXCEEDED": 429, "FREQUENCY_LIMITED": 429,
              "SYSTEM_ERROR": 500, "SERVICE_UNAVAILABLE": 503, "USER_PAYING": 202}
-_CODE = re.compile(r"^[A-Z0-9_]{1,64}$")
 _FAULT_FLAGS = ("timeout", "html", "garbage", "systemerror", "ratelimit", "bad_sign", "unsigned",
                 "signtest", "unknown_serial", "notify_signtest", "notify_bad_sign")
 _FAULT_NUMBERS = ("latency", "hold", "notify_latency")
@@ -95,18 +103,6 @@ _NOTIFY_FAULTS = ("duplicate_notify", "concurrent_notify", "notify_latency",
                   "notify_signtest", "notify_bad_sign")
 HTML_PAGE = (b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
              b"<body><h1>502 Bad Gateway</h1><p>stgw</p></body></html>")
-
-
-def is_loopback_host(host: str | None) -> bool:
-    import ipaddress
-    if not host:
-        return False
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class _Fail(Exception):
@@ -135,28 +131,34 @@ def _is_fen(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 2**31 - 1
 
 
-class V3Simulator:
+class V3Simulator(LedgerMixin):
     """The v3 endpoints and their state (no socket; see :mod:`.simserver`)."""
 
     def __init__(self, retry_schedule=(0.2, 0.2, 0.5, 1, 2), allow_remote: bool = False,
                  hold: float = 15.0, notify_timeout: float = 5.0, refund_delay: float = 0.05,
-                 base_url: str = "http://127.0.0.1"):
+                 base_url: str = "http://127.0.0.1", same_day_bills: bool = False):
         self.retry_schedule = tuple(float(x) for x in retry_schedule)
         self.allow_remote = allow_remote
         self.hold = float(hold)
         self.notify_timeout = float(notify_timeout)
         self.refund_delay = float(refund_delay)
         self.base_url = base_url          # where download_url points (set by the server)
+        # WeChat bills a day once it is over; True: today's bill so far is served too
+        self.same_day_bills = bool(same_day_bills)
+        self._bill_book = BillBook()      # the trades a test set for a day's bill
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._merchants: dict[str, Merchant] = {}
         self._orders: dict[tuple[str, str], Order] = {}
         self._by_prepay: dict[str, Order] = {}
+        self._by_code: dict[str, Order] = {}          # Native code_url -> order
         self._refunds: dict[tuple[str, str], Refund] = {}
         self._bills: dict[str, tuple[str, bytes, float, bool]] = {}
-        self._faults: dict = {}
-        self._fault_left: int | None = None
+        # v3 fakes only error statuses (a 2xx without a signature is "unsigned")
+        self._fault_switches = FaultSwitches(
+            _FAULT_FLAGS, _FAULT_NUMBERS, _FAULT_COUNTS, _NOTIFY_FAULTS,
+            lambda v: 300 <= v <= 599, "an HTTP error status")
         self._offset = 0.0
         self.requests_seen = 0
         # WeChat's keys: platform certificates (newest last) and the WeChat Pay public key
@@ -207,70 +209,19 @@ class V3Simulator:
     def public_key_pem(self) -> str:
         return public_pem(self._pubkey)
 
-    def now(self) -> float:
-        return time.time() + self._offset
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._offset += seconds
-
     def stop(self) -> None:
         self._stop.set()
 
     # ----- faults -----------------------------------------------------------------------
     def set_faults(self, faults: dict) -> dict:
-        if not isinstance(faults, dict):
-            raise ValueError("faults must be a JSON object")
-        clean: dict = {}
-        for k, v in faults.items():
-            if k in _FAULT_FLAGS:
-                if not isinstance(v, bool):
-                    raise ValueError(f"{k} must be true or false")
-                if v:
-                    clean[k] = True
-            elif k in _FAULT_NUMBERS:
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 600:
-                    raise ValueError(f"{k} must be seconds between 0 and 600")
-                clean[k] = float(v)
-            elif k in _FAULT_COUNTS:
-                if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1000:
-                    raise ValueError(f"{k} must be an integer between 1 and 1000")
-                clean[k] = v
-            elif k == "http_status":
-                if isinstance(v, bool) or not isinstance(v, int) or not 300 <= v <= 599:
-                    raise ValueError("http_status must be an HTTP error status")
-                clean[k] = v
-            elif k == "err_code":
-                if not isinstance(v, str) or not _CODE.match(v):
-                    raise ValueError("err_code must be an upper-case WeChat code")
-                clean[k] = v
-            else:
-                raise ValueError(f"unknown fault {str(k)[:40]!r}")
-        with self._lock:
-            self._fault_left = clean.pop("count", None)
-            self._faults = clean
-            return self.faults()
+        """Check and install fault switches (``{}`` clears); ValueError names a bad one."""
+        return self._fault_switches.set(faults)
 
     def faults(self) -> dict:
-        with self._lock:
-            out = dict(self._faults)
-            if self._fault_left is not None and out:
-                out["count"] = self._fault_left
-            return out
+        return self._fault_switches.current()
 
     def _take_faults(self, notify: bool) -> dict:
-        with self._lock:
-            keys = [k for k in self._faults if (k in _NOTIFY_FAULTS) == notify and k != "hold"]
-            if not keys:
-                return {}
-            # only this use's kind: an answer never carries a notification fault
-            taken = {k: v for k, v in self._faults.items()
-                     if (k in _NOTIFY_FAULTS) == notify or k == "hold"}
-            if self._fault_left is not None:
-                self._fault_left -= 1
-                if self._fault_left <= 0:
-                    self._faults, self._fault_left = {}, None
-            return taken
+        return self._fault_switches.take(notify)
 
     # ----- one request ---------------------------------------------------------------------
     def handle(self, method: str, target: str, headers: Mapping, body: bytes
@@ -365,7 +316,9 @@ class V3Simulator:
         path, query = parts.path, parse_qs(parts.query, keep_blank_values=True)
         q = {k: v[0] for k, v in query.items()}
         if path == "/v3/pay/transactions/jsapi" and method == "POST":
-            return self._ok(self._prepay(m, _json(body)))
+            return self._ok(self._prepay(m, _json(body), "JSAPI"))
+        if path == "/v3/pay/transactions/native" and method == "POST":
+            return self._ok(self._prepay(m, _json(body), "NATIVE"))
         mt = re.fullmatch(r"/v3/pay/transactions/out-trade-no/([^/]+)", path)
         if mt and method == "GET":
             return self._ok(self._query(m, q, out_trade_no=unquote(mt.group(1))))
@@ -394,9 +347,9 @@ class V3Simulator:
         return 200, _dumps(doc), "application/json", True
 
     # ----- endpoints -------------------------------------------------------------------------
-    def _prepay(self, m: Merchant, p: dict) -> dict:
-        for name in ("appid", "mchid", "description", "out_trade_no", "notify_url",
-                     "amount", "payer"):
+    def _prepay(self, m: Merchant, p: dict, trade_type: str) -> dict:
+        required = ("appid", "mchid", "description", "out_trade_no", "notify_url", "amount")
+        for name in required + (("payer",) if trade_type == "JSAPI" else ()):
             if p.get(name) in (None, ""):
                 raise _Fail("PARAM_ERROR", f"输入源“/body/{name}”映射到字段“{name}”必填性规则校验失败，此字段为必填项", f"/{name}")
         for name in ("appid", "mchid", "out_trade_no", "notify_url"):
@@ -420,9 +373,11 @@ class V3Simulator:
             raise _Fail("PARAM_ERROR", "amount.total必须为大于0的整数", "/amount/total")
         if amount.get("currency", "CNY") != "CNY":
             raise _Fail("PARAM_ERROR", "currency字段值错误", "/amount/currency")
-        payer = p["payer"]
-        if not isinstance(payer, dict) or not isinstance(payer.get("openid"), str) \
-                or not payer["openid"]:
+        payer = p.get("payer")
+        if trade_type == "NATIVE" and payer is not None:
+            raise _Fail("PARAM_ERROR", "Native下单不需要payer", "/payer")
+        if trade_type == "JSAPI" and (not isinstance(payer, dict) or not isinstance(
+                payer.get("openid"), str) or not payer["openid"]):
             raise _Fail("PARAM_ERROR", "payer.openid必填", "/payer/openid")
         if p.get("attach") is not None and (not isinstance(p["attach"], str)
                                             or len(p["attach"]) > 128):
@@ -435,6 +390,7 @@ class V3Simulator:
                 raise _Fail("PARAM_ERROR", "time_expire字段格式错误", "/time_expire")
             expire = min(max(expire, now + 60), now + MAX_EXPIRE)
         key = {k: p.get(k) for k in KEY_FIELDS}
+        key["trade_type"] = trade_type
         key["amount"] = {"total": amount["total"], "currency": amount.get("currency", "CNY")}
         with self._lock:
             o = self._orders.get((m.mchid, p["out_trade_no"]))
@@ -448,22 +404,29 @@ class V3Simulator:
                     raise _Fail("OUT_TRADE_NO_USED", "商户订单号重复")
                 if now - o.prepay_at > PREPAY_TTL:
                     self._by_prepay.pop(o.prepay_id, None)
+                    self._by_code.pop(o.code_url, None)
                     o.prepay_id, o.prepay_at = self._new_prepay(), now
+                    o.code_url = self._new_code_url() if trade_type == "NATIVE" else None
                     self._by_prepay[o.prepay_id] = o
             else:
                 o = Order(m.mchid, p["appid"], p["out_trade_no"], key, amount["total"],
-                           self._new_prepay(), now, expire, now)
+                           self._new_prepay(), now, expire, now, trade_type=trade_type,
+                           code_url=self._new_code_url() if trade_type == "NATIVE" else None)
                 self._orders[(m.mchid, o.out_trade_no)] = o
                 self._by_prepay[o.prepay_id] = o
+            if o.code_url:
+                self._by_code[o.code_url] = o
+                return {"code_url": o.code_url}
             return {"prepay_id": o.prepay_id}
+
+    @staticmethod
+    def _new_code_url() -> str:
+        return "weixin://wxpay/bizpayurl?pr=" + secrets.token_urlsafe(8).replace("-", "x") \
+            .replace("_", "y")
 
     def _new_prepay(self) -> str:
         return "wx" + datetime.fromtimestamp(self.now(), BEIJING).strftime("%d%H%M%S") \
             + secrets.token_hex(14)
-
-    def _expire(self, o: Order) -> None:
-        if o.state == "NOTPAY" and self.now() >= o.time_expire:
-            o.state = "CLOSED"
 
     def _query(self, m, q, out_trade_no=None, transaction_id=None) -> dict:
         if q.get("mchid") != m.mchid:
@@ -583,13 +546,13 @@ class V3Simulator:
         if q.get("tar_type") not in (None, "GZIP"):
             raise _Fail("PARAM_ERROR", "tar_type字段值错误", "/tar_type")
         today = datetime.fromtimestamp(self.now(), BEIJING).date()
-        if day >= today:
+        chosen = self._bill_book.get(m.mchid, day.strftime("%Y%m%d"))
+        if day > today or (day == today and not self.same_day_bills and chosen is None):
             raise _Fail("NO_STATEMENT_EXIST", "账单文件不存在")
         if (today - day).days > 92:
             raise _Fail("INVALID_REQUEST", "只能下载三个月以内的账单")
-        with self._lock:
-            orders = list(self._orders.values())
-        content = trade_bill(orders, m.mchid, day, bill_type).encode("utf-8")
+        trades = chosen if chosen is not None else self.ledger_trades(m.mchid, day)
+        content = format_bill(trades, bill_type).encode("utf-8")
         token = secrets.token_urlsafe(24)
         with self._lock:
             self._bills[token] = (m.mchid, content, self.now() + BILL_URL_TTL,
@@ -620,20 +583,26 @@ class V3Simulator:
                                                            "certificate")}})
         return {"data": data}
 
-    # ----- payment and notification ----------------------------------------------------------
-    def _find(self, out_trade_no: str, mchid: str | None = None) -> Order | None:
-        if mchid is not None:
-            return self._orders.get((mchid, out_trade_no))
-        return next((o for (mc, no), o in self._orders.items() if no == out_trade_no), None)
-
-    def order(self, out_trade_no: str, mchid: str | None = None) -> dict | None:
+    # ----- bills --------------------------------------------------------------------------
+    def ledger_trades(self, mchid: str, day) -> list[dict]:
+        """The trades of ``day`` (a date, or yyyyMMdd / YYYY-MM-DD) as the ledger has
+        them."""
+        day = _bill_day(day)
         with self._lock:
-            o = self._find(out_trade_no, mchid)
-            if o is None:
-                return None
-            self._expire(o)
-            return o.snapshot()
+            return ledger_trades(list(self._orders.values()), mchid, day)
 
+    def bill_trades(self, mchid: str, day) -> list[dict]:
+        """The trades the bill of ``day`` lists: those set, else the ledger's."""
+        day = _bill_day(day)
+        return self._bill_book.trades(mchid, day.strftime("%Y%m%d"),
+                                      lambda _m, _d: self.ledger_trades(mchid, day))
+
+    def set_bill(self, mchid: str, day, trades) -> None:
+        """Make ``trades`` (see :mod:`wxpay.billbook`) the bill of ``day``, served
+        even today (None: back to the ledger's).  ValueError when malformed."""
+        self._bill_book.set(mchid, _bill_day(day).strftime("%Y%m%d"), trades)
+
+    # ----- payment and notification ----------------------------------------------------------
     def refund(self, out_refund_no: str) -> dict | None:
         with self._lock:
             r = next((x for (mc, no), x in self._refunds.items() if no == out_refund_no), None)
@@ -642,8 +611,8 @@ class V3Simulator:
             return dict(r.answer(), notify=notify_snapshot(r.notify))
 
     def backdate(self, out_trade_no: str, seconds: float) -> None:
-        """Move an order's creation and payment ``seconds`` into the past (a bill of
-        an earlier day, without moving the clock the request signatures use)."""
+        """Move an order's creation, payment and refunds ``seconds`` into the past (a
+        bill of an earlier day, without moving the clock the request signatures use)."""
         with self._lock:
             o = self._find(out_trade_no)
             if o is None:
@@ -653,27 +622,25 @@ class V3Simulator:
             if o.paid_at is not None:
                 o.paid_at -= seconds
                 o.success_time = rfc3339(o.paid_at)
+            for r in o.refunds:       # its refunds too: the bill lists each by its day
+                r.created -= seconds
+                if r.success_time:
+                    r.success_time = rfc3339(
+                        datetime.fromisoformat(r.success_time).timestamp() - seconds)
 
     def pay(self, prepay_id: str | None = None, out_trade_no: str | None = None,
-            bank_type: str = "OTHERS") -> dict:
-        """The user pays: the order turns SUCCESS and the notification starts.
-        LookupError (unknown) or ValueError (not payable)."""
+            bank_type: str = "OTHERS", code_url: str | None = None,
+            openid: str | None = None) -> dict:
+        """The user pays (a Native order: scans ``code_url`` as ``openid``): the order
+        turns SUCCESS and the notification starts.  LookupError (unknown) or ValueError
+        (not payable)."""
         with self._lock:
-            if prepay_id:
-                o = self._by_prepay.get(prepay_id)
-            elif out_trade_no:
-                o = self._find(out_trade_no)
-            else:
-                raise ValueError("give prepay_id or out_trade_no")
-            if o is None:
-                raise LookupError("no order has this prepay_id")
-            self._expire(o)
-            if o.state != "NOTPAY":
-                raise ValueError(f"order {o.out_trade_no} is {o.state}, not payable")
+            o = self._payable(prepay_id, out_trade_no, PREPAY_TTL,
+                              (lambda: self._by_code.get(code_url)) if code_url else None)
             now = self.now()
-            if now - o.prepay_at > PREPAY_TTL:
-                raise ValueError("prepay_id expired")
             o.state, o.paid_at, o.bank_type = "SUCCESS", now, bank_type
+            if o.trade_type == "NATIVE":
+                o.scanner = openid or "oSimNativeScanner" + secrets.token_hex(6)
             o.transaction_id = "4200" + "".join(secrets.choice("0123456789") for _ in range(24))
             o.success_time = rfc3339(now)
             m = self._merchants[o.mchid]
@@ -753,18 +720,10 @@ class V3Simulator:
 
     def _deliver_copy(self, m, state, url, body, copy, barrier):
         delivered = False
-        try:
-            if barrier is not None:
-                try:
-                    barrier.wait(timeout=10)
-                except threading.BrokenBarrierError:
-                    pass
-            for n, pause in enumerate((0.0,) + self.retry_schedule):
-                if pause and self._stop.wait(pause):
-                    return
-                if self._post(m, state, url, body, copy, n + 1):
-                    delivered = True
-                    return
+        try:        # v3: any 2xx is received
+            delivered = deliver_with_retries(
+                self._stop, self.retry_schedule,
+                lambda n: self._post(m, state, url, body, copy, n), barrier)
         finally:
             with self._cond:
                 state["active"] -= 1
@@ -822,7 +781,9 @@ class V3Simulator:
             try:
                 return 200, self.pay(prepay_id=data.get("prepay_id"),
                                      out_trade_no=data.get("out_trade_no"),
-                                     bank_type=str(data.get("bank_type") or "OTHERS"))
+                                     bank_type=str(data.get("bank_type") or "OTHERS"),
+                                     code_url=_str_or_none(data.get("code_url")),
+                                     openid=_str_or_none(data.get("openid")))
             except LookupError as e:
                 return 404, {"error": str(e)}
             except ValueError as e:
@@ -848,9 +809,36 @@ class V3Simulator:
         if path.startswith("/sim/v3/refunds/") and method == "GET":
             snap = self.refund(unquote(path[len("/sim/v3/refunds/"):]))
             return (200, snap) if snap else (404, {"error": "no such refund"})
+        if path == "/sim/v3/bills":
+            mchid = str(data.get("mchid") or (query.get("mchid") or [""])[0])
+            date = str(data.get("date") or (query.get("date") or [""])[0])
+            try:
+                if method == "POST":
+                    self.set_bill(mchid, date, data.get("trades"))
+                return 200, {"mchid": mchid, "date": date,
+                             "trades": self.bill_trades(mchid, date)}
+            except ValueError as e:
+                return 400, {"error": str(e)}
         if path == "/sim/v3/health":
             return 200, {"ok": True}
         return 404, {"error": "not found"}
+
+
+def _bill_day(day):
+    """A date from a date, ``yyyyMMdd`` or ``YYYY-MM-DD``; ValueError otherwise."""
+    if hasattr(day, "year") and not isinstance(day, datetime):
+        return day
+    if isinstance(day, str):
+        for fmt in ("%Y%m%d", "%Y-%m-%d"):
+            try:
+                return datetime.strptime(day, fmt).date()
+            except ValueError:
+                pass
+    raise ValueError("date must be yyyyMMdd or YYYY-MM-DD")
+
+
+def _str_or_none(v) -> str | None:
+    return v if isinstance(v, str) and v else None
 
 
 def _dumps(obj) -> bytes:

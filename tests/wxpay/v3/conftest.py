@@ -1,16 +1,15 @@
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from wxpay.v3.account import V3Account
 from wxpay.v3.client import V3Client
-from wxpay.v3.crypto import private_pem, public_pem, serial_hex
 from wxpay.v3.keys import WechatKeys
-from wxpay.v3.simkeys import new_certificate, new_key
 from wxpay.v3.simserver import V3Server
 from wxpay.v3.simulator import V3Simulator
+
+from ..sink import NotifySink
+from .merchant import Merchant  # noqa: F401  (the fixtures' key pairs)
 
 MCHID = "1900000001"
 APPID = "wxd678efh567hg6787"
@@ -18,17 +17,6 @@ APIV3_KEY = "TESTONLYapiv3key0123456789abcdef"
 PUB_MCHID = "1900000002"          # a merchant whose WeChat side is the public key only
 PUB_APPID = "wx00000000000pub2"
 PUB_APIV3_KEY = "TESTONLYsecondmerchantkey0123456"
-
-
-class Merchant:
-    """A merchant's API key pair and certificate (serial), generated once."""
-
-    def __init__(self):
-        self.key = new_key()
-        self.cert = new_certificate(self.key, common_name="merchant")
-        self.serial = serial_hex(self.cert)
-        self.pem = private_pem(self.key)
-        self.public = public_pem(self.key)
 
 
 @pytest.fixture(scope="session")
@@ -94,53 +82,21 @@ def order(**kw):
     return base
 
 
-class Receiver:
+class Receiver(NotifySink):
     """A notify_url on 127.0.0.1 that records ``(headers, body)`` and answers
     ``handler(headers, body) -> (status, body)`` (default 204)."""
 
     def __init__(self, handler=None):
         self.handler = handler or (lambda h, b: (204, b""))
-        self.got = []
-        self.lock = threading.Lock()
-        rec = self
+        super().__init__(self._reply)
 
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                headers = dict(self.headers.items())
-                with rec.lock:
-                    rec.got.append((headers, body))
-                status, out = rec.handler(headers, body)
-                self.send_response(status)
-                if status != 204:
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                if status != 204:
-                    self.wfile.write(out)
-
-        class S(ThreadingHTTPServer):
-            daemon_threads = True
-            request_queue_size = 128
-
-        self.server = S(("127.0.0.1", 0), H)
-        self.thread = threading.Thread(target=self.server.serve_forever,
-                                       kwargs={"poll_interval": 0.02}, daemon=True)
+    def _reply(self, path, headers, body, n):
+        status, out = self.handler(headers, body)
+        return status, "application/json", out
 
     @property
-    def url(self):
-        return f"http://127.0.0.1:{self.server.server_address[1]}/notify"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+    def pairs(self):
+        return [(h, b) for _p, h, b in self.got]
 
 
 def fail_body(msg="失败"):

@@ -117,6 +117,54 @@ def test_reentry_rules(client, sim):
     assert e.value.key == "e.weixin.err.ORDERPAID"
 
 
+def _native(**kw):
+    o = order(**kw)
+    o.pop("payer")
+    return o
+
+
+def test_native_prepay_is_verified_signed_and_paid_by_scanning(srv, sim, merchant):
+    acc = make_account(srv, merchant)
+    seen = []
+    with Receiver(_checking_receiver(acc, seen)) as rec, V3Client(acc, timeout=(2, 2)) as c:
+        url = c.native(_native(notify_url=rec.url))
+        assert url.startswith("weixin://wxpay/bizpayurl?pr=")
+        q = c.query("ORDER_0001")
+        assert q["trade_type"] == "NATIVE" and q["trade_state"] == "NOTPAY"
+        assert "payer" not in q                            # nobody has scanned it yet
+        sim.pay(code_url=url, openid="oScanner1")
+        sim.wait_notified("ORDER_0001")
+        assert seen[0][0] == "ok"
+        t = seen[0][1].resource
+        assert t["trade_type"] == "NATIVE" and t["payer"] == {"openid": "oScanner1"}
+        assert c.query("ORDER_0001")["trade_state"] == "SUCCESS"
+
+
+def test_native_reentry_rules(client, sim):
+    url = client.native(_native())
+    assert client.native(_native()) == url                  # identical: same code_url
+    for other in (_native(amount={"total": 101}), order()):  # other amount; JSAPI
+        with pytest.raises(ResultFail) as e:
+            (client.native if "payer" not in other else client.prepay)(other)
+        assert e.value.key == "e.weixin.err.OUT_TRADE_NO_USED"
+    sim.backdate("ORDER_0001", 2 * 3600 + 1)               # the code_url is renewed
+    renewed = client.native(_native())
+    assert renewed != url and renewed.startswith("weixin://")
+    with pytest.raises(LookupError):                        # the old one pays nothing
+        sim.pay(code_url=url)
+    sim.pay(code_url=renewed)
+    with pytest.raises(ResultFail) as e:
+        client.native(_native())
+    assert e.value.key == "e.weixin.err.ORDERPAID"
+
+
+def test_native_prepay_with_a_payer_is_a_param_error(srv, merchant):
+    body = json.dumps(dict(order(), appid=APPID, mchid=MCHID,
+                           notify_url="http://127.0.0.1:9/n")).encode()
+    r = _raw(srv, merchant, "POST", "/v3/pay/transactions/native", body)
+    assert r.status_code == 400 and r.json()["code"] == "PARAM_ERROR"
+
+
 def test_close_is_idempotent_and_unpayable(client, sim):
     pid = client.prepay(order())
     client.close_order("ORDER_0001")

@@ -6,8 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -18,44 +16,17 @@ from wxpay.simulator import Simulator
 from wxpay.v3 import notify as v3notify
 from wxpay.v3.client import V3Client
 
+from ..sink import NotifySink
 from .conftest import APIV3_KEY, APPID, MCHID, make_account
 
 V2_APPID, V2_MCH, V2_KEY = "wx2222222222222222", "1900000109", "V2keyV2keyV2keyV2keyV2keyV2key01"
 
 
-class _Inbox:
-    """A notify_url that answers v2 notifications with SUCCESS XML and v3 ones with
-    204, keeping (headers, body) of each."""
-
-    def __init__(self):
-        self.got = []
-        outer = self
-
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                outer.got.append((self.path, dict(self.headers.items()), body))
-                if self.path == "/v3":
-                    self.send_response(204)
-                    self.end_headers()
-                    return
-                data = b"<xml><return_code><![CDATA[SUCCESS]]></return_code></xml>"
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+def _answer(path, headers, body, n):
+    """v2 notifications get SUCCESS XML, v3 ones a 204."""
+    if path == "/v3":
+        return 204, "", b""
+    return 200, "text/xml", b"<xml><return_code><![CDATA[SUCCESS]]></return_code></xml>"
 
 
 @pytest.fixture()
@@ -69,9 +40,8 @@ def combined(merchant):
 
 @pytest.fixture()
 def inbox():
-    i = _Inbox()
-    yield i
-    i.close()
+    with NotifySink(_answer, "") as i:
+        yield i
 
 
 def test_one_simulator_serves_a_v2_and_a_v3_merchant(combined, merchant, inbox):

@@ -308,6 +308,40 @@ def test_prepay_builder_maps_the_seed_fields():
     assert json.loads(v3.body)["time_expire"] == "2023-11-15T07:00:00+08:00"
 
 
+def test_native_prepay_builder_sends_no_payer_and_its_own_path():
+    req = api.build_native_prepay(account(), {
+        "body": "扫码", "out_trade_no": "o_0002", "total_fee": 300,
+        "spbill_create_ip": "127.0.0.1", "product_id": "p1", "trade_type": "NATIVE"},
+        now=v.TIMESTAMP)
+    assert (req.method, req.target) == ("POST", "/v3/pay/transactions/native")
+    doc = json.loads(req.body)
+    assert doc == {"appid": v.APPID, "mchid": v.MCHID, "description": "扫码",
+                   "out_trade_no": "o_0002", "time_expire": "2023-11-15T06:23:20+08:00",
+                   "notify_url": "https://example.com/wxpay/notify",
+                   "amount": {"total": 300, "currency": "CNY"},
+                   "scene_info": {"payer_client_ip": "127.0.0.1"}}
+    for change in ({"openid": "oUser"}, {"payer": {"openid": "oUser"}},
+                   {"trade_type": "JSAPI"}):
+        with pytest.raises(Exception) as e:
+            api.build_native_prepay(account(), dict(
+                {"body": "t", "out_trade_no": "o_0002", "total_fee": 1}, **change))
+        assert e.value.key == "e.weixin.param.invalid"
+    with pytest.raises(Exception) as e:          # and JSAPI still needs its payer
+        api.build_jsapi_prepay(account(), {"body": "t", "out_trade_no": "o_0002",
+                                           "total_fee": 1, "trade_type": "NATIVE"})
+    assert e.value.key == "e.weixin.param.invalid"
+
+
+@pytest.mark.parametrize("doc", [{}, {"code_url": ""}, {"code_url": "https://x/y"},
+                                 {"code_url": "weixin://a b"}, {"code_url": 1}, None])
+def test_a_native_answer_without_a_weixin_code_url_is_refused(doc):
+    with pytest.raises(Exception) as e:
+        api.parse_code_url(doc)
+    assert e.value.key == "e.weixin.reply.nocodeurl"
+    assert api.parse_code_url({"code_url": "weixin://wxpay/bizpayurl?pr=abc"}) \
+        == "weixin://wxpay/bizpayurl?pr=abc"
+
+
 @pytest.mark.parametrize("change", [
     {"total_fee": 0}, {"total_fee": 2900.5}, {"out_trade_no": "abc"},
     {"out_trade_no": "a" * 33}, {"body": ""}, {"body": "x" * 128}, {"openid": None},

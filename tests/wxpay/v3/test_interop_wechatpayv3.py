@@ -63,7 +63,7 @@ def test_sdk_prepay_query_close_refund_in_certificate_mode(srv, sim, merchant, t
         assert code == 200 and json.loads(text)["trade_state"] == "NOTPAY"
         sim.pay(prepay_id=prepay_id)
         sim.wait_notified("SDK_0001")
-        headers, body = rec.got[0]
+        headers, body = rec.pairs[0]
         got = pay.callback(headers, body)                      # verified and decrypted
         assert got["event_type"] == "TRANSACTION.SUCCESS"
         assert got["resource"]["out_trade_no"] == "SDK_0001"
@@ -80,7 +80,7 @@ def test_sdk_prepay_query_close_refund_in_certificate_mode(srv, sim, merchant, t
         sim.wait_notified(out_refund_no="SDK_R1")
         code, text = pay.query_refund(out_refund_no="SDK_R1")
         assert code == 200 and json.loads(text)["status"] == "SUCCESS"
-        refund_note = pay.callback(*rec.got[-1])
+        refund_note = pay.callback(*rec.pairs[-1])
         assert refund_note["event_type"] == "REFUND.SUCCESS"
         assert refund_note["resource"]["refund_status"] == "SUCCESS"
         # close: an unpaid order, 204 (a signed empty answer) twice
@@ -100,7 +100,7 @@ def test_sdk_in_public_key_mode(srv, sim, pub_merchant):
         assert code == 200, text
         sim.pay(prepay_id=json.loads(text)["prepay_id"])
         sim.wait_notified("SDKPUB_01")
-        got = pay.callback(*rec.got[0])
+        got = pay.callback(*rec.pairs[0])
         assert got["resource"]["mchid"] == PUB_MCHID
 
 
@@ -130,7 +130,7 @@ def test_sdk_refuses_the_simulators_forged_answers(srv, sim, merchant, tmp_path)
         sim.set_faults({"notify_bad_sign": True})
         sim.pay(prepay_id=json.loads(text)["prepay_id"])
         sim.wait_notified("SDK_0005")
-        probe, real = rec.got[0], rec.got[1]
+        probe, real = rec.pairs[0], rec.pairs[1]
         assert pay.callback(*probe) is None                     # the forged one
         assert pay.callback(*real)["resource"]["out_trade_no"] == "SDK_0005"
 
@@ -142,6 +142,43 @@ def test_simulator_refuses_the_sdk_signing_with_another_key(srv, merchant, intru
     assert code == 401 and json.loads(text)["code"] == "SIGN_ERROR"
     code, text = pay.query(out_trade_no="SDK_0006")
     assert code == 401
+
+
+def test_sdk_native_prepay_and_its_notification(srv, sim, merchant, tmp_path):
+    """The SDK's Native prepay (no payer): the simulator accepts its signature and
+    answers a signed code_url it accepts; the scan's notification passes its callback
+    parser; our client reads the same order and is given the same code_url again."""
+    pay = _sdk(srv, merchant, tmp_path)
+    with Receiver() as rec:
+        code, text = pay.pay(description="扫码互通", out_trade_no="SDK_NATIVE1",
+                             amount={"total": 120}, notify_url=rec.url,
+                             pay_type=WeChatPayType.NATIVE)
+        assert code == 200, text
+        code_url = json.loads(text)["code_url"]
+        assert code_url.startswith("weixin://wxpay/bizpayurl?pr=")
+        with V3Client(make_account(srv, merchant), timeout=(2, 2)) as c:
+            assert c.native({"description": "扫码互通", "out_trade_no": "SDK_NATIVE1",
+                             "amount": {"total": 120}, "notify_url": rec.url}) == code_url
+        sim.pay(code_url=code_url, openid=OPENID)
+        sim.wait_notified("SDK_NATIVE1")
+        got = pay.callback(*rec.pairs[0])
+        assert got["event_type"] == "TRANSACTION.SUCCESS"
+        assert got["resource"]["trade_type"] == "NATIVE"
+        assert got["resource"]["payer"]["openid"] == OPENID
+    code, text = pay.query(out_trade_no="SDK_NATIVE1")
+    assert code == 200 and json.loads(text)["trade_state"] == "SUCCESS"
+    # paid: the same number again is ORDER_PAID, as for JSAPI
+    code, text = pay.pay(description="x", out_trade_no="SDK_NATIVE1", amount={"total": 121},
+                         pay_type=WeChatPayType.NATIVE)
+    assert code == 400 and json.loads(text)["code"] == "ORDER_PAID"
+
+
+def test_simulator_refuses_the_sdks_native_prepay_signed_with_another_key(
+        srv, merchant, intruder, tmp_path):
+    pay = _sdk(srv, merchant, tmp_path, key_pem=intruder.pem)
+    code, text = pay.pay(description="x", out_trade_no="SDK_NATIVE2", amount={"total": 1},
+                         pay_type=WeChatPayType.NATIVE)
+    assert code == 401 and json.loads(text)["code"] == "SIGN_ERROR"
 
 
 def test_our_client_and_the_sdk_share_one_order(srv, sim, merchant, tmp_path):
@@ -170,7 +207,7 @@ def test_our_notification_parser_accepts_what_the_sdk_accepts(srv, sim, merchant
         sim.pay(prepay_id=c.prepay({"description": "n", "out_trade_no": "SHARED_02",
                                     "amount": {"total": 3}, "payer": {"openid": OPENID}}))
         sim.wait_notified("SHARED_02")
-        headers, body = rec.got[0]
+        headers, body = rec.pairs[0]
         theirs = pay.callback(headers, body)["resource"]
         ours = notify.parse_notification(acc, headers, body).resource
         assert ours == theirs
