@@ -199,26 +199,53 @@ def _subtree_range(ph: str) -> tuple[str, str]:
 
 
 class _ConnHolder:
-    """One thread's connection.  The thread-local slot holds the only strong reference,
-    so when the thread ends the connection is closed (servers that start a thread per
-    request do not leak connections); never closed in a forked child."""
+    """One thread's connection.  The thread-local slot holds the only strong reference to
+    the holder; when the thread ends, ``__del__`` hands the connection to its store's
+    ``orphans`` list, and the next store operation, on a live thread, closes it (servers
+    that start and retire threads do not leak connections).  Never closed in a forked
+    child (the parent's handle).
 
-    __slots__ = ("conn", "pid", "__weakref__")
+    Why not close it right there: the holder dies inside the thread's final
+    ``PyThreadState_Clear``.  On a thread whose Python state came from
+    ``PyGILState_Ensure`` (granian's blocking threads, ctypes callbacks) CPython 3.11
+    runs that clear from ``PyGILState_Release`` with the state's counter already at 0;
+    closing (or merely freeing) a connection that has a ``create_function`` runs
+    sqlite3's function destructor, which calls ``PyGILState_Ensure``/``Release`` again,
+    and that nested release frees the thread state under the running code: a segfault
+    in libpython (CPython gh-119585, fixed in 3.12.4+/3.13 only; docs/regapi.md)."""
 
-    def __init__(self, conn: sqlite3.Connection):
+    __slots__ = ("conn", "pid", "orphans", "__weakref__")
+
+    def __init__(self, conn: sqlite3.Connection, orphans: list):
         self.conn = conn
         self.pid = os.getpid()
+        self.orphans = orphans
 
     def close(self) -> None:
+        """On a live thread: close now."""
         conn, self.conn = self.conn, None
         if conn is not None and os.getpid() == self.pid:
-            try:
-                conn.close()
-            except sqlite3.Error:
-                pass
+            _close(conn)
+        elif conn is not None:
+            _FORKED.append(conn)
 
     def __del__(self) -> None:
-        self.close()
+        # plain list appends only: nothing here may free the connection (see above)
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            (self.orphans if os.getpid() == self.pid else _FORKED).append(conn)
+
+
+# connections inherited from a parent process: never closed, never freed (closing the
+# parent's SQLite handle in a child could corrupt its locks)
+_FORKED: list = []
+
+
+def _close(conn: sqlite3.Connection) -> None:
+    try:
+        conn.close()
+    except sqlite3.Error:
+        pass
 
 
 class _Tx:
@@ -366,6 +393,7 @@ class SQLiteStore(Store):
         self.path = url_path(url)
         self._local = thread_local()
         self._holders: WeakSet[_ConnHolder] = WeakSet()
+        self._orphans: list[sqlite3.Connection] = []   # of ended threads, to close
         self._conns_lock = allocate_lock()
         self._pid = os.getpid()
         self._wgate: _WriteGate | None = None
@@ -390,6 +418,9 @@ class SQLiteStore(Store):
             self._pid = os.getpid()
             self._local = thread_local()
             self._holders = WeakSet()
+            self._orphans = []
+        if self._orphans:
+            self._close_orphans()
         holder = getattr(self._local, "holder", None)
         if holder is not None:
             return holder.conn
@@ -408,7 +439,7 @@ class SQLiteStore(Store):
         except sqlite3.Error as exc:
             raise StoreError("e.io.store.open", f"cannot open {self.path}: {exc}",
                              INTERNAL) from None
-        holder = _ConnHolder(conn)
+        holder = _ConnHolder(conn, self._orphans)
         self._local.holder = holder
         with self._conns_lock:
             self._holders.add(holder)
@@ -637,11 +668,22 @@ class SQLiteStore(Store):
         for it in batch:
             it[4] = True
 
+    def _close_orphans(self) -> None:
+        """Close the connections of threads that have ended (on this, a live thread)."""
+        orphans = self._orphans
+        while orphans:
+            try:
+                conn = orphans.pop()        # atomic: each is closed exactly once
+            except IndexError:
+                break
+            _close(conn)
+
     def close(self) -> None:
         with self._conns_lock:
             holders, self._holders = list(self._holders), WeakSet()
         for holder in holders:
             holder.close()
+        self._close_orphans()
         self._local = thread_local()
 
     # ---- helpers inside a transaction ---------------------------------------------------------

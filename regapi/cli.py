@@ -2,7 +2,7 @@
 
     wnshell serve [--host 127.0.0.1] [--port 8080] [--workers N] [--store URL]
                   [--regapi-dir DIR [--user U]] [--threads N] [--deadline S]
-                  [--max-body BYTES] [--no-access-log]
+                  [--max-body BYTES] [--thread-idle S] [--no-access-log]
     wnshell sync DIR [--user U] [--store URL] [--dry-run] [--create-user]
     wnshell demo [--keep] [--port P] [--store URL]
 
@@ -48,6 +48,13 @@ def _seconds(text: str) -> float:
 def _ttl(text: str) -> float:
     n = float(text)
     if not 0 <= n <= 3600:
+        raise ValueError(text)
+    return n
+
+
+def _idle(text: str) -> int:
+    n = int(text)
+    if not 5 <= n <= 600:          # granian's bounds
         raise ValueError(text)
     return n
 
@@ -98,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sweep", type=float, default=60.0, metavar="SECONDS",
                    help="run 'weixin <conf> order -sweep' for every account this often, "
                         "in one process beside the workers (0: never; default 60)")
+    s.add_argument("--thread-idle", type=_idle, default=None, metavar="S",
+                   help="seconds an idle request thread lives before it is retired, "
+                        "5..600 (default 30)")
     s.add_argument("--no-access-log", action="store_true",
                    help="no line per request on stderr")
 
@@ -169,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
                          regapi_dir=ns.regapi_dir, user=ns.user,
                          threads=ns.threads or 32, deadline=ns.deadline,
                          max_body=ns.max_body, route_ttl=ns.route_ttl,
-                         access_log=not ns.no_access_log, sweep=ns.sweep)
+                         access_log=not ns.no_access_log, sweep=ns.sweep,
+                         thread_idle=ns.thread_idle or 30)
         if ns.cmd == "sync":
             return _sync(ns)
         if ns.cmd == "demo":

@@ -4,11 +4,21 @@ Why granian: measured on this machine (2 cores, loopback, ``wrk -t2 -c64 -d5s``,
 same bare WSGI hello app): granian 2 workers ~61k req/s, gunicorn sync 2 workers ~7.3k,
 gunicorn gthread 2x8 ~15k, waitress 4 threads ~1.9k (docs/regapi.md has the table).
 
-The main process checks the store URL (and creates the store), loads ``--regapi-dir``
-into the store when given, and then hands over to granian, which forks ``--workers``
-processes; each opens its own store and builds one app (``regapi.app:app_factory``).
-SIGTERM/SIGINT: graceful shutdown (in-flight requests finish).  SIGHUP: the folder is
-synced again and the workers are respawned gracefully (fresh caches).
+The main process, in this order: checks the store URL and opens it once (creating a
+SQLite file and its schema), so a bad store is reported whatever the port; checks that
+the address can be listened on; loads ``--regapi-dir`` into the store when given (so a
+taken port changes nothing in the store); and hands over to granian, which forks
+``--workers`` processes; each opens its own store and builds one app (``worker_app``:
+``regapi.app:app_factory`` counted by ``InFlight``).
+
+Signals: SIGTERM/SIGINT: graceful shutdown (in-flight requests finish; how many there
+are is printed); a second SIGTERM/SIGINT during it kills the workers at once.  SIGHUP:
+the folder is synced again and the workers are respawned gracefully (fresh caches).
+
+Worker crashes are not silent: ``faulthandler`` is on in every worker (a crash prints
+the Python stacks to stderr before granian respawns the worker).  docs/regapi.md
+("Serving without crashes") has the granian/CPython 3.11 thread-retirement segfault
+this guards against and the option to reproduce it (``--thread-idle``).
 """
 from __future__ import annotations
 
@@ -21,6 +31,8 @@ from objstore.errors import BAD_INPUT, INTERNAL, WnError
 log = logging.getLogger("regapi")
 
 DEFAULT_THREADS = 32
+DEFAULT_THREAD_IDLE = 30        # granian's default; it accepts 5..600 seconds
+KILL_TIMEOUT = 35               # graceful shutdown: seconds before a worker is killed
 
 
 def prepare_store(store_url: str | None) -> str:
@@ -55,12 +67,11 @@ def serve(host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
           user: str = "demo", threads: int = DEFAULT_THREADS,
           deadline: float | None = None, max_body: int | None = None,
           route_ttl: float | None = None, access_log: bool = True,
-          sweep: float = 0) -> int:
-    from granian import Granian
-    from granian.constants import Interfaces
+          sweep: float = 0, thread_idle: int = DEFAULT_THREAD_IDLE) -> int:
+    import faulthandler
 
+    url = prepare_store(store_url)          # the order the module docstring gives
     check_bind(host, port)
-    url = prepare_store(store_url)
     os.environ["WNSHELL_STORE"] = url
     for key, value in (("DEADLINE", deadline), ("MAX_BODY", max_body),
                        ("ROUTE_TTL", route_ttl), ("THREADS", threads)):
@@ -72,20 +83,27 @@ def serve(host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
         line(f"synced {regapi_dir} -> /home/{user}/.regapi/api: "
              f"{sync_folder(url, regapi_dir, user)}")
 
-    server = Granian(
-        "regapi.app:app_factory",
+    global _INFLIGHT
+    _INFLIGHT = InFlight(workers)
+    # on in the main process, inherited by the forked workers: a segfault in a worker
+    # prints its Python stacks before granian respawns it
+    faulthandler.enable()
+    server = _server_class()(
+        "regapi.server:worker_app",
         address=host,
         port=port,
-        interface=Interfaces.WSGI,
+        interface=_wsgi(),
         workers=workers,
         blocking_threads=threads,
+        blocking_threads_idle_timeout=thread_idle,
         websockets=False,
         factory=True,
         log_access=False,
         log_dictconfig=granian_config(),        # one time format for every line
         respawn_failed_workers=True,
-        workers_kill_timeout=35,
+        workers_kill_timeout=KILL_TIMEOUT,
     )
+    server.inflight = _INFLIGHT
     if regapi_dir:
         @server.on_reload
         def _resync():
@@ -138,6 +156,139 @@ def stop_sweeper(proc) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=5)
+
+
+def _wsgi():
+    from granian.constants import Interfaces
+    return Interfaces.WSGI
+
+
+# -- requests in flight, and "Ctrl-C twice means now" --------------------------------
+
+_INFLIGHT: InFlight | None = None
+
+
+class InFlight:
+    """Requests in flight per worker, in a shared anonymous memory map the forked
+    workers inherit: slot i is (pid, count).  A worker claims a free slot when its app
+    is built (``wrap``) and counts under a process-local lock; the main process adds
+    up the slots of the workers it has (``total``)."""
+
+    def __init__(self, workers: int):
+        import mmap
+        import multiprocessing
+        self.nslots = 16 + 4 * workers       # respawned workers take fresh slots
+        self._mm = mmap.mmap(-1, 16 * self.nslots)   # MAP_SHARED: seen by every fork
+        self._v = memoryview(self._mm).cast("q")
+        self._claim = multiprocessing.Lock()
+
+    def _slot(self) -> int | None:
+        pid = os.getpid()
+        v = self._v
+        with self._claim:
+            for i in range(self.nslots):
+                owner = v[2 * i]
+                if owner == 0 or not _alive(owner):
+                    v[2 * i + 1] = 0
+                    v[2 * i] = pid
+                    return i
+        return None
+
+    def wrap(self, app):
+        """``app`` counted; unchanged when no slot is free."""
+        import threading
+        i = self._slot()
+        if i is None:
+            return app
+        v, k, lock = self._v, 2 * i + 1, threading.Lock()
+
+        def counted(environ, start_response):
+            with lock:
+                v[k] += 1
+            try:
+                return app(environ, start_response)   # the body is complete on return
+            finally:
+                with lock:
+                    v[k] -= 1
+
+        counted.app = app
+        return counted
+
+    def total(self, pids) -> int:
+        v = self._v
+        return sum(max(0, v[2 * i + 1]) for i in range(self.nslots)
+                   if v[2 * i] and v[2 * i] in pids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def worker_app():
+    """granian's target (``factory=True``) in each worker: the regapi app, counted."""
+    from regapi.app import app_factory
+    app = app_factory()
+    return _INFLIGHT.wrap(app) if _INFLIGHT is not None else app
+
+
+def _say(text: str) -> None:
+    """A line on stderr from a signal handler (no buffered stream: re-entrant safe)."""
+    try:
+        os.write(2, text.encode("utf-8", "replace"))
+    except OSError:
+        pass
+
+
+def _server_class():
+    from granian import Granian
+
+    class Server(Granian):
+        """granian's server, with a second SIGINT/SIGTERM meaning "stop now"."""
+        inflight: InFlight | None = None
+
+        def signal_handler_interrupt(self, signum=None, *args, **kwargs):
+            name = _signame(signum)
+            if not getattr(self, "interrupt_signal", False):
+                pids = _pids(getattr(self, "wrks", ()))
+                n = self.inflight.total(pids) if self.inflight is not None else None
+                what = "unknown" if n is None else str(n)
+                _say(f"regapi: {name}: graceful shutdown, {what} request"
+                     f"{'' if n == 1 else 's'} in flight (again to stop now; workers "
+                     f"are killed after {KILL_TIMEOUT}s)\n")
+                return super().signal_handler_interrupt(signum, *args, **kwargs)
+            # the second one: kill the workers now; the main process leaves as soon
+            # as granian's watchers have seen them go
+            pids = _pids(getattr(self, "wrks", ()))
+            n = self.inflight.total(pids) if self.inflight is not None else None
+            _say(f"regapi: {name} again: stopping now"
+                 + (f", {n} request{'' if n == 1 else 's'} cut off" if n else "") + "\n")
+            for w in list(getattr(self, "wrks", ())):
+                try:
+                    w.kill()
+                except (OSError, AttributeError, ValueError):
+                    pass
+            raise SystemExit(128 + (signum or 15))
+
+    return Server
+
+
+def _pids(workers) -> set:
+    return {p for p in (getattr(getattr(w, "inner", None), "pid", None)
+                        for w in list(workers)) if p}
+
+
+def _signame(signum) -> str:
+    import signal
+    try:
+        return signal.Signals(signum).name
+    except (ValueError, TypeError):
+        return "signal"
 
 
 def check_bind(host: str, port: int) -> None:

@@ -660,6 +660,47 @@ def test_sqlite_threads_do_not_leak_connections(tmp_path):
     store.close()
 
 
+_GILSTATE_THREADS = r"""
+import ctypes, os, sys
+import objstore
+store = objstore.open_store(sys.argv[1])
+f = store.create("/f")
+# a thread made outside Python: its Python state comes from PyGILState_Ensure and
+# ends in PyGILState_Release (as granian's blocking threads do)
+@ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)
+def body(_):
+    assert store.get(f.id) is not None
+    store.query({"nm": {"$regex": "^f"}})      # uses the connection's REGEXP function
+    return None
+libc = ctypes.CDLL(None)
+for _ in range(100):
+    tid = ctypes.c_ulong()
+    assert libc.pthread_create(ctypes.byref(tid), None, body, None) == 0
+    libc.pthread_join(tid, None)
+store.get(f.id)                    # a live thread: closes the ended threads' connections
+db = os.path.realpath(store.path)
+open_fds = sum(1 for fd in os.listdir("/proc/self/fd")
+               if os.path.realpath(f"/proc/self/fd/{fd}") == db)
+print("ok", open_fds, len(store._orphans))
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc and pthreads")
+def test_sqlite_connection_of_a_foreign_thread_survives_its_end(tmp_path):
+    # The thread's connection used to be closed in the thread's final
+    # PyGILState_Release; sqlite3's REGEXP function destructor re-entered
+    # PyGILState_Ensure/Release there and the nested release freed the thread state
+    # under the running code: a segfault (CPython 3.11, gh-119585; the granian worker
+    # crash of docs/regapi.md).  Now the connection is closed by the next operation.
+    p = subprocess.run([sys.executable, "-c", _GILSTATE_THREADS,
+                        f"sqlite://{tmp_path}/t.db"], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, (p.returncode, p.stderr[-2000:])
+    word, fds, orphans = p.stdout.split()
+    assert word == "ok" and int(orphans) == 0
+    assert int(fds) <= 3        # the main thread's connection (db, and none leaked)
+
+
 def test_expired_objects_are_purged_without_being_asked(store_factory):
     store = store_factory()
     if not hasattr(store, "_last_purge"):
