@@ -198,6 +198,17 @@ def _subtree_range(ph: str) -> tuple[str, str]:
     return ph + "/", ph + "0"
 
 
+# this process's pid, kept current by a fork hook: os.getpid() is a system call, and
+# every store operation asks "am I still the process that opened these handles?"
+_PID = [os.getpid()]
+
+
+def _forked() -> None:
+    _PID[0] = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
 POOL_SIZE = max(1, int(os.environ.get("WNSHELL_SQLITE_CONNECTIONS", "4") or 4))
 
 
@@ -489,10 +500,10 @@ class SQLiteStore(Store):
         """This process's pool (forked: a new one; the parent's handles are never
         touched, never freed)."""
         pool = self._pool
-        if pool.pid != os.getpid():
+        if pool.pid != _PID[0]:
             with _GATE_LOCK:
                 pool = self._pool
-                if pool.pid != os.getpid():
+                if pool.pid != _PID[0]:
                     _FORKED.append(pool)
                     pool = self._pool = _Pool(self._connect, POOL_SIZE)
         return pool
@@ -576,13 +587,13 @@ class SQLiteStore(Store):
         if not USE_WRITE_GATE:
             return _NO_GATE
         gate = self._wgate
-        if gate is None or gate.pid != os.getpid():
+        if gate is None or gate.pid != _PID[0]:
             # first write, or forked: the parent's locks may be held for ever, its
             # queue holds the parent's statements, and its flock'd file description
             # is shared with the parent
             with _GATE_LOCK:
                 gate = self._wgate
-                if gate is None or gate.pid != os.getpid():
+                if gate is None or gate.pid != _PID[0]:
                     if gate is not None:
                         self._queue, self._queue_lock = [], allocate_lock()
                         self._leading = False
