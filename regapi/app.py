@@ -428,36 +428,16 @@ def app_factory() -> RegApiApp:
     """Target for granian (``factory=True``): one app, one store, per worker process."""
     import sys
     access = os.environ.get("WNSHELL_REGAPI_ACCESS_LOG", "1") != "0"
-    buffered = BufferedAccessLog(sys.stderr)
-    _setup_logging(access, buffered)
-    return make_app(access=buffered if access else None)
+    _setup_logging(access)
+    return make_app(access=BufferedAccessLog(sys.stderr) if access else None)
 
 
-class _BufferedLines(logging.Handler):
-    """INFO lines (an order paid, ...) into the access log's buffer, written out with
-    it (a ``logging.StreamHandler`` writes and flushes stderr under a lock on every
-    line, on the request thread); WARNING and above are written at once."""
-
-    def __init__(self, buffered: BufferedAccessLog):
-        super().__init__()
-        self.buffered = buffered
-
-    def emit(self, record):
-        try:
-            self.buffered._buf.append(self.format(record) + "\n")
-        except Exception:  # noqa: BLE001 - logging must never fail a request
-            self.handleError(record)
-            return
-        if record.levelno >= logging.WARNING:
-            self.buffered.flush()
-
-
-def _setup_logging(access: bool = True, buffered: BufferedAccessLog | None = None) -> None:
-    """Server logging: ``regapi`` lines (and the ``weixin`` command's) to stderr (through
-    ``buffered`` when given); the access log at INFO unless turned off."""
+def _setup_logging(access: bool = True) -> None:
+    """Server logging: ``regapi`` lines (and the ``weixin`` command's) to stderr; the
+    access log at INFO unless turned off."""
     if not log.handlers:
         from regapi.logfmt import Formatter
-        h = logging.StreamHandler() if buffered is None else _BufferedLines(buffered)
+        h = logging.StreamHandler()
         h.setFormatter(Formatter())
         for lg in (log, logging.getLogger("wnshell")):   # regapi and the commands' logs
             lg.addHandler(h)
