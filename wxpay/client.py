@@ -49,11 +49,11 @@ _HEADERS = {"Content-Type": "text/xml; charset=utf-8"}
 
 
 def _pool(ssl_context=None) -> urllib3.PoolManager:
-    """Keep-alive connections, at most 16 kept per host (more may be opened under load,
-    never kept); no retries, no redirects; proxies are never read from the environment
-    (urllib3 does not look at it)."""
+    """Keep-alive connections, at most 32 kept per host (a worker's request threads; more
+    may be opened under load, never kept); no retries, no redirects; proxies are never
+    read from the environment (urllib3 does not look at it)."""
     kw = {"ssl_context": ssl_context} if ssl_context is not None else {}
-    return urllib3.PoolManager(num_pools=4, maxsize=16, block=False, retries=False, **kw)
+    return urllib3.PoolManager(num_pools=4, maxsize=32, block=False, retries=False, **kw)
 
 
 class Client:
