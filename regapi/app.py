@@ -181,9 +181,12 @@ class RegApiApp:
         except Exception:  # noqa: BLE001 - never a traceback to a client
             log.exception("internal error serving %s %s", method, _log_path(path))
             status, headers, body = 500, [], b"e.regapi.internal : internal error\n"
-        if status != 200 and not any(h[0] == "Content-Type" for h in headers):
+        if status == 204:           # no content: no body, no framing of one
+            body = b""
+        elif status != 200 and not any(h[0] == "Content-Type" for h in headers):
             headers.append(("Content-Type", "text/plain; charset=utf-8"))
-        headers.append(("Content-Length", str(len(body))))
+        if status != 204:
+            headers.append(("Content-Length", str(len(body))))
         headers.append(("X-Content-Type-Options", "nosniff"))
         start_response(_STATUS.get(status) or rs.status_line(status), headers)
         if method == "HEAD":
@@ -244,7 +247,7 @@ class RegApiApp:
             ws = websession.mode(tpl.api)       # None for every ordinary API
             if ws or websession.wanted(tpl.names):
                 websession.bind(self.store, environ, usr, tvars, ws, query)
-            status, out, err, last = self.run(usr, tpl, tvars, held, granted)
+            status, out, err, last, chosen = self.run(usr, tpl, tvars, held, granted)
         except rq.HttpError as e:
             return _error(e.http_code, e.key, e.reason, as_json)
         except WnError as e:
@@ -261,6 +264,12 @@ class RegApiApp:
                                   as_json)
                 headers.append(("Location", loc))
                 return tpl.redirect, headers, b""
+            if chosen is not None:          # session.set_response: the command's choice
+                code, ctype = chosen
+                if code == 204:
+                    return 204, headers, b""
+                headers.append(("Content-Type", rs.with_charset(ctype or mime)))
+                return code, headers, out.encode("utf-8")
             headers.append(("Content-Type", rs.with_charset(mime)))
             return 200, headers, out.encode("utf-8")
         if last is not None:
@@ -273,7 +282,8 @@ class RegApiApp:
 
     def run(self, usr, tpl, tvars, held=(), granted=None):
         """Run the parsed template in a fresh Session of ``usr`` (empty stdin) under the
-        deadline; (status, stdout, stderr, last_error).
+        deadline; (status, stdout, stderr, last_error, the status and content type a
+        command chose with ``session.set_response`` or None).
 
         The session is confined to the user's home with ``HIDDEN`` hidden, and holds
         the request object (``held``) or is granted the kept one.  The deadline is the
@@ -293,7 +303,7 @@ class RegApiApp:
 
         def job():
             status, out, err = session.run_ast(tpl.ast, stdin="", template_vars=tvars)
-            return status, out, err, session.last_error
+            return status, out, err, session.last_error, session.response
 
         if limit is None:
             return job()

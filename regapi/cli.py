@@ -4,7 +4,7 @@
                   [--regapi-dir DIR [--user U]] [--threads N] [--deadline S]
                   [--max-body BYTES] [--thread-idle S] [--no-access-log]
     wnshell sync DIR [--user U] [--store URL] [--dry-run] [--create-user]
-    wnshell demo [--keep] [--port P] [--store URL]
+    wnshell demo [--keep] [--port P] [--store URL] [--api v2|v3]
 
 ``main(argv) -> int`` never raises for bad input: it prints one ``e.key : reason`` line
 and returns 2 (usage) or 1.
@@ -133,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--store", default=None,
                    help="store URL (default: a fresh SQLite file in a temp folder)")
     d.add_argument("--timeout", type=float, default=20.0, help="seconds for each wait")
+    d.add_argument("--api", choices=("v2", "v3", "2", "3"), default="v2",
+                   help="the merchant API the account speaks (v3: JSON, RSA keys "
+                        "generated at start, AES-GCM notifications)")
     return p
 
 
@@ -186,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         if ns.cmd == "demo":
             from regapi.demo import run_demo
             return run_demo(keep=ns.keep, port=ns.port, store_url=ns.store,
-                            timeout=ns.timeout)
+                            timeout=ns.timeout, api=3 if ns.api in ("v3", "3") else 2)
     except WnError as e:
         print(e.line(), file=sys.stderr)
         return 1

@@ -11,7 +11,8 @@
   must be HTTP tokens, values one line; framing headers are never taken).
 * ``http-resp-code`` 301/302: stdout (trimmed) is the Location -- a relative path or an
   http(s) URL, one line.
-* Otherwise the exit status decides: 0 -> 200 with stdout; else the last error's kind
+* Otherwise the exit status decides: 0 -> 200 with stdout (or the status and type a
+  command chose with ``session.set_response``; 204 without a body); else the last error's kind
   (bad input 400, not found 404, forbidden 403, conflict 409, upstream 502, timeout
   504, anything else 500) with the one-line error as body -- JSON
   ``{"ok":false,"errCode":KEY,"msg":REASON}`` when the API's type is JSON.
@@ -23,7 +24,8 @@ import re
 
 from objstore.errors import HTTP_STATUS, WnError
 
-REASONS = {200: "OK", 204: "No Content", 301: "Moved Permanently", 302: "Found", 400: "Bad Request",
+REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content",
+           401: "Unauthorized", 429: "Too Many Requests", 301: "Moved Permanently", 302: "Found", 400: "Bad Request",
            403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
            409: "Conflict", 413: "Payload Too Large", 500: "Internal Server Error",
            502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}

@@ -9,7 +9,9 @@ scripts, piped stdin, ``.regapi`` requests, tests).
 Attributes: ``store``, ``user``, ``home`` (``/home/<user>``, created when missing),
 ``cwd``, ``env`` (dict of strings), ``argv`` (``$0 $1 ...``), ``registry``,
 ``last_status``, ``last_error`` (the last ``WnError`` of the latest run, or None),
-``exit_requested`` (the status given to ``exit``, else None).
+``exit_requested`` (the status given to ``exit``, else None), ``response_status`` and
+``response_type`` (what a command chose for the HTTP answer of a ``.regapi`` request,
+through :meth:`Session.set_response`; None by default, reset by each top-level run).
 
 ``Session(store, user, confine=True)`` confines the session to the user's home: its
 ``store`` is then an ``objstore.scoped.ScopedStore`` view of ``store`` in which nothing
@@ -69,7 +71,16 @@ def _valid_user(user: str) -> bool:
         and user[0] != "~"
 
 
+# what Session.set_response accepts: a status a request's answer may have (3xx are the
+# API's redirect metadata), and the content types a command may choose
+RESPONSE_STATUSES = frozenset(range(200, 300)) | frozenset(range(400, 600))
+RESPONSE_TYPES = frozenset({"application/json", "text/xml", "text/plain"})
+
+
 class Session:
+    response_status: int | None = None
+    response_type: str | None = None
+
     def __init__(self, store, user: str = "demo", cwd: str | None = None,
                  env: dict | None = None, *, registry=None, argv=None,
                  confine: bool = False, home_known: bool = False,
@@ -117,6 +128,30 @@ class Session:
         from objstore.paths import resolve
         return resolve(path, cwd=self.cwd, home=self.home)
 
+    def set_response(self, status: int, content_type: str | None = None) -> None:
+        """Choose the HTTP status (and content type) of the ``.regapi`` answer when the
+        template exits 0 (regapi/app.py; docs/regapi.md "The response").  ``status`` is
+        2xx or 4xx/5xx (a 204 is sent without a body); ``content_type`` one of
+        ``RESPONSE_TYPES`` (a ``; charset=…`` suffix is dropped), None: the API's own.
+        The shell (``-c``, the REPL) has nothing to answer and ignores it."""
+        if isinstance(status, bool) or not isinstance(status, int) \
+                or status not in RESPONSE_STATUSES:
+            raise WnError("e.cmd.response.status", f"not an answer status: {status!r}"[:80],
+                          BAD_INPUT)
+        if content_type is not None:
+            content_type = str(content_type).split(";", 1)[0].strip().lower()
+            if content_type not in RESPONSE_TYPES:
+                raise WnError("e.cmd.response.type",
+                              f"not an answer type: {content_type!r}"[:80], BAD_INPUT)
+        self.response_status, self.response_type = status, content_type
+
+    @property
+    def response(self) -> tuple[int, str | None] | None:
+        """``(status, content_type)`` chosen by :meth:`set_response`, or None."""
+        if self.response_status is None:
+            return None
+        return self.response_status, self.response_type
+
     def remaining(self) -> float | None:
         """Seconds left before ``deadline`` (never below 0), or None when there is no
         deadline.  Commands that wait on the network use it as their timeout."""
@@ -162,6 +197,8 @@ class Session:
         self.exit_requested = None
         if top:
             self.last_error = None
+            if self.response_status is not None:
+                self.response_status = self.response_type = None
         self._depth += 1
         try:
             status = Executor(self, template_vars).script(tree, inp, out, err)

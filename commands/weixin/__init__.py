@@ -1,4 +1,5 @@
-"""``weixin <conf> <handler> ...``: WeChat Pay (v2, JSAPI) for the seed's flows.
+"""``weixin <conf> <handler> ...``: WeChat Pay (v2, JSAPI; v3 for an account with
+``pay_api_version: 3``, in ``v3pay``) for the seed's flows.
 
 One module per handler (``info``, ``pay``, ``payre``, ``order``); each exposes
 ``run(session, loaded, args, stdin, stdout, stderr) -> int`` where ``loaded`` is the
@@ -136,6 +137,31 @@ ACCOUNT
     system CAs). They are read into memory only; ssl gets them through an
     anonymous memory file (memfd) whose key is encrypted under a one-time
     passphrase, so the key never touches a disk unencrypted.
+
+API V3 ACCOUNT
+    pay_api_version: 3 makes CONF a WeChat Pay API v3 account; every handler
+    below keeps its command line and its order fields (JSON inside):
+        appID          : 'wx..'
+        pay_api_version: 3
+        pay_mch_id     : "1900000001"
+        pay_apiv3_key  : "..."     # 32 chars, never printed
+        pay_cert_serial: "7E5A.."  # serial of the merchant API certificate
+        pay_private_key: "apiclient_key.pem"   # object beside wxconf (default)
+        pay_wechat_pubkey_id : "PUB_KEY_ID_.."  # optional: WeChat Pay public key
+        pay_wechat_pubkey    : "wechatpay_pubkey.pem"  # its object (default)
+        pay_notify_url, pay_refund_notify_url, pay_api_base, pay_time_expire,
+        pay_timeout as above.
+    Without a public key, the platform certificates are fetched from
+    /v3/certificates, decrypted with the APIv3 key and cached in
+    ~/.weixin/CONF/platform_certs.json. order -submit calls
+    /v3/pay/transactions/jsapi (JSAPI only) and prints pay_jsobj with
+    signType RSA; order -result and refund -result verify Wechatpay-Signature
+    (5 minutes, a known serial), decrypt the resource, check mchid, appid,
+    out_trade_no and the amount, apply exactly once, and answer 204 (applied or
+    duplicate) or 4xx {"code":"FAIL","message":..} (refused, nothing changed);
+    500 when the store failed. v3 error codes keep v2's keys
+    (ORDER_CLOSED: e.weixin.err.ORDERCLOSED, ...). Refunds need no client
+    certificate. See docs/wechatpay-v3.md.
 
 HANDLERS
     info

@@ -4,7 +4,13 @@ Its content is Walnut's lenient JSON (hjson: unquoted keys, single quotes, ``#``
 comments, braces optional), so the seed's own snippet loads verbatim.  Parsed accounts
 are cached per (store, object id, sha1, lm, len): a changed wxconf is re-read, an
 unchanged one is never re-parsed.  Nothing here ever puts a secret (``pay_key``,
-``appsecret``) into an error message.
+``appsecret``, the APIv3 key, a private key) into an error message.
+
+``pay_api_version: 3`` makes it a WeChat Pay v3 account (docs/wechatpay-v3.md): its key
+objects are read from the account's folder (``apiclient_key.pem``, the WeChat Pay
+public key), and are part of the cache key, so a replaced key is picked up at once;
+the platform certificates the client fetches are cached in the folder's
+``platform_certs.json`` (public certificates only).
 """
 from __future__ import annotations
 
@@ -36,6 +42,9 @@ class Loaded:
     name: str
     conf: dict
     account: Account
+    # v3: called with the platform certificates after each /v3/certificates refresh
+    save_certificates: object = field(default=None, repr=False)
+    objects_key: tuple = ()         # v3: versions of the key objects it was made from
     _client: object = field(default=None, repr=False)
     _client_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -46,16 +55,28 @@ class Loaded:
                 if self._client is None:
                     from wxpay.client import CONNECT_TIMEOUT, Client
                     read = self.read_timeout()
-                    self._client = Client(self.account,
-                                          timeout=(min(CONNECT_TIMEOUT, read), read))
+                    timeout = (min(CONNECT_TIMEOUT, read), read)
+                    if self.api_version == 3:
+                        from .v3pay import V3PayClient
+                        self._client = V3PayClient(self.account, timeout=timeout,
+                                                   on_certificates=self.save_certificates)
+                    else:
+                        self._client = Client(self.account, timeout=timeout)
         return self._client
+
+    @property
+    def api_version(self) -> int:
+        """2 (the seed's XML API) or 3 (``pay_api_version: 3``)."""
+        return getattr(self.account, "api_version", 2)
 
     def bounded(self, seconds: float) -> "Loaded":
         """This account with a client that waits at most ``seconds`` in all for each
         WeChat call (a request's remaining time); itself when its own timeouts are
         shorter.  The HTTP connection pool is shared."""
         client = self.client
-        if seconds >= client._total_timeout():
+        total = client._total_timeout() if hasattr(client, "_total_timeout") \
+            else sum(client.timeout)
+        if seconds >= total:
             return self
         import copy
         import dataclasses
@@ -142,19 +163,27 @@ def load(session, name: str) -> Loaded:
         raise WnError("e.cmd.weixin.conf.noexists", f"~/.weixin/{name}/wxconf", NOT_FOUND)
     key = (getattr(store, "url", "") or str(id(store)), obj.id, obj.get("sha1"),
            obj.get("lm"), obj.get("len"))
-    with _lock:
-        hit = _cache.get(key)
-        if hit is not None:
-            _cache.move_to_end(key)
+    folder = path.rpartition("/")[0]
+    hit = _cached(key)
+    if hit is not None and hit.api_version == 3:
+        # a v3 account also depends on its key objects: the same versions, the same one
+        if hit.objects_key == _objects_key(store, folder, hit.conf):
             return hit
+        hit = None
+    if hit is not None:
+        return hit
     raw = store.read(obj.id)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise _invalid(name, "wxconf is not UTF-8 text") from None
     conf = parse_wxconf(name, text)
+    save = None
     try:
-        account = Account.from_wxconf(conf)
+        from wxpay.account import load_account
+        account = load_account(conf, _object_reader(store, folder))
+        if getattr(account, "api_version", 2) == 3:
+            save = _certificate_writer(store, folder, name, conf)
     except WnError as e:
         # wxpay's reasons name fields only; re-key under the command's namespace
         raise _invalid(name, e.reason) from None
@@ -164,12 +193,82 @@ def load(session, name: str) -> Loaded:
     if t not in (None, "") and (isinstance(t, bool) or not isinstance(t, (int, float))
                                 or not 0 < t <= 120):
         raise _invalid(name, "pay_timeout must be seconds between 0 and 120")
-    loaded = Loaded(name=name, conf=conf, account=account)
+    loaded = Loaded(name=name, conf=conf, account=account, save_certificates=save)
+    if loaded.api_version == 3:
+        loaded.objects_key = _objects_key(store, folder, conf)
     with _lock:
         _cache[key] = loaded
         while len(_cache) > _CACHE_MAX:
             _cache.popitem(last=False)
     return loaded
+
+
+def _cached(key):
+    with _lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+        return hit
+
+
+def _key_objects(conf: dict) -> list[str]:
+    """The objects a v3 account is made from (its certificate cache excepted: the
+    client keeps the certificates it fetched in memory)."""
+    from wxpay.v3.account import DEFAULT_PRIVATE_KEY, DEFAULT_PUBKEY, object_name
+    try:
+        names = [object_name(conf, "pay_private_key", DEFAULT_PRIVATE_KEY)]
+        if conf.get("pay_wechat_pubkey_id") not in (None, ""):
+            names.append(object_name(conf, "pay_wechat_pubkey", DEFAULT_PUBKEY))
+    except WnError:
+        return []
+    return names
+
+
+def _objects_key(store, folder: str, conf: dict) -> tuple:
+    out = []
+    for n in _key_objects(conf):
+        o = store.fetch(f"{folder}/{n}")
+        out.append((n, None) if o is None else (n, o.id, o.get("sha1"), o.get("lm"),
+                                                o.get("len")))
+    return tuple(out)
+
+
+def _object_reader(store, folder: str):
+    """``read_object(name)`` of wxpay.account.load_account: the text of a plain-named
+    object in the account's folder, None when missing (the name was checked by
+    wxpay.v3.account.object_name)."""
+    def read(name: str):
+        o = store.fetch(f"{folder}/{name}")
+        if o is None or o.is_dir:
+            return None
+        raw = store.read(o.id)
+        if len(raw) > 1024 * 1024:
+            raise WnError("e.weixin.conf.invalid", f"{name} is too large", BAD_INPUT)
+        try:
+            return raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise WnError("e.weixin.conf.invalid", f"{name} is not UTF-8 text",
+                          BAD_INPUT) from None
+    return read
+
+
+def _certificate_writer(store, folder: str, name: str, conf: dict):
+    """Write the platform certificates a v3 client fetched (public, PEM in JSON) to
+    the account's ``platform_certs.json`` (or wxconf ``pay_platform_certs``)."""
+    from wxpay.v3.account import DEFAULT_CERT_CACHE, object_name
+    path = f"{folder}/{object_name(conf, 'pay_platform_certs', DEFAULT_CERT_CACHE)}"
+
+    def save(text: str) -> None:
+        from .common import log
+        try:
+            o = store.fetch(path)
+            if o is None:
+                o = store.create(path)
+            store.write(o.id, text.encode("utf-8"))
+        except WnError as e:
+            log.warning("weixin %s: cannot cache the platform certificates: %s", name,
+                        e.key)
+    return save
 
 
 def cache_size() -> int:

@@ -120,7 +120,7 @@ def due(store, loaded, user: str, now: int, limit: int) -> list:
     for o in found:
         send = o.get("pay_send")
         if isinstance(send, dict) and send.get("appid") == acc.appid \
-                and send.get("mch_id") == acc.mch_id:
+                and send.get("mch_id", send.get("mchid")) == acc.mch_id:    # v2, v3
             out.append(o)
     return out
 

@@ -49,7 +49,10 @@ def client(loaded) -> mp.MpClient:
     c = getattr(loaded, "_mp_client", None)
     if c is None:
         conf = loaded.conf
-        c = mp.MpClient(loaded.account.appid, loaded.account.appsecret,
+        # a v3 pay account keeps the official account's appsecret in wxconf too
+        secret = getattr(loaded.account, "appsecret", None) or conf.get("appsecret") \
+            or conf.get("appSecret")
+        c = mp.MpClient(loaded.account.appid, secret,
                         api_base=conf.get("mp_api_base") or mp.API_BASE,
                         timeout=(5.0, loaded.read_timeout()))
         loaded._mp_client = c

@@ -271,6 +271,14 @@ def submit(session, loaded, opts, stdout) -> int:
                   "package": jsobj["package"], "signType": jsobj["signType"],
                   "paySign": jsobj["paySign"]}
         changes.update(pay_jsobj=jsobj, pay_jsobj_choose=choose, pay_native=None)
+    return store_attempt(store, order, changes, openid_key, openid, amount, out_trade_no,
+                         jsobj, stdout)
+
+
+def store_attempt(store, order, changes: dict, openid_key: str, openid: str, amount: int,
+                  out_trade_no: str, jsobj: dict, stdout) -> int:
+    """Write an attempt's fields in one compare-and-set (the order must still be
+    payable, this user's, for this amount), then print ``jsobj``."""
     watched = ("or_status", openid_key, "total_fee", "pay_val", "pay_fees")
     current = order
     for _ in range(CAS_TRIES):
@@ -558,8 +566,20 @@ def run(session, loaded, args, stdin, stdout, stderr) -> int:
         return expiry.close(session, loaded, value, stdout)
     if mode != "submit" and (not isinstance(value, str) or not value):
         raise usage("e.cmd.weixin.order.usage", f"-{mode} needs a value")
+    backend = _backend(loaded)
     if mode == "submit":
-        return submit(session, loaded, opts, stdout)
+        return backend.submit(session, loaded, opts, stdout)
     if mode == "result":
-        return result(session, loaded, value, stdout, stderr)
+        return backend.result(session, loaded, value, stdout, stderr)
     return query(session, loaded, value, stdout)
+
+
+def _backend(loaded):
+    """The module that speaks the account's API version for -submit and -result: this
+    one (v2, XML) or ``v3pay`` (JSON, RSA).  -query, -close and -sweep are shared: the
+    v3 client answers orderquery/closeorder in v2's shape (``v3pay.V3PayClient``)."""
+    if getattr(loaded, "api_version", 2) == 3:
+        from . import v3pay
+        return v3pay
+    import sys
+    return sys.modules[__name__]

@@ -30,6 +30,10 @@ def order_expire(session, ref: str) -> str | None:
 
 
 def run(session, loaded, args, stdin, stdout, stderr) -> int:
+    if getattr(loaded, "api_version", 2) == 3:
+        from objstore.errors import BAD_INPUT, WnError
+        raise WnError("e.cmd.weixin.pay.v3", f"pay speaks v2 XML; account {loaded.name} "
+                      "is API v3 (order -submit and -result speak v3)", BAD_INPUT)
     po = parse_opts(args, "")
     opts = po.opts
     unknown = set(opts) - {"json", "order", "trade_type"}

@@ -35,6 +35,10 @@ def verify_xml(account, xml: str) -> dict:
 
 
 def run(session, loaded, args, stdin, stdout, stderr) -> int:
+    if getattr(loaded, "api_version", 2) == 3:
+        from objstore.errors import BAD_INPUT, WnError
+        raise WnError("e.cmd.weixin.payre.v3", f"payre speaks v2 XML; account {loaded.name} "
+                      "is API v3 (order -submit and -result speak v3)", BAD_INPUT)
     po = parse_opts(args, "")
     unknown = set(po.opts) - {"SUCCESS"}
     if unknown:

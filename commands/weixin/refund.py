@@ -199,6 +199,9 @@ def ask(session, loaded, ref: str, opts: dict, stdout) -> int:
         raise usage("e.cmd.weixin.refund.usage", "-reason must be text of at most 80 chars")
     order = fetch_obj(session, ref, "order", "e.cmd.weixin.order.noexists")
     check_is_order(order)
+    if getattr(loaded, "api_version", 2) == 3:
+        from . import v3pay
+        return v3pay.refund_ask(session, loaded, order, fee, reason, stdout)
     paid, pr = _paid_amount(order)
     notify_url = loaded.conf.get("pay_refund_notify_url")
     # every input checked before anything is reserved (a refused request leaves nothing)
@@ -272,6 +275,9 @@ def apply_notification(store, params: dict) -> str:
 
 
 def result(session, loaded, ref: str, stdout, stderr) -> int:
+    if getattr(loaded, "api_version", 2) == 3:
+        from . import v3pay
+        return v3pay.refund_result(session, loaded, ref, stdout, stderr)
     req = fetch_obj(session, ref, "request object", "e.cmd.weixin.req.noexists")
     if req.is_dir:
         raise WnError("e.cmd.weixin.req.invalid", "the request object is a directory",
@@ -300,6 +306,9 @@ def result(session, loaded, ref: str, stdout, stderr) -> int:
 # ---- refund -query ORDER -------------------------------------------------------------
 def query_and_apply(session, loaded, order) -> dict:
     """refundquery for the order; every refund WeChat reports is applied."""
+    if getattr(loaded, "api_version", 2) == 3:
+        from . import v3pay
+        return v3pay.refund_query_and_apply(session, loaded, order)
     paid, pr = _paid_amount(order)
     seen = []
     offset = 0

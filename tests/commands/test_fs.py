@@ -5,6 +5,8 @@ import json
 import re
 import time
 
+import pytest
+
 from .conftest import one_error_line
 
 
@@ -290,3 +292,17 @@ def test_pipeline_of_core_commands(sh, run):
     assert (status, out) == (0, "o1\no2\n")
     status, out, _ = run("obj ~/orders/o1 -c")
     assert json.loads(out)["ph"] == "/home/demo/orders/o1"
+
+
+# ---- the session's home stays where it is ------------------------------------------
+@pytest.mark.parametrize("cmd", ["mv ~ /elsewhere", "mv /home /elsewhere",
+                                 "cd /; mv home h2", "mkdir ~/d /tmp2; mv ~/d ~ /tmp2"])
+def test_mv_never_moves_the_home_away(sh, run, cmd):
+    status, _, err = run(cmd)
+    assert status == 1 and "e.io.mv.home : " in err, err
+    assert sh.store.fetch("/home/demo") is not None
+    assert run("cd ~; touch still-here")[0] == 0
+
+
+def test_mv_inside_the_home_still_works(sh, run):
+    assert run("mkdir ~/a; mv ~/a ~/b; ls ~")[1] == "b\n"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -117,3 +118,16 @@ def test_cli_json_from_process_stdin(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 1 and p.stdout == ""
     assert p.stderr.startswith("e.json.invalid : ") and p.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("cmd, stdin", [
+    ("json", "[" * 100_000),
+    ("json -c", "[" * 5000 + "]" * 5000),
+    ("json -get a", '{"a":' + "[" * 50_000),
+    ("touch f; obj f -u", "[" * 100_000),
+])
+def test_deeply_nested_json_is_invalid_not_internal(run, cmd, stdin):
+    status, out, err = run(cmd, stdin)
+    assert status == 1 and out == ""
+    assert "e.json.invalid : " in err and "nested too deeply" in err, err
+    assert "e.cmd.internal" not in err

@@ -2,13 +2,19 @@
 notification receiver that runs ``weixin xxx order -result`` through Session.run, and
 stores holding the seed's wxconf snippet with test values.
 
-Every shell run and every log record of these tests is also kept in ``RECORDED`` so
-``test_secrets`` can check that the pay_key and appsecret never appear anywhere.
-"""
+Every shell run and every log record of a test is also kept in that test's own
+``records`` (an autouse fixture); after each test's body ``pytest_runtest_call`` checks
+that the pay_key and the appsecret appear in none of them, nor in what the test stored
+below /home/demo/orders and /home/demo/.regapi -- whatever order the tests run in.
+test_weixin_secrets.py runs every weixin flow itself and checks the process's own
+output too."""
 from __future__ import annotations
 
+import json
 import logging
+import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -40,14 +46,16 @@ RESULT_TEMPLATE = """# 处理订单支付的返回
 weixin xxx order -result id:${id}
 """
 
-# what every test recorded: (kind, text)
-RECORDED: list[tuple[str, str]] = []
+SECRETS = (PAY_KEY, APPSECRET)
+
+# what the running test recorded: (kind, text); a fresh list for every test (``records``)
+_records: list[tuple[str, str]] = []
 _rec_lock = threading.Lock()
 
 
 def record(kind: str, text: str) -> None:
     with _rec_lock:
-        RECORDED.append((kind, text))
+        _records.append((kind, text))
 
 
 class _RecordAll(logging.Handler):
@@ -64,18 +72,57 @@ _handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
 
 
 @pytest.fixture(autouse=True)
-def _record_logs():
-    """While a test of this folder runs, every log record of every logger (DEBUG and
-    up for wnshell.*) is kept in RECORDED."""
+def records():
+    """What this test recorded, as ``(kind, text)``: every ``run`` (cmd, stdin, stdout,
+    stderr), every reply of the receiver, and every log record of every logger (DEBUG
+    and up for wnshell.*) while the test runs."""
+    global _records
+    mine: list[tuple[str, str]] = []
+    with _rec_lock:
+        _records = mine
     root, wn = logging.getLogger(), logging.getLogger("wnshell")
     old_level = wn.level
     wn.setLevel(logging.DEBUG)
     root.addHandler(_handler)
     try:
-        yield
+        yield mine
     finally:
         root.removeHandler(_handler)
         wn.setLevel(old_level)
+
+
+def stored_texts(store) -> list[str]:
+    """Every object below /home/demo/orders and /home/demo/.regapi (metadata and
+    content): what the weixin flows store, except the wxconf objects themselves."""
+    texts = []
+    for obj in store.query({"ph": "^/home/demo/(orders|\\.regapi)/"}):
+        texts.append(json.dumps(obj, ensure_ascii=False))
+        if not obj.is_dir:
+            texts.append(store.read(obj.id).decode("utf-8", "replace"))
+    return texts
+
+
+def leaked(texts) -> list[str]:
+    """The names of the secrets (pay_key, appsecret) found in ``texts``, in any case."""
+    blob = "\n".join(texts).lower()
+    return [name for name, secret in zip(("pay_key", "appsecret"), SECRETS)
+            if secret.lower() in blob]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """After the body of each test of this folder (its store still open): no secret in
+    what it recorded, nor in what it stored."""
+    result = yield
+    mine = item.funcargs.get("records") or []
+    for kind in sorted({k for k, _ in mine}):
+        found = leaked(t for k, t in mine if k == kind)
+        assert not found, f"{' and '.join(found)} in the {kind} of {item.nodeid}"
+    store = item.funcargs.get("store")
+    if store is not None:
+        found = leaked(stored_texts(store))
+        assert not found, f"{' and '.join(found)} stored by {item.nodeid}"
+    return result
 
 
 def run(session: Session, text: str, stdin: str = ""):
@@ -216,3 +263,54 @@ def make_order(store, name: str = "o1", **meta):
     fields.update(meta)
     fields = {k: v for k, v in fields.items() if v is not None}
     return store.create(f"/home/demo/orders/{name}", "FILE", fields, parents=True)
+
+
+@pytest.fixture()
+def dripping():
+    """A server that trickles its reply: one byte every 0.2 s, each read well within
+    any read timeout, the whole never."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    stop = threading.Event()
+
+    def serve(conn):
+        with conn:
+            try:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\n"
+                             b"Content-Length: 100000\r\n\r\n<xml>")
+                while not stop.is_set():
+                    conn.sendall(b"x")
+                    time.sleep(0.2)
+            except OSError:
+                pass
+
+    def accept():
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.getsockname()[1]}"
+    stop.set()
+    srv.close()
+
+
+def within(seconds, fn):
+    """fn() in a thread; its result, or a failure (not a hung suite) after seconds."""
+    box = {}
+
+    def call():
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the test
+            box["error"] = e
+    t = threading.Thread(target=call, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"still waiting after {seconds}s"
+    return box

@@ -13,6 +13,8 @@ import pytest
 import objstore
 from wnshell.session import Session
 
+from .conftest import within
+
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -219,3 +221,10 @@ def test_usage_errors(sh, cmd):
     assert status == 2, (cmd, status, err)
     assert out == ""
     assert err.startswith("e.httpc.usage : ") and err.count("\n") == 1
+
+
+def test_httpc_gives_up_on_a_trickling_reply(sh, dripping):
+    # one byte every 0.2 s, each read well within the read timeout: it held httpc for ever
+    box = within(8, lambda: sh.run(f"httpc GET {dripping}/x @timeout 1"))
+    status, out, err = box["value"]
+    assert status == 1 and err.startswith("e.httpc.timeout : "), err

@@ -8,8 +8,11 @@ import time
 import pytest
 
 from wnshell.session import Session
+from wxpay.account import Account
+from wxpay.client import Client
+from wxpay.errors import TransportError
 
-from .conftest import OPENID, install_wxconf, make_order, run
+from .conftest import OPENID, install_wxconf, make_order, run, within
 
 FAULTS = [
     # (faults, expected error key, kind)
@@ -96,3 +99,13 @@ def test_query_fault_is_an_error_and_changes_nothing(fsh, store, sim):
     status, out, err = run(fsh, f"weixin xxx order -query {order.id}")
     assert status == 1 and err.startswith("e.weixin.transport")
     assert store.get(order.id) == before
+
+
+def test_wxpay_client_gives_up_on_a_trickling_reply(dripping):
+    # one byte every 0.2 s, each read well within the read timeout: it held the WeChat
+    # Pay client for ever
+    acc = Account(appid="wx1", mch_id="1", key="k" * 32, api_base=dripping)
+    client = Client(acc, timeout=(1, 1))
+    box = within(8, lambda: client.post_xml("/pay/orderquery", "<xml></xml>"))
+    assert isinstance(box.get("error"), TransportError), box
+    assert box["error"].kind == "timeout"

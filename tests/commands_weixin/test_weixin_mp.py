@@ -18,7 +18,7 @@ import objstore
 from wnshell.session import Session
 from wxpay.mpsim import MpSimulator
 
-from .conftest import APPID, APPSECRET, RECORDED, install_wxconf, run
+from .conftest import APPID, APPSECRET, install_wxconf, record, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 USER_OPENID = "o_mp_user_0001"
@@ -180,15 +180,15 @@ def test_two_processes_make_exactly_one_wechat_call(tmp_path, mpsim):
     outs = [p.communicate(timeout=60) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err
-        RECORDED.append(("stdout", out))
-        RECORDED.append(("stderr", err))
+        record("stdout", out)
+        record("stderr", err)
     assert mpsim.calls["/cgi-bin/token"] == 1
     assert mpsim.calls["/cgi-bin/ticket/getticket"] == 1
     sigs = {json.loads(o)["signature"] for o, _ in outs}
     assert len(sigs) == 3                        # one ticket, three nonces
 
 
-def test_no_secret_token_or_ticket_in_any_output(msh, store, mpsim):
+def test_no_secret_token_or_ticket_in_any_output(msh, store, mpsim, records):
     _config(msh)
     run(msh, "weixin xxx info")
     mpsim.platform.set_fault("/cgi-bin/ticket/getticket", 40001, count=0)
@@ -199,7 +199,7 @@ def test_no_secret_token_or_ticket_in_any_output(msh, store, mpsim):
     token = store.fetch("/home/demo/.weixin/xxx/access_token")["wx_at_token"]
     ticket = store.get(jt.id)["wx_jt_ticket"]
     assert token and ticket
-    for kind, text in RECORDED:
+    for kind, text in records:
         for s in (APPSECRET, token, ticket):
             assert s not in text, kind
 

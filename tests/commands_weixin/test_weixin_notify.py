@@ -2,6 +2,7 @@
 concurrency gives exactly one transition."""
 from __future__ import annotations
 
+import json
 import logging
 import threading
 
@@ -302,3 +303,69 @@ def test_hmac_order_paid_through_the_simulator(hmac_sh, store, sim, receiver):
     snap = sim.wait_notified(otn, timeout=10)
     assert snap["notify"]["status"] == "delivered", snap["notify"]["log"]
     assert store.get(order.id)["or_status"] == 2
+
+
+# ---- the order's amount changed after a prepay, and the user pays the old prepay ------
+# The money is real: WeChat must get SUCCESS (or it retries for a day), the payment must
+# be kept for a refund, and the order must not be marked paid for the old amount.  A
+# new submit gets a new out_trade_no and prepay for the new amount.
+def _submit(sh, order):
+    status, out, err = run(sh, f"weixin xxx order -submit {order.id} -client_ip 127.0.0.1 "
+                               f"-openid {OPENID}")
+    assert status == 0, err
+    return json.loads(out)
+
+
+def test_paying_an_older_attempt_after_the_amount_changed(sh, store, sim, receiver):
+    order = make_order(store, total_fee=888)
+    first = _submit(sh, order)
+    old = store.get(order.id)
+    store.set_meta(order.id, {"total_fee": 999})
+    second = _submit(sh, order)
+    new = store.get(order.id)
+    assert new["pay_out_trade_no"] == f"{order.id}_2" and second != first
+    assert new["pay_send"]["total_fee"] == "999"
+    assert sim.order(f"{order.id}_2")["total_fee"] == 999
+
+    # the user pays the old page's prepay: 888 fen
+    r = requests.post(sim.url + "/sim/pay",
+                      json={"prepay_id": old["pay_remap"]["prepay_id"]}, timeout=5)
+    assert r.status_code == 200, r.text
+    snap = sim.wait_notified(f"{order.id}_1", timeout=10)
+    assert snap["notify"]["status"] == "delivered", snap["notify"]
+    assert snap["notify"]["last_reply"] == SUCCESS_XML
+    after = store.get(order.id)
+    assert after["or_status"] == 0 and "pay_result" not in after
+    extra = after["pay_result_extra"]
+    assert [(x["out_trade_no"], x["total_fee"]) for x in extra] == \
+        [(f"{order.id}_1", "888")]
+
+    # a page polling the order sees it unpaid, with the stray payment noted
+    status, out, err = run(sh, f"weixin xxx order -query {order.id}")
+    assert status == 0, err
+    state = json.loads(out)
+    assert state["or_status"] == 0
+    assert len(store.get(order.id)["pay_result_extra"]) == 1       # not recorded twice
+
+    # paying the current prepay pays the order
+    r = requests.post(sim.url + "/sim/pay",
+                      json={"prepay_id": new["pay_remap"]["prepay_id"]}, timeout=5)
+    assert r.status_code == 200, r.text
+    sim.wait_notified(f"{order.id}_2", timeout=10)
+    paid = store.get(order.id)
+    assert paid["or_status"] == 2
+    assert paid["pay_result"]["out_trade_no"] == f"{order.id}_2"
+    assert paid["pay_result"]["total_fee"] == "999"
+
+
+def test_older_attempt_with_an_amount_never_sent_is_still_refused(sh, store, sim):
+    order = make_order(store, total_fee=888)
+    _submit(sh, order)
+    store.set_meta(order.id, {"total_fee": 999})
+    _submit(sh, order)
+    before = store.get(order.id)
+    n = notification(f"{order.id}_1", total_fee="1",
+                     transaction_id="4200000000202611270000000077")
+    status, out, err = deliver(sh, store, to_xml(signed(n)), name="forged")
+    assert status == 0 and from_xml(out)["return_code"] == "FAIL"
+    assert store.get(order.id) == before

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from wxpay.api import beijing_stamp
 from wxpay.sign import sign, verify
 from wxpay.xmlcodec import from_xml, to_xml
@@ -159,3 +161,11 @@ def test_pay_trade_type_native_and_mweb(sh):
     assert from_xml(out.strip())["trade_type"] == "MWEB"
     status, out, err = run(sh, "weixin xxx pay -trade_type APP", json.dumps(data))
     assert status != 0
+
+
+@pytest.mark.parametrize("stdin", ["[" * 100_000, '{"body":' + "[" * 100_000])
+def test_deeply_nested_pay_input_is_bad_input(sh, stdin):
+    status, out, err = run(sh, "weixin xxx pay", stdin)
+    assert status == 1 and out == ""
+    assert err.startswith("e.cmd.weixin.input.invalid : "), err
+    assert err.count("\n") == 1

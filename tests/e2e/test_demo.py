@@ -88,3 +88,23 @@ def test_demo_keep_leaves_it_running_until_sigterm():
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+def test_demo_api_v3_runs_the_seed_flow_and_prints_no_key():
+    import re
+    r = wnshell("demo", "--api", "v3")
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    for step in ("1. client -> W   GET /api/demo/pay?id=", "2. user pays",
+                 "3. WeChat -> W   POST /api/demo/payresult", "   <- HTTP 204 (no body)",
+                 "4. order", "5. client -> W   GET /api/demo/refund?id=",
+                 "6. WeChat -> W   POST /api/demo/refundresult", "7. client -> W",
+                 "9. a past day's bill  weixin xxx bill -date", "OK: every step checked out."):
+        assert step in out
+    assert out.count("[ok]") == 9 and "[FAIL]" not in out
+    assert '"signType": "RSA"' in out and '"or_status": 2' in out
+    # the seed's templates unchanged; the APIv3 key and the private key never shown
+    assert "weixin xxx order -result id:${id}" in out and "pay_api_version: 3" in out
+    assert 'pay_apiv3_key  : "********"' in out
+    assert "PRIVATE KEY" not in out + r.stderr
+    assert not re.search(r"\b[0-9a-f]{32}\b", out + r.stderr)

@@ -7,7 +7,9 @@ tests/objstore/pg_backend.py) with this test process and the WeChat Pay simulato
   exactly one transition (the order's compare-and-set races across processes);
 * pay requests racing over both workers draw distinct ``out_trade_no`` sequence numbers;
 * a worker killed with SIGKILL in the middle of a stream of writes loses nothing that
-  was acknowledged, and the server goes on serving (granian respawns the worker).
+  was acknowledged, and the server goes on serving (granian respawns the worker);
+* the start line never prints the database password, wherever the URL carries it
+  (libpq takes ``password=`` as a query parameter as well as in ``user:pw@``).
 
 Skipped without PostgreSQL's binaries; a failure under CI=true (see pg_backend.py).
 """
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from regapi.demo import PAY_API, PAYRESULT_API
+from regapi.demo import PAY_API, PAYRESULT_API, free_port
 from tests.e2e import served
 from tests.e2e.served import get, new_order
 from tests.objstore.pg_backend import pg_server  # noqa: F401  (session fixture)
@@ -192,3 +196,32 @@ def test_worker_killed_mid_stream_loses_nothing_acknowledged(pg):
         time.sleep(0.1)
     assert victim not in workers(pg) and len(workers(pg)) >= 2
     assert get(pg, f"/api/{USER}/ack", params={"n": "after"}).text == "ok after\n"
+
+
+def test_serve_start_line_masks_a_password_in_the_query(pg_server, tmp_path):  # noqa: F811
+    secret = "Qa5ecretPw"
+    url = pg_server.fresh_schema_url("qapw") + f"&password={secret}&sslpassword={secret}x"
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "regapi", "serve", "--port", str(free_port()),
+             "--store", url, "--no-access-log"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=served.ROOT,
+            start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while "regapi: serving" not in log.read_text():
+            assert proc.poll() is None, log.read_text()
+            assert time.time() < deadline, log.read_text()
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    text = log.read_text()
+    assert secret not in text
+    line = next(x for x in text.splitlines() if "regapi: serving" in x)
+    assert "password=***" in line and "sslpassword=***" in line

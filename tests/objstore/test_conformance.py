@@ -3,9 +3,12 @@ objstore/base.py and walnut.md §1."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import signal
+import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -13,9 +16,10 @@ import time
 
 import pytest
 
-from objstore import StoreError, WnObj
+from objstore import StoreError, WnError, WnObj, open_store
 from objstore.common import now_ms
 from objstore.errors import BAD_INPUT, CONFLICT, NOT_FOUND
+from objstore.paths import MAX_PATH
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PY = sys.executable          # the interpreter running the tests (/work/venv/bin/python here)
@@ -796,3 +800,241 @@ def test_open_store_default_and_env(tmp_path, monkeypatch):
     monkeypatch.delenv("XDG_DATA_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "h"))
     assert objstore.default_url() == f"sqlite://{tmp_path}/h/.local/share/wnshell/store.db"
+
+
+def wnshell_cli(*args, timeout=60):
+    """The ``wnshell`` console script (or ``python -m wnshell``) in a subprocess."""
+    script = os.path.join(os.path.dirname(sys.executable), "wnshell")
+    cmd = [script] if os.path.exists(script) else [sys.executable, "-m", "wnshell"]
+    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+# ---- store URLs naming files a store must not take over (CLI and open_store) -------------
+@pytest.mark.parametrize("scheme", ["tinydb", "sqlite"])
+def test_fifo_is_refused_not_opened(tmp_path, scheme):
+    # tinydb blocked for ever reading the FIFO; a character device such as /dev/null
+    # (which the FIFO stands for here) was *replaced* by the store's JSON file (rename)
+    fifo = tmp_path / "store"
+    os.mkfifo(fifo)
+    try:
+        r = wnshell_cli("--store", f"{scheme}://{fifo}", "-c", "mkdir /x", timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("opening a FIFO as the store blocked")
+    assert r.returncode == 1
+    assert r.stderr.strip() == f"e.io.store.open : {fifo} is not a regular file"
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert sorted(os.listdir(tmp_path)) == ["store"]      # no -journal, .lock, temp file
+
+
+@pytest.mark.parametrize("scheme", ["tinydb", "sqlite"])
+def test_folder_is_refused(tmp_path, scheme):
+    with pytest.raises(WnError) as ei:
+        open_store(f"{scheme}://{tmp_path}")
+    assert ei.value.line() == f"e.io.store.open : {tmp_path} is not a regular file"
+
+
+def test_tinydb_symlink_keeps_pointing_at_the_store(tmp_path):
+    # every write renamed a new file over the *link*: the link became a plain file and
+    # the real store (its target) silently stopped changing
+    real = tmp_path / "data" / "store.json"
+    real.parent.mkdir()
+    link = tmp_path / "store.json"
+    os.symlink(real, link)
+    s = open_store(f"tinydb://{link}")
+    s.create("/a", "FILE", {"v": 1})
+    s.close()
+    assert os.path.islink(link)
+    assert '"v":1' in real.read_text()
+    again = open_store(f"tinydb://{real}")
+    assert again.fetch("/a")["v"] == 1
+    again.close()
+
+
+@pytest.mark.parametrize("scheme", ["tinydb", "sqlite"])
+def test_nul_in_path_is_a_store_error(scheme):
+    with pytest.raises(WnError) as ei:          # was a raw ValueError
+        open_store(f"{scheme}:///tmp/a\x00b")
+    assert ei.value.key == "e.io.store.url.invalid"
+
+
+# ---- limits that must hold after every operation ----------------------------------------
+def test_move_cannot_make_a_path_longer_than_the_limit(store):
+    # a move re-roots the whole subtree: its deepest path grew past MAX_PATH and every
+    # object down there became unreachable by path (fetch/rm said e.io.path.invalid)
+    deep = "/a/" + "/".join(["d" * 250] * 15)              # 3,777 bytes
+    leaf = store.create(deep + "/leaf", "FILE", parents=True)
+    target = "/" + "x" * 250 + "/" + "y" * 250
+    store.create(target, "DIR", parents=True)
+    a = store.fetch("/a")
+    with pytest.raises(WnError) as ei:
+        store.move(a["id"], target)
+    assert ei.value.key == "e.io.path.invalid" and str(MAX_PATH) in ei.value.reason
+    assert store.get(leaf["id"])["ph"] == deep + "/leaf"      # nothing moved
+    assert store.fetch(deep + "/leaf")["id"] == leaf["id"]
+    assert store.children(store.fetch(target)["id"]) == []
+    # a move that stays within the limit still works, subtree and all
+    short = store.create("/s", "DIR")
+    moved = store.move(a["id"], "/s/b")
+    assert moved["ph"] == "/s/b"
+    assert store.get(leaf["id"])["ph"] == "/s/b/" + "/".join(["d" * 250] * 15) + "/leaf"
+    assert short["id"] == store.fetch("/s")["id"]
+
+
+def test_move_into_a_dir_checks_the_joined_path(store):
+    # moving into an existing DIR appends the object's name: that path was not checked
+    deep = "/" + "/".join(["e" * 250] * 16) + "/" + "n" * 70      # 4,087 bytes
+    store.create(deep, "DIR", parents=True)
+    f = store.create("/" + "f" * 20, "FILE")
+    with pytest.raises(WnError) as ei:                            # 4,108 bytes
+        store.move(f["id"], deep)
+    assert ei.value.key == "e.io.path.invalid"
+    assert store.get(f["id"])["ph"] == "/" + "f" * 20
+    g = store.create("/g", "FILE")
+    assert len(store.move(g["id"], deep)["ph"].encode()) == 4089   # within the limit
+
+
+def test_create_below_an_id_anchor_checks_the_whole_path(store):
+    # "id:ID/name" is short as text; the path it names was never measured
+    deep = store.create("/" + "/".join(["e" * 250] * 16), "DIR", parents=True)   # 4,016
+    with pytest.raises(WnError) as ei:
+        store.create(f"id:{deep['id']}/" + "n" * 100, "FILE")                     # 4,117
+    assert ei.value.key == "e.io.path.invalid"
+    assert store.children(deep["id"]) == []
+    ok = store.create(f"id:{deep['id']}/" + "n" * 70, "FILE")
+    assert len(ok["ph"].encode()) == 4087
+
+
+def _expired_tree(store):
+    """/tmpd (expired) with a live DIR /tmpd/sub below it: hidden from every path."""
+    sub = store.create("/tmpd/sub", "DIR", parents=True)
+    store.set_meta(store.fetch("/tmpd")["id"], {"expi": now_ms() - 1})
+    assert store.fetch("/tmpd/sub") is None
+    return sub
+
+
+def test_create_below_an_expired_dir_is_not_a_silent_loss(store):
+    # the parent DIR was found by its own row, alive, although an expired DIR above
+    # hides it: create answered success for an object no path could ever reach, and
+    # the next purge deleted it
+    _expired_tree(store)
+    with pytest.raises(WnError) as ei:
+        store.create("/tmpd/sub/x", "FILE", content=b"important")
+    assert ei.value.key == "e.io.obj.noexists"
+    # with parents the expired name is free again, as at the top: a fresh tree
+    x = store.create("/tmpd/sub/x", "FILE", parents=True, content=b"important")
+    assert store.fetch("/tmpd/sub/x")["id"] == x["id"]
+    store.purge_expired()
+    assert store.read(x["id"]) == b"important"
+    assert store.fetch("/tmpd").get("expi") is None
+
+
+def test_move_into_an_expired_dir_is_refused(store):
+    # the move succeeded into a hidden subtree; the next purge destroyed the object
+    _expired_tree(store)
+    f = store.create("/keep", "FILE", content=b"keep me")
+    for dest in ("/tmpd/sub/", "/tmpd/sub/keep"):
+        with pytest.raises(WnError) as ei:
+            store.move(f["id"], dest)
+        assert ei.value.key == "e.io.obj.noexists"
+    store.purge_expired()
+    assert store.fetch("/keep")["id"] == f["id"] and store.read(f["id"]) == b"keep me"
+
+
+# ---- an SQLite store whose rows were edited by hand (another tool, a bad migration) ------
+@pytest.mark.parametrize("meta", ["{bad", "[1]", "null", '"text"'])
+def test_row_with_bad_metadata_is_a_clear_error(tmp_path, meta):
+    # json.loads raised JSONDecodeError/TypeError through every read (e.cmd.internal)
+    path = tmp_path / "store.db"
+    s = open_store(f"sqlite://{path}")
+    f = s.create("/a/f", "FILE", {"k": 1}, parents=True)
+    ok = s.create("/a/g", "FILE", {"k": 2})
+    with sqlite3.connect(path) as c:
+        c.execute("UPDATE obj SET meta = ? WHERE id = ?", (meta, f["id"]))
+    for op in (lambda: s.get(f["id"]), lambda: s.fetch("/a/f"),
+               lambda: s.children(s.fetch("/a")["id"]), lambda: s.query({"nm": "f"}),
+               lambda: s.set_meta(f["id"], {"k": 3})):
+        with pytest.raises(WnError) as ei:
+            op()
+        assert ei.value.key == "e.io.store.corrupt" and f["id"] in ei.value.reason
+    try:                                  # a query on metadata, answered by SQLite itself
+        found = s.query({"k": 1})
+    except WnError as e:
+        assert e.key == "e.io.store.corrupt"
+    else:
+        assert found == []
+    assert s.fetch("/a/g")["id"] == ok["id"]          # the rest of the store still works
+    s.close()
+
+
+# ---- a TinyDB store file edited by hand into something wrong: every operation answers ----
+# ---- one clear line (e.io.store.corrupt naming the file and the record), and no later ----
+# ---- write may rewrite -- and so lose -- what is in the file -----------------------------
+def _tinydb_fresh(tmp_path):
+    path = tmp_path / "store.json"
+    s = open_store(f"tinydb://{path}")
+    f = s.create("/a/f", "FILE", {"k": 1}, parents=True, content=b"hello")
+    s.close()
+    return path, f["id"]
+
+
+def _tinydb_edit(path, fn):
+    data = json.loads(path.read_text())
+    fn(data)
+    path.write_text(json.dumps(data))
+    return path.read_bytes()
+
+
+TINYDB_CORRUPTIONS = {
+    "expi-not-int": lambda d, oid: d["obj"][oid].update(expi="soon"),
+    "lm-not-int": lambda d, oid: d["obj"][oid].update(lm="x"),
+    "race-missing": lambda d, oid: d["obj"][oid].pop("race"),
+    "race-unknown": lambda d, oid: d["obj"][oid].update(race="LINK"),
+    "nm-not-str": lambda d, oid: d["obj"][oid].update(nm=5),
+    "ph-duplicate": lambda d, oid: d["obj"].update({"zzzz": dict(d["obj"][oid], id="zzzz")}),
+    "b64-missing": lambda d, oid: d["content"][oid].pop("b64"),
+}
+
+
+@pytest.mark.parametrize("how", list(TINYDB_CORRUPTIONS))
+def test_hand_corrupted_record_is_a_clear_error_and_nothing_is_lost(tmp_path, how):
+    # before: TypeError/KeyError escaped as e.cmd.internal, or a bad record was served
+    # (a duplicate path silently shadowed another object)
+    path, oid = _tinydb_fresh(tmp_path)
+    before = _tinydb_edit(path, lambda d: TINYDB_CORRUPTIONS[how](d, oid))
+    ops = [lambda s: s.fetch("/a/f"), lambda s: s.read(oid), lambda s: s.query({"k": 1}),
+           lambda s: s.create("/a/g", "FILE"), lambda s: s.set_meta(oid, {"k": 2})]
+    for op in ops:
+        with pytest.raises(WnError) as ei:
+            s = open_store(f"tinydb://{path}")      # opening may already say so
+            try:
+                op(s)
+            finally:
+                s.close()
+        assert ei.value.key == "e.io.store.corrupt", (how, ei.value.line())
+        named = "zzzz" if how == "ph-duplicate" else oid       # the record at fault
+        assert str(path) in ei.value.reason and repr(named) in ei.value.reason
+    assert path.read_bytes() == before           # no write rewrote the file
+
+
+def test_content_that_is_not_base64_is_corrupt_not_empty(tmp_path):
+    # garbage in a content record was decoded leniently: "cat" printed nothing
+    path, oid = _tinydb_fresh(tmp_path)
+    _tinydb_edit(path, lambda d: d["content"][oid].update(b64="!!!not base64"))
+    s = open_store(f"tinydb://{path}")
+    with pytest.raises(WnError) as ei:
+        s.read(oid)
+    assert ei.value.key == "e.io.store.corrupt" and oid in ei.value.reason
+    s.create("/a/g", "FILE", content=b"new")      # other objects still work ...
+    s.close()
+    assert json.loads(path.read_text())["content"][oid]["b64"] == "!!!not base64"  # kept
+
+
+def test_cli_prints_one_line(tmp_path):
+    path, oid = _tinydb_fresh(tmp_path)
+    _tinydb_edit(path, lambda d: d["obj"][oid].update(expi="soon"))
+    r = wnshell_cli("--store", f"tinydb://{path}", "-c", "ls /a")
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"e.io.store.corrupt : {path}: ")
+    assert oid in lines[0]

@@ -228,3 +228,24 @@ def test_streams_can_be_given(sh):
     out, err = io.StringIO(), io.StringIO()
     assert sh.run("echo o; nosuch", stdout=out, stderr=err) == (127, "", "")
     assert out.getvalue() == "o\n" and err.getvalue() == "e.cmd.notfound : nosuch\n"
+
+
+def test_assignment_takes_the_status_of_its_substitution(run):
+    assert run("x=$(false); echo $?") == (0, "1\n", "")
+    assert run("x=$(exit 3); echo $?") == (0, "3\n", "")
+    assert run("x=$(true); echo $?") == (0, "0\n", "")
+    assert run("false; x=1; echo $?") == (0, "0\n", "")
+    assert run("x=$(false) && echo no || echo failed")[1] == "failed\n"
+
+
+def test_ctrl_c_leaves_no_half_written_object():
+    # Interrupt writes part of its output, then the user presses Ctrl-C
+    s = _session_with(Interrupt())
+    assert s.run("echo whole > f")[0] == 0
+    assert s.run("interrupt > f")[0] == 130                    # existing: untouched
+    assert s.run("cat f") == (0, "whole\n", "")
+    assert s.run("interrupt >> f")[0] == 130
+    assert s.run("cat f") == (0, "whole\n", "")
+    assert s.run("interrupt > new")[0] == 130                  # created for it: gone
+    assert s.store.fetch("/home/demo/new") is None
+    assert s.run("echo ok > new; cat new") == (0, "ok\n", "")

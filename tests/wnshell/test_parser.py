@@ -123,3 +123,70 @@ def test_seed_regapi_block_verbatim():
     cmds = [it.first.cmds[0] for it in tree.items]
     assert len(cmds[0].words) == 9
     assert cmds[1].words[4].parts == [Lit("id:"), Var("id")]
+
+
+# ---- hostile shell text: deep nesting is one syntax-error line, never a RecursionError;
+# ---- a syntax error names the script's line it is on
+@pytest.mark.parametrize("text", [
+    "echo " + "$(" * 100_000,                                # 100k open $(
+    "echo " + "$(echo " * 2000 + "hi" + ")" * 2000,          # valid but absurdly deep
+    "echo " + "${a?" * 5000 + "x" + "}" * 5000,              # nested defaults
+])
+def test_deep_nesting_is_a_syntax_error_line(run, text):
+    status, out, err = run(text)
+    assert status == 2 and out == ""
+    assert err.startswith("e.cmd.syntax : ") and err.count("\n") == 1
+
+
+def test_reasonable_nesting_still_runs(run):
+    assert run("echo " + "$(echo " * 40 + "hi" + ")" * 40) == (0, "hi\n", "")
+    assert run("echo " + "${a?" * 40 + "x" + "}" * 40) == (0, "x\n", "")
+
+
+def test_deep_nesting_from_the_cli_is_one_line(cli, tmp_path):
+    script = tmp_path / "deep.wn"
+    script.write_text("echo " + "$(" * 200_000 + "\n")
+    p = cli(str(script), store="memory://")
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.startswith("e.cmd.syntax : ") and p.stderr.count("\n") == 1
+
+
+def test_errors_inside_backticks_name_the_scripts_line(run):
+    text = "echo a\n\n\necho `echo\n\necho \"x`\n"
+    status, _, err = run(text)
+    assert status == 2 and "(line 6)" in err, err
+    text = "echo `echo a\n`\necho `echo b\n`\necho `echo c >&5`\n"
+    status, _, err = run(text)
+    assert status == 2 and "(line 5)" in err, err
+
+
+@pytest.mark.parametrize("bad, more", [
+    ("echo $(echo a", True),       # open $( : everything after it is inside
+    ('echo "open', True),
+    ("echo a |", False),           # a trailing operator: only blank lines follow
+    ("echo a &&", False),
+    ("echo a ||", False),
+])
+def test_piped_script_error_names_the_line_it_is_on(cli, bad, more):
+    """A syntax error on line 50 of a piped script says line 50, not the last line."""
+    after = "".join(f"echo m{i}\n" for i in range(10)) if more else ""
+    text = "".join(f"echo l{i}\n" for i in range(1, 50)) + bad + "\n" + after + "\n\n"
+    p = cli(store="memory://", input=text)
+    assert p.returncode == 2 and p.stdout == ""          # nothing ran
+    assert p.stderr.startswith("e.cmd.syntax : ") and p.stderr.count("\n") == 1
+    assert "(line 50)" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("text", ["echo a 3>x", "echo a 12>x", "echo a 3<x", "echo a 9>>x"])
+def test_other_file_descriptors_are_a_syntax_error(sh, run, text):
+    """In sh, 3>x redirects fd 3; read as the argument "3", x silently got "a 3"."""
+    status, out, err = run(text)
+    assert status == 2 and out == "" and err.startswith("e.cmd.syntax : ")
+    assert sh.store.fetch("/home/demo/x") is None
+
+
+def test_digits_that_are_not_a_redirection_stay_words(run):
+    assert run("echo a3>x; cat x") == (0, "a3\n", "")
+    assert run("echo 3 > x; cat x") == (0, "3\n", "")
+    assert run("echo 1.5>x; cat x") == (0, "1.5\n", "")
+    assert run("echo hi > f; cat 0< f; cat 1>g f; cat g") == (0, "hi\nhi\n", "")

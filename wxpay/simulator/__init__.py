@@ -42,6 +42,10 @@ time_expire less than 5 minutes ahead is ``return_code=FAIL`` with WeChat's
 ``code_url``), MWEB (scene_info; reply ``mweb_url``).  Notifications carry no
 ``sign_type`` (HMAC-SHA256 ones included, as WeChat sends them).
 
+API v3 on the same port: ``sim.add_v3_merchant(...)`` mounts a
+:class:`wxpay.v3.simulator.V3Simulator` as ``sim.v3`` (``/v3/*``, ``/sim/v3/*``;
+``wxpay-sim --v3-merchants FILE``), so one merchant can be v2 and another v3.
+
 Modules, along the seams: ``state`` (orders as WeChat keeps them), ``faults`` (the
 ``/sim/faults`` switches), ``protocol`` (``/pay/*``: checks and answers), ``notify``
 (notifications and their retries), ``http`` (the HTTP front), ``core`` (the

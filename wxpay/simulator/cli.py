@@ -50,6 +50,13 @@ def main(argv=None) -> int:
                     help="write DIR/<mch_id>/{apiclient_cert.p12 (password mch_id), "
                          "apiclient_cert.pem, apiclient_key.pem, wxpay_ca.pem} for each "
                          "merchant: test certificates of this process's CA")
+    ap.add_argument("--v3-merchants", metavar="FILE", default=None,
+                    help="JSON list of v3 merchants served on the same port (/v3/...): "
+                         "[{mchid, appids, serial_no, public_key_file, sign_with?}]; "
+                         "their APIv3 keys from WXPAY_V3_SIM_APIV3_KEYS=MCHID:KEY,...")
+    ap.add_argument("--v3-export", metavar="DIR", default=None,
+                    help="write the v3 side's platform_cert.pem, wechatpay_pubkey.pem "
+                         "and wechatpay_pubkey_id.txt here")
     args = ap.parse_args(argv)
     # keys can also come from the environment, so they stay out of `ps` listings
     for item in re.split(r"[\s,]+", os.environ.get("WXPAY_SIM_MERCHANTS", "").strip()):
@@ -58,9 +65,9 @@ def main(argv=None) -> int:
                 args.merchant.append(_merchant(item))
             except argparse.ArgumentTypeError:
                 ap.error("WXPAY_SIM_MERCHANTS holds an entry that is not APPID:MCH_ID:KEY")
-    if not args.merchant:
+    if not args.merchant and not args.v3_merchants:
         ap.error("give at least one --merchant APPID:MCH_ID:KEY "
-                 "(or WXPAY_SIM_MERCHANTS)")
+                 "(or WXPAY_SIM_MERCHANTS), or --v3-merchants FILE")
     if not args.allow_remote and not is_loopback_host(args.host):
         ap.error(f"refusing non-loopback host {args.host} without --allow-remote")
     try:
@@ -68,7 +75,11 @@ def main(argv=None) -> int:
                         retry_schedule=args.retry_schedule, allow_remote=args.allow_remote,
                         hold=args.hold, verbose=args.verbose, tls=not args.no_tls,
                         secure_port=args.secure_port)
+        v3_names = _mount_v3(sim, args) if args.v3_merchants else []
         sim.start()
+    except _V3LoadError as e:
+        print(f"wxpay-sim: cannot load v3 merchants: {e}", file=sys.stderr)
+        return 2
     except OSError as e:
         print(f"wxpay-sim: cannot listen on {args.host}:{args.port}: {e.strerror}",
               file=sys.stderr)
@@ -87,7 +98,8 @@ def main(argv=None) -> int:
     print(f"wxpay-sim listening on {sim.url} merchants: "
           + ", ".join(f"{a}/{m}" for a, m, _ in args.merchant)
           + ("" if args.no_tls else f" secapi: {sim.secure_url}")
-          + (f" certs: {args.certs_dir}" if args.certs_dir and not args.no_tls else ""),
+          + (f" certs: {args.certs_dir}" if args.certs_dir and not args.no_tls else "")
+          + (f" v3 merchants: {', '.join(v3_names)}" if v3_names else ""),
           flush=True)
     try:
         while not done.wait(0.5):
@@ -95,6 +107,37 @@ def main(argv=None) -> int:
     finally:
         sim.stop()
     return 0
+
+
+class _V3LoadError(Exception):
+    pass
+
+
+def _mount_v3(sim: Simulator, args) -> list[str]:
+    """The v3 merchants of ``--v3-merchants`` on ``sim.v3`` (made here)."""
+    from ..errors import WxPayError
+    from ..v3.simserver import _load_merchants
+    from ..v3.simulator import V3Simulator
+    keys = {}
+    for item in re.split(r"[\s,]+", os.environ.get("WXPAY_V3_SIM_APIV3_KEYS", "").strip()):
+        if item:
+            mchid, _, key = item.partition(":")
+            keys[mchid] = key
+    sim.v3 = V3Simulator(retry_schedule=sim.retry_schedule, allow_remote=sim.allow_remote,
+                         hold=sim.hold)
+    try:
+        names = _load_merchants(sim.v3, args.v3_merchants, keys)
+    except (OSError, ValueError, KeyError, WxPayError) as e:
+        raise _V3LoadError(e.line() if isinstance(e, WxPayError) else type(e).__name__
+                           + (f": {e}" if isinstance(e, ValueError) else "")) from None
+    if args.v3_export:
+        os.makedirs(args.v3_export, exist_ok=True)
+        for name, text in (("platform_cert.pem", sim.v3.platform_certificate_pem()),
+                           ("wechatpay_pubkey.pem", sim.v3.public_key_pem()),
+                           ("wechatpay_pubkey_id.txt", sim.v3.public_key_id + "\n")):
+            with open(os.path.join(args.v3_export, name), "w", encoding="ascii") as f:
+                f.write(text)
+    return names
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ class Simulator(FaultsMixin, PayProtocolMixin, NotifyMixin, RefundMixin, BillsMi
     def __init__(self, host: str = "127.0.0.1", port: int = 0, merchants=(),
                  retry_schedule=(0.2, 0.2, 0.5, 1, 2), allow_remote: bool = False,
                  hold: float = 15.0, notify_timeout: float = 5.0, verbose: bool = False,
-                 tls: bool = True, secure_port: int = 0):
+                 tls: bool = True, secure_port: int = 0, v3=None):
         if not allow_remote and not is_loopback_host(host):
             raise WxPayError("e.weixin.sim.remote",
                              f"refusing to listen on non-loopback host {host} "
@@ -57,6 +57,9 @@ class Simulator(FaultsMixin, PayProtocolMixin, NotifyMixin, RefundMixin, BillsMi
         self._tls_thread: threading.Thread | None = None
         self._refund_outcome, self._refund_delay = "SUCCESS", 0.1
         self._bills: dict[tuple[str, str], list] = {}
+        # the v3 API (``/v3/*``, ``/sim/v3/*``) mounted on the same listener: a
+        # wxpay.v3.simulator.V3Simulator, made by the first add_v3_merchant
+        self.v3 = v3
 
     # ----- setup ---------------------------------------------------------------
     def add_merchant(self, appid: str, mch_id: str, key: str) -> None:
@@ -64,6 +67,20 @@ class Simulator(FaultsMixin, PayProtocolMixin, NotifyMixin, RefundMixin, BillsMi
             raise WxPayError("e.weixin.sim.merchant", "a merchant needs appid, mch_id and key")
         self._apps[str(appid)] = (str(mch_id), str(key))
         self._mchs.add(str(mch_id))
+
+    def add_v3_merchant(self, mchid: str, appids, public_key, serial_no: str,
+                        apiv3_key: str, sign_with: str = "certificate") -> None:
+        """A v3 merchant (its API public key and certificate serial, its APIv3 key),
+        served by the mounted :class:`wxpay.v3.simulator.V3Simulator` beside the v2
+        merchants (``sim.v3``)."""
+        if self.v3 is None:
+            from ..v3.simulator import V3Simulator
+            self.v3 = V3Simulator(retry_schedule=self.retry_schedule,
+                                  allow_remote=self.allow_remote, hold=self.hold,
+                                  notify_timeout=self.notify_timeout)
+            if self._server is not None:
+                self.v3.base_url = self.url
+        self.v3.add_merchant(mchid, appids, public_key, serial_no, apiv3_key, sign_with)
 
     def now(self) -> float:
         return time.time() + self._offset
@@ -139,6 +156,8 @@ class Simulator(FaultsMixin, PayProtocolMixin, NotifyMixin, RefundMixin, BillsMi
                                         kwargs={"poll_interval": 0.02},
                                         name="wxpay-sim", daemon=True)
         self._thread.start()
+        if self.v3 is not None:       # the bill download_url points here
+            self.v3.base_url = self.url
         if self.tls:
             tls = _TLSServer((self.host, self.secure_port), handler)
             tls.context = self._server_context()
@@ -151,6 +170,8 @@ class Simulator(FaultsMixin, PayProtocolMixin, NotifyMixin, RefundMixin, BillsMi
 
     def stop(self) -> None:
         self._stop.set()
+        if self.v3 is not None:
+            self.v3.stop()
         for server in (self._server, self._tls_server):
             if server is not None:
                 server.shutdown()

@@ -1,5 +1,6 @@
 """The HTTP front: routes ``/pay/*`` to the protocol and ``/sim/*`` to the test
-controls; bodies are size-capped and never logged."""
+controls, and ``/v3/*``, ``/sim/v3/*`` to the mounted v3 simulator (``sim.v3``); bodies
+are size-capped and never logged."""
 from __future__ import annotations
 
 import json
@@ -110,6 +111,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, method: str) -> None:
         path = urlsplit(self.path).path
+        if path.startswith(("/v3/", "/sim/v3/")):
+            return self._route_v3(method, path)
         if path.startswith("/sandboxnew/"):
             path = path[len("/sandboxnew"):]
         m = re.fullmatch(r"/pay/(unifiedorder|orderquery|closeorder|refundquery|"
@@ -190,6 +193,37 @@ class _Handler(BaseHTTPRequestHandler):
         except _BadJson as e:
             return self._json(400, {"error": str(e)})
         self._json(404, {"error": "not found"})
+
+    def _route_v3(self, method: str, path: str) -> None:
+        """The mounted v3 simulator: the raw request-target (as the merchant signed
+        it, never a decoded one), the headers and the body, untouched."""
+        v3 = self.sim.v3
+        if v3 is None:
+            return self._json(404, {"code": "NOT_FOUND", "message": "no v3 merchant here"})
+        body = self._body()
+        if body is not None and len(body) > MAX_BYTES:
+            return self._json(413, {"code": "PARAM_ERROR", "message": "body too large"})
+        if path.startswith("/v3/"):
+            status, headers, out = v3.handle(method, self.path, dict(self.headers.items()),
+                                             body or b"")
+        else:
+            doc_status, doc = v3.control(method, path, parse_qs(urlsplit(self.path).query),
+                                         body or b"")
+            status, headers = doc_status, {"Content-Type": "application/json; charset=utf-8"}
+            out = json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        try:
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            if status != 204:
+                self.send_header("Content-Length", str(len(out)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if status != 204 and method != "HEAD":
+                self.wfile.write(out)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.close_connection = True
 
     def _json_body(self) -> dict:
         raw = self._body() or b"{}"

@@ -1,11 +1,12 @@
 """pay_key and appsecret appear in no output, error, log line or stored order.
 
-Runs every weixin flow (and whatever the other tests of this folder recorded before
-it, see conftest.RECORDED) while capturing stdout/stderr of every command, every log
-record of every logger, the process's own file descriptors, and the store."""
+Runs every weixin flow itself (``_flows``), in any order with the other tests, while
+capturing stdout/stderr of every command, every log record of every logger, the
+process's own file descriptors, and the store.  Every other test of this folder gets
+the same check of what it recorded and stored from conftest.py (``records`` and
+``pytest_runtest_call``)."""
 from __future__ import annotations
 
-import json
 import logging
 
 import requests
@@ -13,8 +14,8 @@ import requests
 from wxpay.sign import sign
 from wxpay.xmlcodec import to_xml
 
-from .conftest import (APPID, APPSECRET, MCH_ID, OPENID, PAY_KEY, RECORDED, make_order,
-                       run, write_file)
+from .conftest import (APPID, APPSECRET, MCH_ID, OPENID, PAY_KEY, make_order, run,
+                       stored_texts, write_file)
 
 
 def _flows(sh, store, sim, receiver):
@@ -69,20 +70,16 @@ def _flows(sh, store, sim, receiver):
         run(sh, "weixin bad pay", pay)
 
 
-def test_secrets_never_leak(sh, store, sim, receiver, caplog, capfd):
+def test_secrets_never_leak(sh, store, sim, receiver, records, caplog, capfd):
     caplog.set_level(logging.DEBUG)
     _flows(sh, store, sim, receiver)
-    texts = [t for _, t in RECORDED]
+    texts = [t for _, t in records]
     texts += [r.getMessage() for r in caplog.records]
     texts += [str(r.args) for r in caplog.records]
     texts += [r.exc_text or "" for r in caplog.records]
     captured = capfd.readouterr()
     texts += [captured.out, captured.err]
-    # everything the flows stored, except the wxconf objects themselves
-    for obj in store.query({"ph": "^/home/demo/(orders|\\.regapi)/"}):
-        texts.append(json.dumps(obj, ensure_ascii=False))
-        if not obj.is_dir:
-            texts.append(store.read(obj.id).decode("utf-8", "replace"))
+    texts += stored_texts(store)       # what the flows stored, except the wxconf objects
     blob = "\n".join(texts)
     assert len(blob) > 10_000          # the flows really produced output
     assert "prepay_id" in blob and "SUCCESS" in blob
