@@ -425,14 +425,21 @@ def main(argv=None) -> int:
                 print(f"  ({s.name}: {bad} submits of the top-up failed)")
         # 2. first-time notifications, 3. the same again
         counts = {}
+        sent: dict[str, dict[str, str]] = {s.name: {} for s in sides}
         for leg in ("first", "duplicate"):
             for s in sides:
                 rows = s.submitted() if leg == "first" else s.paid()
                 if leg == "duplicate":
                     counts[s.name] = len(rows)
                 rows.sort()
-                xmls = [notification(*merchant, otn, fee, n)
-                        for n, (otn, fee) in enumerate(rows)]
+                if leg == "first":
+                    xmls = [notification(*merchant, otn, fee, n)
+                            for n, (otn, fee) in enumerate(rows)]
+                    sent[s.name] = {otn: x for (otn, _fee), x in zip(rows, xmls)}
+                else:
+                    # the very notifications leg 2 delivered, byte for byte (the same
+                    # transaction_id): what WeChat repeats when it missed our SUCCESS
+                    xmls = [sent[s.name][otn] for otn, _fee in rows]
                 f = write_lines(os.path.join(tmp, f"{s.name}-{leg}.txt"), xmls)
                 s.runs[leg] = wrk(s.port, a.duration, a.connections,
                                   dict(WRK_FILE=f, WRK_MODE="post", WRK_PATH=s.notify_path,

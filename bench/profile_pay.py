@@ -137,11 +137,21 @@ def main(argv=None) -> int:
         def notify_env(xml):
             return environ_for("POST", "/api/demo/payresult", body=xml.encode())
 
-        # SQL statements of this thread's connection
+        # SQL statements of every connection of the store's pool (SQLite)
         sql = [0]
-        conn = store._conn() if hasattr(store, "_conn") else None
-        if conn is not None:
-            conn.set_trace_callback(lambda s: sql.__setitem__(0, sql[0] + 1))
+
+        def trace(_s):
+            sql[0] += 1
+        if hasattr(store, "_connections"):
+            for c in store._connections():
+                c.set_trace_callback(trace)
+            make = store._pool.make
+
+            def traced():
+                c = make()
+                c.set_trace_callback(trace)
+                return c
+            store._pool.make = traced
         ops = {k: 0 for k in STORE_OPS}
         for op in STORE_OPS:
             orig = getattr(store, op)
@@ -205,7 +215,7 @@ def main(argv=None) -> int:
             prof.disable()
             count = len(envs)
             st = pstats.Stats(prof)
-            stmts = f"{sql[0] / count:.1f} SQL statements, " if conn is not None else ""
+            stmts = f"{sql[0] / count:.1f} SQL statements, " if hasattr(store, "_connections") else ""
             print(f"\n== {label}: per request {stmts}"
                   f"{sum(ops.values()) / count:.1f} store operations ("
                   + ", ".join(f"{k} {v / count:.1f}" for k, v in ops.items() if v) + ")")

@@ -7,7 +7,7 @@ Measures, with ``wrk`` when installed (else a bounded Python load generator):
 
 1. a bare WSGI "hello" app on granian (the same settings ``wnshell serve`` uses);
 2. ``wnshell serve`` answering the ``.regapi`` API ``echo ${http-qs-x}`` (SQLite store
-   unless ``--store``, access log on, as in production) -- and the ratio echo / hello (target >= 0.5);
+   unless ``--store``, access log on, as in production) -- and the ratio echo / hello (target >= 0.6, issue 10);
 3. the seed's pay-submit API ``/api/demo/pay?id=…&openid=…`` against the WeChat Pay
    simulator: a new order on every request (one unifiedorder round trip each), and the
    same order again and again (its signed ``pay_jsobj`` is reused, no upstream call).
@@ -36,6 +36,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 THREADS = 32        # blocking threads per worker, as `wnshell serve` defaults
+TARGET_ECHO = 0.6   # echo API ÷ bare WSGI hello (issue 10)
 
 
 def hello_app(environ, start_response):
@@ -298,7 +299,7 @@ def main(argv=None) -> int:
               f"{p99(port_api, '/api/demo/echo?x=hello')}  non-2xx {echo_bad}")
         ratio = echo_rps / hello_rps if hello_rps else 0.0
         print(f"  ratio echo / hello                   {ratio:10.2f}         "
-              f"target >= 0.5: {'MET' if ratio >= 0.5 else 'NOT MET'}")
+              f"target >= 0.6: {'MET' if ratio >= TARGET_ECHO else 'NOT MET'}")
         print(f"  pay-submit, new order each request   {pay_rps:10.0f} req/s   "
               f"{p99(port_api, '/')}  non-2xx {pay_bad}  (one unifiedorder to the "
               f"simulator each; {sim_calls} simulator requests in all)")

@@ -44,8 +44,18 @@ def worker(url, ids, keys, sync, gate, threads, q):
     lock = threading.Lock()
     start = threading.Barrier(threads)
 
+    # every connection of the store's pool, those made later included
+    for c in store._connections():
+        c.execute(f"PRAGMA synchronous = {sync}")
+    make = store._pool.make
+
+    def synced():
+        c = make()
+        c.execute(f"PRAGMA synchronous = {sync}")
+        return c
+    store._pool.make = synced
+
     def run(chunk):
-        store._conn().execute(f"PRAGMA synchronous = {sync}")
         mine = []
         start.wait()
         for oid in chunk:

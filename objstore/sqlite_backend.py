@@ -2,8 +2,9 @@
 
 * WAL journal, ``synchronous=FULL`` (every commit syncs the WAL before it returns: an
   acknowledged write survives a power loss, not only the process being killed), a
-  busy timeout, one connection per thread (and per process: a forked child opens its
-  own).
+  busy timeout, a small pool of connections per process (``WNSHELL_SQLITE_CONNECTIONS``,
+  default 4), each lent to one thread for one operation (a forked child opens its own);
+  no memory map, a 2 MiB page cache per connection.
 * Every operation is one transaction.  ``cas``, ``set_meta`` and ``incr`` on plain
   keys (letters, digits, ``_``, ``-``) with scalar expectations are one autocommit
   ``UPDATE ... WHERE <expectations> RETURNING`` (``json_set``/``json_remove`` on the
@@ -27,10 +28,9 @@ import json
 import os
 import sqlite3
 import time
-# threading.local/Lock and weakref.WeakSet themselves, without the threading, weakref
-# and contextlib modules around them: every shell start opens this store
+# threading.local/Lock themselves, without the threading and contextlib modules around
+# them: every shell start opens this store
 from _thread import _local as thread_local, allocate_lock
-from _weakrefset import WeakSet
 
 from . import common as C
 from . import paths, query as Q
@@ -198,42 +198,118 @@ def _subtree_range(ph: str) -> tuple[str, str]:
     return ph + "/", ph + "0"
 
 
-class _ConnHolder:
-    """One thread's connection.  The thread-local slot holds the only strong reference to
-    the holder; when the thread ends, ``__del__`` hands the connection to its store's
-    ``orphans`` list, and the next store operation, on a live thread, closes it (servers
-    that start and retire threads do not leak connections).  Never closed in a forked
-    child (the parent's handle).
+# this process's pid, kept current by a fork hook: os.getpid() is a system call, and
+# every store operation asks "am I still the process that opened these handles?"
+_PID = [os.getpid()]
 
-    Why not close it right there: the holder dies inside the thread's final
-    ``PyThreadState_Clear``.  On a thread whose Python state came from
+
+def _forked() -> None:
+    _PID[0] = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+POOL_SIZE = max(1, int(os.environ.get("WNSHELL_SQLITE_CONNECTIONS", "4") or 4))
+
+
+class _Pool:
+    """At most ``size`` connections per store and process, lent to one thread at a
+    time for one operation (a statement, a transaction, a batch of writes) and given
+    back at its end; a thread that finds them all lent waits its turn (FIFO).  A
+    thread that already holds one (an operation inside an operation) is lent the same
+    one again.
+
+    Not one connection per thread: a server with 32-64 request threads had as many
+    connections per worker, each with its own page cache (and memory map), so memory
+    grew with the thread count and every new thread started cold.  And never a
+    connection owned by a thread-local: when a thread ends, nothing of SQLite is freed
+    in its teardown.  That matters: on a thread whose Python state came from
     ``PyGILState_Ensure`` (granian's blocking threads, ctypes callbacks) CPython 3.11
-    runs that clear from ``PyGILState_Release`` with the state's counter already at 0;
-    closing (or merely freeing) a connection that has a ``create_function`` runs
-    sqlite3's function destructor, which calls ``PyGILState_Ensure``/``Release`` again,
-    and that nested release frees the thread state under the running code: a segfault
-    in libpython (CPython gh-119585, fixed in 3.12.4+/3.13 only; docs/regapi.md)."""
+    runs the teardown from ``PyGILState_Release``; closing (or merely freeing) a
+    connection that has a ``create_function`` there runs sqlite3's function destructor,
+    which re-enters ``PyGILState_Ensure``/``Release``, and the nested release frees the
+    thread state under the running code: a segfault in libpython (CPython gh-119585,
+    fixed in 3.12.4+/3.13 only; docs/regapi.md).  Connections are closed only by
+    ``close()``, on the thread that calls it."""
 
-    __slots__ = ("conn", "pid", "orphans", "__weakref__")
+    __slots__ = ("make", "size", "pid", "lock", "idle", "all", "waiters", "local")
 
-    def __init__(self, conn: sqlite3.Connection, orphans: list):
-        self.conn = conn
+    def __init__(self, make, size: int):
+        self.make = make
+        self.size = size
         self.pid = os.getpid()
-        self.orphans = orphans
+        self.lock = allocate_lock()
+        self.idle: list = []
+        self.all: list = []           # every connection made (strong references)
+        self.waiters: list = []       # [lock, conn] of threads waiting, oldest first
+        self.local = thread_local()   # .lent = [conn, depth] while this thread holds one
+
+    def get(self) -> sqlite3.Connection:
+        lent = getattr(self.local, "lent", None)
+        if lent is not None:
+            lent[1] += 1
+            return lent[0]
+        with self.lock:
+            if self.idle:
+                conn = self.idle.pop()
+                wait = None
+            elif len(self.all) < self.size:
+                self.all.append(None)          # a place taken while it is being made
+                conn = wait = None
+            else:
+                wait = [allocate_lock(), None]
+                wait[0].acquire()
+                self.waiters.append(wait)
+                conn = None
+        if conn is None and wait is None:
+            try:
+                conn = self.make()
+            except BaseException:
+                with self.lock:
+                    self.all.remove(None)
+                raise
+            with self.lock:
+                self.all[self.all.index(None)] = conn
+        elif conn is None:
+            if not wait[0].acquire(timeout=BUSY_S):
+                with self.lock:
+                    if wait[1] is None:
+                        self.waiters.remove(wait)
+                if wait[1] is None:
+                    raise StoreError("e.io.store.busy", "every store connection is busy",
+                                     TIMEOUT)
+            conn = wait[1]
+        self.local.lent = [conn, 1]
+        return conn
+
+    def put(self, conn: sqlite3.Connection) -> None:
+        lent = self.local.lent
+        lent[1] -= 1
+        if lent[1]:
+            return
+        self.local.lent = None
+        if conn.in_transaction:          # never lend one with a transaction left open
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+        with self.lock:
+            if self.waiters:
+                wait = self.waiters.pop(0)
+                wait[1] = conn
+                wait[0].release()
+            else:
+                self.idle.append(conn)
 
     def close(self) -> None:
-        """On a live thread: close now."""
-        conn, self.conn = self.conn, None
-        if conn is not None and os.getpid() == self.pid:
+        """Close the idle connections (the lent ones are closed when given back... by
+        ``close`` once more; a store is closed when it is no longer used)."""
+        with self.lock:
+            idle, self.idle = self.idle, []
+            for conn in idle:
+                self.all.remove(conn)
+        for conn in idle:
             _close(conn)
-        elif conn is not None:
-            _FORKED.append(conn)
-
-    def __del__(self) -> None:
-        # plain list appends only: nothing here may free the connection (see above)
-        conn, self.conn = self.conn, None
-        if conn is not None:
-            (self.orphans if os.getpid() == self.pid else _FORKED).append(conn)
 
 
 # connections inherited from a parent process: never closed, never freed (closing the
@@ -261,15 +337,20 @@ class _Tx:
         self.conn = None
 
     def __enter__(self) -> sqlite3.Connection:
-        conn = self.store._conn()
-        if self.write:
-            self.store._gate.acquire()
+        pool = self.store._pool_now()
+        conn = pool.get()
         try:
-            conn.execute("BEGIN IMMEDIATE" if self.write else "BEGIN")
-        except sqlite3.Error as exc:
             if self.write:
-                self.store._gate.release()
-            raise _store_error(exc) from None
+                self.store._gate.acquire()
+            try:
+                conn.execute("BEGIN IMMEDIATE" if self.write else "BEGIN")
+            except sqlite3.Error as exc:
+                if self.write:
+                    self.store._gate.release()
+                raise _store_error(exc) from None
+        except BaseException:
+            pool.put(conn)
+            raise
         self.conn = conn
         return conn
 
@@ -277,8 +358,11 @@ class _Tx:
         try:
             return self._end(exc_type, exc)
         finally:
-            if self.write:
-                self.store._gate.release()
+            try:
+                if self.write:
+                    self.store._gate.release()
+            finally:
+                self.store._pool_now().put(self.conn)
 
     def _end(self, exc_type, exc) -> bool:
         conn = self.conn
@@ -391,11 +475,7 @@ class SQLiteStore(Store):
         from . import url_path
         self.url = url
         self.path = url_path(url)
-        self._local = thread_local()
-        self._holders: WeakSet[_ConnHolder] = WeakSet()
-        self._orphans: list[sqlite3.Connection] = []   # of ended threads, to close
-        self._conns_lock = allocate_lock()
-        self._pid = os.getpid()
+        self._pool = _Pool(self._connect, POOL_SIZE)
         self._wgate: _WriteGate | None = None
         self._queue: list = []              # writes waiting for a group commit
         self._queue_lock = allocate_lock()
@@ -406,24 +486,33 @@ class SQLiteStore(Store):
         except OSError as exc:
             raise StoreError("e.io.store.open", f"cannot create {os.path.dirname(self.path)}: "
                              f"{exc.strerror}", INTERNAL) from None
-        conn = self._conn()
+        pool = self._pool
+        conn = pool.get()
         try:
             self._init_schema(conn)
         except sqlite3.Error as exc:
             raise _store_error(exc) from None
+        finally:
+            pool.put(conn)
 
     # ---- connections ---------------------------------------------------------------------
-    def _conn(self) -> sqlite3.Connection:
-        if os.getpid() != self._pid:          # forked: never touch the parent's handles
-            self._pid = os.getpid()
-            self._local = thread_local()
-            self._holders = WeakSet()
-            self._orphans = []
-        if self._orphans:
-            self._close_orphans()
-        holder = getattr(self._local, "holder", None)
-        if holder is not None:
-            return holder.conn
+    def _pool_now(self) -> _Pool:
+        """This process's pool (forked: a new one; the parent's handles are never
+        touched, never freed)."""
+        pool = self._pool
+        if pool.pid != _PID[0]:
+            with _GATE_LOCK:
+                pool = self._pool
+                if pool.pid != _PID[0]:
+                    _FORKED.append(pool)
+                    pool = self._pool = _Pool(self._connect, POOL_SIZE)
+        return pool
+
+    def _connections(self) -> list:
+        """This process's connections (for tests and diagnostics)."""
+        return [c for c in self._pool_now().all if c is not None]
+
+    def _connect(self) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                    check_same_thread=False, cached_statements=256)
@@ -431,18 +520,16 @@ class SQLiteStore(Store):
             # FULL: every commit syncs the WAL before it returns, so a write that has
             # been acknowledged (a paid order, to WeChat) survives a power loss
             conn.execute("PRAGMA synchronous = FULL")
-            # read through a memory map and keep hot pages: lookups then cost the same
-            # at 1k and 100k objects (both are upper bounds, not allocations)
-            conn.execute("PRAGMA mmap_size = 268435456")
-            conn.execute("PRAGMA cache_size = -32768")
+            # no memory map: the file's pages read into a map count in the process's
+            # resident memory (once per connection mapping them); reads go through
+            # the OS page cache instead, which is as fast for a hot working set.  A
+            # bounded page cache per connection (2 MiB), a few connections per process
+            conn.execute("PRAGMA mmap_size = 0")
+            conn.execute("PRAGMA cache_size = -2048")
             conn.create_function("regexp", 2, Q.sqlite_regexp, deterministic=True)
         except sqlite3.Error as exc:
             raise StoreError("e.io.store.open", f"cannot open {self.path}: {exc}",
                              INTERNAL) from None
-        holder = _ConnHolder(conn, self._orphans)
-        self._local.holder = holder
-        with self._conns_lock:
-            self._holders.add(holder)
         return conn
 
     def _init_schema(self, conn: sqlite3.Connection) -> None:
@@ -486,23 +573,27 @@ class SQLiteStore(Store):
 
     def _one(self, sql: str, params: tuple) -> Any:
         """A single autocommit SELECT (itself one transaction)."""
+        pool = self._pool_now()
+        conn = pool.get()
         try:
-            return self._conn().execute(sql, params).fetchone()
+            return conn.execute(sql, params).fetchone()
         except (sqlite3.Error,) + _VALUE_ERRORS as exc:
             raise _store_error(exc) from None
+        finally:
+            pool.put(conn)
 
     @property
     def _gate(self) -> _WriteGate:
         if not USE_WRITE_GATE:
             return _NO_GATE
         gate = self._wgate
-        if gate is None or gate.pid != os.getpid():
+        if gate is None or gate.pid != _PID[0]:
             # first write, or forked: the parent's locks may be held for ever, its
             # queue holds the parent's statements, and its flock'd file description
             # is shared with the parent
             with _GATE_LOCK:
                 gate = self._wgate
-                if gate is None or gate.pid != os.getpid():
+                if gate is None or gate.pid != _PID[0]:
                     if gate is not None:
                         self._queue, self._queue_lock = [], allocate_lock()
                         self._leading = False
@@ -555,12 +646,16 @@ class SQLiteStore(Store):
         conn = None
         interrupted = None
         try:
-            gate.acquire()
+            pool = self._pool_now()
+            conn = pool.get()
             try:
-                conn = self._conn()
-                self._run_batch(conn, batch)
+                gate.acquire()
+                try:
+                    self._run_batch(conn, batch)
+                finally:
+                    gate.release()
             finally:
-                gate.release()
+                pool.put(conn)
         except BaseException as exc:
             # never leave a queued writer without an answer: whatever was not
             # committed is an error for its caller
@@ -668,23 +763,8 @@ class SQLiteStore(Store):
         for it in batch:
             it[4] = True
 
-    def _close_orphans(self) -> None:
-        """Close the connections of threads that have ended (on this, a live thread)."""
-        orphans = self._orphans
-        while orphans:
-            try:
-                conn = orphans.pop()        # atomic: each is closed exactly once
-            except IndexError:
-                break
-            _close(conn)
-
     def close(self) -> None:
-        with self._conns_lock:
-            holders, self._holders = list(self._holders), WeakSet()
-        for holder in holders:
-            holder.close()
-        self._close_orphans()
-        self._local = thread_local()
+        self._pool_now().close()
 
     # ---- helpers inside a transaction ---------------------------------------------------------
     @staticmethod
@@ -1064,11 +1144,15 @@ class SQLiteStore(Store):
         skip, limit = Q.check_window(skip, limit)
         where, params = self._where(match, C.now_ms())
         sql = f"{_SEL} WHERE {where} {order_sql} LIMIT ? OFFSET ?"
+        pool = self._pool_now()
+        conn = pool.get()
         try:
-            rows = self._conn().execute(
+            rows = conn.execute(
                 sql, params + order_params + [-1 if limit is None else limit, skip]).fetchall()
         except (sqlite3.Error,) + _VALUE_ERRORS as exc:
             raise _store_error(exc) from None
+        finally:
+            pool.put(conn)
         return [_out(_row_doc(r)) for r in rows]
 
     def count(self, match) -> int:

@@ -300,10 +300,32 @@ def request_object(usr: str, meta: dict, body: bytes):
     from objstore.paths import new_id
     now = int(time.time() * 1000)
     oid = new_id()
-    doc = C.new_doc(oid, "", oid, f"{tmp_dir(usr)}/{oid}", "FILE", C.clean_meta(meta), now)
+    doc = C.new_doc(oid, "", oid, f"{tmp_dir(usr)}/{oid}", "FILE", _own_meta(meta), now)
     doc["len"] = len(body)
     doc["sha1"] = hashlib.sha1(body).hexdigest()
     return WnObj(doc)
+
+
+def _own_meta(meta: dict) -> dict:
+    """``clean_meta(meta)`` without its JSON round trip for what ``build_meta`` makes
+    (text values and lists of text, copied); anything else -- or text that is not
+    UTF-8 encodable -- goes through ``clean_meta`` (and its error)."""
+    from objstore import common as C
+    C.check_meta(meta, "metadata")
+    out = {}
+    try:
+        for k, v in meta.items():
+            if type(v) is str:
+                v.encode("utf-8")
+                out[k] = v
+            elif type(v) is list and all(type(x) is str for x in v):
+                "".join(v).encode("utf-8")
+                out[k] = list(v)
+            else:
+                return C.clean_meta(meta)
+    except UnicodeEncodeError:
+        return C.clean_meta(meta)
+    return out
 
 
 def keep_request_object(store, usr: str, meta: dict, body: bytes,

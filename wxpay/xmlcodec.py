@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import re
 from typing import Mapping
-from xml.etree.ElementTree import ParseError
+from xml.parsers import expat
 
-import defusedxml.ElementTree as SafeET
-from defusedxml.common import DefusedXmlException
 from wnerrors import BAD_INPUT, WnError
 
 from .errors import XmlError
@@ -85,33 +83,87 @@ def from_xml(data: str | bytes, max_bytes: int = MAX_BYTES, root: str = "xml") -
         raise XmlError("empty XML body")
     if _DECL.search(raw):
         raise XmlError("DOCTYPE and ENTITY declarations are refused")
+    flat = _Flat(root)
+    p = expat.ParserCreate()
+    p.buffer_text = True
+    p.StartElementHandler = flat.start
+    p.EndElementHandler = flat.end
+    p.CharacterDataHandler = flat.data
+    # what defusedxml forbids (forbid_dtd, forbid_entities, forbid_external): a DTD,
+    # entity declarations, external entities -- refused the moment expat meets them
+    p.StartDoctypeDeclHandler = _refuse
+    p.EntityDeclHandler = _refuse
+    p.UnparsedEntityDeclHandler = _refuse
+    p.ExternalEntityRefHandler = _refuse
     try:
-        doc = SafeET.fromstring(text, forbid_dtd=True, forbid_entities=True,
-                                 forbid_external=True)
-    except DefusedXmlException:
+        p.Parse(text, True)
+    except _Refused:
         raise XmlError("DOCTYPE and ENTITY declarations are refused") from None
-    except ParseError as e:
-        raise XmlError(f"XML is not well-formed ({e})") from None
+    except expat.ExpatError as e:
+        raise XmlError(f"XML is not well-formed ({expat.ErrorString(e.code)}: line "
+                       f"{e.lineno}, column {e.offset})") from None
     except (ValueError, UnicodeError) as e:
         raise XmlError(f"XML cannot be read ({e})") from None
-    if doc.tag != root:
-        raise XmlError(f"the root element is not <{root}>")
-    if doc.attrib:
-        raise XmlError(f"<{root}> must not have attributes")
-    if doc.text and doc.text.strip():
-        raise XmlError(f"<{root}> holds text outside of fields")
-    out: dict[str, str] = {}
-    for child in doc:
-        name = child.tag
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise XmlError("a field is not a plain element")
-        if len(child):
-            raise XmlError(f"field <{name}> is not flat (it has child elements)")
-        if child.attrib:
-            raise XmlError(f"field <{name}> has attributes")
-        if child.tail and child.tail.strip():
-            raise XmlError("<xml> holds text outside of fields")
-        if name in out:
-            raise XmlError(f"field <{name}> appears twice")
-        out[name] = child.text or ""
-    return out
+    if flat.error is not None:
+        raise XmlError(flat.error)
+    return flat.out
+
+
+class _Refused(Exception):
+    pass
+
+
+def _refuse(*_args):
+    raise _Refused()
+
+
+class _Flat:
+    """expat's events of one flat ``<root>`` document into ``{name: text}``; the first
+    thing that makes it not flat is kept in ``error`` (raised once the whole document
+    has parsed: a document that is not well-formed says so first)."""
+
+    __slots__ = ("root", "out", "depth", "name", "text", "error", "seen_field")
+
+    def __init__(self, root: str):
+        self.root = root
+        self.out: dict[str, str] = {}
+        self.depth = 0
+        self.name = None
+        self.text: list[str] = []
+        self.error: str | None = None
+        self.seen_field = False
+
+    def _fail(self, reason: str) -> None:
+        if self.error is None:
+            self.error = reason
+
+    def start(self, name, attrs):
+        self.depth += 1
+        if self.depth == 1:
+            if name != self.root:
+                self._fail(f"the root element is not <{self.root}>")
+            elif attrs:
+                self._fail(f"<{self.root}> must not have attributes")
+        elif self.depth == 2:
+            self.seen_field = True
+            self.name, self.text = name, []
+            if not _NAME.match(name):
+                self._fail("a field is not a plain element")
+            elif attrs:
+                self._fail(f"field <{name}> has attributes")
+            elif name in self.out:
+                self._fail(f"field <{name}> appears twice")
+        elif self.depth == 3:
+            self._fail(f"field <{self.name}> is not flat (it has child elements)")
+
+    def end(self, name):
+        if self.depth == 2 and self.name is not None:
+            self.out.setdefault(self.name, "".join(self.text))
+        self.depth -= 1
+
+    def data(self, text):
+        if self.depth == 2:
+            self.text.append(text)
+        elif self.depth == 1 and text.strip():
+            self._fail(f"<{self.root}> holds text outside of fields" if not self.seen_field
+                       else "<xml> holds text outside of fields")

@@ -383,12 +383,14 @@ def match_order(store, params: dict):
     return order, amount, None
 
 
-def mark_paid(store, oid: str, params: dict) -> str:
+def mark_paid(store, oid: str, params: dict, order=None) -> str:
     """Move the order to paid exactly once.  Returns "paid" (this call did it),
-    "duplicate" (already paid by this transaction) or "extra" (recorded aside)."""
+    "duplicate" (already paid by this transaction) or "extra" (recorded aside).
+    ``order``: the order as the caller just read it (match_order), used for the first
+    try instead of reading it again; the compare-and-set checks it is still current."""
     txid = params.get("transaction_id") or ""
     for _ in range(CAS_TRIES):
-        order = store.get(oid)
+        order = store.get(oid) if order is None else order
         if order is None:
             raise WnError("e.cmd.weixin.order.noexists", f"order {oid}", NOT_FOUND)
         status = order_status(order)
@@ -407,6 +409,7 @@ def mark_paid(store, oid: str, params: dict) -> str:
         if store.cas(oid, {"or_status": order.get("or_status")}, changes) is not None:
             log.info("weixin: order %s paid (transaction %s)", oid, txid)
             return "paid"
+        order = None                    # changed meanwhile: read it again
     raise WnError("e.cmd.weixin.order.busy", f"order {oid} is being changed", CONFLICT)
 
 
@@ -471,7 +474,7 @@ def result(session, loaded, ref, stdout, stderr) -> int:
         # WeChat stops retrying), kept for a refund, the order left as it is
         _record_extra(store, order.id, params, superseded)
     else:
-        mark_paid(store, order.id, params)
+        mark_paid(store, order.id, params, order)
     stdout.write(reply_xml(True))
     return 0
 

@@ -51,25 +51,29 @@ def test_sqlite_paid_transition_commits_with_a_full_sync(tmp_path):
     store = objstore.open_store(f"sqlite://{tmp_path}/store.db")
     try:
         order, req = submitted_order(store)
-        conn = store._conn()            # this thread's connection: the one that commits
         statements: list[str] = []
-        conn.set_trace_callback(statements.append)
+        conns = store._connections()    # the pool's: one of them commits
+        for conn in conns:
+            conn.set_trace_callback(statements.append)
         pay(store, req)                 # on this thread, as a template runs inline
-        conn.set_trace_callback(None)
+        for conn in conns:
+            conn.set_trace_callback(None)
+        assert store._connections() == conns     # no other connection was made
         assert store.get(order.id)["or_status"] == 2
         paid = [s for s in statements if s.lstrip().upper().startswith("UPDATE")
                 and "or_status" in s.replace('"', "")]
         assert paid, statements         # the transition went through this connection ...
         assert not any("synchronous" in s.lower() for s in statements)   # ... untouched
-        assert not conn.in_transaction  # committed before the call returned
-        assert conn.execute("PRAGMA synchronous").fetchone()[0] == FULL
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
+        for conn in conns:
+            assert not conn.in_transaction  # committed before the call returned
+            assert conn.execute("PRAGMA synchronous").fetchone()[0] == FULL
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
     finally:
         store.close()
 
 
 def test_sqlite_every_connection_is_fully_synced(tmp_path):
-    """Each thread has its own connection: each one is FULL, not only the first."""
+    """Every connection of the pool is FULL, not only the first."""
     import threading
     store = objstore.open_store(f"sqlite://{tmp_path}/store.db")
     seen = []
@@ -77,14 +81,15 @@ def test_sqlite_every_connection_is_fully_synced(tmp_path):
     def look(i):
         f = store.create(f"/t/{i}", parents=True)
         store.cas(f.id, {}, {"x": 1})
-        seen.append(store._conn().execute("PRAGMA synchronous").fetchone()[0])
+        seen.extend(c.execute("PRAGMA synchronous").fetchone()[0]
+                    for c in store._connections())
     try:
         ts = [threading.Thread(target=look, args=(i,)) for i in range(4)]
         for t in ts:
             t.start()
         for t in ts:
             t.join()
-        assert seen == [FULL] * 4
+        assert seen and set(seen) == {FULL}
     finally:
         store.close()
 
