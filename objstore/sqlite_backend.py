@@ -405,10 +405,11 @@ class _WriteGate:
         except OSError:
             self.fd = None      # e.g. a read-only folder: SQLite's lock alone
 
-    def __del__(self) -> None:
-        if getattr(self, "fd", None) is not None and os.getpid() == self.pid:
+    # os is bound as defaults: at interpreter exit module globals may already be None
+    def __del__(self, _getpid=os.getpid, _close=os.close) -> None:
+        if getattr(self, "fd", None) is not None and _getpid() == self.pid:
             try:
-                os.close(self.fd)
+                _close(self.fd)
             except OSError:
                 pass
 
