@@ -182,7 +182,26 @@ def keep_past_time_expire(store, order, time_expire: str) -> None:
                   CONFLICT)
 
 
-def submit(session, loaded, opts, stdout) -> int:
+class Submit:
+    """What ``-submit`` knows once its input is checked, for either API version."""
+
+    __slots__ = ("order", "openid", "openid_key", "trade_type", "native", "client_ip",
+                 "amount", "body", "now")
+
+    def __init__(self, **kw):
+        for k, v in kw.items():
+            setattr(self, k, v)
+
+
+def begin_submit(session, loaded, opts, stdout, reusable=None,
+                 reusable_native=None) -> "Submit | None":
+    """The checks of ``-submit`` both API versions make, in order: the options, the
+    client IP (even when a stored answer is reused: WeChat would refuse it), the order,
+    its owner, that it can be paid. Prints the order's stored answer and returns None
+    when ``reusable``/``reusable_native`` (the version's own test of its stored fields;
+    v2's by default) says it can be reused."""
+    reusable = reusable or _reusable
+    reusable_native = reusable_native or _reusable_native
     ref = opts.get("submit")
     client_ip, openid = opts.get("client_ip"), opts.get("openid")
     openid_key = opts.get("openid_key", "openid")
@@ -197,13 +216,13 @@ def submit(session, loaded, opts, stdout) -> int:
         if not isinstance(value, str) or (not value and not (native and name == "-openid")):
             raise usage("e.cmd.weixin.order.usage", f"{name} needs a value")
     import ipaddress
-    try:    # checked even when a stored pay_jsobj is reused (WeChat would refuse it)
+    try:
         ipaddress.ip_address(client_ip)
     except ValueError:
         raise WnError("e.weixin.param.invalid",     # the key wxpay gives spbill_create_ip
                       f"-client_ip is not an IP address: {client_ip[:64]!r}",
                       BAD_INPUT) from None
-    store, account = session.store, loaded.account
+    account = loaded.account
     order = fetch_obj(session, ref, "order", "e.cmd.weixin.order.noexists")
     check_is_order(order, openid_key)
     owner = order.get(openid_key)
@@ -215,19 +234,49 @@ def submit(session, loaded, opts, stdout) -> int:
     body = order_body(order)
     now = now_ms()
     if native:
-        if _reusable_native(order, account, amount, body, now):
+        if reusable_native(order, account, amount, body, now):
             write_json(stdout, order["pay_native"])
-            return 0
-    elif _reusable(order, account, amount, openid, body, now):
+            return None
+    elif reusable(order, account, amount, openid, body, now):
         write_json(stdout, order["pay_jsobj"])
+        return None
+    return Submit(order=order, openid=openid, openid_key=openid_key,
+                  trade_type=trade_type, native=native, client_ip=client_ip,
+                  amount=amount, body=body, now=now)
+
+
+def finish_submit(store, sub: "Submit", out_trade_no: str, pay_send: dict, reply_text: str,
+                  remap: dict, jsobj: dict, time_expire: str, stdout) -> int:
+    """Record an accepted attempt (either API version) and print its answer."""
+    changes = {"pay_type": "weixin", "pay_send": pay_send,
+               "pay_out_trade_no": out_trade_no, "pay_rexml": reply_text,
+               "pay_remap": remap, "pay_prepay_time": sub.now, "pay_error": None,
+               "pay_closed": None,
+               # when WeChat stops taking money for it (the sweeper's index)
+               "pay_expire_at": from_beijing(time_expire)}
+    if sub.native:
+        changes.update(pay_native=jsobj, pay_jsobj=None, pay_jsobj_choose=None)
+    else:
+        choose = {"timestamp": jsobj["timeStamp"], "nonceStr": jsobj["nonceStr"],
+                  "package": jsobj["package"], "signType": jsobj["signType"],
+                  "paySign": jsobj["paySign"]}
+        changes.update(pay_jsobj=jsobj, pay_jsobj_choose=choose, pay_native=None)
+    return store_attempt(store, sub.order, changes, sub.openid_key, sub.openid,
+                         sub.amount, out_trade_no, jsobj, stdout)
+
+
+def submit(session, loaded, opts, stdout) -> int:
+    sub = begin_submit(session, loaded, opts, stdout)
+    if sub is None:
         return 0
-    request = {"body": body, "total_fee": amount, "spbill_create_ip": client_ip,
-               "trade_type": trade_type}
+    store, account, order, native = session.store, loaded.account, sub.order, sub.native
+    request = {"body": sub.body, "total_fee": sub.amount,
+               "spbill_create_ip": sub.client_ip, "trade_type": sub.trade_type}
     if native:
         request["product_id"] = _product_id(order)
     else:
-        request["openid"] = openid
-    expire = order_time_expire(order, now)
+        request["openid"] = sub.openid
+    expire = order_time_expire(order, sub.now)
     if expire:
         request["time_expire"] = expire
     # check the input once before spending a sequence number
@@ -251,7 +300,7 @@ def submit(session, loaded, opts, stdout) -> int:
                               "unifiedorder NATIVE answered no code_url", UPSTREAM)
             jsobj = {"trade_type": "NATIVE", "code_url": code_url,
                      "out_trade_no": out_trade_no, "prepay_id": prepay_id,
-                     "time_expire": params["time_expire"], "total_fee": amount}
+                     "time_expire": params["time_expire"], "total_fee": sub.amount}
         else:
             jsobj = jsapi_params(account, prepay_id)
     except WnError as e:
@@ -259,20 +308,8 @@ def submit(session, loaded, opts, stdout) -> int:
         log.warning("weixin %s: unifiedorder for order %s (%s) failed: %s",
                     loaded.name, order.id, out_trade_no, e.line())
         raise
-    changes = {"pay_type": "weixin", "pay_send": pay_send,
-               "pay_out_trade_no": out_trade_no, "pay_rexml": rexml, "pay_remap": remap,
-               "pay_prepay_time": now, "pay_error": None, "pay_closed": None,
-               # when WeChat stops taking money for it (the sweeper's index)
-               "pay_expire_at": from_beijing(params["time_expire"])}
-    if native:
-        changes.update(pay_native=jsobj, pay_jsobj=None, pay_jsobj_choose=None)
-    else:
-        choose = {"timestamp": jsobj["timeStamp"], "nonceStr": jsobj["nonceStr"],
-                  "package": jsobj["package"], "signType": jsobj["signType"],
-                  "paySign": jsobj["paySign"]}
-        changes.update(pay_jsobj=jsobj, pay_jsobj_choose=choose, pay_native=None)
-    return store_attempt(store, order, changes, openid_key, openid, amount, out_trade_no,
-                         jsobj, stdout)
+    return finish_submit(store, sub, out_trade_no, pay_send, rexml, remap, jsobj,
+                         params["time_expire"], stdout)
 
 
 def store_attempt(store, order, changes: dict, openid_key: str, openid: str, amount: int,

@@ -41,7 +41,7 @@ from wxpay.v3.errors import UnknownSerial
 from wxpay.v3.keys import PUB_KEY_PREFIX
 
 from .common import (BEIJING, EXPIRE_MARGIN_MS, beijing, fetch_obj, log, now_ms,
-                     order_time_expire, usage, write_json)
+                     order_time_expire, write_json)
 
 # a notification under a serial the account does not know refreshes the platform
 # certificates at most this often (a forger cannot make us fetch on every request)
@@ -207,55 +207,22 @@ def _reusable_native(order, account, amount: int, body: str, now: int) -> bool:
 def submit(session, loaded, opts, stdout) -> int:
     """``order -submit``: JSAPI (``pay_jsobj``, signed RSA) or, with ``-trade_type
     NATIVE``, a Native prepay (``pay_native`` with the ``code_url``, v2's shape; v3
-    gives no prepay_id for it, so that field is null)."""
-    from .order import (_record_error, check_is_order, check_payable, keep_past_time_expire,
-                        order_amount, order_body, store_attempt)
-    ref, client_ip, openid = opts.get("submit"), opts.get("client_ip"), opts.get("openid")
-    openid_key = opts.get("openid_key", "openid")
-    trade_type = opts.get("trade_type", "JSAPI")
-    if trade_type not in ("JSAPI", "NATIVE"):
-        raise usage("e.cmd.weixin.order.usage", "-trade_type must be JSAPI or NATIVE")
-    native = trade_type == "NATIVE"
-    if native and openid is None:
-        openid = ""          # a QR code is paid by whoever scans it: no owner check
-    for name, value in (("-submit", ref), ("-client_ip", client_ip),
-                        ("-openid", openid), ("-openid_key", openid_key)):
-        if not isinstance(value, str) or (not value and not (native and name == "-openid")):
-            raise usage("e.cmd.weixin.order.usage", f"{name} needs a value")
-    import ipaddress
-    try:
-        ipaddress.ip_address(client_ip)
-    except ValueError:
-        raise WnError("e.weixin.param.invalid",
-                      f"-client_ip is not an IP address: {client_ip[:64]!r}",
-                      BAD_INPUT) from None
-    store, account = session.store, loaded.account
-    order = fetch_obj(session, ref, "order", "e.cmd.weixin.order.noexists")
-    check_is_order(order, openid_key)
-    owner = order.get(openid_key)
-    if (openid or not native) and (not isinstance(owner, str) or owner != openid):
-        from objstore.errors import FORBIDDEN
-        raise WnError("e.cmd.weixin.order.user.nosame",
-                      f"order {order.id} is not this user's", FORBIDDEN)
-    check_payable(order)
-    amount = order_amount(order)
-    body = order_body(order)
-    now = now_ms()
-    if native:
-        if _reusable_native(order, account, amount, body, now):
-            write_json(stdout, order["pay_native"])
-            return 0
-    elif _reusable(order, account, amount, openid, body, now):
-        write_json(stdout, order["pay_jsobj"])
+    gives no prepay_id for it, so that field is null). The checks before and the
+    record after are v2's (``order.begin_submit`` / ``order.finish_submit``)."""
+    from .order import _record_error, begin_submit, finish_submit, keep_past_time_expire
+    sub = begin_submit(session, loaded, opts, stdout, _reusable, _reusable_native)
+    if sub is None:
         return 0
-    request = {"body": body, "total_fee": amount, "spbill_create_ip": client_ip}
+    store, account, order, native = session.store, loaded.account, sub.order, sub.native
+    request = {"body": sub.body, "total_fee": sub.amount,
+               "spbill_create_ip": sub.client_ip}
     if not native:
-        request["openid"] = openid
-    expire = order_time_expire(order, now)
+        request["openid"] = sub.openid
+    expire = order_time_expire(order, sub.now)
     if expire:
         request["time_expire"] = expire
     else:       # the account's pay_time_expire, in whole seconds (as v2 sends it)
-        request["time_expire"] = beijing(now + account.time_expire_minutes * 60000)
+        request["time_expire"] = beijing(sub.now + account.time_expire_minutes * 60000)
     build = v3api.build_native_prepay if native else v3api.build_jsapi_prepay
     # check the input once before spending a sequence number
     build(account, dict(request, out_trade_no=f"{order.id}_1"))
@@ -269,28 +236,16 @@ def submit(session, loaded, opts, stdout) -> int:
         if native:
             jsobj = {"trade_type": "NATIVE", "code_url": v3api.parse_code_url(remap),
                      "out_trade_no": out_trade_no, "prepay_id": None,
-                     "time_expire": request["time_expire"], "total_fee": amount}
+                     "time_expire": request["time_expire"], "total_fee": sub.amount}
         else:
             jsobj = v3api.jsapi_params(account, v3api.parse_prepay(remap))
     except WnError as e:
         _record_error(store, order.id, out_trade_no, e)
         log.warning("weixin %s: v3 %s prepay for order %s (%s) failed: %s", loaded.name,
-                    trade_type.lower(), order.id, out_trade_no, e.line())
+                    sub.trade_type.lower(), order.id, out_trade_no, e.line())
         raise
-    from .common import from_beijing
-    changes = {"pay_type": "weixin", "pay_send": pay_send,
-               "pay_out_trade_no": out_trade_no, "pay_rexml": text, "pay_remap": remap,
-               "pay_prepay_time": now, "pay_error": None, "pay_closed": None,
-               "pay_expire_at": from_beijing(request["time_expire"])}
-    if native:
-        changes.update(pay_native=jsobj, pay_jsobj=None, pay_jsobj_choose=None)
-    else:
-        choose = {"timestamp": jsobj["timeStamp"], "nonceStr": jsobj["nonceStr"],
-                  "package": jsobj["package"], "signType": jsobj["signType"],
-                  "paySign": jsobj["paySign"]}
-        changes.update(pay_jsobj=jsobj, pay_jsobj_choose=choose, pay_native=None)
-    return store_attempt(store, order, changes, openid_key, openid, amount, out_trade_no,
-                         jsobj, stdout)
+    return finish_submit(store, sub, out_trade_no, pay_send, text, remap, jsobj,
+                         request["time_expire"], stdout)
 
 
 # ---- order -result id:${id} ------------------------------------------------------------
