@@ -162,6 +162,16 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def is_sweeper(pid: int) -> bool:
+    """The ``--sweep`` process beside the workers (``commands.weixin.sweeper``): not a
+    worker, so not judged as one."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"commands.weixin.sweeper" in f.read()
+    except OSError:
+        return False
+
+
 def threads_of(pid: int) -> set[int]:
     try:
         return {int(t) for t in os.listdir(f"/proc/{pid}/task")}
@@ -278,6 +288,8 @@ class Soak:
         like-for-like point RSS growth is judged on), and the thread ids seen in them."""
         now = time.monotonic()
         for pid in children(self.proc.pid):
+            if is_sweeper(pid):
+                continue
             self.spawned.setdefault(pid, now)
             kb = rss_kb(pid)
             if kb:
@@ -595,10 +607,10 @@ def report(s: Soak, elapsed: float, before: dict, after: dict, segv0, segv1) -> 
               f"RSS {r0 / 1024:6.1f} -> {r1 / 1024:6.1f} MiB {(r1 - r0) / r0 * 100:+6.1f} %   "
               f"peak RSS {peak / 1024:6.1f} MiB")
     if s.store_url.startswith("sqlite://") and judged:
-        print("  (SQLite: each request thread's connection keeps a page cache of up to 32 MiB "
-              "(PRAGMA cache_size), which fills as the store grows, and glibc keeps what "
-              "retired threads freed; both count in RssAnon.  docs/regapi.md has a probe "
-              "separating them from a leak.)")
+        print("  (SQLite: a worker's pool of connections keeps a 2 MiB page cache each, "
+              "which fills as the store grows, and glibc keeps what retired threads freed; "
+              "both count in RssAnon.  docs/regapi.md has a probe separating them from a "
+              "leak.)")
     goals.append((f"RSS (anon) growth <= {RSS_GOAL * 100:.0f} % per worker",
                   None if judged == 0 else worst <= RSS_GOAL,
                   f"worst {worst * 100:+.1f} % of {judged} workers judged" if judged else
