@@ -8,10 +8,8 @@ is not on this process's clock), through:
 
 1. ``wxpay.client.Client.post_xml`` as it is: since issue 10 a pooled keep-alive
    ``urllib3.PoolManager`` (before: a ``requests.Session``, ~0.4 ms more CPU a call);
-2. ``Urllib3PostXml`` below: the sketch that change was made from, the same contract
-   on a bare ``urllib3.HTTPConnectionPool`` (connect 5 s / read 10 s, the whole reply
-   within connect + read, no retries, no redirects, 1 MiB cap, the same TransportError
-   messages and TIMEOUT kind);
+2. a ``requests.Session`` POST (what the client used before issue 10, and what
+   ``httpc`` still uses), the status checked, nothing else;
 3. bare ``http.client`` (a floor: no deadline, no checks).
 
 Printed per call: wall ms and this process's CPU ms (the part a server worker pays
@@ -31,74 +29,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
-
-
-class Urllib3PostXml:
-    """``Client.post_xml``'s contract on urllib3 (the sketch wxpay/client.py now follows)."""
-
-    def __init__(self, base_url: str, timeout=(5.0, 10.0), max_bytes: int = 1 << 20,
-                 maxsize: int = 16):
-        import urllib3
-        from urllib.parse import urlsplit
-        u = urlsplit(base_url)
-        cls = urllib3.HTTPSConnectionPool if u.scheme == "https" else urllib3.HTTPConnectionPool
-        self.timeout = timeout
-        self.max_bytes = max_bytes
-        self.pool = cls(u.hostname, u.port, maxsize=maxsize, block=False,
-                        timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]),
-                        retries=False)
-
-    def post_xml(self, path: str, xml: str) -> str:
-        import urllib3.exceptions as u3
-        from objstore.errors import TIMEOUT
-        from wxpay.errors import TransportError, XmlError
-        from wxpay.xmlcodec import from_xml
-        data = xml.encode("utf-8")
-        deadline = time.monotonic() + sum(self.timeout)
-        try:
-            resp = self.pool.urlopen("POST", "/" + path.lstrip("/"), body=data,
-                                     headers={"Content-Type": "text/xml; charset=utf-8"},
-                                     redirect=False, retries=False, preload_content=False)
-        except u3.TimeoutError:
-            raise TransportError(f"timeout calling WeChat Pay {path}", TIMEOUT) from None
-        except (u3.HTTPError, OSError) as e:
-            raise TransportError(f"cannot reach WeChat Pay {path} ({type(e).__name__})") from None
-        chunks, size = [], 0
-        try:
-            while True:
-                if time.monotonic() > deadline:
-                    raise TransportError(f"timeout reading WeChat Pay {path}", TIMEOUT)
-                try:
-                    chunk = resp.read1(8192, decode_content=True)
-                except (u3.ReadTimeoutError, TimeoutError):
-                    raise TransportError(f"timeout reading WeChat Pay {path}", TIMEOUT) from None
-                except (u3.HTTPError, OSError) as e:
-                    raise TransportError(f"connection lost reading WeChat Pay {path} "
-                                         f"({type(e).__name__})") from None
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > self.max_bytes:
-                    raise TransportError(f"WeChat Pay {path} answered more than "
-                                         f"{self.max_bytes} bytes")
-                chunks.append(chunk)
-        finally:
-            resp.release_conn()
-        if resp.status != 200:
-            what = "server error" if resp.status >= 500 else "unexpected status"
-            raise TransportError(f"WeChat Pay {path} answered HTTP {resp.status} ({what})")
-        try:
-            text = b"".join(chunks).decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise TransportError(f"WeChat Pay {path} answered a body that is not UTF-8") from None
-        if text.lstrip()[:15].lower().startswith(("<!doctype html", "<html")):
-            raise TransportError(f"WeChat Pay {path} answered an HTML page, not XML")
-        try:
-            from_xml(text, max_bytes=self.max_bytes)
-        except XmlError as e:
-            raise TransportError(f"WeChat Pay {path} answered a body that is not "
-                                 f"WeChat XML ({e.reason})") from None
-        return text
 
 
 def main(argv=None) -> int:
@@ -127,7 +57,14 @@ def main(argv=None) -> int:
             "body": "bench", "out_trade_no": "clientbench1", "total_fee": 1,
             "openid": "o" + secrets.token_hex(8), "spbill_create_ip": "127.0.0.1"}))
         req_client = Client(acct)
-        u3_client = Urllib3PostXml(base)
+        import requests
+        rs = requests.Session()
+
+        def via_requests(path, xml):
+            r = rs.post(base + path, data=xml.encode(), timeout=(5, 10),
+                        headers={"Content-Type": "text/xml; charset=utf-8"})
+            assert r.status_code == 200
+            return r.text
         hc = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
 
         def bare(path, xml):
@@ -138,7 +75,7 @@ def main(argv=None) -> int:
             return out
 
         ways = [("wxpay.client (urllib3 PoolManager)", req_client.post_xml),
-                ("urllib3 pool (the sketch)", u3_client.post_xml),
+                ("requests.Session (before)", via_requests),
                 ("http.client (floor, no checks)", bare)]
         for _, fn in ways:                       # warm: connections, imports
             for _ in range(50):
@@ -160,8 +97,9 @@ def main(argv=None) -> int:
         for name, _ in ways:
             wall, cpu = res[name]
             print(f"  {name:32s} wall {wall:6.3f} ms   client CPU {cpu:6.3f} ms   "
-                  f"CPU / requests {cpu / base_cpu:5.2f}")
+                  f"CPU / wxpay.client {cpu / base_cpu:5.2f}")
         req_client.close()
+        rs.close()
         hc.close()
         return 0
     finally:
