@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import os
 import re
 import secrets
@@ -47,6 +46,8 @@ ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from bench.loopback import free_port, wait_http  # noqa: E402  (after ROOT is on sys.path)
+
 LUA = os.path.join(HERE, "pay_slices.lua")
 WRK_THREADS = 2
 TARGET_RATIO = 1.5
@@ -55,27 +56,8 @@ OPENID = "o" + secrets.token_hex(10)
 TITLE = "bench: one bowl of noodles"
 
 
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def wait_http(port: int, path: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server on port {port} exited ({proc.returncode})")
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            c.request("GET", path)
-            c.getresponse().read()
-            c.close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"server on port {port} did not start")
 
 
 def stop(proc: subprocess.Popen) -> None:

@@ -35,6 +35,8 @@ ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from bench.loopback import free_port, wait_http  # noqa: E402  (after ROOT is on sys.path)
+
 THREADS = 32        # blocking threads per worker, as `wnshell serve` defaults
 TARGET_ECHO = 0.6   # echo API ÷ bare WSGI hello (issue 10)
 
@@ -44,25 +46,8 @@ def hello_app(environ, start_response):
     return [b"hello\n"]
 
 
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def wait_http(port: int, path: str = "/", timeout: float = 20.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            c.request("GET", path)
-            c.getresponse().read()
-            c.close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"server on port {port} did not start")
 
 
 def settle(port: int, timeout: float = 20.0) -> None:

@@ -55,6 +55,8 @@ ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from bench.loopback import free_port  # noqa: E402  (after ROOT is on sys.path)
+
 USER = "demo"
 BURST, BURST_CONNS = 400, 40
 STEADY = 20.0
@@ -66,11 +68,6 @@ THING_API = "obj ~/things/t${http-qs-n?0}\n"
 
 
 # -- helpers ----------------------------------------------------------------------------
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Stats:
