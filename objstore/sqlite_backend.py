@@ -938,9 +938,16 @@ class SQLiteStore(Store):
         """set_meta/cas as one ``UPDATE ... RETURNING``: ([row] or [], True), or
         (None, False) when the changes or expectations need the transaction path."""
         params: list = [C.now_ms()]
+        # clearing ``expi`` (a column; a paid order is kept for ever) is one more
+        # assignment of the statement; setting it has rules, the transaction path
+        clear_expi = "expi" in texts and texts["expi"] is None
+        if clear_expi:
+            texts = {k: v for k, v in texts.items() if k != "expi"}
         expr = _set_sql(texts, params)
         if expr is None:
             return None, False
+        if clear_expi:
+            expr += ", expi = NULL"
         now = params[0]
         params += [oid, now]
         conds = ""

@@ -88,3 +88,23 @@ def test_writes_with_and_without_the_gate_agree(tmp_path, monkeypatch, gate):
     assert s.set_meta(f["id"], {"c": "z"})["c"] == "z"
     assert {k: s.get(f["id"]).get(k) for k in "abcn"} == {"a": None, "b": [1], "c": "z", "n": 5}
     s.close()
+
+
+def test_a_cas_that_clears_expi_is_one_statement(tmp_path):
+    """The paid transition clears ``expi`` (a paid order is kept): that is one more
+    assignment of the single UPDATE, not the read-modify-write transaction."""
+    s = open_store(f"sqlite://{tmp_path / 'store.db'}")
+    o = s.create("/o/1", "FILE", {"or_status": 1, "expi": 2 ** 60}, parents=True)
+    statements = []
+    for c in s._connections():
+        c.set_trace_callback(statements.append)
+    got = s.cas(o["id"], {"or_status": 1}, {"or_status": 2, "expi": None})
+    assert got["or_status"] == 2 and "expi" not in got
+    writes = [q for q in statements if not q.startswith("SELECT")]
+    assert len(writes) == 1 and writes[0].startswith("UPDATE obj SET"), statements
+    assert "expi" not in s.get(o["id"])
+    # an expired object is gone: not revived by clearing its expi
+    gone = s.create("/o/2", "FILE", {"or_status": 1, "expi": 1})
+    with pytest.raises(WnError, match="noexists"):
+        s.cas(gone["id"], {"or_status": 1}, {"or_status": 2, "expi": None})
+    s.close()
