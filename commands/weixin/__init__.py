@@ -203,8 +203,9 @@ HANDLERS
         (yuan); zero, negative or fractional fen is refused.
         When pay_jsobj was built for the same amount, openid, body and account
         less than 2 hours ago (and before its time_expire), it is printed again.
-        Otherwise: out_trade_no = <order id>_<pay_seq> (pay_seq incremented
-        atomically, so every attempt has a fresh number), body from the order's
+        Otherwise: out_trade_no = <order id>_<pay_seq + 1> (a number WeChat
+        holds with other parameters, from an attempt never recorded, is skipped;
+        a failed attempt spends its number), body from the order's
         pay_body, title or body (else "order <id>"), unifiedorder is called and
         on success one write stores pay_type "weixin", pay_send (the request
         without sign), pay_fees (out_trade_no -> fen of the recent attempts),
@@ -374,7 +375,7 @@ ORDER FIELDS (written by weixin)
     or_status        0 new, 1 confirmed, 2 paid, 3 cancelled / refund in
                      flight, 4 fulfilled, 5 refunded
     expi             cleared (null) on payment; pushed past time_expire on submit
-    pay_seq          attempts made; out_trade_no = <id>_<pay_seq>
+    pay_seq          the last attempt's number; out_trade_no = <id>_<pay_seq>
     pay_type         "weixin"
     pay_send         the last unifiedorder request (without sign)
     pay_out_trade_no the last attempt's out_trade_no

@@ -3,7 +3,9 @@
 
 State kept on the order object (see the man page of ``weixin``):
 
-* ``pay_seq``            attempts made (``store.incr``); out_trade_no = ``<id>_<seq>``
+* ``pay_seq``            the highest attempt number recorded; an attempt is numbered
+                         ``pay_seq`` + 1 (out_trade_no = ``<id>_<n>``) and recorded with
+                         its fields, in their one compare-and-set
 * ``pay_send``, ``pay_out_trade_no``, ``pay_rexml``, ``pay_remap``, ``pay_jsobj``,
   ``pay_jsobj_choose``, ``pay_prepay_time``, ``pay_type``
                          written together, in one compare-and-set, only after a
@@ -46,6 +48,8 @@ PAYABLE = (0, 1)
 REUSE_MS = (2 * 60 - 10) * 60 * 1000
 QUERY_ATTEMPTS = 5
 CAS_TRIES = 20
+# out_trade_no numbers tried when WeChat holds the next ones with other parameters
+NUMBER_TRIES = 5
 # how many attempts' amounts pay_fees remembers
 FEES_KEPT = 20
 _ORDER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -152,12 +156,26 @@ def _reusable(order, account, amount: int, openid: str, body: str, now: int) -> 
         return False
 
 
-def _record_error(store, oid: str, out_trade_no: str, err: WnError) -> None:
+def _record_error(store, order, out_trade_no: str, err: WnError) -> None:
+    """Keep a failed attempt apart (``pay_error``) and spend its number: WeChat may
+    hold it (a timeout, a refusal), so the next attempt takes the next one."""
+    error = {"out_trade_no": out_trade_no, "key": err.key, "reason": err.reason,
+             "time": now_ms()}
+    number = int(out_trade_no.rpartition("_")[2])
+    current = order
     try:
-        store.set_meta(oid, {"pay_error": {"out_trade_no": out_trade_no, "key": err.key,
-                                           "reason": err.reason, "time": now_ms()}})
+        for _ in range(CAS_TRIES):
+            seq = current.get("pay_seq")
+            changes = {"pay_error": error, "pay_seq": max(number, attempt_seq(current))}
+            if store.cas(order.id, {"pay_seq": seq}, changes) is not None:
+                return
+            current = store.get(order.id)
+            if current is None:
+                raise WnError("e.cmd.weixin.order.noexists", f"order {order.id}", NOT_FOUND)
+        log.warning("weixin: cannot record pay_error on order %s: it is being changed",
+                    order.id)
     except WnError as e:  # the order vanished meanwhile: the caller's error says enough
-        log.warning("weixin: cannot record pay_error on order %s: %s", oid, e.key)
+        log.warning("weixin: cannot record pay_error on order %s: %s", order.id, e.key)
 
 
 def keep_past_time_expire(store, order, time_expire: str) -> None:
@@ -183,10 +201,12 @@ def keep_past_time_expire(store, order, time_expire: str) -> None:
 
 
 class Submit:
-    """What ``-submit`` knows once its input is checked, for either API version."""
+    """What ``-submit`` knows once its input is checked, for either API version.
+    ``stored(order)``: the answer stored on ``order`` when it can be reused as it is
+    (the version's own test), else None."""
 
     __slots__ = ("order", "openid", "openid_key", "trade_type", "native", "client_ip",
-                 "amount", "body", "now")
+                 "amount", "body", "now", "stored")
 
     def __init__(self, **kw):
         for k, v in kw.items():
@@ -223,6 +243,13 @@ def begin_submit(session, loaded, opts, stdout, reusable=None,
                       f"-client_ip is not an IP address: {client_ip[:64]!r}",
                       BAD_INPUT) from None
     account = loaded.account
+
+    def stored(current):
+        if native:
+            ok = reusable_native(current, account, amount, body, now)
+            return current["pay_native"] if ok else None
+        ok = reusable(current, account, amount, openid, body, now)
+        return current["pay_jsobj"] if ok else None
     order = fetch_obj(session, ref, "order", "e.cmd.weixin.order.noexists")
     check_is_order(order, openid_key)
     owner = order.get(openid_key)
@@ -233,16 +260,74 @@ def begin_submit(session, loaded, opts, stdout, reusable=None,
     amount = order_amount(order)
     body = order_body(order)
     now = now_ms()
-    if native:
-        if reusable_native(order, account, amount, body, now):
-            write_json(stdout, order["pay_native"])
-            return None
-    elif reusable(order, account, amount, openid, body, now):
-        write_json(stdout, order["pay_jsobj"])
+    answer = stored(order)
+    if answer is not None:
+        write_json(stdout, answer)
         return None
     return Submit(order=order, openid=openid, openid_key=openid_key,
                   trade_type=trade_type, native=native, client_ip=client_ip,
-                  amount=amount, body=body, now=now)
+                  amount=amount, body=body, now=now, stored=stored)
+
+
+def attempt_seq(order) -> int:
+    """The highest attempt number the order has recorded (0: none yet)."""
+    seq = order.get("pay_seq")
+    if seq is None:
+        return 0
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 2 ** 62:
+        raise WnError("e.cmd.weixin.order.seq.invalid",
+                      f"order {order.id}: pay_seq is not a count of attempts", CONFLICT)
+    return seq
+
+
+def _number_in_use(e: WnError) -> bool:
+    """WeChat already has this out_trade_no with other parameters (an attempt that was
+    sent but never recorded: a concurrent submit, or one cut short by a crash)."""
+    return isinstance(e, ResultFail) and (
+        e.err_code == "OUT_TRADE_NO_USED"
+        or (e.err_code == "INVALID_REQUEST" and "201" in e.err_code_des))
+
+
+def run_attempts(store, loaded, sub: "Submit", build, send, what: str, stdout) -> int:
+    """Send the order's next attempt and record it (either API version).
+
+    The attempt number is the order's ``pay_seq`` + 1, and it is recorded (with
+    ``pay_seq``) by the one compare-and-set that stores the accepted attempt, so an
+    accepted submit is one synced write.  A number WeChat already holds with other
+    parameters (an attempt that was sent but not recorded: a concurrent submit for
+    the same order, or one cut short by a crash) is answered OUT_TRADE_NO_USED; then
+    an answer stored meanwhile is reused, or the next number is tried.  A number that
+    was sent but not recorded was never handed to the payer, so no payment can come
+    for it.  ``build(out_trade_no)`` checks the input, readies the order (its errors are
+    the caller's, nothing is recorded) and returns what ``send`` takes; ``send(built)``
+    calls WeChat and returns
+    ``(out_trade_no, pay_send, reply text, remap, jsobj, time_expire)``."""
+    order = sub.order
+    seq = attempt_seq(order)
+    for _ in range(NUMBER_TRIES):
+        out_trade_no = f"{order.id}_{seq + 1}"
+        built = build(out_trade_no)
+        try:
+            got = send(built)
+        except WnError as e:
+            if _number_in_use(e):
+                current = store.get(order.id)
+                if current is None:
+                    raise WnError("e.cmd.weixin.order.noexists", f"order {order.id}",
+                                  NOT_FOUND) from None
+                answer = sub.stored(current)
+                if answer is not None:
+                    write_json(stdout, answer)
+                    return 0
+                seq = max(seq + 1, attempt_seq(current))
+                continue
+            _record_error(store, order, out_trade_no, e)
+            log.warning("weixin %s: %s for order %s (%s) failed: %s", loaded.name, what,
+                        order.id, out_trade_no, e.line())
+            raise
+        return finish_submit(store, sub, *got, stdout)
+    raise WnError("e.cmd.weixin.order.busy", f"order {order.id}: WeChat holds its next "
+                  f"{NUMBER_TRIES} out_trade_no with other parameters", CONFLICT)
 
 
 def finish_submit(store, sub: "Submit", out_trade_no: str, pay_send: dict, reply_text: str,
@@ -279,14 +364,14 @@ def submit(session, loaded, opts, stdout) -> int:
     expire = order_time_expire(order, sub.now)
     if expire:
         request["time_expire"] = expire
-    # check the input once before spending a sequence number
-    build_unifiedorder(account, dict(request, out_trade_no=f"{order.id}_1"))
-    seq = store.incr(order.id, "pay_seq")
-    out_trade_no = f"{order.id}_{seq}"
-    params = build_unifiedorder(account, dict(request, out_trade_no=out_trade_no))
-    pay_send = {k: v for k, v in params.items() if k != "sign"}
-    keep_past_time_expire(store, order, params["time_expire"])
-    try:
+
+    def build(out_trade_no):
+        params = build_unifiedorder(account, dict(request, out_trade_no=out_trade_no))
+        keep_past_time_expire(store, order, params["time_expire"])
+        return params
+
+    def send(params):
+        out_trade_no = params["out_trade_no"]
         rexml = loaded.client.post_xml("/pay/unifiedorder", to_xml(params))
         remap = parse_reply(account, rexml)
         prepay_id = remap.get("prepay_id")
@@ -303,24 +388,24 @@ def submit(session, loaded, opts, stdout) -> int:
                      "time_expire": params["time_expire"], "total_fee": sub.amount}
         else:
             jsobj = jsapi_params(account, prepay_id)
-    except WnError as e:
-        _record_error(store, order.id, out_trade_no, e)
-        log.warning("weixin %s: unifiedorder for order %s (%s) failed: %s",
-                    loaded.name, order.id, out_trade_no, e.line())
-        raise
-    return finish_submit(store, sub, out_trade_no, pay_send, rexml, remap, jsobj,
-                         params["time_expire"], stdout)
+        pay_send = {k: v for k, v in params.items() if k != "sign"}
+        return out_trade_no, pay_send, rexml, remap, jsobj, params["time_expire"]
+    return run_attempts(store, loaded, sub, build, send, "unifiedorder", stdout)
 
 
 def store_attempt(store, order, changes: dict, openid_key: str, openid: str, amount: int,
                   out_trade_no: str, jsobj: dict, stdout) -> int:
-    """Write an attempt's fields in one compare-and-set (the order must still be
-    payable, this user's, for this amount), then print ``jsobj``."""
-    watched = ("or_status", openid_key, "total_fee", "pay_val", "pay_fees")
+    """Write an attempt's fields and its number (``pay_seq``) in one compare-and-set
+    (the order must still be payable, this user's, for this amount), then print
+    ``jsobj``."""
+    watched = ("or_status", openid_key, "total_fee", "pay_val", "pay_fees", "pay_seq")
+    number = int(out_trade_no.rpartition("_")[2])
     current = order
     for _ in range(CAS_TRIES):
         expect = {k: current.get(k) for k in watched}
         changes["pay_fees"] = _with_fee(current.get("pay_fees"), out_trade_no, amount)
+        # never lower: a concurrent submit may have recorded a higher number
+        changes["pay_seq"] = max(number, attempt_seq(current))
         if store.cas(order.id, expect, changes) is not None:
             write_json(stdout, jsobj)
             return 0

@@ -209,7 +209,7 @@ def submit(session, loaded, opts, stdout) -> int:
     NATIVE``, a Native prepay (``pay_native`` with the ``code_url``, v2's shape; v3
     gives no prepay_id for it, so that field is null). The checks before and the
     record after are v2's (``order.begin_submit`` / ``order.finish_submit``)."""
-    from .order import _record_error, begin_submit, finish_submit, keep_past_time_expire
+    from .order import begin_submit, keep_past_time_expire, run_attempts
     sub = begin_submit(session, loaded, opts, stdout, _reusable, _reusable_native)
     if sub is None:
         return 0
@@ -223,15 +223,15 @@ def submit(session, loaded, opts, stdout) -> int:
         request["time_expire"] = expire
     else:       # the account's pay_time_expire, in whole seconds (as v2 sends it)
         request["time_expire"] = beijing(sub.now + account.time_expire_minutes * 60000)
-    build = v3api.build_native_prepay if native else v3api.build_jsapi_prepay
-    # check the input once before spending a sequence number
-    build(account, dict(request, out_trade_no=f"{order.id}_1"))
-    seq = store.incr(order.id, "pay_seq")
-    out_trade_no = f"{order.id}_{seq}"
-    req = build(account, dict(request, out_trade_no=out_trade_no))
-    pay_send = json.loads(req.body)
-    keep_past_time_expire(store, order, request["time_expire"])
-    try:
+    make = v3api.build_native_prepay if native else v3api.build_jsapi_prepay
+
+    def build(out_trade_no):
+        req = make(account, dict(request, out_trade_no=out_trade_no))
+        keep_past_time_expire(store, order, request["time_expire"])
+        return out_trade_no, req
+
+    def send(built):
+        out_trade_no, req = built
         remap, text = loaded.client.exchange(req)
         if native:
             jsobj = {"trade_type": "NATIVE", "code_url": v3api.parse_code_url(remap),
@@ -239,13 +239,10 @@ def submit(session, loaded, opts, stdout) -> int:
                      "time_expire": request["time_expire"], "total_fee": sub.amount}
         else:
             jsobj = v3api.jsapi_params(account, v3api.parse_prepay(remap))
-    except WnError as e:
-        _record_error(store, order.id, out_trade_no, e)
-        log.warning("weixin %s: v3 %s prepay for order %s (%s) failed: %s", loaded.name,
-                    sub.trade_type.lower(), order.id, out_trade_no, e.line())
-        raise
-    return finish_submit(store, sub, out_trade_no, pay_send, text, remap, jsobj,
-                         request["time_expire"], stdout)
+        return (out_trade_no, json.loads(req.body), text, remap, jsobj,
+                request["time_expire"])
+    return run_attempts(store, loaded, sub, build, send,
+                        f"v3 {sub.trade_type.lower()} prepay", stdout)
 
 
 # ---- order -result id:${id} ------------------------------------------------------------

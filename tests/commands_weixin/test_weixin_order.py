@@ -11,7 +11,7 @@ from wxpay.api import SUCCESS_XML
 from wxpay.sign import verify
 from wxpay.xmlcodec import from_xml, to_xml
 
-from .conftest import APPID, OPENID, PAY_KEY, make_order, run, write_file
+from .conftest import APPID, MCH_ID, OPENID, PAY_KEY, make_order, run, write_file
 
 PAY_FIELDS = ("pay_send", "pay_rexml", "pay_remap", "pay_jsobj", "pay_jsobj_choose",
               "pay_out_trade_no", "pay_prepay_time")
@@ -52,6 +52,52 @@ def test_submit_builds_and_stores_pay_state(sh, store, sim, receiver):
     assert choose["timestamp"] == jsobj["timeStamp"] and choose["paySign"] == jsobj["paySign"]
     assert "pay_error" not in o and o["or_status"] == 0
     assert sim.order(f"{order.id}_1")["total_fee"] == 888
+
+
+WRITES = ("create", "set_meta", "cas", "incr", "write", "append", "move", "delete")
+
+
+def test_an_accepted_submit_writes_the_order_once(sh, store, sim, monkeypatch):
+    """The attempt number (pay_seq) is recorded by the compare-and-set that stores the
+    accepted attempt: one synced write per submit, not an increment before the call
+    and a second write after it."""
+    order = make_order(store)
+    writes = []
+    for name in WRITES:
+        real = getattr(store, name)
+
+        def counted(*a, _real=real, _name=name, **kw):
+            writes.append(_name)
+            return _real(*a, **kw)
+        monkeypatch.setattr(store, name, counted)
+    status, out, err = submit(sh, order)
+    assert status == 0, err
+    assert writes == ["cas"]
+    o = store.get(order.id)
+    assert o["pay_seq"] == 1 and o["pay_out_trade_no"] == f"{order.id}_1"
+    assert json.loads(out) == o["pay_jsobj"]
+
+
+def test_submit_skips_a_number_wechat_holds_with_other_parameters(sh, store, sim):
+    """An attempt that reached WeChat but was never recorded (a crash between the call
+    and the write) leaves WeChat holding ``<id>_1`` with other parameters; the next
+    submit is answered OUT_TRADE_NO_USED for it and takes the next number."""
+    from wxpay.account import Account
+    from wxpay.api import build_unifiedorder
+    order = make_order(store)
+    acct = Account(APPID, MCH_ID, PAY_KEY, notify_url="http://127.0.0.1:9/elsewhere")
+    held = build_unifiedorder(acct, {"body": "测试订单", "out_trade_no": f"{order.id}_1",
+                                     "total_fee": 1, "openid": OPENID,
+                                     "spbill_create_ip": "127.0.0.1"})
+    r = requests.post(sim.url + "/pay/unifiedorder", data=to_xml(held).encode(), timeout=5)
+    assert "prepay_id" in r.text
+    status, out, err = submit(sh, order)
+    assert status == 0, err
+    o = store.get(order.id)
+    assert o["pay_seq"] == 2 and o["pay_out_trade_no"] == f"{order.id}_2"
+    assert sim.order(f"{order.id}_2")["total_fee"] == 888
+    assert json.loads(out)["package"] == "prepay_id=" + o["pay_remap"]["prepay_id"]
+    assert "pay_error" not in o
 
 
 def test_submit_reuses_jsobj_until_the_order_changes(sh, store, sim):
