@@ -117,8 +117,25 @@ def worker_rss(proc: subprocess.Popen) -> list[tuple[float, float, float]]:
     return sorted(rss_mib(k) for k in leaves)
 
 
+def cpu_seconds(proc: subprocess.Popen) -> float:
+    """User + system CPU seconds used so far by ``proc`` and every process below it
+    (the server's main process and its workers, all their threads)."""
+    total = 0
+    for pid in [proc.pid] + descendants(proc.pid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+            total += int(fields[11]) + int(fields[12])      # utime, stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 # ---- wrk -------------------------------------------------------------------------------
 class Run:
+    cpu_ms = float("nan")           # server CPU per answered request (set by timed())
+    standin_cpu_ms = float("nan")   # the stand-in's CPU per answered request
+
     def __init__(self, out: str):
         m = re.search(r"Requests/sec:\s+([\d.]+)", out)
         if not m:
@@ -146,6 +163,16 @@ def wrk(port: int, duration: float, conns: int, env: dict, path: str = "/") -> R
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60,
                          env=dict(os.environ, WRK_THREADS=str(WRK_THREADS), **env))
     return Run(res.stdout + res.stderr)
+
+
+def timed(side_proc: subprocess.Popen, standin: subprocess.Popen, run) -> Run:
+    """``run()`` (a wrk run) with the CPU the server and the stand-in spent on it."""
+    before, sbefore = cpu_seconds(side_proc), cpu_seconds(standin)
+    r = run()
+    if r.done:
+        r.cpu_ms = (cpu_seconds(side_proc) - before) * 1000 / r.done
+        r.standin_cpu_ms = (cpu_seconds(standin) - sbefore) * 1000 / r.done
+    return r
 
 
 def write_lines(path: str, lines: list[str]) -> str:
@@ -397,9 +424,9 @@ def main(argv=None) -> int:
         # 1. fresh submits
         for s in sides:
             f = write_lines(os.path.join(tmp, f"{s.name}-submit.txt"), s.submit_paths())
-            s.runs["submit"] = wrk(s.port, a.duration, a.connections,
-                                   dict(env_common, WRK_FILE=f, WRK_MODE="get",
-                                        WRK_EXPECT="paySign"))
+            s.runs["submit"] = timed(s.proc, standin, lambda: wrk(
+                s.port, a.duration, a.connections,
+                dict(env_common, WRK_FILE=f, WRK_MODE="get", WRK_EXPECT="paySign")))
         # every order submitted (untimed; the ones done above reuse their pay_jsobj)
         for s in sides:
             bad = fetch_all(s.port, s.submit_paths(), b"paySign", threads=32)
@@ -423,10 +450,10 @@ def main(argv=None) -> int:
                     # transaction_id): what WeChat repeats when it missed our SUCCESS
                     xmls = [sent[s.name][otn] for otn, _fee in rows]
                 f = write_lines(os.path.join(tmp, f"{s.name}-{leg}.txt"), xmls)
-                s.runs[leg] = wrk(s.port, a.duration, a.connections,
-                                  dict(WRK_FILE=f, WRK_MODE="post", WRK_PATH=s.notify_path,
-                                       WRK_EXPECT="SUCCESS",
-                                       WRK_WRAP="1" if leg == "duplicate" else "0"))
+                s.runs[leg] = timed(s.proc, standin, lambda: wrk(
+                    s.port, a.duration, a.connections,
+                    dict(WRK_FILE=f, WRK_MODE="post", WRK_PATH=s.notify_path,
+                         WRK_EXPECT="SUCCESS", WRK_WRAP="1" if leg == "duplicate" else "0")))
         after = {s.name: len(s.paid()) for s in sides}
         rss = {s.name: worker_rss(s.proc) for s in sides}
 
@@ -457,6 +484,12 @@ def main(argv=None) -> int:
             all_met &= met
             print(f"  {label:34s} {p.rps:10.0f} {p.p99_ms:7.2f} {w.rps:9.0f} {w.p99_ms:7.2f}"
                   f" {ratio:6.2f}  >= {TARGET_RATIO} and p99 <=: {'MET' if met else 'NOT MET'}")
+        print(f"  CPU per request (ms; server = main process + workers, all threads):")
+        for leg, label in labels.items():
+            p, w = peer.runs[leg], wn.runs[leg]
+            extra = (f"   stand-in {p.standin_cpu_ms:5.3f} / {w.standin_cpu_ms:5.3f}"
+                     if leg == "submit" else "")
+            print(f"    {label:34s} peer {p.cpu_ms:6.3f}  wnshell {w.cpu_ms:6.3f}{extra}")
         for leg in labels:
             for s in sides:
                 r = s.runs[leg]
