@@ -76,7 +76,7 @@ class TreeView(abc.ABC):
         """Store a new object (``len``/``sha1`` already match ``data``; None: no
         content written)."""
 
-    def insert_dir(self, doc: dict) -> dict:
+    def insert_dir(self, doc: dict, now: int) -> dict:
         """Store a DIR made on the way (``create`` with ``parents``); returns the DIR
         now at its path (a backend where another writer may have made it at the same
         moment returns that one)."""
@@ -145,7 +145,7 @@ def parent_dir(v: TreeView, ph: str, parents: bool, now: int) -> dict:
     up, nm = paths.parent_and_name(ph)
     parent = parent_dir(v, up, True, now)
     v.clear(ph, now)
-    return v.insert_dir(C.new_doc(paths.new_id(), parent["id"], nm, ph, "DIR", {}, now))
+    return v.insert_dir(C.new_doc(paths.new_id(), parent["id"], nm, ph, "DIR", {}, now), now)
 
 
 # ---- create / change --------------------------------------------------------------------

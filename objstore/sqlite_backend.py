@@ -36,9 +36,9 @@ from _thread import _local as thread_local, allocate_lock
 
 from . import common as C
 from . import paths, rules
+from .errors import INTERNAL, TIMEOUT, StoreError
 from .sqlite_query import SqliteCompiler, json_path, sqlite_regexp
 from .sqlstore import Dialect, SQLStore, SQLView, subtree_range
-from .errors import BAD_INPUT, INTERNAL, TIMEOUT, StoreError
 
 TYPE_CHECKING = False   # typing costs start-up time (and hashlib is imported by the first
 if TYPE_CHECKING:       # content write): every shell opens this store
@@ -401,12 +401,15 @@ class _Dialect(Dialect):
         return _row_doc(row)
 
 
+DIALECT = _Dialect()
+
+
 class _View(SQLView):
     """The writes of ``rules.TreeView`` on this layout: the tree's fields as columns,
     the rest as JSON text in ``meta``, content in its own table."""
 
     __slots__ = ()
-    d = _Dialect()
+    d = DIALECT
 
     def get_content(self, oid: str) -> bytes:
         row = self.conn.execute("SELECT data FROM content WHERE id = ?", (oid,)).fetchone()
@@ -472,7 +475,7 @@ class _View(SQLView):
 
 
 class SQLiteStore(SQLStore):
-    dialect = _View.d
+    dialect = DIALECT
 
     def __init__(self, url: str):
         from . import url_path

@@ -136,11 +136,10 @@ class SQLView(rules.TreeView):
 
 
 class SQLStore(Store):
-    """All of ``Store`` for an SQL backend.  A subclass sets ``dialect`` and ``View``
-    and implements the hooks below."""
+    """All of ``Store`` for an SQL backend.  A subclass sets ``dialect`` and implements
+    the hooks below (``_run_read``/``_run_write`` hand ``fn`` its ``SQLView``)."""
 
     dialect: Dialect
-    View: type = SQLView
     _last_purge = 0
 
     # ---- hooks ------------------------------------------------------------------------
