@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import abc
 from contextlib import AbstractContextManager
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 from . import common as C
 from . import paths, query as Q, rules
-from .base import Store, WnObj
+from .base import WnObj
 
 
 class DocView(rules.TreeView):
@@ -130,10 +130,9 @@ class DocView(rules.TreeView):
             self.put(d)
 
 
-class DocStore(Store):
-    """All of ``Store`` on top of ``DocView``."""
-
-    _last_purge = 0
+class DocStore(rules.TreeStore):
+    """All of ``Store`` on top of ``DocView``: the rules' methods (``rules.TreeStore``)
+    in one ``_txn`` each, ``get`` and the queries with the Python predicate."""
 
     @abc.abstractmethod
     def _txn(self, write: bool) -> AbstractContextManager[DocView]: ...
@@ -145,6 +144,29 @@ class DocStore(Store):
                 v.put({"id": paths.new_id(), "pid": "", "nm": "", "ph": "/", "race": "DIR",
                        "ct": now, "lm": now})
 
+    # ---- rules.TreeStore's hooks ------------------------------------------------------
+    def _run_read(self, fn):
+        with self._txn(False) as v:
+            return fn(v)
+
+    def _run_write(self, fn):
+        with self._txn(True) as v:
+            return fn(v)
+
+    # the documents are the stored ones: every object handed out is a deep copy
+    _out = staticmethod(C.copy_out)
+
+    def _glob(self, glob):
+        import re
+        return re.compile(C.glob_regex(glob))
+
+    def _purge(self, v: DocView, now: int) -> int:
+        n = 0
+        for d in list(v.scan(lambda d: C.is_expired(d, now))):
+            if v.get(d["id"]) is not None:       # not already gone with its parent
+                n += v.remove_tree(d)
+        return n
+
     # ---- lookup -----------------------------------------------------------------------
     def get(self, oid: str) -> WnObj | None:
         if not paths.is_id(oid):
@@ -152,83 +174,6 @@ class DocStore(Store):
         with self._txn(False) as v:
             doc = v.live(oid, C.now_ms())
             return C.copy_out(doc) if doc else None
-
-    def fetch(self, path: str, *, cwd: str = "/", home: str | None = None) -> WnObj | None:
-        sp = paths.resolve(path, cwd, home)
-        now = C.now_ms()
-        with self._txn(False) as v:
-            doc = rules.fetch(v, sp, now)
-            return C.copy_out(doc) if doc else None
-
-    # ---- create / change ------------------------------------------------------------
-    def create(self, path: str, race: str = "FILE", meta: Mapping[str, Any] | None = None,
-               *, parents: bool = False, content: bytes | None = None,
-               cwd: str = "/", home: str | None = None) -> WnObj:
-        race, sp, clean, data = C.create_args(path, race, meta, content, cwd, home)
-        now = C.now_ms()
-        with self._txn(True) as v:
-            doc = rules.create(v, sp, race, clean, data, parents, now)
-            if rules.purge_due(self, now):      # opportunistic, once a minute
-                self._purge(v, now)
-            return C.copy_out(doc)
-
-    def set_meta(self, oid: str, changes: Mapping[str, Any]) -> WnObj:
-        clean = C.clean_meta(changes)
-        now = C.now_ms()
-        with self._txn(True) as v:
-            return C.copy_out(rules.set_meta(v, oid, clean, now))
-
-    def cas(self, oid: str, expect: Mapping[str, Any], changes: Mapping[str, Any]) -> WnObj | None:
-        want = C.clean_expect(expect)
-        clean = C.clean_meta(changes)
-        now = C.now_ms()
-        with self._txn(True) as v:
-            doc = rules.cas(v, oid, want, clean, now)
-            return None if doc is None else C.copy_out(doc)
-
-    def incr(self, oid: str, key: str, delta: int = 1) -> int:
-        C.check_delta(key, delta)
-        now = C.now_ms()
-        with self._txn(True) as v:
-            return rules.incr(v, oid, key, delta, now)
-
-    # ---- content -----------------------------------------------------------------------
-    def read(self, oid: str) -> bytes:
-        with self._txn(False) as v:
-            return rules.read(v, oid, C.now_ms())
-
-    def write(self, oid: str, data: bytes) -> WnObj:
-        return self._put(oid, data, append=False)
-
-    def append(self, oid: str, data: bytes) -> WnObj:
-        return self._put(oid, data, append=True)
-
-    def _put(self, oid: str, data: bytes, append: bool) -> WnObj:
-        data = C.as_bytes(data)
-        now = C.now_ms()
-        with self._txn(True) as v:
-            return C.copy_out(rules.put_content(v, oid, data, append, now))
-
-    # ---- tree -------------------------------------------------------------------------
-    def children(self, oid: str, glob: str | None = None) -> list[WnObj]:
-        rx = None
-        if glob is not None:
-            import re
-            rx = re.compile(C.glob_regex(glob))
-        now = C.now_ms()
-        with self._txn(False) as v:
-            return [C.copy_out(d) for d in rules.children(v, oid, rx, now)]
-
-    def move(self, oid: str, new_path: str, *, cwd: str = "/", home: str | None = None) -> WnObj:
-        sp = paths.resolve(new_path, cwd, home)
-        now = C.now_ms()
-        with self._txn(True) as v:
-            return C.copy_out(rules.move(v, oid, sp, now))
-
-    def delete(self, oid: str, *, recursive: bool = False) -> None:
-        now = C.now_ms()
-        with self._txn(True) as v:
-            rules.delete(v, oid, recursive, now)
 
     # ---- query -------------------------------------------------------------------------
     def _select(self, v: DocView, match, now: int) -> list[dict]:
@@ -250,17 +195,3 @@ class DocStore(Store):
         now = C.now_ms()
         with self._txn(False) as v:
             return len(self._select(v, match, now))
-
-    # ---- housekeeping --------------------------------------------------------------------
-    def purge_expired(self) -> int:
-        now = C.now_ms()
-        with self._txn(True) as v:
-            self._last_purge = now
-            return self._purge(v, now)
-
-    def _purge(self, v: DocView, now: int) -> int:
-        n = 0
-        for d in list(v.scan(lambda d: C.is_expired(d, now))):
-            if v.get(d["id"]) is not None:       # not already gone with its parent
-                n += v.remove_tree(d)
-        return n

@@ -398,13 +398,16 @@ class PostgresStore(SQLStore):
         raise C.notfile(doc["ph"])
 
     # ---- housekeeping -----------------------------------------------------------------
+    def _purge_within(self, v, now: int) -> None:
+        pass                # not inside a create: see _purge_after
+
     def _purge_after(self, now: int) -> None:
         """About once a minute per process (after a create): purge, unless another
         worker is purging right now (then it is that worker's job; never wait for it)."""
         if not rules.purge_due(self, now):
             return
         try:
-            self._purge(wait=False)
+            self._purge_db(wait=False)
         except StoreError:
             pass            # best effort; the next create (or an explicit purge) retries
 
@@ -412,7 +415,7 @@ class PostgresStore(SQLStore):
         """Delete expired objects and their subtrees, in one statement; return how many
         objects went.  Workers purging together take turns (a transaction-level
         advisory lock), so each object is deleted, and counted, once."""
-        return self._purge(wait=True)
+        return self._purge_db(wait=True)
 
     # ARRAY(...) is computed first (expired rows by the expi index, their subtrees by
     # ph ranges), then the rows go by primary key: never a scan of the whole table
@@ -420,7 +423,7 @@ class PostgresStore(SQLStore):
               f"SELECT DISTINCT o.id FROM {TABLE} e JOIN {TABLE} o ON o.ph = e.ph OR "
               f"(o.ph ~>=~ (e.ph || '/') AND o.ph ~<~ (e.ph || '0')) WHERE e.expi < %s))")
 
-    def _purge(self, wait: bool) -> int:
+    def _purge_db(self, wait: bool) -> int:
         now = C.now_ms()
         self._last_purge = now
 

@@ -17,6 +17,9 @@ computed fields) are in ``common``.
 Documents a view returns may be its stored objects themselves: nothing here changes
 one in place; a changed document is a copy handed back to the view (``save``,
 ``insert``...).
+
+``TreeStore`` at the end is the ``Store`` methods these rules answer, written once;
+``DocStore`` and ``SQLStore`` are each a ``TreeStore``.
 """
 from __future__ import annotations
 
@@ -24,11 +27,12 @@ import abc
 
 from . import common as C
 from . import paths
+from .base import Store, WnObj
 from .errors import StoreError
 
 TYPE_CHECKING = False   # typing costs start-up time: every shell opens a store
 if TYPE_CHECKING:
-    from typing import Any, Mapping
+    from typing import Any, Callable, Mapping
 
 
 class TreeView(abc.ABC):
@@ -276,3 +280,128 @@ def purge_due(store: Any, now: int) -> bool:
         return False
     store._last_purge = now
     return True
+
+
+# ---- the Store methods these rules answer -----------------------------------------------
+class TreeStore(Store):
+    """The ``Store`` methods the rules above answer, written once for both kinds of
+    backend (``docstore.DocStore``, ``sqlstore.SQLStore``).  A kind supplies
+    ``_run_read``/``_run_write`` (one transaction on a ``TreeView``), ``get``,
+    ``query``, ``count``, and may answer ``fetch``/``set_meta``/``cas``/``incr`` faster
+    (one statement) before falling back on the rule."""
+
+    _last_purge = 0
+
+    @abc.abstractmethod
+    def _run_read(self, fn: Callable[[TreeView], Any]) -> Any:
+        """``fn(view)`` in one read transaction."""
+
+    @abc.abstractmethod
+    def _run_write(self, fn: Callable[[TreeView], Any]) -> Any:
+        """``fn(view)`` in one write transaction, committed (and synced, where the
+        backend syncs) when this returns; an exception rolls it back."""
+
+    @staticmethod
+    def _out(doc: dict) -> WnObj:
+        """The object handed to the caller (a view that returns documents it shares
+        with nothing need not copy them)."""
+        return WnObj(doc)
+
+    def _glob(self, glob: Any) -> Any:
+        """A ``children()`` glob, checked, as the view's ``live_children`` takes it."""
+        return C.glob_regex(glob)
+
+    def _purge(self, v: TreeView, now: int) -> int:
+        """Delete the expired objects and their subtrees inside ``v``'s transaction."""
+        raise NotImplementedError
+
+    def _purge_within(self, v: TreeView, now: int) -> None:
+        """Inside every ``create``'s transaction: the opportunistic purge."""
+        if purge_due(self, now):
+            self._purge(v, now)
+
+    def _purge_after(self, now: int) -> None:
+        """After every ``create`` has committed (a backend that purges on its own)."""
+
+    # ---- lookup -----------------------------------------------------------------------
+    def fetch(self, path: str, *, cwd: str = "/", home: str | None = None) -> WnObj | None:
+        """By path; an expired DIR hides its whole subtree from path lookups."""
+        sp = paths.resolve(path, cwd, home)
+        now = C.now_ms()
+        doc = self._run_read(lambda v: fetch(v, sp, now))
+        return self._out(doc) if doc is not None else None
+
+    # ---- create / change --------------------------------------------------------------
+    def create(self, path: str, race: str = "FILE", meta: Mapping[str, Any] | None = None,
+               *, parents: bool = False, content: bytes | None = None,
+               cwd: str = "/", home: str | None = None) -> WnObj:
+        race, sp, clean, data = C.create_args(path, race, meta, content, cwd, home)
+        now = C.now_ms()
+
+        def tx(v):
+            doc = create(v, sp, race, clean, data, parents, now)
+            self._purge_within(v, now)
+            return doc
+        doc = self._run_write(tx)
+        self._purge_after(now)
+        return self._out(doc)
+
+    def set_meta(self, oid: str, changes: Mapping[str, Any]) -> WnObj:
+        clean = C.clean_meta(changes)
+        now = C.now_ms()
+        return self._out(self._run_write(lambda v: set_meta(v, oid, clean, now)))
+
+    def cas(self, oid: str, expect: Mapping[str, Any], changes: Mapping[str, Any]) -> WnObj | None:
+        want = C.clean_expect(expect)
+        clean = C.clean_meta(changes)
+        return self._cas(oid, want, clean, C.now_ms())
+
+    def _cas(self, oid: str, want: dict, clean: dict, now: int) -> WnObj | None:
+        doc = self._run_write(lambda v: cas(v, oid, want, clean, now))
+        return None if doc is None else self._out(doc)
+
+    def incr(self, oid: str, key: str, delta: int = 1) -> int:
+        C.check_delta(key, delta)
+        now = C.now_ms()
+        return self._run_write(lambda v: incr(v, oid, key, delta, now))
+
+    # ---- content ----------------------------------------------------------------------
+    def read(self, oid: str) -> bytes:
+        now = C.now_ms()
+        return self._run_read(lambda v: read(v, oid, now))
+
+    def write(self, oid: str, data: bytes) -> WnObj:
+        return self._put(oid, data, append=False)
+
+    def append(self, oid: str, data: bytes) -> WnObj:
+        return self._put(oid, data, append=True)
+
+    def _put(self, oid: str, data: bytes, append: bool) -> WnObj:
+        data = C.as_bytes(data)
+        now = C.now_ms()
+        return self._out(self._run_write(lambda v: put_content(v, oid, data, append, now)))
+
+    # ---- tree -------------------------------------------------------------------------
+    def children(self, oid: str, glob: str | None = None) -> list[WnObj]:
+        pattern = None if glob is None else self._glob(glob)
+        now = C.now_ms()
+        out = self._out
+        return [out(d) for d in self._run_read(lambda v: children(v, oid, pattern, now))]
+
+    def move(self, oid: str, new_path: str, *, cwd: str = "/", home: str | None = None) -> WnObj:
+        sp = paths.resolve(new_path, cwd, home)
+        now = C.now_ms()
+        return self._out(self._run_write(lambda v: move(v, oid, sp, now)))
+
+    def delete(self, oid: str, *, recursive: bool = False) -> None:
+        now = C.now_ms()
+        self._run_write(lambda v: delete(v, oid, recursive, now))
+
+    # ---- housekeeping -----------------------------------------------------------------
+    def purge_expired(self) -> int:
+        now = C.now_ms()
+
+        def tx(v):
+            self._last_purge = now
+            return self._purge(v, now)
+        return self._run_write(tx)

@@ -35,7 +35,7 @@ import time
 from _thread import _local as thread_local, allocate_lock
 
 from . import common as C
-from . import paths, rules
+from . import paths
 from .errors import INTERNAL, TIMEOUT, StoreError
 from .sqlite_query import SqliteCompiler, json_path, sqlite_regexp
 from .sqlstore import Dialect, SQLStore, SQLView, subtree_range
@@ -211,10 +211,7 @@ class _Pool:
             return
         self.local.lent = None
         if conn.in_transaction:          # never lend one with a transaction left open
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+            _rollback(conn)
         with self.lock:
             if self.waiters:
                 wait = self.waiters.pop(0)
@@ -242,6 +239,15 @@ _FORKED: list = []
 def _close(conn: sqlite3.Connection) -> None:
     try:
         conn.close()
+    except sqlite3.Error:
+        pass
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """End the connection's transaction, if any is left, on a path that is already
+    failing (its own error is not the one to report)."""
+    try:
+        conn.execute("ROLLBACK")
     except sqlite3.Error:
         pass
 
@@ -289,20 +295,14 @@ class _Tx:
     def _end(self, exc_type, exc) -> bool:
         conn = self.conn
         if exc_type is not None:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+            _rollback(conn)
             if isinstance(exc, (sqlite3.Error,) + _VALUE_ERRORS):
                 raise _store_error(exc) from None
             return False
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+            _rollback(conn)
             raise _store_error(exc) from None
         return False
 
@@ -577,12 +577,14 @@ class SQLiteStore(SQLStore):
         StoreError."""
         return _Tx(self, write)
 
-    def _read_one(self, sql: str, params) -> Any:
-        """A single autocommit SELECT (itself one transaction)."""
+    def _read_one(self, sql: str, params, _all: bool = False) -> Any:
+        """A single autocommit SELECT (itself one transaction): its first row (all its
+        rows with ``_all``)."""
         pool = self._pool_now()
         conn = pool.get()
         try:
-            return conn.execute(sql, params).fetchone()
+            cur = conn.execute(sql, params)
+            return cur.fetchall() if _all else cur.fetchone()
         except (sqlite3.Error,) + _VALUE_ERRORS as exc:
             raise _store_error(exc) from None
         finally:
@@ -710,10 +712,7 @@ class SQLiteStore(SQLStore):
                         conn.execute("COMMIT")
                     except BaseException:
                         if conn.in_transaction:
-                            try:
-                                conn.execute("ROLLBACK")
-                            except sqlite3.Error:
-                                pass
+                            _rollback(conn)
                         raise
             except (sqlite3.Error,) + _VALUE_ERRORS as exc:
                 it[2], it[3] = None, _store_error(exc)
@@ -757,10 +756,7 @@ class SQLiteStore(SQLStore):
             try:
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
+                _rollback(conn)
                 err = _store_error(exc)
                 for it in todo:
                     if it[3] is None:
@@ -774,14 +770,7 @@ class SQLiteStore(SQLStore):
 
     # ---- SQLStore's hooks ---------------------------------------------------------------------
     def _read_all(self, sql: str, params) -> list:
-        pool = self._pool_now()
-        conn = pool.get()
-        try:
-            return conn.execute(sql, params).fetchall()
-        except (sqlite3.Error,) + _VALUE_ERRORS as exc:
-            raise _store_error(exc) from None
-        finally:
-            pool.put(conn)
+        return self._read_one(sql, params, True)
 
     def _run_read(self, fn):
         with self._tx(False) as conn:
@@ -837,10 +826,6 @@ class SQLiteStore(SQLStore):
         return (True, rows[0][0]) if rows else (False, None)
 
     # ---- housekeeping ----------------------------------------------------------------------------------
-    def _purge_within(self, v: "_View", now: int) -> None:
-        if rules.purge_due(self, now):      # at most once a minute, while writing
-            self._purge(v, now)
-
     @staticmethod
     def _purge(v: "_View", now: int) -> int:
         n = 0
@@ -849,10 +834,3 @@ class SQLiteStore(SQLStore):
             n += v.remove_path(ph)       # 0 when it went with an expired DIR above
         return n
 
-    def purge_expired(self) -> int:
-        now = C.now_ms()
-
-        def tx(v):
-            self._last_purge = now
-            return self._purge(v, now)
-        return self._run_write(tx)

@@ -27,11 +27,11 @@ import abc
 
 from . import common as C
 from . import paths, query as Q, rules
-from .base import Store, WnObj
+from .base import WnObj
 
 TYPE_CHECKING = False   # typing costs start-up time: every shell opens a store
 if TYPE_CHECKING:
-    from typing import Any, Callable, Mapping
+    from typing import Any, Mapping
 
 
 class Dialect:
@@ -135,12 +135,14 @@ class SQLView(rules.TreeView):
         return longest
 
 
-class SQLStore(Store):
-    """All of ``Store`` for an SQL backend.  A subclass sets ``dialect`` and implements
-    the hooks below (``_run_read``/``_run_write`` hand ``fn`` its ``SQLView``)."""
+class SQLStore(rules.TreeStore):
+    """All of ``Store`` for an SQL backend: the rules' methods (``rules.TreeStore``),
+    lookups as one statement, the one-statement ``set_meta``/``cas``/``incr`` with the
+    rule as their fallback, queries through the dialect's compiler.  A subclass sets
+    ``dialect`` and implements the hooks below (``_run_read``/``_run_write`` hand
+    ``fn`` its ``SQLView``)."""
 
     dialect: Dialect
-    _last_purge = 0
 
     # ---- hooks ------------------------------------------------------------------------
     @abc.abstractmethod
@@ -150,15 +152,6 @@ class SQLStore(Store):
     @abc.abstractmethod
     def _read_all(self, sql: str, params: Any) -> list:
         """One read statement on its own (autocommit): all its rows."""
-
-    @abc.abstractmethod
-    def _run_read(self, fn: Callable[[SQLView], Any]) -> Any:
-        """``fn(view)`` in one read transaction."""
-
-    @abc.abstractmethod
-    def _run_write(self, fn: Callable[[SQLView], Any]) -> Any:
-        """``fn(view)`` in one write transaction, committed (synced) when this returns;
-        an exception rolls it back."""
 
     @abc.abstractmethod
     def _update_fast(self, oid: str, texts: dict, want: dict | None,
@@ -173,13 +166,10 @@ class SQLStore(Store):
         matched: gone, or the value is not an integer), or (False, None) for the
         transaction."""
 
-    def _purge_within(self, v: SQLView, now: int) -> None:
-        """Called inside every ``create``'s transaction (the opportunistic purge)."""
+    def _glob(self, glob):
+        return self.dialect.glob(glob)
 
-    def _purge_after(self, now: int) -> None:
-        """Called after every ``create`` has committed (the opportunistic purge)."""
-
-    # ---- lookup -----------------------------------------------------------------------
+    # ---- lookup: one statement --------------------------------------------------------
     def get(self, oid: str) -> WnObj | None:
         if not paths.is_id(oid):
             return None
@@ -198,21 +188,7 @@ class SQLStore(Store):
         doc = self._run_read(lambda v: rules.fetch(v, sp, now))
         return WnObj(doc) if doc is not None else None
 
-    # ---- create / change --------------------------------------------------------------
-    def create(self, path: str, race: str = "FILE", meta: Mapping[str, Any] | None = None,
-               *, parents: bool = False, content: bytes | None = None,
-               cwd: str = "/", home: str | None = None) -> WnObj:
-        race, sp, clean, data = C.create_args(path, race, meta, content, cwd, home)
-        now = C.now_ms()
-
-        def tx(v):
-            doc = rules.create(v, sp, race, clean, data, parents, now)
-            self._purge_within(v, now)
-            return doc
-        doc = self._run_write(tx)
-        self._purge_after(now)
-        return WnObj(doc)
-
+    # ---- change: one statement, else the rule ----------------------------------------
     def set_meta(self, oid: str, changes: Mapping[str, Any]) -> WnObj:
         texts = C.meta_texts(changes)
         C.check_oid(oid)
@@ -231,59 +207,26 @@ class SQLStore(Store):
         C.check_oid(oid)
         now = C.now_ms()
         done, row = self._update_fast(oid, texts, want, changes, now)
-        if done:
-            if row is not None:
-                return WnObj(self.dialect.row_doc(row))
-            if self.get(oid) is None:
-                raise C.noexists(f"id:{oid}")
-            return None             # there, but an expectation failed
-        clean = C.clean_meta(changes)
-        doc = self._run_write(lambda v: rules.cas(v, oid, want, clean, now))
-        return None if doc is None else WnObj(doc)
+        if not done:
+            return self._cas(oid, want, C.clean_meta(changes), now)
+        if row is not None:
+            return WnObj(self.dialect.row_doc(row))
+        if self.get(oid) is None:
+            raise C.noexists(f"id:{oid}")
+        return None                 # there, but an expectation failed
 
     def incr(self, oid: str, key: str, delta: int = 1) -> int:
         C.check_delta(key, delta)
         C.check_oid(oid)
         now = C.now_ms()
         done, val = self._incr_fast(oid, key, delta, now)
-        if done:
-            if val is not None:
-                return val
-            if self.get(oid) is None:
-                raise C.noexists(f"id:{oid}")
-            raise C.meta_invalid(f"'{key}' is not an integer")
-        return self._run_write(lambda v: rules.incr(v, oid, key, delta, now))
-
-    # ---- content ----------------------------------------------------------------------
-    def read(self, oid: str) -> bytes:
-        now = C.now_ms()
-        return self._run_read(lambda v: rules.read(v, oid, now))
-
-    def write(self, oid: str, data: bytes) -> WnObj:
-        return self._put(oid, data, append=False)
-
-    def append(self, oid: str, data: bytes) -> WnObj:
-        return self._put(oid, data, append=True)
-
-    def _put(self, oid: str, data: bytes, append: bool) -> WnObj:
-        data = C.as_bytes(data)
-        now = C.now_ms()
-        return WnObj(self._run_write(lambda v: rules.put_content(v, oid, data, append, now)))
-
-    # ---- tree -------------------------------------------------------------------------
-    def children(self, oid: str, glob: str | None = None) -> list[WnObj]:
-        pattern = None if glob is None else self.dialect.glob(glob)
-        now = C.now_ms()
-        return [WnObj(d) for d in self._run_read(lambda v: rules.children(v, oid, pattern, now))]
-
-    def move(self, oid: str, new_path: str, *, cwd: str = "/", home: str | None = None) -> WnObj:
-        sp = paths.resolve(new_path, cwd, home)
-        now = C.now_ms()
-        return WnObj(self._run_write(lambda v: rules.move(v, oid, sp, now)))
-
-    def delete(self, oid: str, *, recursive: bool = False) -> None:
-        now = C.now_ms()
-        self._run_write(lambda v: rules.delete(v, oid, recursive, now))
+        if not done:
+            return self._run_write(lambda v: rules.incr(v, oid, key, delta, now))
+        if val is not None:
+            return val
+        if self.get(oid) is None:
+            raise C.noexists(f"id:{oid}")
+        raise C.meta_invalid(f"'{key}' is not an integer")
 
     # ---- query ------------------------------------------------------------------------
     def _where(self, match, now: int) -> tuple[str, list]:
