@@ -55,7 +55,7 @@ class TreeView(abc.ABC):
     @abc.abstractmethod
     def live_children(self, oid: str, now: int, pattern: Any = None) -> list[dict]:
         """The unexpired children of ``oid`` in name order; ``pattern`` is the name
-        glob as the backend prepared it (``Store._glob``), or None for all."""
+        glob as the backend prepared it (``TreeStore._glob``), or None for all."""
 
     @abc.abstractmethod
     def has_live_children(self, oid: str, now: int) -> bool: ...
