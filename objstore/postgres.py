@@ -279,11 +279,7 @@ class PostgresStore(SQLStore):
                     raise _store_error(exc) from None
                 time.sleep(0.005 * (attempt + 1))
             except psycopg.OperationalError as exc:
-                lost = _connection_lost(exc)
-                if lost:
-                    self._drop_dead_connections()
-                if write or lost_once or not lost:
-                    raise _store_error(exc) from None
+                self._retry_or_raise(exc, write, lost_once)
                 lost_once = True
             except (psycopg.Error, PoolTimeout) as exc:
                 raise _store_error(exc) from None
@@ -303,14 +299,20 @@ class PostgresStore(SQLStore):
             except StoreError:
                 raise
             except psycopg.OperationalError as exc:
-                lost = _connection_lost(exc)
-                if lost:
-                    self._drop_dead_connections()
-                if write or attempt or not lost:
-                    raise _store_error(exc) from None
+                self._retry_or_raise(exc, write, attempt > 0)
             except (psycopg.Error, PoolTimeout, ValueError) as exc:
                 raise _store_error(exc) from None
         raise AssertionError("unreachable")
+
+    def _retry_or_raise(self, exc: BaseException, write: bool, retried: bool) -> None:
+        """After an ``OperationalError``: return when the operation may run again (a
+        read, not yet retried, whose session was lost), else raise it as a
+        StoreError (a write's outcome is unknown: never run twice)."""
+        lost = _connection_lost(exc)
+        if lost:
+            self._drop_dead_connections()
+        if write or retried or not lost:
+            raise _store_error(exc) from None
 
     def _drop_dead_connections(self) -> None:
         """After one pooled session died, the others usually did too (a restart, a
