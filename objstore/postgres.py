@@ -19,7 +19,10 @@ Atomicity: ``cas`` is one ``UPDATE ... WHERE id = $1 AND <expectations> RETURNIN
 ``incr`` one ``UPDATE`` with ``jsonb_set`` and ``coalesce(...)+delta``, ``set_meta`` one
 ``UPDATE`` with ``||`` and ``-``; multi-statement operations run inside one transaction
 (read committed; rows locked ``FOR UPDATE`` where a decision depends on them).  Queries
-are compiled from ``objstore.query``'s ``Cond`` tree to SQL; nothing is filtered in Python.
+are compiled from ``objstore.query``'s ``Cond`` tree to SQL by ``postgres_query``;
+nothing is filtered in Python.  What the operations mean is ``sqlstore.SQLStore``'s and
+``rules``' (written once for every SQL backend); this module is PostgreSQL's
+connections, layout and one-statement forms.
 
 Expired objects (``expi < now``) are invisible to every read at once; ``purge_expired``
 deletes them (and their subtrees) and is safe with several workers purging together.
@@ -37,11 +40,11 @@ import hashlib
 import os
 import threading
 import time
-from typing import Any, Mapping
+from typing import Any
 
 from . import common as C
-from . import paths, query as Q
-from .base import RESERVED, Store, WnObj
+from . import paths, query as Q, rules
+from .base import WnObj
 from .errors import BAD_INPUT, INTERNAL, TIMEOUT, StoreError
 
 try:
@@ -53,19 +56,15 @@ except ImportError as _exc:  # pragma: no cover - depends on the installation
     raise ImportError(f"the postgresql backend needs psycopg 3 and psycopg_pool "
                       f"(pip install 'wnshell[postgres]'): {_exc}") from None
 
+from .postgres_query import FREE_ARR, PgCompiler, _lit, glob_to_are  # noqa: E402
+from .sqlstore import Dialect, SQLStore, SQLView, subtree_range  # noqa: E402
+
 TABLE = "wn_obj"
 SCHEMA_LOCK = 0x776E7368656C6C  # advisory lock key ("wnshell") for schema creation
 PURGE_LOCK = 0x776E7370757267  # advisory lock key: one purger at a time per database
-PURGE_EVERY_MS = 60_000
 RETRIES = 5
 
-# The GIN index covers free metadata only: the reserved fields are either columns with
-# their own indexes (id, pid, nm, ph, race, expi) or too common to narrow a search (d0,
-# race, mime...) or changed by every write (lm); leaving them out keeps each write's
-# index work proportional to the caller's own keys.
-FREE_ARR = "'{" + ",".join(RESERVED) + "}'::text[]"
-FREE_META = f"(meta - {FREE_ARR})"
-
+# the GIN index covers free metadata only (postgres_query.FREE_ARR says why)
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
     id      text PRIMARY KEY,
@@ -84,9 +83,7 @@ CREATE INDEX IF NOT EXISTS {TABLE}_meta ON {TABLE} USING gin ((meta - {FREE_ARR}
 CREATE INDEX IF NOT EXISTS {TABLE}_expi ON {TABLE} (expi) WHERE expi IS NOT NULL
 """
 
-LIVE = "(expi IS NULL OR expi >= %(now)s)"
 _LIVE_POS = "(expi IS NULL OR expi >= %s)"
-_COLUMN_KEYS = {"id": "id", "pid": "pid", "nm": "nm", "ph": "ph", "race": "race"}
 
 
 # ---- errors -----------------------------------------------------------------------------
@@ -132,166 +129,6 @@ def _connection_lost(exc: BaseException) -> bool:
         getattr(exc, "sqlstate", None) is None or str(exc.sqlstate).startswith("08"))
 
 
-# ---- SQL helpers ------------------------------------------------------------------------
-def _lit(text: str) -> str:
-    """A string literal safe under any ``standard_conforming_strings`` setting."""
-    if "\x00" in text:
-        raise C.meta_invalid(f"key contains NUL: {text!r}")
-    return "E'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
-
-
-def _range(ph: str) -> tuple[str, str]:
-    """Descendants of ``ph`` are exactly the paths in [ph + '/', ph + '0')."""
-    return ph + "/", ph + "0"
-
-
-_RX_META = set(".^$*+?{}[]()|\\")
-
-
-def _literal_prefix(rx: str) -> str:
-    """The literal text every match of ``rx`` must start with ('' when unknown).  Only for
-    patterns anchored with ``^`` and without alternation."""
-    if not rx.startswith("^") or "|" in rx:
-        return ""
-    out: list[str] = []
-    i = 1
-    while i < len(rx):
-        ch = rx[i]
-        if ch == "\\":
-            if i + 1 < len(rx) and not rx[i + 1].isalnum():
-                lit, step = rx[i + 1], 2
-            else:
-                break
-        elif ch in _RX_META:
-            break
-        else:
-            lit, step = ch, 1
-        nxt = rx[i + step] if i + step < len(rx) else ""
-        if nxt in ("?", "*", "{"):
-            break
-        out.append(lit)
-        i += step
-    return "".join(out)
-
-
-def glob_to_are(glob: str) -> str:
-    """fnmatch-style glob (``*``, ``?``, ``[seq]``, ``[!seq]``) -> anchored PostgreSQL ARE."""
-    out = ["^"]
-    i, n = 0, len(glob)
-    while i < n:
-        ch = glob[i]
-        i += 1
-        if ch == "*":
-            out.append(".*")
-        elif ch == "?":
-            out.append(".")
-        elif ch == "[":
-            j = i
-            if j < n and glob[j] == "!":
-                j += 1
-            if j < n and glob[j] == "]":
-                j += 1
-            while j < n and glob[j] != "]":
-                j += 1
-            if j >= n:
-                out.append("\\[")
-                continue
-            body = glob[i:j]
-            i = j + 1
-            neg = body.startswith("!")
-            if neg:
-                body = body[1:]
-            body = body.replace("\\", "\\\\")
-            if body.startswith("^") and not neg:
-                body = "\\" + body
-            out.append("[" + ("^" if neg else "") + body + "]")
-        elif ch.isalnum() or ch == "_" or ord(ch) > 127:
-            out.append(ch)
-        else:
-            out.append("\\" + ch)
-    out.append("$")
-    return "".join(out)
-
-
-class PgCompiler:
-    """``objstore.query`` Cond trees -> a PostgreSQL WHERE clause over ``meta`` (JSONB).
-
-    Semantics follow the Python predicate in objstore/query.py: booleans only equal
-    booleans, numbers compare numerically, regexes/globs apply to strings and numbers,
-    ranges to numbers only, ``not`` matches absent keys.  String equality on the
-    tree columns (id, pid, nm, ph, race) uses the columns and their indexes; other
-    equalities on free metadata add a containment test on the GIN-indexed expression
-    ``meta - <reserved keys>`` so the index can narrow the scan.
-    """
-
-    def cond(self, c: Q.Cond, params: list) -> str:
-        if c.op == "any":
-            if not c.subs:
-                return "FALSE"
-            return "(" + " OR ".join(self.cond(s, params) for s in c.subs) + ")"
-        if c.op == "not":
-            return f"(NOT COALESCE({self.cond(c.subs[0], params)}, FALSE))"
-        k = _lit(c.key)
-        v = f"(meta -> {k})"
-        if c.op == "absent":
-            return f"({v} IS NULL)"
-        if c.op == "eq":
-            if isinstance(c.value, str) and c.key in _COLUMN_KEYS:
-                params.append(c.value)
-                return f"({_COLUMN_KEYS[c.key]} = %s)"
-            params.append(Jsonb(c.value))
-            if c.key in RESERVED:
-                return f"({v} = %s)"
-            params.insert(len(params) - 1, Jsonb({c.key: c.value}))
-            return f"({FREE_META} @> %s AND {v} = %s)"
-        if c.op == "regex":
-            params.append(c.value)
-            extra = ""
-            if c.key == "ph":
-                prefix = _literal_prefix(c.value)
-                if prefix:
-                    params += [prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)]
-                    extra = " AND ph ~>=~ %s AND ph ~<~ %s"
-            return (f"(jsonb_typeof({v}) IN ('string', 'number') "
-                    f"AND (meta ->> {k}) ~ %s{extra})")
-        if c.op == "range":
-            parts = [f"jsonb_typeof({v}) = 'number'"]
-            if c.lo is not None:
-                params.append(Jsonb(c.lo))
-                parts.append(f"{v} {'>=' if c.lo_incl else '>'} %s")
-            if c.hi is not None:
-                params.append(Jsonb(c.hi))
-                parts.append(f"{v} {'<=' if c.hi_incl else '<'} %s")
-            return "(" + " AND ".join(parts) + ")"
-        raise AssertionError(c.op)
-
-    def where(self, ors: list[list[Q.Cond]], params: list) -> str:
-        if not ors:
-            return "TRUE"
-        return "(" + " OR ".join(
-            "(" + " AND ".join(self.cond(c, params) for c in ands) + ")" for ands in ors) + ")"
-
-    @staticmethod
-    def order_by(sort: list[tuple[str, int]]) -> str:
-        """Order of objstore.query.sort_value: absent < numbers (booleans as 0/1) <
-        strings (codepoint order) and other JSON (as text); ties by ``ph``."""
-        parts = []
-        for key, direction in sort:
-            v = f"(meta -> {_lit(key)})"
-            d = "DESC" if direction < 0 else "ASC"
-            parts.append(f"(CASE jsonb_typeof({v}) WHEN 'number' THEN 1 WHEN 'boolean' THEN 1 "
-                         f"WHEN 'string' THEN 2 WHEN 'null' THEN 0 ELSE "
-                         f"(CASE WHEN {v} IS NULL THEN 0 ELSE 2 END) END) {d}")
-            parts.append(f"(CASE jsonb_typeof({v}) WHEN 'number' THEN ({v} #>> '{{}}')::numeric "
-                         f"WHEN 'boolean' THEN (CASE WHEN {v} = 'true' THEN 1 ELSE 0 END) "
-                         f"END) {d}")
-            parts.append(f"(CASE jsonb_typeof({v}) WHEN 'string' THEN ({v} #>> '{{}}') "
-                         f"WHEN 'object' THEN {v}::text WHEN 'array' THEN {v}::text "
-                         f"END) COLLATE \"C\" {d}")
-        parts.append("ph ASC")
-        return "ORDER BY " + ", ".join(parts)
-
-
 COMPILER = PgCompiler()
 
 
@@ -303,14 +140,45 @@ def _configure(conn) -> None:
     conn.execute("SET synchronous_commit = on")
 
 
-def _doc(meta: Any) -> WnObj:
-    """A row's ``meta`` (already a fresh dict from psycopg) as a WnObj."""
-    return WnObj(meta)
+class _Dialect(Dialect):
+    P = "%s"
+    TABLE = TABLE
+    COLS = "meta"               # the whole document (psycopg decodes it: a fresh dict)
+    ROW_LOCK = " FOR UPDATE"
+    REGEX = "~"
+    PH_BYTES = "octet_length(ph)"
+    GE, LT = "~>=~", "~<~"      # text_pattern_ops: the ph index serves subtree ranges
+    compiler = COMPILER
+
+    def row_doc(self, row) -> dict:
+        return row[0]
+
+    def among(self, values: list) -> tuple[str, list]:
+        return "= ANY(%s::text[])", [values]
+
+    def glob(self, glob):
+        C.glob_regex(glob)          # the shared validation (type, encodable text)
+        return glob_to_are(glob)
+
+    def window(self, skip: int, limit: int | None, params: list) -> str:
+        sql = ""
+        if limit is not None:
+            sql += " LIMIT %s"
+            params.append(limit)
+        if skip:
+            sql += " OFFSET %s"
+            params.append(skip)
+        return sql
 
 
-class PostgresStore(Store):
+DIALECT = _Dialect()
+
+
+class PostgresStore(SQLStore):
     """``postgresql://user@host:port/db`` (any libpq URL; ``?host=/socket/dir`` for a
     unix socket, ``?options=-c search_path=...`` for a schema)."""
+
+    dialect = DIALECT
 
     def __init__(self, url: str):
         self.url = url
@@ -411,11 +279,7 @@ class PostgresStore(Store):
                     raise _store_error(exc) from None
                 time.sleep(0.005 * (attempt + 1))
             except psycopg.OperationalError as exc:
-                lost = _connection_lost(exc)
-                if lost:
-                    self._drop_dead_connections()
-                if write or lost_once or not lost:
-                    raise _store_error(exc) from None
+                self._retry_or_raise(exc, write, lost_once)
                 lost_once = True
             except (psycopg.Error, PoolTimeout) as exc:
                 raise _store_error(exc) from None
@@ -435,14 +299,20 @@ class PostgresStore(Store):
             except StoreError:
                 raise
             except psycopg.OperationalError as exc:
-                lost = _connection_lost(exc)
-                if lost:
-                    self._drop_dead_connections()
-                if write or attempt or not lost:
-                    raise _store_error(exc) from None
+                self._retry_or_raise(exc, write, attempt > 0)
             except (psycopg.Error, PoolTimeout, ValueError) as exc:
                 raise _store_error(exc) from None
         raise AssertionError("unreachable")
+
+    def _retry_or_raise(self, exc: BaseException, write: bool, retried: bool) -> None:
+        """After an ``OperationalError``: return when the operation may run again (a
+        read, not yet retried, whose session was lost), else raise it as a
+        StoreError (a write's outcome is unknown: never run twice)."""
+        lost = _connection_lost(exc)
+        if lost:
+            self._drop_dead_connections()
+        if write or retried or not lost:
+            raise _store_error(exc) from None
 
     def _drop_dead_connections(self) -> None:
         """After one pooled session died, the others usually did too (a restart, a
@@ -462,184 +332,30 @@ class PostgresStore(Store):
             except Exception:
                 pass
 
-    # ---- helpers inside a transaction -------------------------------------------------
-    @staticmethod
-    def _by_id(conn, oid: str, now: int, lock: bool = False) -> dict | None:
-        row = conn.execute(f"SELECT meta FROM {TABLE} WHERE id = %s AND {_LIVE_POS}"
-                           + (" FOR UPDATE" if lock else ""), (oid, now)).fetchone()
-        return row[0] if row else None
+    # ---- SQLStore's hooks -------------------------------------------------------------
+    def _read_one(self, sql: str, params: Any) -> Any:
+        return self._one(sql, params, write=False)
 
-    @staticmethod
-    def _by_ph(conn, ph: str, now: int) -> dict | None:
-        row = conn.execute(f"SELECT meta FROM {TABLE} WHERE ph = %s AND {_LIVE_POS}",
-                           (ph, now)).fetchone()
-        return row[0] if row else None
+    def _read_all(self, sql: str, params: Any) -> list:
+        return self._one(sql, params, write=False, many=True)
 
-    def _need(self, conn, oid: str, now: int, lock: bool = False) -> dict:
-        doc = self._by_id(conn, C.check_oid(oid), now, lock)
-        if doc is None:
-            raise C.noexists(f"id:{oid}")
-        return doc
+    def _run_read(self, fn):
+        return self._run(lambda conn: fn(_View(conn)), write=False)
 
-    def _abs(self, conn, sp: str, now: int) -> str:
-        if not sp.startswith("id:"):
-            return sp
-        oid, _, sub = sp[3:].partition("/")
-        anchor = self._by_id(conn, oid, now)
-        if anchor is None:
-            raise C.noexists(f"id:{oid}")
-        return paths.anchor_join(anchor["ph"], sub)
+    def _run_write(self, fn):
+        return self._run(lambda conn: fn(_View(conn)))
 
-    @staticmethod
-    def _clear_expired(conn, ph: str, now: int) -> None:
-        """Delete an expired object (with its subtree, by cascade) occupying ``ph``."""
-        conn.execute(f"DELETE FROM {TABLE} WHERE ph = %s AND expi < %s", (ph, now))
-
-    @staticmethod
-    def _insert(conn, doc: dict, pid: str | None, content: bytes | None = None,
-                on_conflict_nothing: bool = False) -> bool:
-        cur = conn.execute(
-            f"INSERT INTO {TABLE} (id, pid, nm, ph, race, expi, meta, content) "
-            f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-            + (" ON CONFLICT DO NOTHING" if on_conflict_nothing else ""),
-            (doc["id"], pid, doc["nm"], doc["ph"], doc["race"], doc.get("expi"), Jsonb(doc),
-             content))
-        return cur.rowcount == 1
-
-    def _dir(self, conn, ph: str, parents: bool, now: int) -> dict:
-        # as fetch: a DIR hidden by an expired DIR above it is no parent (what went in
-        # there could never be reached by path, and the next purge would delete it)
-        row = conn.execute(self._FETCH, (ph, now, paths.ancestors(ph), now)).fetchone()
-        doc = row[0] if row else None
-        if C.found_dir(doc, ph, parents) is not None:
-            return doc
-        up, nm = paths.parent_and_name(ph)
-        parent = self._dir(conn, up, True, now)
-        self._clear_expired(conn, ph, now)
-        doc = C.new_doc(paths.new_id(), parent["id"], nm, ph, "DIR", {}, now)
-        try:
-            # several workers may create the same missing parent at once: the loser
-            # waits for the winner's commit, inserts nothing, and uses the winner's DIR
-            if self._insert(conn, doc, parent["id"], on_conflict_nothing=True):
-                return doc
-        except pg_errors.ForeignKeyViolation:
-            raise C.noexists(up) from None
-        return C.found_dir(self._by_ph(conn, ph, now), ph, parents=False)
-
-    # ---- lookup -----------------------------------------------------------------------
-    def get(self, oid: str) -> WnObj | None:
-        if not paths.is_id(oid):
-            return None
-        row = self._one(f"SELECT meta FROM {TABLE} WHERE id = %s AND {_LIVE_POS}",
-                        (oid, C.now_ms()), write=False)
-        return _doc(row[0]) if row else None
-
-    _FETCH = (f"SELECT meta FROM {TABLE} WHERE ph = %s AND {_LIVE_POS} AND NOT EXISTS "
-              f"(SELECT 1 FROM {TABLE} WHERE ph = ANY(%s::text[]) AND expi < %s)")
-
-    def fetch(self, path: str, *, cwd: str = "/", home: str | None = None) -> WnObj | None:
-        """By path; an expired DIR hides its whole subtree from path lookups."""
-        sp = paths.resolve(path, cwd, home)
-        now = C.now_ms()
-        if not sp.startswith("id:"):
-            row = self._one(self._FETCH, (sp, now, paths.ancestors(sp), now), write=False)
-            return _doc(row[0]) if row else None
-
-        def tx(conn):
-            try:
-                ph = self._abs(conn, sp, now)
-            except StoreError:
-                return None
-            row = conn.execute(self._FETCH, (ph, now, paths.ancestors(ph), now)).fetchone()
-            return _doc(row[0]) if row else None
-        return self._run(tx, write=False)
-
-    # ---- create / change --------------------------------------------------------------
-    def create(self, path: str, race: str = "FILE", meta: Mapping[str, Any] | None = None,
-               *, parents: bool = False, content: bytes | None = None,
-               cwd: str = "/", home: str | None = None) -> WnObj:
-        race, sp, clean, data = C.create_args(path, race, meta, content, cwd, home)
-        now = C.now_ms()
-
-        def tx(conn):
-            ph = self._abs(conn, sp, now)
-            if ph == "/":
-                raise C.exists("/")
-            up, nm = paths.parent_and_name(ph)
-            parent = self._dir(conn, up, parents, now)
-            self._clear_expired(conn, ph, now)
-            doc = C.new_doc(paths.new_id(), parent["id"], nm, ph, race, clean, now)
-            if data is not None:
-                doc["len"] = len(data)
-                doc["sha1"] = hashlib.sha1(data).hexdigest()
-            try:
-                self._insert(conn, doc, parent["id"], data)
-            except pg_errors.UniqueViolation:
-                raise C.exists(ph) from None
-            except pg_errors.ForeignKeyViolation:
-                raise C.noexists(up) from None
-            return _doc(doc)
-
-        obj = self._run(tx)
-        self._maybe_purge(now)
-        return obj
-
-    @staticmethod
-    def _changes_sql(texts: Mapping[str, Any], expi: Any, now: int, params: list) -> str:
-        """SET clause applying ``changes`` (``texts``: each value's JSON text, None
-        deletes; ``common.meta_texts``) and bumping ``lm``.  The values go to the
-        server as the JSON text they were checked as: no copy of them is decoded."""
-        import json
-        setv = "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + t
-                              for k, t in texts.items() if t is not None) + "}"
-        dels = [k for k, t in texts.items() if t is None]
-        params += [setv, dels, now]
-        sql = ("meta = ((meta || %s::jsonb) - %s::text[]) || jsonb_build_object('lm', "
-               "greatest(%s, (meta ->> 'lm')::bigint))")
-        if "expi" in texts:
-            params.append(expi)
-            sql += ", expi = %s"
-        return sql
-
-    def set_meta(self, oid: str, changes: Mapping[str, Any]) -> WnObj:
-        texts = C.meta_texts(changes)
-        C.check_oid(oid)
-        now = C.now_ms()
+    def _update_fast(self, oid: str, texts: dict, want: dict | None, changes, now: int):
+        """set_meta (``||`` and ``-`` on the document) and cas (its expectations as
+        JSONB equality) are always one ``UPDATE ... RETURNING``."""
         params: list = []
-        sets = self._changes_sql(texts, changes.get("expi"), now, params)
-        row = self._one(f"UPDATE {TABLE} SET {sets} WHERE id = %s AND {_LIVE_POS} "
-                        f"RETURNING meta", params + [oid, now])
-        if row is None:
-            raise C.noexists(f"id:{oid}")
-        return _doc(row[0])
-
-    def cas(self, oid: str, expect: Mapping[str, Any], changes: Mapping[str, Any]) -> WnObj | None:
-        want = C.clean_expect(expect)
-        texts = C.meta_texts(changes)
-        C.check_oid(oid)
-        now = C.now_ms()
-        params: list = []
-        sets = self._changes_sql(texts, changes.get("expi"), now, params)
+        sets = COMPILER.changes(texts, changes.get("expi"), now, params)
         params += [oid, now]
-        conds = []
-        for k, v in want.items():
-            if v is None:
-                conds.append(f" AND (meta -> {_lit(k)}) IS NULL")
-            else:
-                conds.append(f" AND (meta -> {_lit(k)}) = %s")
-                params.append(Jsonb(v))
-        row = self._one(f"UPDATE {TABLE} SET {sets} WHERE id = %s AND {_LIVE_POS}"
-                        f"{''.join(conds)} RETURNING meta", params)
-        if row is not None:
-            return _doc(row[0])
-        if self.get(oid) is None:
-            raise C.noexists(f"id:{oid}")
-        return None
+        conds = COMPILER.expect(want, params) if want else ""
+        return True, self._one(f"UPDATE {TABLE} SET {sets} WHERE id = %s AND {_LIVE_POS}"
+                               f"{conds} RETURNING meta", params)
 
-    def incr(self, oid: str, key: str, delta: int = 1) -> int:
-        C.check_delta(key, delta)
-        C.check_oid(oid)
-        now = C.now_ms()
+    def _incr_fast(self, oid: str, key: str, delta: int, now: int):
         k = _lit(key)
         try:
             # bigint arithmetic: leaving the 64-bit range is an error, as on every backend
@@ -654,13 +370,9 @@ class PostgresStore(Store):
             if "out of range" in exc.reason:
                 raise C.meta_invalid(f"'{key}' would leave the 64-bit range") from None
             raise
-        if row is not None:
-            return int(row[0])
-        if self.get(oid) is None:
-            raise C.noexists(f"id:{oid}")
-        raise C.meta_invalid(f"'{key}' is not an integer")
+        return True, (int(row[0]) if row is not None else None)
 
-    # ---- content ----------------------------------------------------------------------
+    # ---- content: one statement each ----------------------------------------------------
     def read(self, oid: str) -> bytes:
         C.check_oid(oid)
         row = self._one(f"SELECT race, ph, content FROM {TABLE} WHERE id = %s AND {_LIVE_POS}",
@@ -681,148 +393,23 @@ class PostgresStore(Store):
             f"WHERE id = %s AND {_LIVE_POS} AND race = 'FILE' RETURNING meta",
             (data, len(data), hashlib.sha1(data).hexdigest(), now, oid, now))
         if row is not None:
-            return _doc(row[0])
+            return WnObj(row[0])
         doc = self.get(oid)
         if doc is None:
             raise C.noexists(f"id:{oid}")
         raise C.notfile(doc["ph"])
 
-    def append(self, oid: str, data: bytes) -> WnObj:
-        data = C.as_bytes(data)
-        C.check_oid(oid)
-        now = C.now_ms()
-
-        def tx(conn):
-            row = conn.execute(f"SELECT race, ph, content FROM {TABLE} WHERE id = %s AND "
-                               f"{_LIVE_POS} FOR UPDATE", (oid, now)).fetchone()
-            if row is None:
-                raise C.noexists(f"id:{oid}")
-            if row[0] != "FILE":
-                raise C.notfile(row[1])
-            full = (bytes(row[2]) if row[2] is not None else b"") + data
-            return _doc(conn.execute(
-                f"UPDATE {TABLE} SET content = %s, meta = meta || jsonb_build_object("
-                f"'len', %s::bigint, 'sha1', %s::text, 'lm', "
-                f"greatest(%s, (meta ->> 'lm')::bigint)) WHERE id = %s RETURNING meta",
-                (full, len(full), hashlib.sha1(full).hexdigest(), now, oid)).fetchone()[0])
-        return self._run(tx)
-
-    # ---- tree -------------------------------------------------------------------------
-    def children(self, oid: str, glob: str | None = None) -> list[WnObj]:
-        C.check_oid(oid)
-        if glob is not None:
-            C.glob_regex(glob)          # the shared validation (type, encodable text)
-        now = C.now_ms()
-        extra, params = "", [oid, now]
-        if glob is not None:
-            extra = " AND nm ~ %s"
-            params.append(glob_to_are(glob))
-
-        def tx(conn):
-            doc = self._need(conn, oid, now)
-            if doc["race"] != "DIR":
-                raise C.notdir(doc["ph"])
-            rows = conn.execute(f"SELECT meta FROM {TABLE} WHERE pid = %s AND {_LIVE_POS}"
-                                f"{extra} ORDER BY nm", params).fetchall()
-            return [_doc(r[0]) for r in rows]
-        return self._run(tx, write=False)
-
-    def move(self, oid: str, new_path: str, *, cwd: str = "/", home: str | None = None) -> WnObj:
-        sp = paths.resolve(new_path, cwd, home)
-        C.check_oid(oid)
-        now = C.now_ms()
-
-        def tx(conn):
-            src = self._need(conn, oid, now, lock=True)
-            if src["ph"] == "/":
-                raise paths.invalid("cannot move '/'")
-            dest = self._abs(conn, sp, now)
-            target = self._by_ph(conn, dest, now)
-            dest = C.move_dest(src, dest, target)
-            if dest is None:
-                return _doc(src)
-            up, nm = paths.parent_and_name(dest)
-            parent = self._dir(conn, up, False, now)
-            self._clear_expired(conn, dest, now)
-            if self._by_ph(conn, dest, now) is not None:
-                raise C.exists(dest)
-            old_ph = src["ph"]
-            lo, hi = _range(old_ph)
-            longest = len(old_ph.encode("utf-8"))
-            if src["race"] == "DIR":
-                below = conn.execute(f"SELECT max(octet_length(ph)) FROM {TABLE} "
-                                     f"WHERE ph ~>=~ %s AND ph ~<~ %s", (lo, hi)).fetchone()[0]
-                longest = max(longest, below or 0)
-            paths.check_moved(dest, old_ph, longest)
-            conn.execute(
-                f"UPDATE {TABLE} o SET ph = x.nph, meta = o.meta || jsonb_build_object("
-                f"'ph', x.nph, 'd0', split_part(x.nph, '/', 2), 'd1', split_part(x.nph, '/', 3)) "
-                f"FROM (SELECT id, %s || substr(ph, %s) AS nph FROM {TABLE} "
-                f"WHERE ph ~>=~ %s AND ph ~<~ %s) x WHERE o.id = x.id",
-                (dest, len(old_ph) + 1, lo, hi))
-            C.moved(src, parent["id"], nm, dest, now)
-            try:
-                conn.execute(f"UPDATE {TABLE} SET pid = %s, nm = %s, ph = %s, meta = %s "
-                             f"WHERE id = %s", (parent["id"], nm, dest, Jsonb(src), oid))
-            except pg_errors.UniqueViolation:
-                raise C.exists(dest) from None
-            except pg_errors.ForeignKeyViolation:
-                raise C.noexists(up) from None
-            return _doc(src)
-        return self._run(tx)
-
-    def delete(self, oid: str, *, recursive: bool = False) -> None:
-        C.check_oid(oid)
-        now = C.now_ms()
-
-        def tx(conn):
-            doc = self._need(conn, oid, now, lock=True)
-            if doc["ph"] == "/":
-                raise paths.invalid("cannot delete '/'")
-            if doc["race"] == "DIR" and not recursive:
-                if conn.execute(f"SELECT 1 FROM {TABLE} WHERE pid = %s AND {_LIVE_POS} LIMIT 1",
-                                (oid, now)).fetchone():
-                    raise C.dir_notempty(doc["ph"])
-            lo, hi = _range(doc["ph"])
-            conn.execute(f"DELETE FROM {TABLE} WHERE ph ~>=~ %s AND ph ~<~ %s", (lo, hi))
-            conn.execute(f"DELETE FROM {TABLE} WHERE id = %s", (oid,))
-        self._run(tx)
-
-    # ---- query ------------------------------------------------------------------------
-    def _where(self, match, now: int, params: list) -> str:
-        ors = Q.parse_match(match)
-        params.append(now)
-        return f"{_LIVE_POS} AND " + COMPILER.where(ors, params)
-
-    def query(self, match, *, sort=None, skip: int = 0, limit: int | None = None) -> list[WnObj]:
-        order_sql = COMPILER.order_by(Q.parse_sort(sort))
-        skip, limit = Q.check_window(skip, limit)
-        params: list = []
-        where = self._where(match, C.now_ms(), params)
-        sql = f"SELECT meta FROM {TABLE} WHERE {where} {order_sql}"
-        if limit is not None:
-            sql += " LIMIT %s"
-            params.append(limit)
-        if skip:
-            sql += " OFFSET %s"
-            params.append(skip)
-        return [_doc(r[0]) for r in self._one(sql, params, write=False, many=True)]
-
-    def count(self, match) -> int:
-        params: list = []
-        where = self._where(match, C.now_ms(), params)
-        return int(self._one(f"SELECT count(*) FROM {TABLE} WHERE {where}", params,
-                             write=False)[0])
-
     # ---- housekeeping -----------------------------------------------------------------
-    def _maybe_purge(self, now: int) -> None:
-        """About once a minute per process (on a create): purge, unless another worker
-        is purging right now (then it is that worker's job; never wait for it)."""
-        if now - self._last_purge < PURGE_EVERY_MS:
+    def _purge_within(self, v, now: int) -> None:
+        pass                # not inside a create: see _purge_after
+
+    def _purge_after(self, now: int) -> None:
+        """About once a minute per process (after a create): purge, unless another
+        worker is purging right now (then it is that worker's job; never wait for it)."""
+        if not rules.purge_due(self, now):
             return
-        self._last_purge = now
         try:
-            self._purge(wait=False)
+            self._purge_db(wait=False)
         except StoreError:
             pass            # best effort; the next create (or an explicit purge) retries
 
@@ -830,7 +417,7 @@ class PostgresStore(Store):
         """Delete expired objects and their subtrees, in one statement; return how many
         objects went.  Workers purging together take turns (a transaction-level
         advisory lock), so each object is deleted, and counted, once."""
-        return self._purge(wait=True)
+        return self._purge_db(wait=True)
 
     # ARRAY(...) is computed first (expired rows by the expi index, their subtrees by
     # ph ranges), then the rows go by primary key: never a scan of the whole table
@@ -838,7 +425,7 @@ class PostgresStore(Store):
               f"SELECT DISTINCT o.id FROM {TABLE} e JOIN {TABLE} o ON o.ph = e.ph OR "
               f"(o.ph ~>=~ (e.ph || '/') AND o.ph ~<~ (e.ph || '0')) WHERE e.expi < %s))")
 
-    def _purge(self, wait: bool) -> int:
+    def _purge_db(self, wait: bool) -> int:
         now = C.now_ms()
         self._last_purge = now
 
@@ -852,3 +439,85 @@ class PostgresStore(Store):
             # them anyway); the subtree ranges use the ph index
             return conn.execute(self._PURGE, (now,)).rowcount
         return self._run(tx)
+
+
+def _up(ph: str) -> str:
+    return paths.parent_and_name(ph)[0]
+
+
+class _View(SQLView):
+    """The writes of ``rules.TreeView`` on this layout: the whole document as JSONB in
+    ``meta``, the tree's fields also as columns, content in the row; a child's ``pid``
+    references its parent with ``ON DELETE CASCADE``."""
+
+    __slots__ = ()
+    d = DIALECT
+
+    def get_content(self, oid: str) -> bytes:
+        row = self.conn.execute(f"SELECT content FROM {TABLE} WHERE id = %s", (oid,)).fetchone()
+        return bytes(row[0]) if row is not None and row[0] is not None else b""
+
+    def clear(self, ph: str, now: int) -> None:
+        # an expired object at ph goes, its subtree by the cascade; a live one is left
+        # to the unique index of the insert or move that follows (e.io.obj.exists)
+        self.conn.execute(f"DELETE FROM {TABLE} WHERE ph = %s AND expi < %s", (ph, now))
+
+    def _insert(self, doc: dict, content: bytes | None, on_conflict_nothing: bool = False) -> bool:
+        try:
+            cur = self.conn.execute(
+                f"INSERT INTO {TABLE} (id, pid, nm, ph, race, expi, meta, content) "
+                f"VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                + (" ON CONFLICT DO NOTHING" if on_conflict_nothing else ""),
+                (doc["id"], doc["pid"] or None, doc["nm"], doc["ph"], doc["race"],
+                 doc.get("expi"), Jsonb(doc), content))
+        except pg_errors.UniqueViolation:
+            raise C.exists(doc["ph"]) from None
+        except pg_errors.ForeignKeyViolation:       # the parent went meanwhile
+            raise C.noexists(_up(doc["ph"])) from None
+        return cur.rowcount == 1
+
+    def insert(self, doc: dict, data: bytes | None) -> None:
+        self._insert(doc, data)
+
+    def insert_dir(self, doc: dict, now: int) -> dict:
+        # several workers may create the same missing parent at once: the loser waits
+        # for the winner's commit, inserts nothing, and uses the winner's DIR
+        if self._insert(doc, None, on_conflict_nothing=True):
+            return doc
+        row = self.conn.execute(self.d.by_ph, (doc["ph"], now)).fetchone()
+        return C.found_dir(row[0] if row else None, doc["ph"], parents=False)
+
+    def save(self, doc: dict) -> None:
+        self.conn.execute(f"UPDATE {TABLE} SET meta = %s, expi = %s WHERE id = %s",
+                          (Jsonb(doc), doc.get("expi"), doc["id"]))
+
+    def set_content(self, doc: dict, data: bytes) -> None:
+        self.conn.execute(f"UPDATE {TABLE} SET content = %s, meta = %s WHERE id = %s",
+                          (data, Jsonb(doc), doc["id"]))
+
+    def remove_tree(self, doc: dict) -> int:
+        lo, hi = subtree_range(doc["ph"])
+        n = self.conn.execute(f"DELETE FROM {TABLE} WHERE ph ~>=~ %s AND ph ~<~ %s",
+                              (lo, hi)).rowcount
+        return n + self.conn.execute(f"DELETE FROM {TABLE} WHERE id = %s",
+                                     (doc["id"],)).rowcount
+
+    def move_tree(self, src: dict, moved: dict) -> None:
+        conn, old_ph, dest = self.conn, src["ph"], moved["ph"]
+        if conn.execute(f"SELECT 1 FROM {TABLE} WHERE ph = %s", (dest,)).fetchone():
+            raise C.exists(dest)        # live: clear() took an expired one
+        lo, hi = subtree_range(old_ph)
+        conn.execute(
+            f"UPDATE {TABLE} o SET ph = x.nph, meta = o.meta || jsonb_build_object("
+            f"'ph', x.nph, 'd0', split_part(x.nph, '/', 2), 'd1', split_part(x.nph, '/', 3)) "
+            f"FROM (SELECT id, %s || substr(ph, %s) AS nph FROM {TABLE} "
+            f"WHERE ph ~>=~ %s AND ph ~<~ %s) x WHERE o.id = x.id",
+            (dest, len(old_ph) + 1, lo, hi))
+        try:
+            conn.execute(f"UPDATE {TABLE} SET pid = %s, nm = %s, ph = %s, meta = %s "
+                         f"WHERE id = %s", (moved["pid"], moved["nm"], dest, Jsonb(moved),
+                                            moved["id"]))
+        except pg_errors.UniqueViolation:
+            raise C.exists(dest) from None
+        except pg_errors.ForeignKeyViolation:
+            raise C.noexists(_up(dest)) from None

@@ -1,6 +1,7 @@
-"""Walnut match syntax: parsed once, then compiled to a Python predicate (memory and
-TinyDB backends) or to SQL (SQLite; the parsed form is backend-neutral, so a server
-database compiles the same ``Cond`` tree to its own dialect).
+"""Walnut match syntax, backend-neutral: parsed once into ``Cond`` trees, then evaluated
+by the Python predicate here (the document backends: memory, TinyDB) or compiled to
+SQL by each SQL backend's own compiler, next to it (``sqlite_query.SqliteCompiler``,
+``postgres_query.PgCompiler``), with the semantics of ``_eval`` below.
 
 A *match* is an AND-map ``{"key": value, ...}`` or a list of them (OR).  ``{}`` and
 ``[]`` match everything.  Values:
@@ -36,7 +37,7 @@ from .errors import BAD_INPUT, StoreError
 
 TYPE_CHECKING = False   # typing and dataclasses cost start-up time (every shell opens a
 if TYPE_CHECKING:       # store, which imports this module): annotations only
-    from typing import Any, Callable, Sequence
+    from typing import Any, Callable
 
 # compiled by the first query, not at import (every shell start imports this module)
 _RANGE = r"^\s*([\[(])\s*([^,\s]*)\s*,\s*([^,\s]*)\s*([\])])\s*$"
@@ -350,110 +351,3 @@ def sort_docs(docs: list, sort: list[tuple[str, int]]) -> list:
     for key, direction in reversed(sort):
         docs.sort(key=lambda d, k=key: sort_value(d.get(k)), reverse=direction < 0)
     return docs
-
-
-# ---- SQL (SQLite dialect) -----------------------------------------------------------
-def json_path(key: str) -> str:
-    return '$."' + key + '"'
-
-
-class SqliteCompiler:
-    """Compile Cond trees to an SQLite WHERE clause.
-
-    ``columns`` maps reserved keys stored in their own column to the column name;
-    ``int_columns`` are those holding integers; every other key is read from the JSON
-    text column ``meta_col`` with ``json_extract``.  The REGEXP operator must be
-    registered on the connection (``regexp(pattern, value)``).
-    """
-
-    def __init__(self, columns: Mapping[str, str], int_columns: Sequence[str],
-                 meta_col: str = "meta"):
-        self.columns = dict(columns)
-        self.int_columns = set(int_columns)
-        self.meta_col = meta_col
-
-    def _access(self, key: str) -> tuple[str, str, list]:
-        """(value expression, type expression, params used by both, in order)."""
-        if key in self.columns:
-            col = self.columns[key]
-            return col, f"typeof({col})", []
-        return (f"json_extract({self.meta_col}, ?)", f"json_type({self.meta_col}, ?)",
-                [json_path(key)])
-
-    def cond(self, c: Cond) -> tuple[str, list]:
-        if c.op == "any":
-            if not c.subs:
-                return "0", []
-            parts = [self.cond(s) for s in c.subs]
-            return "(" + " OR ".join(p for p, _ in parts) + ")", [x for _, ps in parts for x in ps]
-        if c.op == "not":
-            inner, params = self.cond(c.subs[0])
-            return f"(NOT COALESCE({inner}, 0))", params
-        val, typ, kp = self._access(c.key)
-        if c.op == "absent":
-            return f"({val} IS NULL)", kp
-        if c.op == "eq":
-            if isinstance(c.value, bool):
-                if c.key in self.columns:
-                    return "0", []
-                return f"({typ} = ?)", kp + ["true" if c.value else "false"]
-            # the cheap equality first: the type is only checked on rows that pass it
-            if isinstance(c.value, str):
-                return f"({val} = ? AND {typ} = 'text')", kp + [c.value] + kp
-            return f"({val} = ? AND {typ} IN ('integer','real'))", kp + [c.value] + kp
-        if c.op == "regex":
-            return (f"({typ} IN ('text','integer','real') AND {val} REGEXP ?)",
-                    kp + kp + [c.value])
-        if c.op == "range":
-            sql = f"({typ} IN ('integer','real')"
-            params = list(kp)
-            if c.lo is not None:
-                sql += f" AND {val} {'>=' if c.lo_incl else '>'} ?"
-                params += kp + [c.lo]
-            if c.hi is not None:
-                sql += f" AND {val} {'<=' if c.hi_incl else '<'} ?"
-                params += kp + [c.hi]
-            return sql + ")", params
-        raise AssertionError(c.op)
-
-    def where(self, ors: list[list[Cond]]) -> tuple[str, list]:
-        """OR-of-ANDs -> (sql, params); ``"1"`` when it matches everything."""
-        if not ors:
-            return "1", []
-        or_parts, params = [], []
-        for ands in ors:
-            parts = []
-            for c in ands:
-                sql, ps = self.cond(c)
-                parts.append(sql)
-                params += ps
-            or_parts.append("(" + " AND ".join(parts) + ")")
-        return "(" + " OR ".join(or_parts) + ")", params
-
-    def order_by(self, sort: list[tuple[str, int]]) -> tuple[str, list]:
-        parts, params = [], []
-        for key, direction in sort:
-            val, _, kp = self._access(key)
-            parts.append(f"{val} {'DESC' if direction < 0 else 'ASC'}")
-            params += kp
-        parts.append(f"{self.columns.get('ph', 'ph')} ASC")
-        return "ORDER BY " + ", ".join(parts), params
-
-
-def sqlite_regexp(pattern: str, value: Any, _cache: dict = {}) -> bool:
-    """The REGEXP function to register on SQLite connections (``X REGEXP Y`` calls
-    ``regexp(Y, X)``)."""
-    if value is None:
-        return False
-    rx = _cache.get(pattern)
-    if rx is None:
-        if len(_cache) > 512:
-            _cache.clear()
-        try:
-            rx = linear_regex(pattern)
-        except ValueError:
-            # not a query's regex (parse_match already refused those RE2 can not run):
-            # one the store made itself, e.g. a children() glob from fnmatch
-            rx = re.compile(pattern)
-        _cache[pattern] = rx
-    return rx.search(value if isinstance(value, str) else str(value)) is not None

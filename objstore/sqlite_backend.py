@@ -18,7 +18,9 @@
 * Table ``obj``: the reserved fields the tree needs as columns (``id`` primary key,
   unique ``(pid, nm)``, unique ``ph``, ``expi`` indexed) and every other field as JSON
   text in ``meta``.  Content lives in table ``content``.  Queries are compiled to SQL
-  (``json_extract``; ``REGEXP`` is a registered Python function).
+  by ``sqlite_query`` (``json_extract``; ``REGEXP`` is a registered Python function).
+* What the operations mean is ``sqlstore.SQLStore``'s and ``rules``' (written once for
+  every SQL backend); this module is SQLite's connections, write path and layout.
 * Nothing is cached across operations except prepared statements, so several
   processes can share the file safely.
 """
@@ -33,9 +35,10 @@ import time
 from _thread import _local as thread_local, allocate_lock
 
 from . import common as C
-from . import paths, query as Q
-from .base import Store, WnObj
-from .errors import BAD_INPUT, INTERNAL, TIMEOUT, StoreError
+from . import paths
+from .errors import INTERNAL, TIMEOUT, StoreError
+from .sqlite_query import SqliteCompiler, json_path, sqlite_regexp
+from .sqlstore import Dialect, SQLStore, SQLView, subtree_range
 
 TYPE_CHECKING = False   # typing costs start-up time (and hashlib is imported by the first
 if TYPE_CHECKING:       # content write): every shell opens this store
@@ -70,8 +73,7 @@ CREATE TABLE IF NOT EXISTS content (
 );
 """
 
-COMPILER = Q.SqliteCompiler({k: k for k in COLUMNS}, INT_COLUMNS, "meta")
-PURGE_EVERY_MS = 60_000
+COMPILER = SqliteCompiler({k: k for k in COLUMNS}, INT_COLUMNS, "meta")
 
 
 _VALUE_ERRORS = (OverflowError, UnicodeError)   # a value SQLite cannot bind
@@ -113,89 +115,9 @@ def _row_doc(row) -> dict:
     return doc
 
 
-def _out(doc: dict) -> WnObj:
-    """The object handed to the caller.  Every document here was decoded from its row
-    (or built from cleaned, already copied changes) for this one call and is shared
-    with nothing, so no deep copy (``common.copy_out``'s JSON round trip) is needed."""
-    return WnObj(doc)
-
-
-# keys a JSON path names as written ($."key"): the single-statement writes take only
-# these; any other key goes through the read-modify-write transaction
-_PLAIN_KEY = None
-
-
-def _plain(key: str) -> bool:
-    global _PLAIN_KEY
-    if _PLAIN_KEY is None:
-        import re
-        _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,200}")
-    return _PLAIN_KEY.fullmatch(key) is not None and key not in COLUMNS
-
-
-def _jpath(key: str) -> str:
-    return '$."' + key + '"'
-
-
-def _set_sql(texts: dict, params: list) -> str | None:
-    """``meta`` after ``texts`` ({key: JSON text, or None to delete}) as one SQL
-    expression, its parameters appended to ``params``; None when a key needs the
-    read-modify-write path (not a plain key, or ``expi``, a column with rules)."""
-    sets, dels = [], []
-    for k, text in texts.items():
-        if not _plain(k):
-            return None
-        if text is None:
-            dels.append(k)
-        else:
-            sets.append(k)
-    expr = "meta"
-    if sets:
-        expr = "json_set(meta" + ", ?, json(?)" * len(sets) + ")"
-        for k in sets:
-            params += [_jpath(k), texts[k]]
-    if dels:
-        expr = "json_remove(" + expr + ", ?" * len(dels) + ")"
-        params += [_jpath(k) for k in dels]
-    return expr
-
-
-def _expect_sql(want: dict, params: list) -> str | None:
-    """The cas expectations as SQL conditions on ``meta`` (the equality rules of
-    ``common.same_value``: booleans only equal booleans, numbers by value, strings by
-    type and text, None = absent); None when one needs Python (a JSON object or array,
-    a key that is not plain)."""
-    conds = []
-    for k, v in want.items():
-        if not _plain(k):
-            return None
-        p = _jpath(k)
-        if v is None:
-            conds.append(" AND coalesce(json_type(meta, ?), 'null') = 'null'")
-            params.append(p)
-        elif v is True or v is False:
-            conds.append(" AND json_type(meta, ?) = ?")
-            params += [p, "true" if v else "false"]
-        elif isinstance(v, (int, float)):
-            conds.append(" AND json_type(meta, ?) IN ('integer', 'real') "
-                         "AND json_extract(meta, ?) = ?")
-            params += [p, p, v]
-        elif isinstance(v, str):
-            conds.append(" AND json_type(meta, ?) = 'text' AND json_extract(meta, ?) = ?")
-            params += [p, p, v]
-        else:
-            return None
-    return "".join(conds)
-
-
 def _meta_json(doc: Mapping[str, Any]) -> str:
     meta = {k: v for k, v in doc.items() if k not in COLUMNS}
     return json.dumps(meta, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-
-
-def _subtree_range(ph: str) -> tuple[str, str]:
-    """Descendants of ``ph`` are exactly the paths in [ph + '/', ph + '0')."""
-    return ph + "/", ph + "0"
 
 
 # this process's pid, kept current by a fork hook: os.getpid() is a system call, and
@@ -289,10 +211,7 @@ class _Pool:
             return
         self.local.lent = None
         if conn.in_transaction:          # never lend one with a transaction left open
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+            _rollback(conn)
         with self.lock:
             if self.waiters:
                 wait = self.waiters.pop(0)
@@ -320,6 +239,15 @@ _FORKED: list = []
 def _close(conn: sqlite3.Connection) -> None:
     try:
         conn.close()
+    except sqlite3.Error:
+        pass
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """End the connection's transaction, if any is left, on a path that is already
+    failing (its own error is not the one to report)."""
+    try:
+        conn.execute("ROLLBACK")
     except sqlite3.Error:
         pass
 
@@ -367,20 +295,14 @@ class _Tx:
     def _end(self, exc_type, exc) -> bool:
         conn = self.conn
         if exc_type is not None:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+            _rollback(conn)
             if isinstance(exc, (sqlite3.Error,) + _VALUE_ERRORS):
                 raise _store_error(exc) from None
             return False
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+            _rollback(conn)
             raise _store_error(exc) from None
         return False
 
@@ -471,7 +393,90 @@ _NO_GATE = _NoGate()
 _GATE_LOCK = allocate_lock()
 
 
-class SQLiteStore(Store):
+class _Dialect(Dialect):
+    COLS = _COLS
+    compiler = COMPILER
+
+    def row_doc(self, row) -> dict:
+        return _row_doc(row)
+
+
+DIALECT = _Dialect()
+
+
+class _View(SQLView):
+    """The writes of ``rules.TreeView`` on this layout: the tree's fields as columns,
+    the rest as JSON text in ``meta``, content in its own table."""
+
+    __slots__ = ()
+    d = DIALECT
+
+    def get_content(self, oid: str) -> bytes:
+        row = self.conn.execute("SELECT data FROM content WHERE id = ?", (oid,)).fetchone()
+        return bytes(row[0]) if row else b""
+
+    def clear(self, ph: str, now: int) -> None:
+        row = self.conn.execute("SELECT expi FROM obj WHERE ph = ?", (ph,)).fetchone()
+        if row is None:
+            return
+        if row[0] is None or row[0] >= now:
+            raise C.exists(ph)
+        self.remove_path(ph)
+
+    def insert(self, doc: dict, data: bytes | None) -> None:
+        conn = self.conn
+        if data is not None:
+            conn.execute("INSERT OR REPLACE INTO content (id, data) VALUES (?, ?)",
+                         (doc["id"], data))
+        conn.execute("INSERT INTO obj (id, pid, nm, ph, race, d0, d1, ct, lm, expi, meta) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     (doc["id"], doc["pid"], doc["nm"], doc["ph"], doc["race"], doc.get("d0"),
+                      doc.get("d1"), doc["ct"], doc["lm"], doc.get("expi"), _meta_json(doc)))
+
+    def save(self, doc: dict) -> None:
+        self.conn.execute("UPDATE obj SET lm = ?, expi = ?, meta = ? WHERE id = ?",
+                          (doc["lm"], doc.get("expi"), _meta_json(doc), doc["id"]))
+
+    def set_content(self, doc: dict, data: bytes) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO content (id, data) VALUES (?, ?)",
+                          (doc["id"], data))
+        self.save(doc)
+
+    def remove_tree(self, doc: dict) -> int:
+        return self.remove_path(doc["ph"])
+
+    def remove_path(self, ph: str) -> int:
+        """Delete the object at ``ph`` and its subtree, content included."""
+        lo, hi = subtree_range(ph)
+        where = "(ph = ? OR (ph >= ? AND ph < ?))"
+        self.conn.execute(f"DELETE FROM content WHERE id IN (SELECT id FROM obj WHERE {where})",
+                          (ph, lo, hi))
+        return self.conn.execute(f"DELETE FROM obj WHERE {where}", (ph, lo, hi)).rowcount
+
+    def move_tree(self, src: dict, moved: dict) -> None:
+        # descendants: ph prefix swapped, d0/d1 recomputed, all in SQL
+        conn, old_ph, dest = self.conn, src["ph"], moved["ph"]
+        lo, hi = subtree_range(old_ph)
+        d0, d1 = paths.d0_d1(dest)
+        cut = len(old_ph) + 1          # substr() index of the '/' after old_ph
+        if d1 is not None:
+            conn.execute("UPDATE obj SET ph = ? || substr(ph, ?), d0 = ?, d1 = ? "
+                         "WHERE ph >= ? AND ph < ?", (dest, cut, d0, d1, lo, hi))
+        else:   # dest is /x: d1 of a descendant is its first segment below dest
+            conn.execute(
+                "UPDATE obj SET ph = ? || substr(ph, ?), d0 = ?, "
+                "d1 = substr(substr(ph, ?), 1, instr(substr(ph, ?) || '/', '/') - 1) "
+                "WHERE ph >= ? AND ph < ?",
+                (dest, cut, d0, cut + 1, cut + 1, lo, hi))
+        conn.execute("UPDATE obj SET pid = ?, nm = ?, ph = ?, d0 = ?, d1 = ?, lm = ?, "
+                     "meta = ? WHERE id = ?",
+                     (moved["pid"], moved["nm"], dest, moved.get("d0"), moved.get("d1"),
+                      moved["lm"], _meta_json(moved), moved["id"]))
+
+
+class SQLiteStore(SQLStore):
+    dialect = DIALECT
+
     def __init__(self, url: str):
         from . import url_path
         self.url = url
@@ -527,7 +532,7 @@ class SQLiteStore(Store):
             # bounded page cache per connection (2 MiB), a few connections per process
             conn.execute("PRAGMA mmap_size = 0")
             conn.execute("PRAGMA cache_size = -2048")
-            conn.create_function("regexp", 2, Q.sqlite_regexp, deterministic=True)
+            conn.create_function("regexp", 2, sqlite_regexp, deterministic=True)
         except sqlite3.Error as exc:
             raise StoreError("e.io.store.open", f"cannot open {self.path}: {exc}",
                              INTERNAL) from None
@@ -572,12 +577,14 @@ class SQLiteStore(Store):
         StoreError."""
         return _Tx(self, write)
 
-    def _one(self, sql: str, params: tuple) -> Any:
-        """A single autocommit SELECT (itself one transaction)."""
+    def _read_one(self, sql: str, params, _all: bool = False) -> Any:
+        """A single autocommit SELECT (itself one transaction): its first row (all its
+        rows with ``_all``)."""
         pool = self._pool_now()
         conn = pool.get()
         try:
-            return conn.execute(sql, params).fetchone()
+            cur = conn.execute(sql, params)
+            return cur.fetchall() if _all else cur.fetchone()
         except (sqlite3.Error,) + _VALUE_ERRORS as exc:
             raise _store_error(exc) from None
         finally:
@@ -705,10 +712,7 @@ class SQLiteStore(Store):
                         conn.execute("COMMIT")
                     except BaseException:
                         if conn.in_transaction:
-                            try:
-                                conn.execute("ROLLBACK")
-                            except sqlite3.Error:
-                                pass
+                            _rollback(conn)
                         raise
             except (sqlite3.Error,) + _VALUE_ERRORS as exc:
                 it[2], it[3] = None, _store_error(exc)
@@ -752,10 +756,7 @@ class SQLiteStore(Store):
             try:
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
+                _rollback(conn)
                 err = _store_error(exc)
                 for it in todo:
                     if it[3] is None:
@@ -767,411 +768,76 @@ class SQLiteStore(Store):
     def close(self) -> None:
         self._pool_now().close()
 
-    # ---- helpers inside a transaction ---------------------------------------------------------
-    @staticmethod
-    def _by_id(conn, oid: str) -> dict | None:
-        row = conn.execute(_SEL + " WHERE id = ?", (oid,)).fetchone()
-        return _row_doc(row) if row else None
+    # ---- SQLStore's hooks ---------------------------------------------------------------------
+    def _read_all(self, sql: str, params) -> list:
+        return self._read_one(sql, params, True)
 
-    @staticmethod
-    def _by_ph(conn, ph: str) -> dict | None:
-        row = conn.execute(_SEL + " WHERE ph = ?", (ph,)).fetchone()
-        return _row_doc(row) if row else None
-
-    @staticmethod
-    def _live(doc: dict | None, now: int) -> dict | None:
-        return None if doc is None or C.is_expired(doc, now) else doc
-
-    def _need(self, conn, oid: str, now: int) -> dict:
-        doc = self._live(self._by_id(conn, C.check_oid(oid)), now)
-        if doc is None:
-            raise C.noexists(f"id:{oid}")
-        return doc
-
-    def _abs(self, conn, sp: str, now: int) -> str:
-        if not sp.startswith("id:"):
-            return sp
-        oid, _, sub = sp[3:].partition("/")
-        anchor = self._live(self._by_id(conn, oid), now)
-        if anchor is None:
-            raise C.noexists(f"id:{oid}")
-        return paths.anchor_join(anchor["ph"], sub)
-
-    @staticmethod
-    def _insert(conn, doc: dict) -> None:
-        conn.execute("INSERT INTO obj (id, pid, nm, ph, race, d0, d1, ct, lm, expi, meta) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                     (doc["id"], doc["pid"], doc["nm"], doc["ph"], doc["race"], doc.get("d0"),
-                      doc.get("d1"), doc["ct"], doc["lm"], doc.get("expi"), _meta_json(doc)))
-
-    @staticmethod
-    def _update_meta(conn, doc: dict) -> None:
-        conn.execute("UPDATE obj SET lm = ?, expi = ?, meta = ? WHERE id = ?",
-                     (doc["lm"], doc.get("expi"), _meta_json(doc), doc["id"]))
-
-    @staticmethod
-    def _remove_tree(conn, ph: str) -> int:
-        lo, hi = _subtree_range(ph)
-        where = "(ph = ? OR (ph >= ? AND ph < ?))"
-        conn.execute(f"DELETE FROM content WHERE id IN (SELECT id FROM obj WHERE {where})",
-                     (ph, lo, hi))
-        return conn.execute(f"DELETE FROM obj WHERE {where}", (ph, lo, hi)).rowcount
-
-    def _clear_expired(self, conn, ph: str, now: int) -> None:
-        old = self._by_ph(conn, ph)
-        if old is None:
-            return
-        if not C.is_expired(old, now):
-            raise C.exists(ph)
-        self._remove_tree(conn, ph)
-
-    def _dir(self, conn, ph: str, parents: bool, now: int) -> dict:
-        # a DIR hidden by an expired DIR above it is no parent: what went in there could
-        # never be reached by path, and the next purge would delete it
-        doc = self._live(self._by_ph(conn, ph), now)
-        if doc is not None and ph != "/" and self._hidden_by_ancestor(conn, ph, now):
-            doc = None
-        if C.found_dir(doc, ph, parents) is not None:
-            return doc
-        up, nm = paths.parent_and_name(ph)
-        parent = self._dir(conn, up, True, now)
-        self._clear_expired(conn, ph, now)
-        doc = C.new_doc(paths.new_id(), parent["id"], nm, ph, "DIR", {}, now)
-        self._insert(conn, doc)
-        return doc
-
-    @staticmethod
-    def _set_content(conn, doc: dict, data: bytes, now: int) -> dict:
-        doc = dict(doc)
-        conn.execute("INSERT OR REPLACE INTO content (id, data) VALUES (?, ?)",
-                     (doc["id"], data))
-        doc["len"] = len(data)
-        import hashlib
-        doc["sha1"] = hashlib.sha1(data).hexdigest()
-        doc["lm"] = max(now, doc["lm"])
-        SQLiteStore._update_meta(conn, doc)
-        return doc
-
-    def _maybe_purge(self, conn, now: int) -> None:
-        if now - self._last_purge >= PURGE_EVERY_MS:
-            self._last_purge = now
-            self._purge(conn, now)
-
-    def _purge(self, conn, now: int) -> int:
-        n = 0
-        rows = conn.execute("SELECT ph FROM obj WHERE expi < ? ORDER BY ph", (now,)).fetchall()
-        for (ph,) in rows:
-            n += self._remove_tree(conn, ph)
-        return n
-
-    # ---- lookup -----------------------------------------------------------------------------
-    def get(self, oid: str) -> WnObj | None:
-        if not paths.is_id(oid):
-            return None
-        row = self._one(_SEL + " WHERE id = ?", (oid,))
-        if row is None or (row[9] is not None and row[9] < C.now_ms()):
-            return None
-        return _out(_row_doc(row))
-
-    def fetch(self, path: str, *, cwd: str = "/", home: str | None = None) -> WnObj | None:
-        sp = paths.resolve(path, cwd, home)
-        now = C.now_ms()
-        if not sp.startswith("id:"):
-            # one statement: the row, unless it or a DIR above it has expired
-            ups = paths.ancestors(sp)
-            hidden = ""
-            if ups:
-                hidden = (" AND NOT EXISTS (SELECT 1 FROM obj WHERE expi < ? AND ph IN ("
-                          + ",".join("?" * len(ups)) + "))")
-            row = self._one(_SEL + " WHERE ph = ? AND (expi IS NULL OR expi >= ?)" + hidden,
-                            (sp, now, now, *ups) if ups else (sp, now))
-            return _out(_row_doc(row)) if row is not None else None
+    def _run_read(self, fn):
         with self._tx(False) as conn:
-            try:
-                ph = self._abs(conn, sp, now)
-            except StoreError:
-                return None
-            row = conn.execute(_SEL + " WHERE ph = ?", (ph,)).fetchone()
-            if row is None or (row[9] is not None and row[9] < now):
-                return None
-            if self._hidden_by_ancestor(conn, ph, now):
-                return None
-            return _out(_row_doc(row))
+            return fn(_View(conn))
 
-    @staticmethod
-    def _hidden_by_ancestor(conn, ph: str, now: int) -> bool:
-        """True when a DIR above ``ph`` has expired (it hides its subtree from paths)."""
-        ups = paths.ancestors(ph)
-        if not ups:
-            return False
-        marks = ",".join("?" * len(ups))
-        return conn.execute(f"SELECT 1 FROM obj WHERE expi < ? AND ph IN ({marks}) LIMIT 1",
-                            [now, *ups]).fetchone() is not None
+    def _run_write(self, fn):
+        return self._write_fn(lambda conn: fn(_View(conn)))
 
-    # ---- create / change ------------------------------------------------------------------------
-    def create(self, path: str, race: str = "FILE", meta: Mapping[str, Any] | None = None,
-               *, parents: bool = False, content: bytes | None = None,
-               cwd: str = "/", home: str | None = None) -> WnObj:
-        race, sp, clean, data = C.create_args(path, race, meta, content, cwd, home)
-        now = C.now_ms()
-
-        def tx(conn):
-            ph = self._abs(conn, sp, now)
-            if ph == "/":
-                raise C.exists("/")
-            up, nm = paths.parent_and_name(ph)
-            parent = self._dir(conn, up, parents, now)
-            self._clear_expired(conn, ph, now)
-            doc = C.new_doc(paths.new_id(), parent["id"], nm, ph, race, clean, now)
-            if data is not None:        # len and sha1 known before the row is written
-                conn.execute("INSERT OR REPLACE INTO content (id, data) VALUES (?, ?)",
-                             (doc["id"], data))
-                import hashlib
-                doc["len"] = len(data)
-                doc["sha1"] = hashlib.sha1(data).hexdigest()
-            self._insert(conn, doc)
-            self._maybe_purge(conn, now)
-            return _out(doc)
-        return self._write_fn(tx)
-
-    def _update(self, oid: str, texts: dict, want: dict | None):
-        """set_meta/cas as one ``UPDATE ... RETURNING``: ([row] or [], True), or
-        (None, False) when the changes or expectations need the transaction path."""
-        params: list = [C.now_ms()]
+    def _update_fast(self, oid: str, texts: dict, want: dict | None, changes, now: int):
+        """set_meta/cas as one ``UPDATE ... RETURNING`` (no read first, the write lock
+        held for that statement only)."""
+        params: list = [now]
         # clearing ``expi`` (a column; a paid order is kept for ever) is one more
         # assignment of the statement; setting it has rules, the transaction path
         clear_expi = "expi" in texts and texts["expi"] is None
         if clear_expi:
             texts = {k: v for k, v in texts.items() if k != "expi"}
-        expr = _set_sql(texts, params)
+        expr = COMPILER.changes(texts, params)
         if expr is None:
-            return None, False
+            return False, None
         if clear_expi:
             expr += ", expi = NULL"
-        now = params[0]
         params += [oid, now]
         conds = ""
         if want:
-            conds = _expect_sql(want, params)
+            conds = COMPILER.expect(want, params)
             if conds is None:
-                return None, False
+                return False, None
         try:
-            return self._write(f"UPDATE obj SET lm = max(lm, ?), meta = {expr} WHERE id = ? "
+            rows = self._write(f"UPDATE obj SET lm = max(lm, ?), meta = {expr} WHERE id = ? "
                                f"AND (expi IS NULL OR expi >= ?){conds} RETURNING "
-                               f"{_COLS}", params), True
+                               f"{_COLS}", params)
         except StoreError as exc:
             if exc.key != "e.io.store.corrupt":
                 raise
-            return None, False      # the transaction path names the broken row
+            return False, None      # the transaction path names the broken row
+        return True, (rows[0] if rows else None)
 
-    def set_meta(self, oid: str, changes: Mapping[str, Any]) -> WnObj:
-        texts = C.meta_texts(changes)
-        C.check_oid(oid)
-        rows, done = self._update(oid, texts, None)
-        if done:
-            if not rows:
-                raise C.noexists(f"id:{oid}")
-            return _out(_row_doc(rows[0]))
-        clean = C.clean_meta(changes)
-        now = C.now_ms()
-
-        def tx(conn):
-            doc = self._need(conn, oid, now)
-            C.apply_changes(doc, clean, now)
-            self._update_meta(conn, doc)
-            return _out(doc)
-        return self._write_fn(tx)
-
-    def cas(self, oid: str, expect: Mapping[str, Any], changes: Mapping[str, Any]) -> WnObj | None:
-        want = C.clean_expect(expect)
-        texts = C.meta_texts(changes)
-        C.check_oid(oid)
-        rows, done = self._update(oid, texts, want)
-        if done:
-            if rows:
-                return _out(_row_doc(rows[0]))
-            if self.get(oid) is None:
-                raise C.noexists(f"id:{oid}")
-            return None
-        clean = C.clean_meta(changes)
-        now = C.now_ms()
-
-        def tx(conn):
-            doc = self._need(conn, oid, now)
-            if not C.matches_expect(doc, want):
-                return None
-            C.apply_changes(doc, clean, now)
-            self._update_meta(conn, doc)
-            return _out(doc)
-        return self._write_fn(tx)
-
-    def incr(self, oid: str, key: str, delta: int = 1) -> int:
-        C.check_delta(key, delta)
-        now = C.now_ms()
-        if _plain(key) and paths.is_id(oid):
-            # one statement; a value that is not an integer, or would leave the 64-bit
-            # range, matches no row and takes the transaction below for its error
-            p = _jpath(key)
-            lo = -C.INT64 - min(delta, 0)
-            hi = C.INT64 - 1 - max(delta, 0)
-            try:
-                rows = self._write(
-                    "UPDATE obj SET lm = max(lm, ?), meta = json_set(meta, ?, "
-                    "coalesce(json_extract(meta, ?), 0) + ?) WHERE id = ? "
-                    "AND (expi IS NULL OR expi >= ?) "
-                    "AND coalesce(json_type(meta, ?), 'null') IN ('integer', 'null') "
-                    "AND coalesce(json_extract(meta, ?), 0) BETWEEN ? AND ? "
-                    "RETURNING json_extract(meta, ?)",
-                    [now, p, p, delta, oid, now, p, p, lo, hi, p])
-            except StoreError as exc:
-                if exc.key != "e.io.store.corrupt":
-                    raise
-                rows = None         # the transaction path names the broken row
-            if rows:
-                return rows[0][0]
-
-        def tx(conn):
-            doc = self._need(conn, oid, now)
-            val = C.incr_value(doc.get(key), key, delta)
-            doc[key] = val
-            doc["lm"] = max(now, doc["lm"])
-            self._update_meta(conn, doc)
-            return val
-        return self._write_fn(tx)
-
-    # ---- content ----------------------------------------------------------------------------------
-    @staticmethod
-    def _content(conn, oid: str) -> bytes:
-        row = conn.execute("SELECT data FROM content WHERE id = ?", (oid,)).fetchone()
-        return bytes(row[0]) if row else b""
-
-    def read(self, oid: str) -> bytes:
-        with self._tx(False) as conn:
-            doc = self._need(conn, oid, C.now_ms())
-            if doc["race"] != "FILE":
-                raise C.notfile(doc["ph"])
-            return self._content(conn, oid)
-
-    def write(self, oid: str, data: bytes) -> WnObj:
-        return self._put(oid, data, append=False)
-
-    def append(self, oid: str, data: bytes) -> WnObj:
-        return self._put(oid, data, append=True)
-
-    def _put(self, oid: str, data: bytes, append: bool) -> WnObj:
-        data = C.as_bytes(data)
-        now = C.now_ms()
-
-        def tx(conn):
-            doc = self._need(conn, oid, now)
-            if doc["race"] != "FILE":
-                raise C.notfile(doc["ph"])
-            full = self._content(conn, oid) + data if append else data
-            return _out(self._set_content(conn, doc, full, now))
-        return self._write_fn(tx)
-
-    # ---- tree ---------------------------------------------------------------------------------------
-    def children(self, oid: str, glob: str | None = None) -> list[WnObj]:
-        rx_sql, params = "", []
-        if glob is not None:
-            rx_sql, params = " AND nm REGEXP ?", [C.glob_regex(glob)]
-        now = C.now_ms()
-        with self._tx(False) as conn:
-            doc = self._need(conn, oid, now)
-            if doc["race"] != "DIR":
-                raise C.notdir(doc["ph"])
-            rows = conn.execute(_SEL + " WHERE pid = ? AND (expi IS NULL OR expi >= ?)"
-                                + rx_sql + " ORDER BY nm", [oid, now] + params).fetchall()
-            return [_out(_row_doc(r)) for r in rows]
-
-    def move(self, oid: str, new_path: str, *, cwd: str = "/", home: str | None = None) -> WnObj:
-        sp = paths.resolve(new_path, cwd, home)
-        now = C.now_ms()
-
-        def tx(conn):
-            src = self._need(conn, oid, now)
-            if src["ph"] == "/":
-                raise paths.invalid("cannot move '/'")
-            dest = self._abs(conn, sp, now)
-            target = self._live(self._by_ph(conn, dest), now)
-            dest = C.move_dest(src, dest, target)
-            if dest is None:
-                return _out(src)
-            up, nm = paths.parent_and_name(dest)
-            parent = self._dir(conn, up, False, now)
-            self._clear_expired(conn, dest, now)
-            old_ph = src["ph"]
-            # descendants: ph prefix swapped, d0/d1 recomputed, all in SQL
-            lo, hi = _subtree_range(old_ph)
-            longest = len(old_ph.encode("utf-8"))
-            if src["race"] == "DIR":
-                below = conn.execute("SELECT max(length(CAST(ph AS BLOB))) FROM obj "
-                                     "WHERE ph >= ? AND ph < ?", (lo, hi)).fetchone()[0]
-                longest = max(longest, below or 0)
-            paths.check_moved(dest, old_ph, longest)
-            d0, d1 = paths.d0_d1(dest)
-            cut = len(old_ph) + 1          # substr() index of the '/' after old_ph
-            if d1 is not None:
-                conn.execute("UPDATE obj SET ph = ? || substr(ph, ?), d0 = ?, d1 = ? "
-                             "WHERE ph >= ? AND ph < ?", (dest, cut, d0, d1, lo, hi))
-            else:   # dest is /x: d1 of a descendant is its first segment below dest
-                conn.execute(
-                    "UPDATE obj SET ph = ? || substr(ph, ?), d0 = ?, "
-                    "d1 = substr(substr(ph, ?), 1, instr(substr(ph, ?) || '/', '/') - 1) "
-                    "WHERE ph >= ? AND ph < ?",
-                    (dest, cut, d0, cut + 1, cut + 1, lo, hi))
-            C.moved(src, parent["id"], nm, dest, now)
-            conn.execute("UPDATE obj SET pid = ?, nm = ?, ph = ?, d0 = ?, d1 = ?, lm = ?, "
-                         "meta = ? WHERE id = ?",
-                         (src["pid"], nm, dest, src.get("d0"), src.get("d1"), src["lm"],
-                          _meta_json(src), src["id"]))
-            return _out(src)
-        return self._write_fn(tx)
-
-    def delete(self, oid: str, *, recursive: bool = False) -> None:
-        now = C.now_ms()
-
-        def tx(conn):
-            doc = self._need(conn, oid, now)
-            if doc["ph"] == "/":
-                raise paths.invalid("cannot delete '/'")
-            if doc["race"] == "DIR" and not recursive:
-                if conn.execute("SELECT 1 FROM obj WHERE pid = ? AND (expi IS NULL OR expi >= ?)"
-                                " LIMIT 1", (oid, now)).fetchone():
-                    raise C.dir_notempty(doc["ph"])
-            self._remove_tree(conn, doc["ph"])
-        return self._write_fn(tx)
-
-    # ---- query ------------------------------------------------------------------------------------
-    def _where(self, match, now: int) -> tuple[str, list]:
-        where, params = COMPILER.where(Q.parse_match(match))
-        return f"(expi IS NULL OR expi >= ?) AND {where}", [now] + params
-
-    def query(self, match, *, sort=None, skip: int = 0, limit: int | None = None) -> list[WnObj]:
-        order_sql, order_params = COMPILER.order_by(Q.parse_sort(sort))
-        skip, limit = Q.check_window(skip, limit)
-        where, params = self._where(match, C.now_ms())
-        sql = f"{_SEL} WHERE {where} {order_sql} LIMIT ? OFFSET ?"
-        pool = self._pool_now()
-        conn = pool.get()
+    def _incr_fast(self, oid: str, key: str, delta: int, now: int):
+        """One statement; a value that is not an integer, or would leave the 64-bit
+        range, matches no row and takes the transaction for its error."""
+        if not COMPILER.plain(key):
+            return False, None
+        p = json_path(key)
+        lo = -C.INT64 - min(delta, 0)
+        hi = C.INT64 - 1 - max(delta, 0)
         try:
-            rows = conn.execute(
-                sql, params + order_params + [-1 if limit is None else limit, skip]).fetchall()
-        except (sqlite3.Error,) + _VALUE_ERRORS as exc:
-            raise _store_error(exc) from None
-        finally:
-            pool.put(conn)
-        return [_out(_row_doc(r)) for r in rows]
-
-    def count(self, match) -> int:
-        where, params = self._where(match, C.now_ms())
-        return self._one(f"SELECT count(*) FROM obj WHERE {where}", tuple(params))[0]
+            rows = self._write(
+                "UPDATE obj SET lm = max(lm, ?), meta = json_set(meta, ?, "
+                "coalesce(json_extract(meta, ?), 0) + ?) WHERE id = ? "
+                "AND (expi IS NULL OR expi >= ?) "
+                "AND coalesce(json_type(meta, ?), 'null') IN ('integer', 'null') "
+                "AND coalesce(json_extract(meta, ?), 0) BETWEEN ? AND ? "
+                "RETURNING json_extract(meta, ?)",
+                [now, p, p, delta, oid, now, p, p, lo, hi, p])
+        except StoreError as exc:
+            if exc.key != "e.io.store.corrupt":
+                raise
+            return False, None      # the transaction path names the broken row
+        return (True, rows[0][0]) if rows else (False, None)
 
     # ---- housekeeping ----------------------------------------------------------------------------------
-    def purge_expired(self) -> int:
-        now = C.now_ms()
+    @staticmethod
+    def _purge(v: "_View", now: int) -> int:
+        n = 0
+        rows = v.conn.execute("SELECT ph FROM obj WHERE expi < ? ORDER BY ph", (now,)).fetchall()
+        for (ph,) in rows:
+            n += v.remove_path(ph)       # 0 when it went with an expired DIR above
+        return n
 
-        def tx(conn):
-            self._last_purge = now
-            return self._purge(conn, now)
-        return self._write_fn(tx)

@@ -941,6 +941,53 @@ def test_move_into_an_expired_dir_is_refused(store):
     assert store.fetch("/keep")["id"] == f["id"] and store.read(f["id"]) == b"keep me"
 
 
+def test_an_expired_dir_hides_its_subtree_from_every_path_form(store):
+    # the rule lives once (objstore/rules.py) for every backend: every way of naming
+    # an object by path -- plain, id:OBJ, id:ANCHOR/sub -- meets it
+    sub = _expired_tree(store)
+    top = sub["pid"]
+    for path in ("/tmpd", "/tmpd/sub", f"id:{sub['id']}", f"id:{top}/sub"):
+        assert store.fetch(path) is None, path
+    with pytest.raises(WnError) as ei:
+        store.check(f"id:{sub['id']}")
+    assert ei.value.key == "e.io.obj.noexists"
+    # no parent by any path form, so nothing is created where no path could reach it
+    for path in (f"id:{sub['id']}/x", f"id:{top}/sub/x", "/tmpd/sub/x"):
+        with pytest.raises(WnError) as ei:
+            store.create(path, "FILE")
+        assert ei.value.key == "e.io.obj.noexists", path
+    # and a move into it is refused however the destination is named
+    f = store.create("/f", "FILE")
+    for dest in (f"id:{sub['id']}/f", f"id:{sub['id']}"):
+        with pytest.raises(WnError) as ei:
+            store.move(f["id"], dest)
+        assert ei.value.key == "e.io.obj.noexists", dest
+    assert store.fetch("/f")["id"] == f["id"]
+
+
+def test_below_an_expired_dir_ids_still_answer_until_the_purge(store):
+    # what the rule does not cover, the same on every backend: an object whose own
+    # expi has not passed answers by id (get, children, query) while only a DIR above
+    # it has expired; the expired DIR itself answers nothing.  Moving the object out
+    # makes it reachable by path again, and the purge then leaves it alone.
+    sub = _expired_tree(store)
+    leaf = store.create("/other/leaf.txt", "FILE", {"k": 7}, parents=True, content=b"data")
+    assert store.get(sub["id"])["ph"] == "/tmpd/sub"
+    assert store.children(sub["id"]) == []
+    assert store.get(sub["pid"]) is None
+    with pytest.raises(WnError) as ei:
+        store.children(sub["pid"])
+    assert ei.value.key == "e.io.obj.noexists"
+    assert [o["ph"] for o in store.query({"nm": ["sub", "tmpd"]})] == ["/tmpd/sub"]
+    assert store.count({"nm": ["sub", "tmpd"]}) == 1
+    moved = store.move(sub["id"], "/saved")
+    assert moved["ph"] == "/saved" and store.fetch("/saved")["id"] == sub["id"]
+    assert store.move(leaf["id"], "/saved")["ph"] == "/saved/leaf.txt"
+    assert store.purge_expired() == 1                     # /tmpd alone: /saved left it
+    assert store.fetch("/saved/leaf.txt")["id"] == leaf["id"]
+    assert store.read(leaf["id"]) == b"data"
+
+
 # ---- an SQLite store whose rows were edited by hand (another tool, a bad migration) ------
 @pytest.mark.parametrize("meta", ["{bad", "[1]", "null", '"text"'])
 def test_row_with_bad_metadata_is_a_clear_error(tmp_path, meta):
