@@ -153,6 +153,14 @@ class Store(abc.ABC):
     def purge_expired(self) -> int:
         """Delete objects whose ``expi`` has passed; return how many."""
 
+    def dot_generation(self) -> int | None:
+        """A number that changes after every committed write that may have changed an
+        object in a dot-folder (a path with a segment starting with "."; the accounts
+        in ``~/.weixin``, the APIs in ``~/.regapi``), read without asking the database
+        anything: a cache of such an object can be checked on every use.  None when
+        this backend cannot tell (the caller then reads what it needs)."""
+        return None
+
     def close(self) -> None:
         """Release connections/files."""
 

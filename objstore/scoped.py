@@ -389,6 +389,9 @@ class ScopedStore(Store):
         return self._store.count(scoped if len(scoped) > 1 else scoped[0])
 
     # ---- housekeeping -----------------------------------------------------------
+    def dot_generation(self) -> int | None:
+        return self._store.dot_generation()
+
     def purge_expired(self) -> int:
         return self._store.purge_expired()
 

@@ -373,6 +373,44 @@ class _WriteGate:
             self.lock.release()
 
 
+class _Generation:
+    """``dot_generation`` for every process on one database: 8 bytes in a file beside
+    it (``<db>-gen``) that each process maps (``MAP_SHARED``, kept across a fork), so
+    reading it is a memory read -- no statement, no system call, no GIL handed over.
+    A write that may have changed an object in a dot-folder stores a fresh random
+    value there after its commit (random, not an increment: writers of several
+    processes need no lock for it, and any change of the value is what readers look
+    for).  Where the file cannot be made or mapped (a read-only folder) there is no
+    generation and readers read the database as before."""
+
+    __slots__ = ("map",)
+
+    def __init__(self, path: str):
+        self.map = None
+        try:
+            fd = os.open(path + "-gen", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return
+        try:
+            if os.fstat(fd).st_size < 8:
+                os.ftruncate(fd, 8)         # a file of 8 bytes or more keeps its value
+            import mmap
+            self.map = mmap.mmap(fd, 8)
+        except (OSError, ValueError):
+            self.map = None
+        finally:
+            os.close(fd)
+
+    def read(self) -> int | None:
+        m = self.map
+        return None if m is None else int.from_bytes(m[:8], "little")
+
+    def bump(self) -> None:
+        m = self.map
+        if m is not None:
+            m[:8] = os.urandom(8)
+
+
 BUSY_S = 30.0
 # False: no gate and no group commit, SQLite's busy handler alone (for
 # bench/store_writes.py, which measures what they buy)
@@ -487,6 +525,7 @@ class SQLiteStore(SQLStore):
         self._queue_lock = allocate_lock()
         self._leading = False               # a writer is running a batch
         self._last_purge = 0
+        self._gen: _Generation | None = None
         try:
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         except OSError as exc:
@@ -777,7 +816,26 @@ class SQLiteStore(SQLStore):
             return fn(_View(conn))
 
     def _run_write(self, fn):
-        return self._write_fn(lambda conn: fn(_View(conn)))
+        # a transaction may change anything (create, move, delete, the purge): the
+        # dot-folder generation moves on after each, whether it did or not
+        try:
+            return self._write_fn(lambda conn: fn(_View(conn)))
+        finally:
+            self._generation().bump()
+
+    def _generation(self) -> _Generation:
+        gen = self._gen
+        if gen is None:
+            gen = self._gen = _Generation(self.path)
+        return gen
+
+    def _wrote(self, ph: str) -> None:
+        """After a one-statement write to the object at ``ph``."""
+        if "/." in ph:
+            self._generation().bump()
+
+    def dot_generation(self) -> int | None:
+        return self._generation().read()
 
     def _update_fast(self, oid: str, texts: dict, want: dict | None, changes, now: int):
         """set_meta/cas as one ``UPDATE ... RETURNING`` (no read first, the write lock
@@ -807,6 +865,8 @@ class SQLiteStore(SQLStore):
             if exc.key != "e.io.store.corrupt":
                 raise
             return False, None      # the transaction path names the broken row
+        if rows:
+            self._wrote(rows[0][3])
         return True, (rows[0] if rows else None)
 
     def _incr_fast(self, oid: str, key: str, delta: int, now: int):
@@ -824,13 +884,16 @@ class SQLiteStore(SQLStore):
                 "AND (expi IS NULL OR expi >= ?) "
                 "AND coalesce(json_type(meta, ?), 'null') IN ('integer', 'null') "
                 "AND coalesce(json_extract(meta, ?), 0) BETWEEN ? AND ? "
-                "RETURNING json_extract(meta, ?)",
+                "RETURNING json_extract(meta, ?), ph",
                 [now, p, p, delta, oid, now, p, p, lo, hi, p])
         except StoreError as exc:
             if exc.key != "e.io.store.corrupt":
                 raise
             return False, None      # the transaction path names the broken row
-        return (True, rows[0][0]) if rows else (False, None)
+        if not rows:
+            return False, None
+        self._wrote(rows[0][1])
+        return True, rows[0][0]
 
     # ---- housekeeping ----------------------------------------------------------------------------------
     @staticmethod
