@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -34,6 +35,11 @@ _PUBLIC = frozenset(("appID", "appid", "appId", "pay_mch_id", "mch_id", "pay_tim
 
 _lock = threading.Lock()
 _cache: "OrderedDict[tuple, Loaded]" = OrderedDict()
+# (store, wxconf path) -> (dot generation, monotonic time, expi, Loaded): the account
+# last loaded there, good while the generation has not moved
+_current: dict = {}
+# a wxconf changed without wnshell (the database edited by hand) is seen within this
+RECHECK_S = 1.0
 
 
 @dataclass
@@ -150,7 +156,12 @@ def parse_wxconf(name: str, text: str) -> dict:
 
 
 def load(session, name: str) -> Loaded:
-    """The account named ``name`` for this session's user (cached)."""
+    """The account named ``name`` for this session's user (cached).
+
+    Where the store keeps a dot-folder generation (``Store.dot_generation``: SQLite),
+    an account loaded since the generation last moved is returned without a store
+    read; otherwise (and at least every ``RECHECK_S``, for a database edited without
+    wnshell) the wxconf object is fetched and its version compared."""
     if not isinstance(name, str) or not _CONF_NAME.match(name) or name in (".", ".."):
         raise WnError("e.cmd.weixin.conf.invalid", "bad account name (letters, digits, "
                       "'_', '-', '.', '@'; at most 64)", BAD_INPUT)
@@ -158,6 +169,26 @@ def load(session, name: str) -> Loaded:
     # the account lives in a tree a request's session can not see (.weixin is hidden
     # from it): weixin, which owns that tree, reads it through the unhidden view
     store = account_store(session)
+    gen = store.dot_generation()        # read before the fetch: a write after it moves it
+    if gen is None:
+        return _load(store, name, path)
+    where = (getattr(store, "url", "") or str(id(store)), path)
+    now = time.monotonic()
+    seen = _current.get(where)
+    if seen is not None and seen[0] == gen and now - seen[1] < RECHECK_S \
+            and (seen[2] is None or seen[2] > time.time() * 1000):
+        return seen[3]
+    loaded, expi = _load(store, name, path, with_expi=True)
+    with _lock:
+        _current[where] = (gen, now, expi, loaded)
+        if len(_current) > _CACHE_MAX:
+            _current.pop(next(iter(_current)))
+    return loaded
+
+
+def _load(store, name: str, path: str, with_expi: bool = False):
+    """The account at ``path`` (a fetch; parsed again only when its version changed);
+    with ``with_expi``: ``(account, the wxconf's expi)``."""
     obj = store.fetch(path)
     if obj is None or obj.is_dir:
         raise WnError("e.cmd.weixin.conf.noexists", f"~/.weixin/{name}/wxconf", NOT_FOUND)
@@ -168,10 +199,10 @@ def load(session, name: str) -> Loaded:
     if hit is not None and hit.api_version == 3:
         # a v3 account also depends on its key objects: the same versions, the same one
         if hit.objects_key == _objects_key(store, folder, hit.conf):
-            return hit
+            return (hit, obj.get("expi")) if with_expi else hit
         hit = None
     if hit is not None:
-        return hit
+        return (hit, obj.get("expi")) if with_expi else hit
     raw = store.read(obj.id)
     try:
         text = raw.decode("utf-8-sig")
@@ -200,7 +231,14 @@ def load(session, name: str) -> Loaded:
         _cache[key] = loaded
         while len(_cache) > _CACHE_MAX:
             _cache.popitem(last=False)
-    return loaded
+    return (loaded, obj.get("expi")) if with_expi else loaded
+
+
+def forget() -> None:
+    """Drop every cached account (as a new process starts)."""
+    with _lock:
+        _cache.clear()
+        _current.clear()
 
 
 def _cached(key):

@@ -117,6 +117,69 @@ def test_parsed_accounts_are_cached_until_the_conf_changes(monkeypatch):
     assert len(calls) == 2
 
 
+def _sqlite_session(tmp_path):
+    store = objstore.open_store(f"sqlite://{tmp_path / 'store.db'}")
+    return store, Session(store, user="demo")
+
+
+def _counting_fetches(monkeypatch, store):
+    fetched = []
+    real = store.fetch
+
+    def counted(path, **kw):
+        fetched.append(path)
+        return real(path, **kw)
+    monkeypatch.setattr(store, "fetch", counted)
+    return fetched
+
+
+def test_an_unchanged_account_is_not_read_from_the_store_again(tmp_path, monkeypatch):
+    """On SQLite the account is checked against the dot-folder generation (a memory
+    read), not fetched on every call; other writes (orders) do not move it."""
+    store, sh = _sqlite_session(tmp_path)
+    install_wxconf(store, "http://127.0.0.1:9", "http://127.0.0.1:9/n")
+    order = store.create("/home/demo/orders/o1", "FILE", {"or_status": 0}, parents=True)
+    assert run(sh, "weixin xxx info")[0] == 0
+    fetched = _counting_fetches(monkeypatch, store)
+    for i in range(5):
+        store.set_meta(order["id"], {"n": i})          # not in a dot-folder
+        assert run(sh, "weixin xxx info")[0] == 0
+    assert not any(p.endswith("/wxconf") for p in fetched), fetched
+    store.close()
+
+
+def test_a_wxconf_changed_by_another_process_is_seen_at_once(tmp_path):
+    store, sh = _sqlite_session(tmp_path)
+    install_wxconf(store, "http://127.0.0.1:9", "http://127.0.0.1:9/n")
+    assert json.loads(run(sh, "weixin xxx info")[1])["pay_notify_url"] == \
+        "http://127.0.0.1:9/n"
+    # another process: its own store on the same file (its own map of the generation)
+    other = objstore.open_store(f"sqlite://{tmp_path / 'store.db'}")
+    install_wxconf(other, "http://127.0.0.1:9", "http://127.0.0.1:9/changed")
+    other.close()
+    assert json.loads(run(sh, "weixin xxx info")[1])["pay_notify_url"] == \
+        "http://127.0.0.1:9/changed"
+    store.close()
+
+
+def test_a_wxconf_edited_without_wnshell_is_seen_within_the_recheck(tmp_path, monkeypatch):
+    import sqlite3
+    import time
+    monkeypatch.setattr(confmod, "RECHECK_S", 0.2)
+    store, sh = _sqlite_session(tmp_path)
+    obj = install_wxconf(store, "http://127.0.0.1:9", "http://127.0.0.1:9/n")
+    assert run(sh, "weixin xxx info")[0] == 0
+    text = store.read(obj.id).decode().replace("127.0.0.1:9/n", "127.0.0.1:9/byhand")
+    with sqlite3.connect(tmp_path / "store.db") as c:      # no generation moved
+        c.execute("UPDATE content SET data = ? WHERE id = ?", (text.encode(), obj.id))
+        c.execute("UPDATE obj SET meta = json_set(meta, '$.sha1', 'x') WHERE id = ?",
+                  (obj.id,))
+    time.sleep(0.3)
+    assert json.loads(run(sh, "weixin xxx info")[1])["pay_notify_url"] == \
+        "http://127.0.0.1:9/byhand"
+    store.close()
+
+
 # ``weixin CONF info`` masks every secret-looking field, at any depth
 EVERY_SECRET_CONF = f"""appID: 'wx1'
 pay_mch_id: 1230000109

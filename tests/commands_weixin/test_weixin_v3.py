@@ -82,7 +82,7 @@ def test_platform_certificates_are_cached_in_the_account_folder(v3sh, store, v3s
     assert "BEGIN CERTIFICATE" in text and "PRIVATE" not in text
     assert V3_APIV3_KEY not in text
     # a fresh load (another process) starts from the cache: no refetch needed
-    conf._cache.clear()
+    conf.forget()
     fresh = conf.load(v3sh, "v3")
     assert [c.serial for c in fresh.account.keys.certificates()] == \
         [v3srv.sim.platform_serial()]
