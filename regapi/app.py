@@ -404,6 +404,13 @@ class BufferedAccessLog:
                          f"{method} {_log_path(path)} {status} {nbytes} "
                          f"{seconds * 1000:.1f}ms\n")
 
+    def add(self, line: str, now: bool = False) -> None:
+        """Another line (ending in a newline) for the buffer; ``now``: written at once,
+        after every line before it."""
+        self._buf.append(line)
+        if now:
+            self.flush()
+
     def flush(self):
         with self._lock:
             q = self._buf
@@ -438,16 +445,36 @@ def app_factory() -> RegApiApp:
     """Target for granian (``factory=True``): one app, one store, per worker process."""
     import sys
     access = os.environ.get("WNSHELL_REGAPI_ACCESS_LOG", "1") != "0"
-    _setup_logging(access)
-    return make_app(access=BufferedAccessLog(sys.stderr) if access else None)
+    lines = BufferedAccessLog(sys.stderr)
+    _setup_logging(access, lines)
+    return make_app(access=lines if access else None)
 
 
-def _setup_logging(access: bool = True) -> None:
-    """Server logging: ``regapi`` lines (and the ``weixin`` command's) to stderr; the
-    access log at INFO unless turned off."""
+class BufferedLogHandler(logging.Handler):
+    """The server's ``regapi``/``wnshell`` log records into a ``BufferedAccessLog``:
+    INFO lines (an order paid) leave with the next flush, off the request's thread
+    (no write and flush of stderr on the pay path); a WARNING or worse is written at
+    once, after the lines before it, so the order of lines is kept."""
+
+    def __init__(self, sink: BufferedAccessLog):
+        super().__init__()
+        self.sink = sink
+
+    def emit(self, record):
+        try:
+            line = self.format(record) + "\n"
+        except Exception:  # noqa: BLE001 - logging's own contract: never raise
+            self.handleError(record)
+            return
+        self.sink.add(line, now=record.levelno >= logging.WARNING)
+
+
+def _setup_logging(access: bool = True, lines: BufferedAccessLog | None = None) -> None:
+    """Server logging: ``regapi`` lines (and the ``weixin`` command's) to stderr
+    (through ``lines`` when given); the access log at INFO unless turned off."""
     if not log.handlers:
         from regapi.logfmt import Formatter
-        h = logging.StreamHandler()
+        h = BufferedLogHandler(lines) if lines is not None else logging.StreamHandler()
         h.setFormatter(Formatter())
         for lg in (log, logging.getLogger("wnshell")):   # regapi and the commands' logs
             lg.addHandler(h)

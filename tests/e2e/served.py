@@ -125,6 +125,18 @@ def stop(s: Served, timeout: float = 20) -> int | None:
         s.store.close()
 
 
+def log_count(s: Served, text: str, wait: float = 5.0) -> int:
+    """How often ``text`` is in the server's log once it has shown up (the workers
+    write INFO lines every 0.25 s, off the request's thread) and one more flush has
+    passed, so a second copy would be counted too."""
+    deadline = time.time() + wait
+    while text not in s.log.read_text(encoding="utf-8", errors="replace") \
+            and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.4)
+    return s.log.read_text(encoding="utf-8", errors="replace").count(text)
+
+
 def get(s: Served, path: str, **kw):
     return s.http.get(s.base + path, timeout=30, allow_redirects=False, **kw)
 
@@ -154,5 +166,4 @@ def check_fifty_concurrent_duplicates(s: Served, wait: float) -> None:
     fresh = s.store.get(order["id"])
     assert fresh["or_status"] == 2 and "pay_result_extra" not in fresh
     assert fresh["pay_result"]["transaction_id"] == paid["transaction_id"]
-    log = s.log.read_text(encoding="utf-8", errors="replace")
-    assert log.count(f"order {order['id']} paid") == 1        # one transition
+    assert log_count(s, f"order {order['id']} paid") == 1        # one transition

@@ -153,8 +153,8 @@ def test_fifty_concurrent_duplicate_refund_notifications_one_transition(srv):
     assert len(firsts) == 50 and all(a["ok"] for a in firsts)
     o = srv.store.get(order["id"])
     assert o["or_status"] == 5 and o["pay_refunds"][0]["status"] == "SUCCESS"
-    log = srv.log.read_text(encoding="utf-8", errors="replace")
-    assert log.count(f"refund {order['id']}_r1 of order {order['id']} SUCCESS") == 1
+    assert served.log_count(srv, f"refund {order['id']}_r1 of order {order['id']} "
+                                 "SUCCESS") == 1
 
 
 def test_forged_refund_notifications_fail_and_change_nothing(srv):

@@ -543,6 +543,32 @@ def test_access_log_line_keeps_its_fields(store, path):
     assert fields[5].startswith("/api/demo/") and fields[6] == str(r.status)
 
 
+def test_server_log_lines_are_buffered_and_warnings_written_at_once():
+    """The server's app log (an order paid) goes through the access log's buffer: an
+    INFO line is not written on the request's thread; a warning is, after it."""
+    import logging
+
+    from regapi.app import BufferedLogHandler
+    from regapi.logfmt import Formatter
+    out = io.StringIO()
+    lines = BufferedAccessLog(out, interval=3600)
+    h = BufferedLogHandler(lines)
+    h.setFormatter(Formatter())
+    lg = logging.getLogger("wnshell.test-buffered")
+    lg.addHandler(h)
+    lg.propagate = False
+    lg.setLevel(logging.INFO)
+    try:
+        lg.info("order %s paid", "o1")
+        assert out.getvalue() == ""
+        lg.warning("notification rejected")
+        got = out.getvalue().splitlines()
+        assert len(got) == 2 and got[0].endswith("order o1 paid") \
+            and got[1].endswith("notification rejected")
+    finally:
+        lg.removeHandler(h)
+
+
 @pytest.mark.parametrize("length", ["\u00b2", "\u00b9\u00b3", "1_0", " 5", "0x10", "-1", "+5"])
 def test_odd_content_length_is_a_400(app, store, length):
     # str.isdigit() accepted the latin-1 byte "²" (0xB2), then int() raised: a 500
