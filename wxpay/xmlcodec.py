@@ -79,87 +79,66 @@ def from_xml(data: str | bytes, max_bytes: int = MAX_BYTES, root: str = "xml") -
         raise XmlError(f"XML body must be text, not {type(data).__name__}")
     if not text.strip():
         raise XmlError("empty XML body")
-    flat = _Flat(root)
-    p = expat.ParserCreate()
-    p.buffer_text = True
-    p.StartElementHandler = flat.start
-    p.EndElementHandler = flat.end
-    p.CharacterDataHandler = flat.data
-    # what defusedxml forbids (forbid_dtd, forbid_entities, forbid_external): a DTD,
-    # entity declarations, external entities -- refused the moment expat meets them
-    p.StartDoctypeDeclHandler = _refuse
-    p.EntityDeclHandler = _refuse
-    p.UnparsedEntityDeclHandler = _refuse
-    p.ExternalEntityRefHandler = _refuse
+    builder = _builder()
+    parser = builder[0](target=builder[1]())
     try:
-        p.Parse(text, True)
+        parser.feed(text)
+        tree = parser.close()
     except _Refused:
         raise XmlError("DOCTYPE and ENTITY declarations are refused") from None
-    except expat.ExpatError as e:
+    except builder[2] as e:          # ElementTree's ParseError: expat's code and place
+        line, column = e.position
         raise XmlError(f"XML is not well-formed ({expat.ErrorString(e.code)}: line "
-                       f"{e.lineno}, column {e.offset})") from None
+                       f"{line}, column {column})") from None
     except (ValueError, UnicodeError) as e:
         raise XmlError(f"XML cannot be read ({e})") from None
-    if flat.error is not None:
-        raise XmlError(flat.error)
-    return flat.out
+    return _flat(tree, root)
 
 
 class _Refused(Exception):
     pass
 
 
-def _refuse(*_args):
-    raise _Refused()
+_BUILDER: list = []
 
 
-class _Flat:
-    """expat's events of one flat ``<root>`` document into ``{name: text}``; the first
-    thing that makes it not flat is kept in ``error`` (raised once the whole document
-    has parsed: a document that is not well-formed says so first)."""
+def _builder():
+    """(XMLParser, a TreeBuilder that refuses a DOCTYPE, ParseError), made on first use
+    (ElementTree's import is left out of start-up).  The tree is built by
+    ElementTree's C parser and builder -- no Python call per element, as expat's
+    event handlers were; the DOCTYPE hook runs as expat meets the declaration, before
+    any entity it declares can be used."""
+    if not _BUILDER:
+        from xml.etree.ElementTree import ParseError, TreeBuilder, XMLParser
 
-    __slots__ = ("root", "out", "depth", "name", "text", "error", "seen_field")
+        class NoDoctype(TreeBuilder):
+            def doctype(self, name, pubid, system):
+                raise _Refused()
+        _BUILDER[:] = (XMLParser, NoDoctype, ParseError)
+    return _BUILDER
 
-    def __init__(self, root: str):
-        self.root = root
-        self.out: dict[str, str] = {}
-        self.depth = 0
-        self.name = None
-        self.text: list[str] = []
-        self.error: str | None = None
-        self.seen_field = False
 
-    def _fail(self, reason: str) -> None:
-        if self.error is None:
-            self.error = reason
-
-    def start(self, name, attrs):
-        self.depth += 1
-        if self.depth == 1:
-            if name != self.root:
-                self._fail(f"the root element is not <{self.root}>")
-            elif attrs:
-                self._fail(f"<{self.root}> must not have attributes")
-        elif self.depth == 2:
-            self.seen_field = True
-            self.name, self.text = name, []
-            if not _NAME.match(name):
-                self._fail("a field is not a plain element")
-            elif attrs:
-                self._fail(f"field <{name}> has attributes")
-            elif name in self.out:
-                self._fail(f"field <{name}> appears twice")
-        elif self.depth == 3:
-            self._fail(f"field <{self.name}> is not flat (it has child elements)")
-
-    def end(self, name):
-        if self.depth == 2 and self.name is not None:
-            self.out.setdefault(self.name, "".join(self.text))
-        self.depth -= 1
-
-    def data(self, text):
-        if self.depth == 2:
-            self.text.append(text)
-        elif self.depth == 1 and text.strip():
-            self._fail(f"<{self.root}> holds text outside of fields" if not self.seen_field
-                       else "<xml> holds text outside of fields")
+def _flat(tree, root: str) -> dict[str, str]:
+    """``{name: text}`` of one flat ``<root>`` element, or XmlError naming the first
+    thing (in document order) that makes it not flat."""
+    if tree.tag != root:
+        raise XmlError(f"the root element is not <{root}>")
+    if tree.attrib:
+        raise XmlError(f"<{root}> must not have attributes")
+    if tree.text and tree.text.strip():
+        raise XmlError(f"<{root}> holds text outside of fields")
+    out: dict[str, str] = {}
+    for field in tree:
+        name = field.tag
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise XmlError("a field is not a plain element")
+        if field.attrib:
+            raise XmlError(f"field <{name}> has attributes")
+        if name in out:
+            raise XmlError(f"field <{name}> appears twice")
+        if len(field):
+            raise XmlError(f"field <{name}> is not flat (it has child elements)")
+        out[name] = field.text or ""
+        if field.tail and field.tail.strip():
+            raise XmlError(f"<{root}> holds text outside of fields")
+    return out
