@@ -13,7 +13,6 @@ from __future__ import annotations
 import ipaddress
 import re
 import secrets
-import string
 from datetime import datetime, timedelta, timezone
 from typing import Mapping
 from urllib.parse import urlsplit
@@ -34,7 +33,6 @@ __all__ = ["BEIJING", "new_nonce", "beijing_stamp", "parse_beijing", "build_unif
            "TIME_EXPIRE_SHORT"]
 
 BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
-_ALNUM = string.ascii_letters + string.digits
 OUT_TRADE_NO = re.compile(r"^[0-9A-Za-z_\-|*]{1,32}$")
 _PRINTABLE = re.compile(r"^[!-~]+$")
 _STAMP = re.compile(r"^[0-9]{14}$")
@@ -64,8 +62,10 @@ def _bad(key: str, reason: str) -> WnError:
 
 
 def new_nonce(length: int = 32) -> str:
-    """A random alphanumeric nonce (≤ 32 chars)."""
-    return "".join(secrets.choice(_ALNUM) for _ in range(length))
+    """A random alphanumeric nonce (≤ 32 chars): hex digits of one draw from the OS
+    (``secrets.token_hex``; 4 bits a character, 128 for the default 32), where a
+    ``secrets.choice`` per character made 32 system calls for one nonce."""
+    return secrets.token_hex((length + 1) // 2)[:length]
 
 
 def _as_datetime(now) -> datetime:
