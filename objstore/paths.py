@@ -31,12 +31,21 @@ _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 # ---- ids ------------------------------------------------------------------------
+_B32 = "abcdefghijklmnopqrstuvwxyz234567"
+_B32_PAIRS: list[str] = []
+
+
 def new_id() -> str:
-    """A fresh object id: 26 lowercase URL-safe characters (base32 of 128 random bits)."""
-    import base64          # late: only writes need ids, and start-up time matters
+    """A fresh object id: 26 lowercase URL-safe characters (base32 of 128 random bits,
+    RFC 4648's alphabet, unpadded: what ``base64.b32encode`` spells, in half its time:
+    the 130 bits, two zero bits appended, read as 13 pairs of letters)."""
+    pairs = _B32_PAIRS
+    if not pairs:
+        pairs[:] = [a + b for a in _B32 for b in _B32]
     # os.urandom is what secrets.token_bytes returns; the secrets module would also
     # import random, hmac and hashlib
-    return base64.b32encode(os.urandom(16)).decode("ascii").rstrip("=").lower()
+    n = int.from_bytes(os.urandom(16), "big") << 2
+    return "".join([pairs[(n >> shift) & 1023] for shift in range(120, -1, -10)])
 
 
 def is_id(text: str) -> bool:

@@ -69,7 +69,11 @@ def test_good_names():
 def test_ids_are_26_lowercase_url_safe_and_unique():
     ids = {new_id() for _ in range(2000)}
     assert len(ids) == 2000
+    import base64
     for i in ids:
         assert re.fullmatch(r"[a-z2-7]{26}", i)
         assert is_id(i)
+        # base32 of 128 bits, as base64.b32encode spells it (unpadded, lowercase)
+        raw = base64.b32decode(i.upper() + "======")
+        assert len(raw) == 16 and base64.b32encode(raw).decode().rstrip("=").lower() == i
     assert not is_id("a/b") and not is_id("") and not is_id(None)
