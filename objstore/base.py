@@ -105,6 +105,12 @@ class Store(abc.ABC):
         apply ``changes`` as ``set_meta`` does and return the new object; otherwise
         change nothing and return None."""
 
+    def cas_applied(self, oid: str, expect: Mapping[str, Any],
+                    changes: Mapping[str, Any]) -> bool:
+        """``cas`` for a caller that needs only to know whether it applied: True when
+        it did (a backend may then spare building the changed object)."""
+        return self.cas(oid, expect, changes) is not None
+
     @abc.abstractmethod
     def incr(self, oid: str, key: str, delta: int = 1) -> int:
         """Atomically add ``delta`` to integer metadata ``key`` (absent = 0); return the

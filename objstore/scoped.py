@@ -260,6 +260,13 @@ class ScopedStore(Store):
         self._need(oid)
         return self._store.cas(oid, expect, changes)
 
+    def cas_applied(self, oid: str, expect: Mapping[str, Any],
+                    changes: Mapping[str, Any]) -> bool:
+        if self._held_doc(oid) is not None:
+            return self.cas(oid, expect, changes) is not None
+        self._need(oid)
+        return self._store.cas_applied(oid, expect, changes)
+
     def incr(self, oid: str, key: str, delta: int = 1) -> int:
         held = self._held_doc(oid)
         if held is not None:

@@ -48,6 +48,7 @@ SCHEMA_VERSION = 1
 COLUMNS = ("id", "pid", "nm", "ph", "race", "d0", "d1", "ct", "lm", "expi")
 INT_COLUMNS = ("ct", "lm", "expi")
 _COLS = "id, pid, nm, ph, race, d0, d1, ct, lm, expi, meta"
+_KEY_COLS = "id, pid, nm, ph"       # what a write returns when the caller needs no object
 _SEL = "SELECT " + _COLS + " FROM obj"
 
 _SCHEMA = """
@@ -837,9 +838,28 @@ class SQLiteStore(SQLStore):
     def dot_generation(self) -> int | None:
         return self._generation().read()
 
-    def _update_fast(self, oid: str, texts: dict, want: dict | None, changes, now: int):
+    def cas_applied(self, oid: str, expect: Mapping[str, Any],
+                    changes: Mapping[str, Any]) -> bool:
+        """``cas`` returning only whether it applied: the one statement returns the
+        row's id and path, not its metadata (no JSON of the whole changed object to
+        decode: the paid transition needs none)."""
+        want = C.clean_expect(expect)
+        texts = C.meta_texts(changes)
+        C.check_oid(oid)
+        now = C.now_ms()
+        done, row = self._update_fast(oid, texts, want, changes, now, _KEY_COLS)
+        if not done:
+            return self._cas(oid, want, C.clean_meta(changes), now) is not None
+        if row is not None:
+            return True
+        if self.get(oid) is None:
+            raise C.noexists(f"id:{oid}")
+        return False                # there, but an expectation failed
+
+    def _update_fast(self, oid: str, texts: dict, want: dict | None, changes, now: int,
+                     returning: str = _COLS):
         """set_meta/cas as one ``UPDATE ... RETURNING`` (no read first, the write lock
-        held for that statement only)."""
+        held for that statement only); ``returning`` has ``ph`` fourth."""
         params: list = [now]
         # clearing ``expi`` (a column; a paid order is kept for ever) is one more
         # assignment of the statement; setting it has rules, the transaction path
@@ -860,7 +880,7 @@ class SQLiteStore(SQLStore):
         try:
             rows = self._write(f"UPDATE obj SET lm = max(lm, ?), meta = {expr} WHERE id = ? "
                                f"AND (expi IS NULL OR expi >= ?){conds} RETURNING "
-                               f"{_COLS}", params)
+                               f"{returning}", params)
         except StoreError as exc:
             if exc.key != "e.io.store.corrupt":
                 raise

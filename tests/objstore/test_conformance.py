@@ -169,6 +169,22 @@ def test_cas(store):
     assert err(store.cas, f.id, {"a": 1}, {"id": "x"}).key == "e.io.meta.invalid"
 
 
+def test_cas_applied_says_whether_the_cas_applied(store):
+    f = store.create("/o", meta={"or_status": 0, "expi": 2 ** 60})
+    assert store.cas_applied(f.id, {"or_status": 1}, {"or_status": 2}) is False
+    assert store.get(f.id)["or_status"] == 0
+    assert store.cas_applied(f.id, {"or_status": 0}, {"or_status": 2, "expi": None,
+                                                      "pay": {"t": "x"}}) is True
+    got = store.get(f.id)
+    assert got["or_status"] == 2 and got["pay"] == {"t": "x"} and "expi" not in got
+    assert store.cas_applied(f.id, {"or_status": 0}, {"or_status": 3}) is False
+    assert store.cas_applied(f.id, {"pay": {"t": "x"}}, {"n": 1}) is True   # the slow path
+    assert store.get(f.id)["n"] == 1
+    assert err(store.cas_applied, f.id, {"a": 1}, {"id": "x"}).key == "e.io.meta.invalid"
+    assert err(store.cas_applied, "nosuchid0000000000000000", {}, {"n": 1}).key \
+        == "e.io.obj.noexists"
+
+
 def test_incr(store):
     f = store.create("/seq")
     assert store.incr(f.id, "n") == 1

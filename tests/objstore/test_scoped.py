@@ -83,6 +83,7 @@ def test_ids_outside_are_not_found_and_untouched(world):
         noexists(view.append, oid, b"pwned")
         noexists(view.set_meta, oid, {"or_status": 2})
         noexists(view.cas, oid, {"or_status": 0}, {"or_status": 2})
+        noexists(view.cas_applied, oid, {"or_status": 0}, {"or_status": 2})
         noexists(view.incr, oid, "pay_seq")
         noexists(view.delete, oid)
         noexists(view.delete, oid, recursive=True)
