@@ -167,7 +167,7 @@ def _record_error(store, order, out_trade_no: str, err: WnError) -> None:
         for _ in range(CAS_TRIES):
             seq = current.get("pay_seq")
             changes = {"pay_error": error, "pay_seq": max(number, attempt_seq(current))}
-            if store.cas(order.id, {"pay_seq": seq}, changes) is not None:
+            if store.cas_applied(order.id, {"pay_seq": seq}, changes):
                 return
             current = store.get(order.id)
             if current is None:
@@ -406,7 +406,7 @@ def store_attempt(store, order, changes: dict, openid_key: str, openid: str, amo
         changes["pay_fees"] = _with_fee(current.get("pay_fees"), out_trade_no, amount)
         # never lower: a concurrent submit may have recorded a higher number
         changes["pay_seq"] = max(number, attempt_seq(current))
-        if store.cas(order.id, expect, changes) is not None:
+        if store.cas_applied(order.id, expect, changes):
             write_json(stdout, jsobj)
             return 0
         current = store.get(order.id)
@@ -528,7 +528,7 @@ def mark_paid(store, oid: str, params: dict, order=None) -> str:
         # a paid order is kept forever (the seed; Walnut sets expi to null)
         changes = {"or_status": PAID, "pay_result": params, "pay_time": now_ms(),
                    "pay_type": "weixin", "expi": None}
-        if store.cas(oid, {"or_status": order.get("or_status")}, changes) is not None:
+        if store.cas_applied(oid, {"or_status": order.get("or_status")}, changes):
             log.info("weixin: order %s paid (transaction %s)", oid, txid)
             return "paid"
         order = None                    # changed meanwhile: read it again
