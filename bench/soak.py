@@ -266,6 +266,14 @@ class Soak:
         self.tids: set[int] = set()
         self.hups = 0
 
+    def seed(self, n: int):
+        """``n`` paid orders made before the server starts (a store that is not new:
+        its B-trees as deep as a used one's); counted as "before", not as growth."""
+        for k in range(n):
+            self.store.create(f"/home/{USER}/orders/seed{k}", "FILE",
+                              {"openid": self.openid, "total_fee": 1 + k % 99999,
+                               "or_status": 2}, parents=True)
+
     # server
     def start_server(self):
         self.log = open(self.log_path, "wb")
@@ -359,7 +367,10 @@ class Soak:
         with self.lock:
             if not self.submitted:
                 return
-            oid, prepay = self.submitted.pop(random.randrange(len(self.submitted)))
+            # one of the newest: an order older than its time_expire (10 minutes in
+            # long runs) is closed by the sweeper and no longer payable
+            n = len(self.submitted)
+            oid, prepay = self.submitted.pop(random.randrange(max(0, n - 500), n))
         r = random.random()
         copies = 2 if r < 0.15 else 5 if r < 0.20 else 1
         with self.pay_lock:
@@ -633,16 +644,23 @@ def report(s: Soak, elapsed: float, before: dict, after: dict, segv0, segv1) -> 
               f"anon {a0 / 1024:6.1f} -> {a1 / 1024:6.1f} MiB {growth * 100:+6.1f} %   "
               f"RSS {r0 / 1024:6.1f} -> {r1 / 1024:6.1f} MiB {(r1 - r0) / r0 * 100:+6.1f} %   "
               f"peak RSS {peak / 1024:6.1f} MiB")
-        tail = quiet[len(quiet) // 2:] if len(quiet) >= 6 else quiet
-        if len(tail) >= 3:
-            slope = fit_slope([(t, v[1]) for t, v in tail])     # KiB per second
-            slopes.append((pid, slope, a0, tail[-1][0] - tail[0][0], len(tail)))
+        if len(quiet) >= 3:
+            pts = [(t, v[1]) for t, v in quiet]
+            half = pts[len(pts) // 2:] if len(pts) >= 8 else None
+            slopes.append((pid, a0, fit_slope(pts), pts[-1][0] - pts[0][0], len(pts),
+                           fit_slope(half) if half else None,
+                           half[-1][0] - half[0][0] if half else 0, len(half or ())))
     if slopes:
-        print("  slope of anon over the last half of each worker's judged samples (least "
-              "squares; a leak shows as a slope that stays up, a warm-up as one near 0):")
-        for pid, slope, a0, span, n in slopes:
-            print(f"    pid {pid:>7}  {slope * 60 / 1024:+6.2f} MiB/min over {span:4.0f} s "
-                  f"({n} samples) = {slope * 600 / a0 * 100:+6.1f} % of its start per 10 min")
+        print("  slope of anon (least squares over the judged samples, and over their last "
+              "half when there are 8 or more; a leak keeps a slope, a warm-up flattens; one "
+              "sample varies by about 1 MiB with the threads alive):")
+        for pid, a0, k, span, n, k2, span2, n2 in slopes:
+            line = (f"    pid {pid:>7}  {k * 60 / 1024:+6.2f} MiB/min over {span:4.0f} s "
+                    f"({n:2d} samples) = {k * 600 / a0 * 100:+6.1f} % per 10 min")
+            if k2 is not None:
+                line += (f";  last half {k2 * 60 / 1024:+6.2f} MiB/min over {span2:4.0f} s "
+                         f"= {k2 * 600 / a0 * 100:+6.1f} % per 10 min")
+            print(line)
     goals.append((f"RSS (anon) growth <= {RSS_GOAL * 100:.0f} % per worker",
                   None if judged == 0 else worst <= RSS_GOAL,
                   f"worst {worst * 100:+.1f} % of {judged} workers judged, after "
@@ -715,6 +733,8 @@ def main(argv=None) -> int:
     p.add_argument("--memprobe", metavar="FILE", default=None,
                    help="workers append a memory sample per 10 s to FILE "
                         "(regapi/memprobe.py; WNSHELL_MEMPROBE_TRACE=1 adds tracemalloc)")
+    p.add_argument("--seed-orders", type=int, default=0, metavar="N",
+                   help="paid orders put in the store before the server starts (default 0)")
     p.add_argument("--samples", metavar="FILE", default=None,
                    help="write every RSS sample of every worker to FILE (JSON)")
     p.add_argument("--warmup-cycles", type=int, default=None,
@@ -739,6 +759,8 @@ def main(argv=None) -> int:
             stop_pg = pg.stop
             store_url = pg.fresh_schema_url("soak")
         s = Soak(a, store_url, tmp)
+        if a.seed_orders:
+            s.seed(a.seed_orders)
         s.start_server()
         segv0 = dmesg_segfaults()
         # the request-object folder exists after the first notification; make it now so
