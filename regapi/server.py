@@ -19,6 +19,11 @@ Worker crashes are not silent: ``faulthandler`` is on in every worker (a crash p
 the Python stacks to stderr before granian respawns the worker).  docs/regapi.md
 ("Serving without crashes") has the granian/CPython 3.11 thread-retirement segfault
 this guards against and the option to reproduce it (``--thread-idle``).
+
+Memory: glibc's malloc arenas are capped at ``MALLOC_ARENAS`` (2) per worker unless
+``MALLOC_ARENA_MAX`` is set (``cap_malloc_arenas``; docs/regapi.md, "What a worker's
+memory is").  ``WNSHELL_MEMPROBE=FILE`` makes each worker sample its memory into FILE
+(``regapi.memprobe``; off by default).
 """
 from __future__ import annotations
 
