@@ -1,7 +1,8 @@
 """Soak: ``wnshell serve`` under a mixed load for minutes; does it stay up and flat?
 
     python bench/soak.py [--duration 600] [--workers 2] [--store URL | --store postgresql]
-                         [--clients 8] [--thread-idle 5] [--bucket 30]
+                         [--clients 8] [--thread-idle 5] [--bucket 30] [--hups 2]
+                         [--warmup-cycles 2] [--memprobe FILE] [--samples FILE]
 
 One ``wnshell serve`` (2 workers, a SQLite file in a temp folder unless ``--store``;
 ``postgresql`` starts a throwaway PostgreSQL from Debian's binaries), the project's
@@ -23,10 +24,19 @@ load runs in cycles until ``--duration`` seconds have passed:
 It prints: requests by kind and status; p50/p99 per ``--bucket`` seconds as an ASCII
 chart; worker deaths (granian's "Unexpected exit", faulthandler's "Fatal Python
 error", and new ``segfault`` lines in the kernel log when readable); RSS of every
-worker at its start (after its first 20 s) and end; store growth against the orders
-made; every non-2xx answer that was not expected.  And the goals: 0 worker deaths, 0
-unexpected 5xx, RSS growth <= 10 % per worker, store growth only from the orders
-(request objects expire).  Exit status 0 when every goal is met.
+worker at the end of idle gaps: at its start -- the end of its warm-up, its first
+``--warmup-cycles`` cycles (2; 1 in runs under 5 minutes) counted from the first gap
+20 s after its spawn, in which it served every kind of request, bursts and gaps -- and
+at its end, and the least-squares slope over the last half of its samples (a leak
+keeps a slope; a warm-up flattens); store growth against the orders made; every non-2xx
+answer that was not expected.  And the goals: 0 worker deaths, 0 unexpected 5xx, RSS
+growth <= 10 % per worker, store growth only from the orders (request objects expire).
+Exit status 0 when every goal is met.
+
+``--memprobe FILE`` has every worker append a memory sample to FILE every 10 s
+(regapi/memprobe.py: glibc heap in use and free, arenas, SQLite's memory, Python's
+allocated blocks); ``--samples FILE`` writes the RSS samples as JSON; ``--hups 0``
+lets the workers live the whole run.
 
 The load generator, the simulator and the server share the machine: latencies include
 the generator's own GIL and the other jobs running there.  Every loop is bounded by
@@ -60,8 +70,10 @@ from bench.loopback import free_port  # noqa: E402  (after ROOT is on sys.path)
 USER = "demo"
 BURST, BURST_CONNS = 400, 40
 STEADY = 20.0
-RSS_WARM = 20.0          # a worker's "start" RSS is its first sample this long after spawn
+RSS_WARM = 20.0          # a worker's cycles count from its first idle gap this long after spawn
+WARM_CYCLES = 2          # its "start" RSS: the end of its 2nd cycle (--warmup-cycles)
 RSS_GOAL = 0.10
+HUP_AT = (0.4, 0.7)      # SIGHUP re-syncs at these fractions of the run
 
 ECHO_API = "echo ${http-qs-x?}\n"
 THING_API = "obj ~/things/t${http-qs-n?0}\n"
@@ -254,16 +266,27 @@ class Soak:
         self.tids: set[int] = set()
         self.hups = 0
 
+    def seed(self, n: int):
+        """``n`` paid orders made before the server starts (a store that is not new:
+        its B-trees as deep as a used one's); counted as "before", not as growth."""
+        for k in range(n):
+            self.store.create(f"/home/{USER}/orders/seed{k}", "FILE",
+                              {"openid": self.openid, "total_fee": 1 + k % 99999,
+                               "or_status": 2}, parents=True)
+
     # server
     def start_server(self):
         self.log = open(self.log_path, "wb")
+        env = dict(os.environ)
+        if self.a.memprobe:
+            env["WNSHELL_MEMPROBE"] = os.path.abspath(self.a.memprobe)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "regapi", "serve", "--port", str(self.port),
              "--workers", str(self.a.workers), "--store", self.store_url,
              "--regapi-dir", self.apis, "--user", USER,
              "--thread-idle", str(self.a.thread_idle)],
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
-            start_new_session=True)
+            start_new_session=True, env=env)
         c = Client(self.port)
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -344,7 +367,10 @@ class Soak:
         with self.lock:
             if not self.submitted:
                 return
-            oid, prepay = self.submitted.pop(random.randrange(len(self.submitted)))
+            # one of the newest: an order older than its time_expire (10 minutes in
+            # long runs) is closed by the sweeper and no longer payable
+            n = len(self.submitted)
+            oid, prepay = self.submitted.pop(random.randrange(max(0, n - 500), n))
         r = random.random()
         copies = 2 if r < 0.15 else 5 if r < 0.20 else 1
         with self.pay_lock:
@@ -447,7 +473,7 @@ class Soak:
         t0 = time.monotonic()
         self.stats = Stats(t0, a.bucket)
         end = t0 + a.duration
-        hups = [t0 + a.duration * 0.4, t0 + a.duration * 0.7]
+        hups = [t0 + a.duration * f for f in HUP_AT[:a.hups]]
         self.sample()
         clients = [threading.Thread(target=self.steady_client, args=(i,), daemon=True)
                    for i in range(a.clients)]
@@ -485,6 +511,15 @@ def pct(xs: list[float], p: float) -> float:
         return 0.0
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(p * len(xs)))]
+
+
+def fit_slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (t, y) points (y per unit of t)."""
+    n = len(points)
+    mt = sum(t for t, _ in points) / n
+    my = sum(y for _, y in points) / n
+    var = sum((t - mt) ** 2 for t, _ in points)
+    return sum((t - mt) * (y - my) for t, y in points) / var if var else 0.0
 
 
 def ms(s: float) -> str:
@@ -580,20 +615,26 @@ def report(s: Soak, elapsed: float, before: dict, after: dict, segv0, segv1) -> 
               f"after a burst, {sum(nq) / len(nq):.0f} after the idle gap that follows "
               "(the burst's request threads were retired)")
 
+    warm = a.warmup_cycles
     print("\nRSS per worker (RSS = VmRSS, anon = RssAnon: heap and stacks, what a leak "
           "grows; VmRSS also counts the store's memory-mapped file pages), at the end of "
-          "idle gaps; start = the first such sample >= 20 s after spawn; SIGHUP respawns "
-          "make new lines:")
+          f"idle gaps; start = the end of the worker's warm-up: its first {warm} "
+          f"cycle{'s' if warm != 1 else ''} (steady mix of every request kind, a burst, an "
+          f"idle gap; counted from the first gap >= {RSS_WARM:g} s after its spawn), so "
+          "lazy imports, caches and malloc arenas have reached their working size; "
+          "SIGHUP respawns make new lines:")
     worst = 0.0
     judged = 0
+    slopes = []
     for pid, samples in sorted(s.rss.items(), key=lambda kv: s.spawned.get(kv[0], 0)):
         born = s.spawned.get(pid, samples[0][0])
         quiet = [(t, v) for t, v in s.rss_quiet.get(pid, []) if t - born >= RSS_WARM]
+        quiet = quiet[warm - 1:]
         life = samples[-1][0] - born
         peak = max(v[0] for _, v in samples)
         if len(quiet) < 2:
             print(f"  pid {pid:>7}  lived {life:6.0f} s  peak RSS {peak / 1024:6.1f} MiB  "
-                  "(fewer than 2 quiet samples: not judged)")
+                  "(fewer than 2 quiet samples after its warm-up: not judged)")
             continue
         (r0, a0), (r1, a1) = quiet[0][1], quiet[-1][1]
         growth = (a1 - a0) / a0
@@ -603,15 +644,28 @@ def report(s: Soak, elapsed: float, before: dict, after: dict, segv0, segv1) -> 
               f"anon {a0 / 1024:6.1f} -> {a1 / 1024:6.1f} MiB {growth * 100:+6.1f} %   "
               f"RSS {r0 / 1024:6.1f} -> {r1 / 1024:6.1f} MiB {(r1 - r0) / r0 * 100:+6.1f} %   "
               f"peak RSS {peak / 1024:6.1f} MiB")
-    if s.store_url.startswith("sqlite://") and judged:
-        print("  (SQLite: a worker's pool of connections keeps a 2 MiB page cache each, "
-              "which fills as the store grows, and glibc keeps what retired threads freed; "
-              "both count in RssAnon.  docs/regapi.md has a probe separating them from a "
-              "leak.)")
+        if len(quiet) >= 3:
+            pts = [(t, v[1]) for t, v in quiet]
+            half = pts[len(pts) // 2:] if len(pts) >= 8 else None
+            slopes.append((pid, a0, fit_slope(pts), pts[-1][0] - pts[0][0], len(pts),
+                           fit_slope(half) if half else None,
+                           half[-1][0] - half[0][0] if half else 0, len(half or ())))
+    if slopes:
+        print("  slope of anon (least squares over the judged samples, and over their last "
+              "half when there are 8 or more; a leak keeps a slope, a warm-up flattens; one "
+              "sample varies by about 1 MiB with the threads alive):")
+        for pid, a0, k, span, n, k2, span2, n2 in slopes:
+            line = (f"    pid {pid:>7}  {k * 60 / 1024:+6.2f} MiB/min over {span:4.0f} s "
+                    f"({n:2d} samples) = {k * 600 / a0 * 100:+6.1f} % per 10 min")
+            if k2 is not None:
+                line += (f";  last half {k2 * 60 / 1024:+6.2f} MiB/min over {span2:4.0f} s "
+                         f"= {k2 * 600 / a0 * 100:+6.1f} % per 10 min")
+            print(line)
     goals.append((f"RSS (anon) growth <= {RSS_GOAL * 100:.0f} % per worker",
                   None if judged == 0 else worst <= RSS_GOAL,
-                  f"worst {worst * 100:+.1f} % of {judged} workers judged" if judged else
-                  "no worker lived through 2 idle gaps after its first 20 s: run longer"))
+                  f"worst {worst * 100:+.1f} % of {judged} workers judged, after "
+                  f"{warm} warm-up cycle{'s' if warm != 1 else ''}" if judged else
+                  "no worker lived through 2 idle gaps after its warm-up: run longer"))
 
     print("\nstore:")
     made = len(s.orders)
@@ -673,7 +727,23 @@ def main(argv=None) -> int:
                         "every gap)")
     p.add_argument("--bucket", type=float, default=None,
                    help="seconds per latency row (default duration/20, at least 10)")
+    p.add_argument("--hups", type=int, default=len(HUP_AT), choices=range(len(HUP_AT) + 1),
+                   help="SIGHUP re-syncs (default 2, at 40 %% and 70 %%; 0: the workers "
+                        "live the whole run)")
+    p.add_argument("--memprobe", metavar="FILE", default=None,
+                   help="workers append a memory sample per 10 s to FILE "
+                        "(regapi/memprobe.py; WNSHELL_MEMPROBE_TRACE=1 adds tracemalloc)")
+    p.add_argument("--seed-orders", type=int, default=0, metavar="N",
+                   help="paid orders put in the store before the server starts (default 0)")
+    p.add_argument("--samples", metavar="FILE", default=None,
+                   help="write every RSS sample of every worker to FILE (JSON)")
+    p.add_argument("--warmup-cycles", type=int, default=None,
+                   help="cycles (steady mix, burst, idle gap) of a worker's life before "
+                        f"its start RSS is taken (default {WARM_CYCLES}; 1 in runs "
+                        "shorter than 5 minutes)")
     a = p.parse_args(argv)
+    if a.warmup_cycles is None:
+        a.warmup_cycles = WARM_CYCLES if a.duration >= 300 else 1
     if a.bucket is None:
         a.bucket = max(10.0, round(a.duration / 20))
     tmp = tempfile.mkdtemp(prefix="wnshell-soak-")
@@ -689,6 +759,8 @@ def main(argv=None) -> int:
             stop_pg = pg.stop
             store_url = pg.fresh_schema_url("soak")
         s = Soak(a, store_url, tmp)
+        if a.seed_orders:
+            s.seed(a.seed_orders)
         s.start_server()
         segv0 = dmesg_segfaults()
         # the request-object folder exists after the first notification; make it now so
@@ -713,6 +785,10 @@ def main(argv=None) -> int:
             s.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             pass
+        if a.samples:
+            with open(a.samples, "w") as f:
+                json.dump({"spawned": s.spawned, "rss": s.rss, "quiet": s.rss_quiet,
+                           "t0": s.stats.t0}, f)
         return report(s, elapsed, before, after, segv0, segv1)
     finally:
         if s is not None:
