@@ -53,17 +53,28 @@ def start(tmp, store_url: str, apis, *, mch_id: str, start_timeout: float = 20,
     return s
 
 
-def spawn(s, args, start_timeout: float = 20):
+def bare(tmp, store_url: str) -> Served:
+    """A Served for ``spawn`` over a store the caller filled (no simulator, no wxconf)."""
+    s = Served()
+    s.tmp, s.store_url = tmp, store_url
+    s.port = free_port()
+    s.base = f"http://127.0.0.1:{s.port}"
+    s.sim = s.store = None
+    return s
+
+
+def spawn(s, args, start_timeout: float = 20, env=None):
     """``python -m regapi serve --port s.port --store s.store_url ARGS`` logging to
-    ``s.tmp/server.log``, waited for until it answers; sets ``s.log``, ``s.proc`` and
-    ``s.http`` (a session that never uses a proxy)."""
+    ``s.tmp/server.log`` (``env``: the server's environment, default ours), waited for
+    until it answers; sets ``s.log``, ``s.proc`` and ``s.http`` (a session that never
+    uses a proxy)."""
     s.log = s.tmp / "server.log"
     with open(s.log, "wb") as log:
         s.proc = subprocess.Popen(
             [sys.executable, "-m", "regapi", "serve", "--port", str(s.port),
              "--store", s.store_url, *args],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
-            start_new_session=True)
+            start_new_session=True, env=env)
     s.http = requests.Session()
     s.http.trust_env = False
     deadline = time.time() + start_timeout
@@ -97,6 +108,40 @@ def seed_apis(payresult: str = "payresult") -> dict:
             payresult: (PAYRESULT_API, {"http-header-Content-Type": "text/xml"})}
 
 
+def burst(port: int, paths, n: int = 400, conc: int = 40) -> dict:
+    """``n`` GETs of ``paths`` (in turn) over ``conc`` keep-alive connections started
+    together; {status or error name: count}."""
+    import http.client
+    import threading
+    codes: dict = {}
+    lock = threading.Lock()
+    start = threading.Barrier(conc)
+
+    def one_client(k: int):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        start.wait()
+        for j in range(k):
+            try:
+                c.request("GET", paths[j % len(paths)])
+                r = c.getresponse()
+                r.read()
+                code = r.status
+            except (OSError, http.client.HTTPException) as e:
+                code = type(e).__name__
+                c.close()
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            with lock:
+                codes[code] = codes.get(code, 0) + 1
+        c.close()
+
+    ts = [threading.Thread(target=one_client, args=(n // conc,)) for _ in range(conc)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return codes
+
+
 def wait_for(cond, timeout: float = 20.0, interval: float = 0.1):
     """``cond()``'s first truthy value, polled every ``interval``; AssertionError after
     ``timeout`` seconds."""
@@ -121,8 +166,10 @@ def stop(s: Served, timeout: float = 20) -> int | None:
         s.proc.wait(timeout=10)
         return None
     finally:
-        s.sim.stop()
-        s.store.close()
+        if s.sim is not None:
+            s.sim.stop()
+        if s.store is not None:
+            s.store.close()
 
 
 def log_count(s: Served, text: str, wait: float = 5.0) -> int:
