@@ -1,5 +1,5 @@
-"""What every bench needs to run servers on loopback: a free port, and waiting until a
-server answers (or has died)."""
+"""What every bench needs to run servers on loopback: a free port, waiting until a
+server answers (or has died), and a throwaway PostgreSQL (``--store postgresql``)."""
 from __future__ import annotations
 
 import http.client
@@ -31,3 +31,15 @@ def wait_http(port: int, path: str = "/", proc: subprocess.Popen | None = None,
         except OSError:
             time.sleep(0.05)
     raise SystemExit(f"server on port {port} did not start")
+
+
+def throwaway_postgresql(schema: str):
+    """``(url, stop)``: a fresh schema ``schema`` on a throwaway PostgreSQL server with
+    fsync on (Debian's binaries, as the tests use); SystemExit saying why when they are
+    missing."""
+    from tests.objstore import pg_backend
+    reason = pg_backend.missing_reason()
+    if reason:
+        raise SystemExit(reason)
+    pg = pg_backend.PgServer(pg_backend.find_bindir(), fsync=True)
+    return pg.fresh_schema_url(schema), pg.stop

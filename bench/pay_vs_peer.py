@@ -46,7 +46,7 @@ ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from bench.loopback import free_port, wait_http  # noqa: E402  (after ROOT is on sys.path)
+from bench.loopback import free_port, throwaway_postgresql, wait_http  # noqa: E402  (after ROOT is on sys.path)
 
 LUA = os.path.join(HERE, "pay_slices.lua")
 WRK_THREADS = 2
@@ -227,6 +227,21 @@ def notification(appid: str, mch_id: str, key: str, out_trade_no: str, fee: int,
     return to_xml(params)
 
 
+def install_seed_apis(store, merchant: tuple, api_base: str, notify_url: str) -> None:
+    """User demo's two seed APIs (pay, payresult) and its account ``xxx`` for
+    ``merchant`` (appid, mch_id, pay_key), calling WeChat Pay at ``api_base``."""
+    from regapi.demo import PAY_API, PAYRESULT_API, WXCONF
+    api = "/home/demo/.regapi/api"
+    store.create(f"{api}/pay", "FILE", {"http-header-Content-Type": "application/json"},
+                 parents=True, content=PAY_API.encode())
+    store.create(f"{api}/payresult", "FILE", {"http-header-Content-Type": "text/xml"},
+                 content=PAYRESULT_API.encode())
+    store.create("/home/demo/.weixin/xxx/wxconf", "FILE", parents=True,
+                 content=WXCONF.format(appid=merchant[0], appsecret=secrets.token_hex(16),
+                                       mch_id=merchant[1], pay_key=merchant[2],
+                                       notify_url=notify_url, api_base=api_base).encode())
+
+
 # ---- the two sides ----------------------------------------------------------------
 class Side:
     name = ""
@@ -257,18 +272,9 @@ class Wnshell(Side):
 
     def prepare(self, n: int) -> None:
         from objstore import open_store
-        from regapi.demo import PAY_API, PAYRESULT_API, WXCONF
         store = open_store(self.store_url)
-        api = "/home/demo/.regapi/api"
-        store.create(f"{api}/pay", "FILE", {"http-header-Content-Type": "application/json"},
-                     parents=True, content=PAY_API.encode())
-        store.create(f"{api}/payresult", "FILE", {"http-header-Content-Type": "text/xml"},
-                     content=PAYRESULT_API.encode())
-        store.create("/home/demo/.weixin/xxx/wxconf", "FILE", parents=True,
-                     content=WXCONF.format(
-                         appid=self.appid, appsecret=secrets.token_hex(16), mch_id=self.mch_id,
-                         pay_key=self.key, api_base=self.api_base,
-                         notify_url=f"http://127.0.0.1:{self.port}{self.notify_path}").encode())
+        install_seed_apis(store, (self.appid, self.mch_id, self.key), self.api_base,
+                          f"http://127.0.0.1:{self.port}{self.notify_path}")
         self.ids = [store.create(f"/home/demo/orders/o{i}", "FILE",
                                  {"title": TITLE, "openid": OPENID, "total_fee": 1 + i % 500,
                                   "or_status": 0}, parents=True)["id"] for i in range(n)]
@@ -384,12 +390,7 @@ def main(argv=None) -> int:
     try:
         store_url = a.store or f"sqlite://{tmp}/store.db"
         if store_url == "postgresql":
-            from tests.objstore import pg_backend
-            if pg_backend.find_bindir() is None:
-                raise SystemExit(pg_backend.missing_reason())
-            pg = pg_backend.PgServer(pg_backend.find_bindir(), fsync=True)
-            stop_pg = pg.stop
-            store_url = pg.fresh_schema_url("bench")
+            store_url, stop_pg = throwaway_postgresql("bench")
         merchant = ("wx" + secrets.token_hex(8), "1900000999", secrets.token_hex(16))
 
         sport = free_port()

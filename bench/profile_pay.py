@@ -52,13 +52,14 @@ STEPS = [
     ("  store.get (all)", "sqlstore.py|rules.py|_backend.py|postgres.py", "get"),
     ("  store.fetch (all)", "sqlstore.py|rules.py|_backend.py|postgres.py", "fetch"),
     ("  store.cas (all)", "sqlstore.py|rules.py|_backend.py|postgres.py", "cas"),
+    ("  store.cas_applied (all)", "base.py|_backend.py", "cas_applied"),
     ("  store.read (all)", "sqlstore.py|rules.py|_backend.py|postgres.py", "read"),
     ("  store.create (all)", "sqlstore.py|rules.py|_backend.py|postgres.py", "create"),
     ("  logging (Logger._log)", "logging/__init__.py", "_log"),
     ("  json.dumps", "json/__init__.py", "dumps"),
     ("  json.loads", "json/__init__.py", "loads"),
 ]
-STORE_OPS = ("get", "fetch", "cas", "incr", "read", "create", "set_meta", "write",
+STORE_OPS = ("get", "fetch", "cas", "cas_applied", "incr", "read", "create", "set_meta", "write",
              "children", "query", "count", "delete")
 
 
@@ -90,34 +91,21 @@ def main(argv=None) -> int:
 
     from objstore import open_store
     from regapi.app import RegApiApp
-    from regapi.demo import PAY_API, PAYRESULT_API, WXCONF
     from wxpay.simulator import Simulator
     sys.path.insert(0, HERE)
-    from pay_vs_peer import OPENID, TITLE, notification
+    from bench.loopback import throwaway_postgresql
+    from pay_vs_peer import OPENID, TITLE, install_seed_apis, notification
 
     tmp = tempfile.mkdtemp(prefix="wnshell-profile-")
     merchant = ("wx" + secrets.token_hex(8), "1900000999", secrets.token_hex(16))
     sim = Simulator(merchants=[merchant]).start()
-    pg = None
+    stop_pg = None
     try:
         url = a.store or f"sqlite://{tmp}/store.db"
         if url == "postgresql":          # a throwaway server, fsync on
-            from tests.objstore import pg_backend
-            if pg_backend.find_bindir() is None:
-                raise SystemExit(pg_backend.missing_reason())
-            pg = pg_backend.PgServer(pg_backend.find_bindir(), fsync=True)
-            url = pg.fresh_schema_url("profile")
+            url, stop_pg = throwaway_postgresql("profile")
         store = open_store(url)
-        api = "/home/demo/.regapi/api"
-        store.create(f"{api}/pay", "FILE", {"http-header-Content-Type": "application/json"},
-                     parents=True, content=PAY_API.encode())
-        store.create(f"{api}/payresult", "FILE", {"http-header-Content-Type": "text/xml"},
-                     content=PAYRESULT_API.encode())
-        store.create("/home/demo/.weixin/xxx/wxconf", "FILE", parents=True,
-                     content=WXCONF.format(appid=merchant[0], appsecret=secrets.token_hex(16),
-                                           mch_id=merchant[1], pay_key=merchant[2],
-                                           notify_url="http://127.0.0.1:9/api/demo/payresult",
-                                           api_base=sim.url).encode())
+        install_seed_apis(store, merchant, sim.url, "http://127.0.0.1:9/api/demo/payresult")
         n = a.n
         ids = [store.create(f"/home/demo/orders/o{i}", "FILE",
                             {"title": TITLE, "openid": OPENID, "total_fee": 1 + i % 500,
@@ -243,8 +231,8 @@ def main(argv=None) -> int:
         return 0
     finally:
         sim.stop()
-        if pg is not None:
-            pg.stop()
+        if stop_pg is not None:
+            stop_pg()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -35,7 +35,7 @@ ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from bench.loopback import free_port, wait_http  # noqa: E402  (after ROOT is on sys.path)
+from bench.loopback import free_port, throwaway_postgresql, wait_http  # noqa: E402  (after ROOT is on sys.path)
 
 THREADS = 32        # blocking threads per worker, as `wnshell serve` defaults
 TARGET_ECHO = 0.6   # echo API ÷ bare WSGI hello (issue 10)
@@ -180,7 +180,7 @@ def main(argv=None) -> int:
             else f"python keep-alive x{min(a.connections, 32)} for {a.duration:g}s")
 
     from objstore import open_store
-    from regapi.demo import PAY_API, PAYRESULT_API, WXCONF
+    from bench.pay_vs_peer import install_seed_apis
     from wxpay.simulator import Simulator
 
     tmp = tempfile.mkdtemp(prefix="wnshell-bench-")
@@ -190,12 +190,7 @@ def main(argv=None) -> int:
     try:
         store_url = a.store or f"sqlite://{tmp}/store.db"
         if store_url == "postgresql":
-            from tests.objstore import pg_backend
-            if pg_backend.find_bindir() is None:
-                raise SystemExit(pg_backend.missing_reason())
-            pg = pg_backend.PgServer(pg_backend.find_bindir(), fsync=True)
-            stop_pg = pg.stop
-            store_url = pg.fresh_schema_url("bench")
+            store_url, stop_pg = throwaway_postgresql("bench")
         key = secrets.token_hex(16)
         appid, mch = "wx" + secrets.token_hex(8), "1900000999"
         sim = Simulator(merchants=[(appid, mch, key)]).start()
@@ -203,14 +198,8 @@ def main(argv=None) -> int:
         store = open_store(store_url)
         api = "/home/demo/.regapi/api"
         store.create(f"{api}/echo", "FILE", parents=True, content=b"echo ${http-qs-x}\n")
-        store.create(f"{api}/pay", "FILE", {"http-header-Content-Type": "application/json"},
-                     content=PAY_API.encode())
-        store.create(f"{api}/payresult", "FILE", {"http-header-Content-Type": "text/xml"},
-                     content=PAYRESULT_API.encode())
-        store.create("/home/demo/.weixin/xxx/wxconf", "FILE", parents=True, content=WXCONF.format(
-            appid=appid, appsecret=secrets.token_hex(16), mch_id=mch, pay_key=key,
-            notify_url=f"http://127.0.0.1:{port_api}/api/demo/payresult",
-            api_base=sim.url).encode())
+        install_seed_apis(store, (appid, mch, key), sim.url,
+                          f"http://127.0.0.1:{port_api}/api/demo/payresult")
         openid = "o" + secrets.token_hex(8)
         ids = [store.create(f"/home/demo/orders/o{i}", "FILE",
                             {"openid": openid, "total_fee": 1 + i % 500, "or_status": 0},

@@ -65,7 +65,7 @@ ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from bench.loopback import free_port  # noqa: E402  (after ROOT is on sys.path)
+from bench.loopback import free_port, throwaway_postgresql  # noqa: E402  (after ROOT is on sys.path)
 
 USER = "demo"
 BURST, BURST_CONNS = 400, 40
@@ -752,12 +752,7 @@ def main(argv=None) -> int:
     try:
         store_url = a.store or f"sqlite://{tmp}/store.db"
         if store_url == "postgresql":
-            from tests.objstore import pg_backend
-            if pg_backend.missing_reason():
-                raise SystemExit(pg_backend.missing_reason())
-            pg = pg_backend.PgServer(pg_backend.find_bindir(), fsync=True)
-            stop_pg = pg.stop
-            store_url = pg.fresh_schema_url("soak")
+            store_url, stop_pg = throwaway_postgresql("soak")
         s = Soak(a, store_url, tmp)
         if a.seed_orders:
             s.seed(a.seed_orders)
