@@ -485,7 +485,7 @@ def main(argv=None) -> int:
             all_met &= met
             print(f"  {label:34s} {p.rps:10.0f} {p.p99_ms:7.2f} {w.rps:9.0f} {w.p99_ms:7.2f}"
                   f" {ratio:6.2f}  >= {TARGET_RATIO} and p99 <=: {'MET' if met else 'NOT MET'}")
-        print(f"  CPU per request (ms; server = main process + workers, all threads):")
+        print("  CPU per request (ms; server = main process + workers, all threads):")
         for leg, label in labels.items():
             p, w = peer.runs[leg], wn.runs[leg]
             extra = (f"   stand-in {p.standin_cpu_ms:5.3f} / {w.standin_cpu_ms:5.3f}"

@@ -843,18 +843,7 @@ class SQLiteStore(SQLStore):
         """``cas`` returning only whether it applied: the one statement returns the
         row's id and path, not its metadata (no JSON of the whole changed object to
         decode: the paid transition needs none)."""
-        want = C.clean_expect(expect)
-        texts = C.meta_texts(changes)
-        C.check_oid(oid)
-        now = C.now_ms()
-        done, row = self._update_fast(oid, texts, want, changes, now, _KEY_COLS)
-        if not done:
-            return self._cas(oid, want, C.clean_meta(changes), now) is not None
-        if row is not None:
-            return True
-        if self.get(oid) is None:
-            raise C.noexists(f"id:{oid}")
-        return False                # there, but an expectation failed
+        return self._cas_any(oid, expect, changes, returning=_KEY_COLS)[1] is not None
 
     def _update_fast(self, oid: str, texts: dict, want: dict | None, changes, now: int,
                      returning: str = _COLS):

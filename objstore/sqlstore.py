@@ -202,18 +202,23 @@ class SQLStore(rules.TreeStore):
         return WnObj(self._run_write(lambda v: rules.set_meta(v, oid, clean, now)))
 
     def cas(self, oid: str, expect: Mapping[str, Any], changes: Mapping[str, Any]) -> WnObj | None:
+        fast, got = self._cas_any(oid, expect, changes)
+        return WnObj(self.dialect.row_doc(got)) if fast and got is not None else got
+
+    def _cas_any(self, oid: str, expect, changes, **fast_options) -> tuple[bool, Any]:
+        """``(True, the updated row or None)`` when the one statement ran (None: the
+        object is there but an expectation failed), ``(False, cas's answer)`` when
+        these changes took the rule; ``fast_options`` go to ``_update_fast``."""
         want = C.clean_expect(expect)
         texts = C.meta_texts(changes)
         C.check_oid(oid)
         now = C.now_ms()
-        done, row = self._update_fast(oid, texts, want, changes, now)
+        done, row = self._update_fast(oid, texts, want, changes, now, **fast_options)
         if not done:
-            return self._cas(oid, want, C.clean_meta(changes), now)
-        if row is not None:
-            return WnObj(self.dialect.row_doc(row))
-        if self.get(oid) is None:
+            return False, self._cas(oid, want, C.clean_meta(changes), now)
+        if row is None and self.get(oid) is None:
             raise C.noexists(f"id:{oid}")
-        return None                 # there, but an expectation failed
+        return True, row
 
     def incr(self, oid: str, key: str, delta: int = 1) -> int:
         C.check_delta(key, delta)
