@@ -171,14 +171,14 @@ def load(session, name: str) -> Loaded:
     store = account_store(session)
     gen = store.dot_generation()        # read before the fetch: a write after it moves it
     if gen is None:
-        return _load(store, name, path)
+        return _load(store, name, path)[0]
     where = (getattr(store, "url", "") or str(id(store)), path)
     now = time.monotonic()
     seen = _current.get(where)
     if seen is not None and seen[0] == gen and now - seen[1] < RECHECK_S \
             and (seen[2] is None or seen[2] > time.time() * 1000):
         return seen[3]
-    loaded, expi = _load(store, name, path, with_expi=True)
+    loaded, expi = _load(store, name, path)
     with _lock:
         _current[where] = (gen, now, expi, loaded)
         if len(_current) > _CACHE_MAX:
@@ -186,9 +186,9 @@ def load(session, name: str) -> Loaded:
     return loaded
 
 
-def _load(store, name: str, path: str, with_expi: bool = False):
-    """The account at ``path`` (a fetch; parsed again only when its version changed);
-    with ``with_expi``: ``(account, the wxconf's expi)``."""
+def _load(store, name: str, path: str):
+    """``(the account at path, the wxconf's expi)``: a fetch; parsed again only when
+    its version changed."""
     obj = store.fetch(path)
     if obj is None or obj.is_dir:
         raise WnError("e.cmd.weixin.conf.noexists", f"~/.weixin/{name}/wxconf", NOT_FOUND)
@@ -199,10 +199,10 @@ def _load(store, name: str, path: str, with_expi: bool = False):
     if hit is not None and hit.api_version == 3:
         # a v3 account also depends on its key objects: the same versions, the same one
         if hit.objects_key == _objects_key(store, folder, hit.conf):
-            return (hit, obj.get("expi")) if with_expi else hit
+            return hit, obj.get("expi")
         hit = None
     if hit is not None:
-        return (hit, obj.get("expi")) if with_expi else hit
+        return hit, obj.get("expi")
     raw = store.read(obj.id)
     try:
         text = raw.decode("utf-8-sig")
@@ -231,7 +231,7 @@ def _load(store, name: str, path: str, with_expi: bool = False):
         _cache[key] = loaded
         while len(_cache) > _CACHE_MAX:
             _cache.popitem(last=False)
-    return (loaded, obj.get("expi")) if with_expi else loaded
+    return loaded, obj.get("expi")
 
 
 def forget() -> None:
