@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import secrets
-import string
 from datetime import datetime, timedelta, timezone
 from typing import Mapping
 from urllib.parse import urlsplit
@@ -24,10 +22,9 @@ from .account import Account
 from .errors import (MismatchError, NotifyFail, ResultFail, ReturnFail, SignError,
                      SignMissing, WxPayError)
 from .money import to_fen
-from .sign import MD5, normalize_sign_type, sign, verify
+from .sign import MD5, new_nonce, normalize_sign_type, sign, verify
 from .xmlcodec import MAX_BYTES, cdata, from_xml
 
-_ALNUM = string.ascii_letters + string.digits
 __all__ = ["BEIJING", "new_nonce", "beijing_stamp", "parse_beijing", "build_unifiedorder",
            "build_orderquery", "build_closeorder", "parse_reply", "parse_notification",
            "check_notification_amount", "jsapi_params", "choose_wx_pay_params",
@@ -61,17 +58,6 @@ _AMOUNT = ("total_fee", "pay_val")
 
 def _bad(key: str, reason: str) -> WnError:
     return WnError(key, reason, BAD_INPUT)
-
-
-def new_nonce(length: int = 32) -> str:
-    """A random alphanumeric nonce (≤ 32 chars, about 6 bits a character) from one
-    draw of the OS's random bytes (``secrets.token_bytes``), each byte below 248 mapped
-    to one of the 62 characters (248 = 4 x 62: no bias); a ``secrets.choice`` per
-    character made a system call per character."""
-    out = ""
-    while len(out) < length:
-        out += "".join([_ALNUM[b % 62] for b in secrets.token_bytes(length + 8) if b < 248])
-    return out[:length]
 
 
 def _as_datetime(now) -> datetime:

@@ -23,8 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import secrets
-import string
 import time
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
@@ -33,6 +31,7 @@ from urllib.parse import quote, urlsplit
 from wnerrors import BAD_INPUT, UPSTREAM, WnError
 
 from .errors import TransportError, WxPayError
+from .sign import new_nonce as sign_nonce
 
 __all__ = ["API_BASE", "OPEN_BASE", "MpError", "Token", "authorize_url", "token_request",
            "ticket_request", "code_request", "userinfo_request", "parse_reply",
@@ -63,7 +62,6 @@ MEANING = {
 _STATE = re.compile(r"^[A-Za-z0-9]{0,128}$")
 _APPID = re.compile(r"^[!-~]{1,64}$")
 _API = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-_ALNUM = string.ascii_letters + string.digits
 MAX_REPLY = 64 * 1024
 
 
@@ -91,7 +89,7 @@ def _bad(what: str) -> WnError:
 
 
 def new_nonce(length: int = 16) -> str:
-    return "".join(secrets.choice(_ALNUM) for _ in range(length))
+    return sign_nonce(length)
 
 
 # ---- OAuth2 (§4) -----------------------------------------------------------------------

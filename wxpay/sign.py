@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
+import string
 from decimal import Decimal
 from typing import Mapping
 
@@ -20,8 +22,21 @@ MD5 = "MD5"
 HMAC_SHA256 = "HMAC-SHA256"
 SIGN_TYPES = (MD5, HMAC_SHA256)
 
-__all__ = ["MD5", "HMAC_SHA256", "SIGN_TYPES", "text_value", "normalize_sign_type",
+__all__ = ["new_nonce", "MD5", "HMAC_SHA256", "SIGN_TYPES", "text_value", "normalize_sign_type",
            "string_to_sign", "sign", "verify"]
+
+_ALNUM = string.ascii_letters + string.digits
+
+
+def new_nonce(length: int = 32) -> str:
+    """A random alphanumeric nonce of ``length`` characters (about 6 bits each) from
+    one draw of the OS's random bytes (``secrets.token_bytes``), each byte below 248
+    mapped to one of the 62 characters (248 = 4 x 62: no bias); a ``secrets.choice``
+    per character made a system call per character."""
+    out = ""
+    while len(out) < length:
+        out += "".join([_ALNUM[b % 62] for b in secrets.token_bytes(length + 8) if b < 248])
+    return out[:length]
 
 
 def text_value(value) -> str | None:

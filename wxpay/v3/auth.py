@@ -13,12 +13,11 @@ the request-target *as sent* and the exact body bytes; WeChat signs
 from __future__ import annotations
 
 import re
-import secrets
-import string
 import time
 from typing import Mapping
 
 from ..errors import SignError
+from ..sign import new_nonce
 from .crypto import rsa_sign
 
 __all__ = ["SCHEMA", "SIGNATURE_TYPE", "WINDOW", "new_nonce", "request_message",
@@ -28,16 +27,11 @@ __all__ = ["SCHEMA", "SIGNATURE_TYPE", "WINDOW", "new_nonce", "request_message",
 SCHEMA = "WECHATPAY2-SHA256-RSA2048"
 SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
 WINDOW = 300                      # seconds: |now - timestamp| must stay below
-_ALNUM = string.ascii_letters + string.digits
 _FIELD = re.compile(r'\s*([a-z_]+)="([^"]*)"\s*')
 _TARGET = re.compile(r"^/[!-~]*$")
 _NONCE = re.compile(r"^[0-9A-Za-z]{1,64}$")
 _SERIAL = re.compile(r"^[0-9A-Za-z_]{1,64}$")
 _AUTH_FIELDS = ("mchid", "nonce_str", "signature", "timestamp", "serial_no")
-
-
-def new_nonce(length: int = 32) -> str:
-    return "".join(secrets.choice(_ALNUM) for _ in range(length))
 
 
 def _stamp(timestamp) -> str:
