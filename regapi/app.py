@@ -239,11 +239,11 @@ class RegApiApp:
                     obj = rq.keep_request_object(self.store, usr, meta, body, tpl.keep_ms)
                     granted = obj["id"]
                     self.maybe_purge()
-                tvars = rq.template_vars(meta)
+            # only the variables the template names: it can observe no other
+            tvars = rq.select_vars(environ, usr, path, route.rel, route.args, query,
+                                   tpl.names)
+            if tpl.uses_id:
                 tvars["id"] = obj["id"]
-            else:
-                tvars = rq.select_vars(environ, usr, path, route.rel, route.args, query,
-                                       tpl.names)
             ws = websession.mode(tpl.api)       # None for every ordinary API
             if ws or websession.wanted(tpl.names):
                 websession.bind(self.store, environ, usr, tvars, ws, query)

@@ -165,7 +165,9 @@ def load(session, name: str) -> Loaded:
     if not isinstance(name, str) or not _CONF_NAME.match(name) or name in (".", ".."):
         raise WnError("e.cmd.weixin.conf.invalid", "bad account name (letters, digits, "
                       "'_', '-', '.', '@'; at most 64)", BAD_INPUT)
-    path = session.resolve(f"~/.weixin/{name}/wxconf")
+    # what session.resolve("~/.weixin/<name>/wxconf") gives for a name that matched
+    # (no "/", not "." or ".."), without resolving it on every call
+    path = f"{session.home}/.weixin/{name}/wxconf"
     # the account lives in a tree a request's session can not see (.weixin is hidden
     # from it): weixin, which owns that tree, reads it through the unhidden view
     store = account_store(session)
