@@ -292,7 +292,8 @@ def tmp_dir(usr: str) -> str:
 
 def request_object(usr: str, meta: dict, body: bytes):
     """The request object in memory (no store write): the fields a FILE under
-    ``tmp_dir(usr)`` would have, with ``meta``; to be held by the request's session."""
+    ``tmp_dir(usr)`` would have, with ``meta`` (handed over: ``build_meta``'s own
+    dict, not copied); to be held by the request's session."""
     import hashlib
 
     from objstore import common as C
@@ -307,25 +308,27 @@ def request_object(usr: str, meta: dict, body: bytes):
 
 
 def _own_meta(meta: dict) -> dict:
-    """``clean_meta(meta)`` without its JSON round trip for what ``build_meta`` makes
-    (text values and lists of text, copied); anything else -- or text that is not
-    UTF-8 encodable -- goes through ``clean_meta`` (and its error)."""
+    """``meta`` as ``build_meta`` makes it, checked as ``clean_meta`` would check it,
+    without its JSON round trip or a copy: every key ``http-…`` or ``args`` (never a
+    read-only or typed field, objstore.base.READONLY / common.SETTABLE_TYPES), every
+    value text or a list of text, all of it UTF-8 encodable.  Anything else goes
+    through ``clean_meta`` (and its error).  The caller hands ``meta`` over."""
     from objstore import common as C
-    C.check_meta(meta, "metadata")
-    out = {}
+    texts = []
+    for k, v in meta.items():
+        if type(v) is str:
+            texts.append(v)
+        elif type(v) is list and all(type(x) is str for x in v):
+            texts.extend(v)
+        else:
+            return C.clean_meta(meta)
+        if k[:5] != "http-" and k != "args":
+            return C.clean_meta(meta)
     try:
-        for k, v in meta.items():
-            if type(v) is str:
-                v.encode("utf-8")
-                out[k] = v
-            elif type(v) is list and all(type(x) is str for x in v):
-                "".join(v).encode("utf-8")
-                out[k] = list(v)
-            else:
-                return C.clean_meta(meta)
+        "".join(texts).encode("utf-8")
     except UnicodeEncodeError:
         return C.clean_meta(meta)
-    return out
+    return meta
 
 
 def keep_request_object(store, usr: str, meta: dict, body: bytes,

@@ -69,6 +69,22 @@ def test_request_object_only_when_template_uses_id(app, store):
     assert tmp_objects(store) == [] and store.get(obj["id"]) is None
 
 
+def test_request_values_never_become_fields_of_the_request_object(app, store):
+    """Every request value is stored under an ``http-…`` name (or ``args``): a query,
+    header or cookie named like a field of the object (id, len, ph, expi …) can set none."""
+    from objstore.base import READONLY
+    from objstore.common import SETTABLE_TYPES
+    assert not [k for k in (*READONLY, *SETTABLE_TYPES) if k.startswith("http-") or k == "args"]
+    put_api(store, "demo", "meta", "obj id:${id}")
+    r = call(app, "POST", "/api/demo/meta", "id=evil&len=9&ph=/x&expi=1&race=DIR",
+             body=b"abc", headers={"Id": "h", "Cookie": "sha1=0; lm=1"})
+    obj = json.loads(r.text)
+    assert r.status == 200 and obj["id"] != "evil" and obj["len"] == 3
+    assert obj["race"] == "FILE" and obj["ph"].endswith("/" + obj["id"]) and "expi" not in obj
+    assert obj["http-qs-id"] == "evil" and obj["http-header-ID"] == "h"
+    assert obj["http-cookie-sha1"] == "0"
+
+
 def test_kept_request_object_expires_and_is_purged(store):
     app = RegApiApp(store, route_ttl=0, deadline=5, req_ttl_ms=300, purge_every=0.2)
     put_api(store, "demo", "body", "cat id:${id}", **{"regapi-reqobj-keep": True})
