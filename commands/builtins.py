@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from wnshell.command import Command
 from wnshell.errors import NOT_FOUND, UsageError, WnError
+from wnshell.options import Expanded
 
 
 def _is_name(name: str) -> bool:
@@ -81,7 +82,6 @@ comes from a variable, e.g. `echo $X` with X=-n) is printed as it is.
     def run(self, session, args, stdin, stdout, stderr) -> int:
         newline, escapes = True, False
         i = 0
-        from wnshell.options import Expanded
         while i < len(args):
             a = args[i]
             if isinstance(a, Expanded) or len(a) < 2 or a[0] != "-" or \

@@ -15,13 +15,17 @@ session can see -- with an expiry.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import secrets
 import time
 from urllib.parse import unquote
 
+from objstore import common as C
+from objstore.base import WnObj
 from objstore.errors import BAD_INPUT, WnError
+from objstore.paths import new_id
 from wnshell.provenance import from_request
 
 MAX_BODY = 1 << 20          # 1 MiB
@@ -294,11 +298,6 @@ def request_object(usr: str, meta: dict, body: bytes):
     """The request object in memory (no store write): the fields a FILE under
     ``tmp_dir(usr)`` would have, with ``meta`` (handed over: ``build_meta``'s own
     dict, not copied); to be held by the request's session."""
-    import hashlib
-
-    from objstore import common as C
-    from objstore.base import WnObj
-    from objstore.paths import new_id
     now = int(time.time() * 1000)
     oid = new_id()
     doc = C.new_doc(oid, "", oid, f"{tmp_dir(usr)}/{oid}", "FILE", _own_meta(meta), now)
@@ -313,7 +312,6 @@ def _own_meta(meta: dict) -> dict:
     read-only or typed field, objstore.base.READONLY / common.SETTABLE_TYPES), every
     value text or a list of text, all of it UTF-8 encodable.  Anything else goes
     through ``clean_meta`` (and its error).  The caller hands ``meta`` over."""
-    from objstore import common as C
     texts = []
     for k, v in meta.items():
         if type(v) is str:

@@ -31,8 +31,10 @@ network take ``session.remaining()`` as their timeout.
 from __future__ import annotations
 
 import io
+import time
 
 from wnshell.errors import BAD_INPUT, INTERNAL, ShellSyntaxError, WnError
+from objstore.paths import resolve as _resolve_path
 from wnshell.executor import Executor, ExitShell
 
 
@@ -125,8 +127,7 @@ class Session:
         if type(path) is not str:
             from wnshell.provenance import check_path
             check_path(path)
-        from objstore.paths import resolve
-        return resolve(path, cwd=self.cwd, home=self.home)
+        return _resolve_path(path, cwd=self.cwd, home=self.home)
 
     def set_response(self, status: int, content_type: str | None = None) -> None:
         """Choose the HTTP status (and content type) of the ``.regapi`` answer when the
@@ -157,13 +158,11 @@ class Session:
         deadline.  Commands that wait on the network use it as their timeout."""
         if self.deadline is None:
             return None
-        import time
         return max(0.0, self.deadline - time.monotonic())
 
     def check_deadline(self) -> None:
         """``e.cmd.timeout`` (kind timeout, 504) once the deadline has passed."""
         if self.deadline is not None:
-            import time
             if time.monotonic() > self.deadline:
                 from wnshell.errors import TIMEOUT
                 raise WnError("e.cmd.timeout", "deadline passed", TIMEOUT)

@@ -6,6 +6,7 @@ import logging
 import time
 
 from objstore.errors import BAD_INPUT, CONFLICT, NOT_FOUND, WnError
+from wnshell.options import parse_opts as _parse_opts
 
 log = logging.getLogger("wnshell.weixin")
 # A library logger: without this, Python's last-resort handler prints each warning to
@@ -54,8 +55,7 @@ def usage(key: str, reason: str) -> Exception:
 
 
 def parse_opts(args: list[str], flags: str = ""):
-    from wnshell.options import parse_opts as _parse
-    return _parse(list(args), flags=flags)
+    return _parse_opts(list(args), flags=flags)
 
 
 def looks_like_path(text: str) -> bool:

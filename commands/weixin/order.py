@@ -27,6 +27,7 @@ Refunds: ``refund.py``; close and sweep: ``expiry.py``; bills: ``bill.py``.
 from __future__ import annotations
 
 import re
+import sys
 
 from objstore.errors import BAD_INPUT, CONFLICT, FORBIDDEN, NOT_FOUND, UPSTREAM, WnError
 from wxpay.sign import sign as sign_params
@@ -703,5 +704,4 @@ def _backend(loaded):
     if getattr(loaded, "api_version", 2) == 3:
         from . import v3pay
         return v3pay
-    import sys
     return sys.modules[__name__]
