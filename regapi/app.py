@@ -81,7 +81,8 @@ def runs_inline(tree, registry) -> bool:
 class Template:
     """A parsed API object, with what the response needs from its metadata."""
     __slots__ = ("ast", "uses_id", "inline", "version", "headers", "mime", "redirect",
-                 "names", "api", "as_json", "qs_mime", "keep_ms", "token", "cors")
+                 "names", "api", "as_json", "qs_mime", "keep_ms", "token", "cors", "ws",
+                 "binds_session")
 
     def __init__(self, ast, api, version, registry=None, default_keep_ms=rq.REQ_TTL_MS):
         from wnshell.nodes import variables
@@ -90,6 +91,8 @@ class Template:
         self.keep_ms = keep_ms(api, default_keep_ms)
         self.token = guard.token_of(api)        # api-access-token (None: open)
         self.cors = guard.cors_of(api)          # http-cross-origin (None: no CORS)
+        self.ws = websession.mode(api)          # None for every ordinary API
+        self.binds_session = bool(self.ws) or websession.wanted(self.names)
         self.uses_id = ("id" in self.names or api.get(REQOBJ_META) is True
                         or self.keep_ms is not None)
         self.inline = runs_inline(ast, registry if registry is not None else _shell()[1])
@@ -244,8 +247,8 @@ class RegApiApp:
                                    tpl.names)
             if tpl.uses_id:
                 tvars["id"] = obj["id"]
-            ws = websession.mode(tpl.api)       # None for every ordinary API
-            if ws or websession.wanted(tpl.names):
+            ws = tpl.ws
+            if tpl.binds_session:
                 websession.bind(self.store, environ, usr, tvars, ws, query)
             status, out, err, last, chosen = self.run(usr, tpl, tvars, held, granted)
         except rq.HttpError as e:

@@ -64,7 +64,13 @@ class Executor:
         for i, item in enumerate(node.items):
             if starts:
                 self.pos = starts[i]
-            status = self.and_or(item, inp, out, err)
+            cmds = item.first.cmds
+            if not item.rest and len(cmds) == 1:    # one command: and_or and pipeline's
+                status = self.simple(cmds[0], inp, out, err)    # work, without them
+                self.session.last_status = status
+                self.exempt = False
+            else:
+                status = self.and_or(item, inp, out, err)
             if status != 0 and not self.exempt and getattr(self.session, "errexit", False):
                 raise ExitShell(status)
         return status
