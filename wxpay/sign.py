@@ -91,10 +91,13 @@ def string_to_sign(params: Mapping, key: str) -> str:
     for name in sorted(params):
         if name == "sign":
             continue
-        value = text_value(params[name])
-        if value is None or value == "":
-            continue
-        parts.append(f"{name}={value}")
+        value = params[name]
+        if value.__class__ is not str:   # a parsed payload holds only str: no call
+            value = text_value(value)
+            if value is None:
+                continue
+        if value:
+            parts.append(f"{name}={value}")
     parts.append(f"key={key}")
     return "&".join(parts)
 
