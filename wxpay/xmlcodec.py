@@ -124,11 +124,10 @@ _BUILDER: list = []
 
 def _builder():
     """(XMLParser, a TreeBuilder that refuses a DOCTYPE, ParseError, Element.keys), made
-    on first use
-    (ElementTree's import is left out of start-up).  The tree is built by
-    ElementTree's C parser and builder -- no Python call per element, as expat's
-    event handlers were; the DOCTYPE hook runs as expat meets the declaration, before
-    any entity it declares can be used."""
+    on first use (ElementTree's import is left out of start-up).  Either way the tree
+    is built by ElementTree's C parser and builder, not by Python handlers of expat
+    events; the DOCTYPE hook runs as expat meets the declaration, before any entity
+    it declares can be used."""
     if not _BUILDER:
         from xml.etree.ElementTree import Element, ParseError, TreeBuilder, XMLParser
 
@@ -148,15 +147,15 @@ def _flat(tree, root: str) -> dict[str, str]:
     field by :func:`_flat_walk`, which gives the same answer or names the reason."""
     fields = list(tree)
     if tree.tag == root and not tree.keys() and not any(map(len, fields)) \
-            and not any(map(_builder()[3], fields)):
-        names = list(map(_tag, fields))
-        out = dict(zip(names, map(_text, fields)))
-        if len(out) == len(fields) and _plain(names):
-            beside = "".join(filter(None, map(_tail, fields)))
+            and not any(map(_builder()[3], fields)):       # Element.keys: attributes
+        texts = list(map(_text, fields))
+        out = dict(zip(map(_tag, fields), texts))
+        if len(out) == len(fields) and _plain(out):
+            beside = list(filter(None, map(_tail, fields)))
             if tree.text:
-                beside += tree.text
-            if not beside or beside.isspace():
-                if None in out.values():
+                beside.append(tree.text)
+            if not beside or "".join(beside).isspace():
+                if not all(texts):   # an empty field's text is None
                     for name in [n for n, v in out.items() if v is None]:
                         out[name] = ""
                 return out
@@ -168,10 +167,10 @@ _text = attrgetter("text")
 _tail = attrgetter("tail")
 # field names already matched against _NAME (bounded, so senders cannot grow it much)
 _PLAIN: set = set()
-_PLAIN_MAX = 4096
+_PLAIN_MAX = 1024
 
 
-def _plain(names: list) -> bool:
+def _plain(names) -> bool:
     """Every name matches _NAME (remembered, as the same few dozen names recur)."""
     if _PLAIN.issuperset(names):
         return True
