@@ -1,10 +1,13 @@
 """CPU per call of the v2 notification check, in-process (no server, no store).
 
-Times ``from_xml``, ``verify`` and ``api.parse_notification`` on a realistic signed
-17-field notification (the one ``bench/pay_vs_peer.py`` sends), as bytes (what the
-store hands ``weixin payre``), with ``time.process_time``; prints the best of several
-rounds in microseconds per call (the machine is shared: the best round is the one
-least disturbed by others).
+Times ``from_xml``, ``string_to_sign``, ``verify`` and ``api.parse_notification`` on a
+realistic signed 17-field notification (the one ``bench/pay_vs_peer.py`` sends), as
+bytes (what the store hands ``weixin payre``), with ``time.process_time``; prints the
+best of several rounds in microseconds per call (the machine is shared: the best round
+is the one least disturbed by others).  The baseline, measured in the same run: the
+peer's check of the same body (``bench/peer/app.py``: wechatpy's
+``parse_payment_result`` and its appid/mch_id comparison), when wechatpy is installed
+(``[bench]`` or ``[test]``); the ratio is the peer's time / ours.
 
     .venv/bin/python bench/wxpay_parse_cpu.py [--calls 50000] [--rounds 5] [--hmac]
 """
@@ -65,7 +68,34 @@ def main() -> None:
                      ("string_to_sign", lambda: string_to_sign(fields, KEY)),
                      ("verify", lambda: verify(fields, KEY, st)),
                      ("parse_notification", lambda: parse_notification(account, body))):
-        print(f"{name:20s} {per_call(fn, args.calls, args.rounds):7.2f} µs/call")
+        ours = per_call(fn, args.calls, args.rounds)
+        print(f"{name:20s} {ours:7.2f} µs/call")
+    peer = peer_check(body) if st == MD5 else None
+    if peer is None:
+        print("peer (wechatpy)      no baseline (wechatpy not installed, or HMAC: its "
+              "parse_payment_result checks MD5 only)")
+        return
+    theirs = per_call(peer, args.calls, args.rounds)
+    print(f"peer (wechatpy)      {theirs:7.2f} µs/call   peer / parse_notification = "
+          f"{theirs / ours:.2f}")
+
+
+def peer_check(body: bytes):
+    """The peer's notification check of ``body`` as a call, or None without wechatpy."""
+    try:
+        from wechatpy.pay import WeChatPay
+    except ImportError:
+        return None
+    pay = WeChatPay(APPID, KEY, MCH_ID)
+
+    def check():
+        data = pay.parse_payment_result(body)
+        if data.get("return_code") != "SUCCESS" or data.get("appid") != APPID \
+                or data.get("mch_id") != MCH_ID:
+            raise AssertionError("the peer refused the notification")
+        return data
+    check()
+    return check
 
 
 if __name__ == "__main__":
