@@ -278,6 +278,8 @@ def build_closeorder(account: Account, out_trade_no: str, nonce=None) -> dict:
 
 
 def _parse(xml, max_bytes) -> dict:
+    if isinstance(xml, (bytes, str)):        # the usual case, before the slower ABC check
+        return from_xml(xml, max_bytes=max_bytes)
     if isinstance(xml, Mapping):
         return {str(k): ("" if v is None else str(v)) for k, v in xml.items()}
     return from_xml(xml, max_bytes=max_bytes)

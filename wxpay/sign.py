@@ -72,6 +72,8 @@ def normalize_sign_type(sign_type: str | None) -> str:
     """``None``/"" → MD5; MD5 or HMAC-SHA256 (any case); anything else → SignError."""
     if sign_type is None or sign_type == "":
         return MD5
+    if sign_type.__class__ is str and sign_type in SIGN_TYPES:
+        return sign_type             # already normal: the account's, on every call
     st = str(sign_type).strip().upper()
     if st not in SIGN_TYPES:
         raise SignError("unknown sign_type (expected MD5 or HMAC-SHA256)")
@@ -91,10 +93,13 @@ def string_to_sign(params: Mapping, key: str) -> str:
     for name in sorted(params):
         if name == "sign":
             continue
-        value = text_value(params[name])
-        if value is None or value == "":
-            continue
-        parts.append(f"{name}={value}")
+        value = params[name]
+        if value.__class__ is not str:   # a parsed payload holds only str: no call
+            value = text_value(value)
+            if value is None:
+                continue
+        if value:
+            parts.append(f"{name}={value}")
     parts.append(f"key={key}")
     return "&".join(parts)
 
@@ -120,5 +125,6 @@ def verify(params: Mapping, key: str, sign_type: str | None = None) -> bool:
         return False
     st = normalize_sign_type(sign_type if sign_type else params.get("sign_type"))
     expected = sign(params, key, st)
-    return hmac.compare_digest(expected.encode("ascii"),
-                               received.encode("utf-8", "surrogatepass"))
+    # uppercase hex is ASCII: a sign that is not can only differ (compare_digest
+    # takes str only when both are ASCII; isascii reads a flag, leaking nothing)
+    return received.isascii() and hmac.compare_digest(expected, received)

@@ -4,7 +4,7 @@ import hmac
 import pytest
 
 from wxpay.errors import SignError
-from wxpay.sign import sign, string_to_sign, verify
+from wxpay.sign import normalize_sign_type, sign, string_to_sign, verify
 
 from .conftest import KEY
 
@@ -62,6 +62,9 @@ def test_verify_variants():
     assert not verify(V1, KEY)                                 # no sign
     assert not verify(dict(signed, sign=signed["sign"].lower()), KEY)
     assert not verify(dict(signed, sign="签名"), KEY)
+    assert not verify(dict(signed, sign="\ud800" + signed["sign"][1:]), KEY)   # lone surrogate
+    assert not verify(dict(signed, sign=signed["sign"] + "\u00e9"), KEY)
+    assert not verify(dict(signed, sign=signed["sign"][:-1]), KEY)           # one short
     assert not verify(signed, "another-key")
     hm = dict(V1, sign_type="HMAC-SHA256")
     hm["sign"] = sign(hm, KEY, "HMAC-SHA256")
@@ -80,3 +83,20 @@ def test_unknown_sign_type_and_no_key():
         verify(dict(V1, sign="X", sign_type="RSA"), KEY)
     with pytest.raises(SignError):
         sign(V1, "")
+
+
+@pytest.mark.parametrize("given, normal", [
+    (None, "MD5"), ("", "MD5"), ("MD5", "MD5"), ("md5", "MD5"), (" HMAC-SHA256 ", "HMAC-SHA256"),
+    ("hmac-sha256", "HMAC-SHA256"), ("HMAC-SHA256", "HMAC-SHA256")])
+def test_sign_type_names_normalised(given, normal):
+    assert normalize_sign_type(given) == normal
+    assert type(normalize_sign_type(given)) is str
+
+
+def test_str_subclass_values_and_sign_type_sign_as_their_text():
+    class Text(str):
+        pass
+    plain = {"a": "x", "b": "0"}
+    assert string_to_sign({"a": Text("x"), "b": Text("0")}, KEY) == string_to_sign(plain, KEY)
+    assert sign(plain, KEY, Text("hmac-sha256")) == sign(plain, KEY, "HMAC-SHA256")
+    assert type(normalize_sign_type(Text("MD5"))) is str

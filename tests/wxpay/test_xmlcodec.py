@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from objstore.errors import WnError
@@ -95,3 +97,56 @@ def test_declaration_text_inside_a_value_is_data(value):
     # the payer's words) is data inside CDATA, not a DTD: it was refused by a scan of
     # the raw bytes, so such a notification was answered FAIL for a day of retries
     assert from_xml(to_xml({"attach": value, "a": "1"})) == {"attach": value, "a": "1"}
+
+
+@pytest.mark.parametrize("xml, reason", [
+    ("<root><a>1</a></root>", "the root element is not <xml>"),
+    ('<xml xmlns="urn:x"><a>1</a></xml>', "the root element is not <xml>"),
+    ('<xml x="1"><a>1</a></xml>', "<xml> must not have attributes"),
+    ("<xml>text<a>1</a></xml>", "<xml> holds text outside of fields"),
+    ("<xml><a>1</a>tail</xml>", "<xml> holds text outside of fields"),
+    ("<xml><a>1</a> \n x <b/></xml>", "<xml> holds text outside of fields"),
+    ('<xml><a y="1">1</a></xml>', "field <a> has attributes"),
+    ('<xml><a xmlns="urn:x">1</a></xml>', "a field is not a plain element"),
+    ('<xml xmlns:p="urn:p"><p:a>1</p:a></xml>', "a field is not a plain element"),
+    ("<xml><中>1</中></xml>", "a field is not a plain element"),
+    ("<xml><" + "n" * 129 + ">1</" + "n" * 129 + "></xml>", "a field is not a plain element"),
+    ("<xml><a>1</a><a>2</a></xml>", "field <a> appears twice"),
+    ("<xml><a></a><a/></xml>", "field <a> appears twice"),
+    ("<xml><a><b>1</b></a></xml>", "field <a> is not flat (it has child elements)"),
+    ("<xml><a><b/>t</a></xml>", "field <a> is not flat (it has child elements)"),
+    # the first problem in document order is the one named
+    ("<xml><a>1</a><b><c/></b><a>2</a></xml>", "field <b> is not flat"),
+    ("<xml><a>1</a><b x='1'><c/></b></xml>", "field <b> has attributes"),
+    ("<xml><a>1</a>x<a>2</a></xml>", "<xml> holds text outside of fields"),
+    ("<xml><p:a>1</p:a></xml>", "not well-formed (unbound prefix: line 1, column 5)"),
+    ("<xml><a>&nope;</a></xml>", "not well-formed (undefined entity: line 1, column 8)"),
+    ("<!doctype xml><xml/>", "not well-formed (syntax error: line 1, column 0)"),
+    ("<xml><a>1</a></xml><xml/>", "junk after document element: line 1, column 19"),
+    ("<xml><a>\ud800</a></xml>", "XML cannot be read"),
+    ("<!-- first --><!DOCTYPE xml><xml><a>1</a></xml>", "DOCTYPE and ENTITY declarations"),
+])
+def test_refusal_names_the_reason(xml, reason):
+    # every refusal through the public parser, each with its own reason: the usual,
+    # flat document is checked in bulk, anything else is walked field by field
+    with pytest.raises(XmlError, match=re.escape(reason)):
+        from_xml(xml)
+
+
+@pytest.mark.parametrize("xml, fields", [
+    ("<xml/>", {}),
+    ("<xml> \n<a/>\n\t<b></b> </xml>", {"a": "", "b": ""}),
+    ("<xml>\u00a0<a>1</a>\u3000</xml>", {"a": "1"}),          # str.isspace() whitespace
+    ("<xml><a>1<!-- c --><?pi x?>2</a><!-- c2 --></xml>", {"a": "12"}),
+    ("<xml><a>&amp;&#13;&#x4e2d;<![CDATA[ & ]]></a></xml>", {"a": "&\r中 & "}),
+    ('<xml xmlns=""><a xmlns="">1</a></xml>', {"a": "1"}),   # no namespace at all
+    ('<xml xmlns:p="urn:p"><a>1</a></xml>', {"a": "1"}),
+    ("<xml><xml>1</xml><a.b-c_d/></xml>", {"xml": "1", "a.b-c_d": ""}),
+    ("<xml><" + "n" * 128 + ">1</" + "n" * 128 + "></xml>", {"n" * 128: "1"}),
+    ("\ufeff<!-- c --><?pi?>\n<xml><a>1</a></xml>\n<!-- after -->\n", {"a": "1"}),
+    ('<?xml version="1.0" encoding="GBK"?><xml><a>中</a></xml>', {"a": "中"}),
+])
+def test_flat_documents_accepted(xml, fields):
+    assert from_xml(xml) == fields
+    assert from_xml(xml.encode("utf-8")) == fields
+    assert list(from_xml(xml)) == list(fields)           # in document order
