@@ -83,10 +83,14 @@ def parse_beijing(stamp: str) -> datetime:
     """An aware datetime from ``yyyyMMddHHmmss`` Beijing time; BAD_INPUT if invalid."""
     if isinstance(stamp, int) and not isinstance(stamp, bool):
         stamp = str(stamp)
-    if not isinstance(stamp, str) or not _STAMP.match(stamp):
+    if not isinstance(stamp, str) or len(stamp) != 14 or not (stamp.isascii()
+                                                              and stamp.isdigit()):
         raise _bad("e.weixin.param.invalid", "a time must be yyyyMMddHHmmss")
+    # the fields at their fixed places; datetime checks the ranges (strptime costs ten
+    # times as much, and would read "2026121" + "1..." as a one-digit month)
     try:
-        return datetime.strptime(stamp, "%Y%m%d%H%M%S").replace(tzinfo=BEIJING)
+        return datetime(int(stamp[:4]), int(stamp[4:6]), int(stamp[6:8]), int(stamp[8:10]),
+                        int(stamp[10:12]), int(stamp[12:]), tzinfo=BEIJING)
     except ValueError:
         raise _bad("e.weixin.param.invalid", "a time must be a real yyyyMMddHHmmss date") from None
 

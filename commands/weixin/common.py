@@ -28,16 +28,11 @@ def beijing(ms: int) -> str:
 
 
 def from_beijing(text: str) -> int | None:
-    """``yyyyMMddHHmmss`` (Beijing) -> epoch ms, or None when malformed: exactly 14
-    ASCII digits naming a real time (the fields at fixed places, as WeChat writes them;
-    ``datetime`` checks the ranges -- a tenth of what ``strptime`` costs)."""
-    text = str(text)
-    if len(text) != 14 or not (text.isascii() and text.isdigit()):
-        return None
+    """``yyyyMMddHHmmss`` (Beijing) -> epoch ms, or None when malformed
+    (``wxpay.api.parse_beijing``'s reading)."""
     try:
-        d = _dt.datetime(int(text[:4]), int(text[4:6]), int(text[6:8]), int(text[8:10]),
-                         int(text[10:12]), int(text[12:]), tzinfo=BEIJING)
-    except ValueError:
+        d = parse_beijing(str(text))
+    except WnError:
         return None
     return int(d.timestamp() * 1000)
 
