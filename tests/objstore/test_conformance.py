@@ -142,6 +142,36 @@ def test_create_with_content_and_meta(store):
 
 
 # ---- metadata ------------------------------------------------------------------------------------
+def test_metadata_is_kept_as_json_gives_it_back(store):
+    """Whatever JSON-able value a caller passes is stored as its JSON text would read
+    back: tuples become lists, subclasses plain values; the
+    caller's own value is copied, never kept."""
+    import enum
+    import types
+
+    class Text(str):
+        pass
+
+    class Num(enum.IntEnum):
+        ONE = 1
+
+    given = {"t": (1, "a", (2.5, None)), "s": Text("sub"), "e": Num.ONE, "neg0": -0.0, "big": 2 ** 63 - 1,
+             "nested": {"b": [{"c": [1, 2]}], "a": "\u00e9\U0001f600"}, "f": 0.1}
+    want = json.loads(json.dumps(given))
+    nested = given["nested"]
+    f = store.create("/j", meta=types.MappingProxyType(given))
+    nested["b"][0]["c"].append(3)                 # the caller's value is not the store's
+    for got in (f, store.get(f.id)):
+        body = {k: got[k] for k in want}
+        assert body == want
+        assert got["nested"]["b"][0]["c"] == [1, 2]
+        assert type(got["t"]) is list and type(got["s"]) is str and type(got["e"]) is int
+    nested["b"][0]["c"].pop()
+    g = store.set_meta(f.id, {"t": ((1,), [2]), "nested": nested})
+    assert g["t"] == [[1], [2]] and store.get(f.id)["nested"]["b"] == [{"c": [1, 2]}]
+    assert store.cas(f.id, {"t": ((1,), (2,))}, {"ok": True})["ok"] is True
+
+
 def test_set_meta(store):
     f = store.create("/o", meta={"a": 1, "b": 2})
     time.sleep(0.002)
