@@ -77,3 +77,45 @@ def test_ids_are_26_lowercase_url_safe_and_unique():
         raw = base64.b32decode(i.upper() + "======")
         assert len(raw) == 16 and base64.b32encode(raw).decode().rstrip("=").lower() == i
     assert not is_id("a/b") and not is_id("") and not is_id(None)
+
+
+def test_ids_are_unique_across_threads():
+    """Ids come from a per-process buffer of random bytes: threads taking ids at once
+    never get the same bytes."""
+    import threading
+    got: list[list[str]] = [[] for _ in range(8)]
+    start = threading.Barrier(8)
+
+    def take(out):
+        start.wait()
+        for _ in range(5000):
+            out.append(new_id())
+    threads = [threading.Thread(target=take, args=(out,)) for out in got]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    every = [i for out in got for i in out]
+    assert len(every) == 40000 and len(set(every)) == 40000
+
+
+def test_forked_child_never_repeats_the_parents_ids():
+    """A forked worker drops the random bytes it inherited: its ids and the parent's
+    next ids have nothing in common (without that, both would spell the same ids)."""
+    import os
+    new_id()                             # the parent's buffer is filled and part used
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                         # the child: its ids to the parent, then exit
+        try:
+            os.close(r)
+            os.write(w, " ".join(new_id() for _ in range(300)).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    parent = {new_id() for _ in range(300)}
+    with os.fdopen(r, "rb") as f:
+        child = set(f.read().decode().split())
+    os.waitpid(pid, 0)
+    assert len(child) == 300 and len(parent) == 300
+    assert not parent & child
