@@ -1035,7 +1035,8 @@ def test_below_an_expired_dir_ids_still_answer_until_the_purge(store):
 
 
 # ---- an SQLite store whose rows were edited by hand (another tool, a bad migration) ------
-@pytest.mark.parametrize("meta", ["{bad", "[1]", "null", '"text"'])
+@pytest.mark.parametrize("meta", ["{bad", "[1]", "null", '"text"', '{"k":1} x', '{"k":1}{"j":2}',
+                                  "", " "])
 def test_row_with_bad_metadata_is_a_clear_error(tmp_path, meta):
     # json.loads raised JSONDecodeError/TypeError through every read (e.cmd.internal)
     path = tmp_path / "store.db"
@@ -1061,6 +1062,20 @@ def test_row_with_bad_metadata_is_a_clear_error(tmp_path, meta):
 
 
 # ---- a TinyDB store file edited by hand into something wrong: every operation answers ----
+@pytest.mark.parametrize("meta", [' {"k": 5, "s": "\\u00e9"}\n', b'{"k":5,"s":"\xc3\xa9"}'])
+def test_row_with_metadata_json_reads_but_never_wrote_is_read(tmp_path, meta):
+    """Metadata text another tool wrote -- spaces around it, a BLOB of UTF-8 -- is read
+    as JSON reads it."""
+    path = tmp_path / "store.db"
+    s = open_store(f"sqlite://{path}")
+    f = s.create("/a/f", "FILE", {"k": 1}, parents=True)
+    with sqlite3.connect(path) as c:
+        c.execute("UPDATE obj SET meta = ? WHERE id = ?", (meta, f["id"]))
+    for got in (s.get(f["id"]), s.fetch("/a/f"), s.query({"nm": "f"})[0]):
+        assert got["k"] == 5 and got["s"] == "\u00e9" and got["ph"] == "/a/f"
+    s.close()
+
+
 # ---- one clear line (e.io.store.corrupt naming the file and the record), and no later ----
 # ---- write may rewrite -- and so lose -- what is in the file -----------------------------
 def _tinydb_fresh(tmp_path):
