@@ -29,6 +29,7 @@ ID_LEN = 26
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ID_TAIL = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")     # an id from where match() starts
 
 
 # ---- ids ------------------------------------------------------------------------
@@ -98,6 +99,10 @@ def _show(text: str) -> str:
 # ---- names ----------------------------------------------------------------------
 def check_name(nm: str) -> str:
     """Return ``nm`` if it is a valid object name, else raise ``e.io.path.invalid``."""
+    # the common case first: printable ASCII (no control character; bytes == chars)
+    if (type(nm) is str and nm.isascii() and nm.isprintable() and 0 < len(nm) <= MAX_NAME
+            and "/" not in nm and nm != "." and nm != ".."):
+        return nm
     if not isinstance(nm, str):
         raise invalid(f"name must be a string, not {type(nm).__name__}")
     if nm == "":
@@ -167,6 +172,35 @@ def resolve(path: str, cwd: str = "/", home: str | None = None) -> str:
     ``cwd`` is the directory relative paths start from (itself absolute or ``id:``);
     ``home`` is the expansion of ``~`` (``/home/<user>``).
     """
+    # The common cases, decided on the text alone: printable ASCII (no control
+    # character, one byte a character) of at most MAX_NAME characters (no name in it
+    # can be too long), with no empty, "." or ".." segment -- an absolute path that is
+    # already normal, a bare ``id:ID``, a plain relative path below an absolute cwd.
+    # Everything else (and every refusal) is ``_resolve``'s.
+    if type(path) is str and path.isascii() and path.isprintable() and 0 < len(path) <= MAX_NAME:
+        first = path[0]
+        if first == "/":
+            if path == "/":
+                return path
+            t = path + "/"
+            if "//" not in t and "/./" not in t and "/../" not in t:
+                return path
+        elif first == "i" and path.startswith("id:"):
+            if "/" not in path and _ID_TAIL.match(path, 3):
+                return path
+        elif first != "~" or (path != "~" and path[1] != "/"):
+            t = "/" + path + "/"
+            if "//" not in t and "/./" not in t and "/../" not in t:
+                base = resolve("/" if cwd is None else cwd, "/", home)
+                if base == "/":
+                    return "/" + path
+                if base[0] == "/":
+                    return base + "/" + path
+    return _resolve(path, cwd, home)
+
+
+def _resolve(path: str, cwd: str, home: str | None) -> str:
+    """``resolve``, every rule (its helpers check each name)."""
     _check_text(path)
     if path == "":
         raise invalid("empty path")

@@ -30,6 +30,31 @@ from objstore.paths import check_name, is_id, new_id, resolve
     ("id:abc/../x", "/", None, "id:abc/../x"),     # resolved by the store from abc's ph
     ("x/y", "id:abc/d", None, "id:abc/d/x/y"),
     ("a b/ü.txt", "/", None, "/a b/ü.txt"),
+    # each case of resolve's text-only shortcut, and its edges
+    ("/home/demo/.regapi/tmp", "/", None, "/home/demo/.regapi/tmp"),
+    ("/a/.", "/", None, "/a"),
+    ("/a/..", "/", None, "/"),
+    ("/a/.../..b", "/", None, "/a/.../..b"),
+    ("/ü/x", "/", None, "/ü/x"),
+    ("/a\u2028b\x80", "/", None, "/a\u2028b\x80"),     # only ASCII controls are refused
+    ("/" + "x" * 254, "/", None, "/" + "x" * 254),
+    ("/" + "x" * 255, "/", None, "/" + "x" * 255),
+    ("/" + "x" * 200 + "/" + "y" * 200, "/", None, "/" + "x" * 200 + "/" + "y" * 200),
+    ("id:a_B-9", "/x", None, "id:a_B-9"),
+    ("id:" + "a" * 64, "/", None, "id:" + "a" * 64),
+    ("id:abc/", "/", None, "id:abc"),
+    ("o 1/x", "/home/demo", None, "/home/demo/o 1/x"),
+    ("x", "/", None, "/x"),
+    ("x", None, None, "/x"),
+    ("x", "~", "/home/demo", "/home/demo/x"),
+    ("x", "/a//b/", None, "/a/b/x"),
+    ("x/", "/a", None, "/a/x"),
+    ("x//y", "/a", None, "/a/x/y"),
+    ("x/./y/..", "/a", None, "/a/x"),
+    ("..x", "/a", None, "/a/..x"),
+    ("i", "/a", None, "/a/i"),
+    ("id", "/a", None, "/a/id"),
+    ("idx:y", "id:abc", None, "id:abc/idx:y"),
 ])
 def test_resolve(path, cwd, home, want):
     assert resolve(path, cwd=cwd, home=home) == want
@@ -46,6 +71,13 @@ def test_resolve(path, cwd, home, want):
     ("id:a/b\x01", None),
     ("/" + "x" * 256, None),       # name too long
     (123, None),
+    ("id:abc\n", None),             # an id's regex alone would let the newline through
+    ("id:" + "a" * 65, None),
+    ("id:a.b", None),
+    ("/\ud800", None),
+    ("\ud800", None),
+    ("/" + "x" * 255 + "/" + "y" * 256, None),
+    ("/" + "x" * (4097 - 1), None),
 ])
 def test_resolve_rejects(path, home):
     with pytest.raises(StoreError) as ei:
@@ -119,3 +151,32 @@ def test_forked_child_never_repeats_the_parents_ids():
     os.waitpid(pid, 0)
     assert len(child) == 300 and len(parent) == 300
     assert not parent & child
+
+
+def test_resolve_shortcut_agrees_with_the_rules():
+    """resolve decides common paths on their text alone: for every mix of segments,
+    cwd and home it answers as the full rules (``_resolve``) do, result or error."""
+    import itertools
+    import random
+
+    from objstore import paths
+
+    segs = ["a", ".", "..", "", "~", "~x", "id:abc", "id:", "i", "é", "a b", "\x01", "\x7f",
+            "x" * 255, "x" * 256, "\u2028", "\ud800", ".h", "a\nb"]
+    cwds = ["/", "/home/demo", "/home/demo/", "id:abc", "id:abc/d", "id:abc/..", "x", None,
+            "~", "~/y", "", "id:b c", "/\x01"]
+    homes = [None, "/home/demo", "~", "rel", "id:abc/h"]
+
+    def outcome(fn, *args):
+        try:
+            return fn(*args)
+        except StoreError as e:
+            return (e.key, e.reason)
+    rnd = random.Random(10)
+    cases = [("/".join(p), c, h) for p in itertools.product(segs[:8], repeat=2)
+             for c in cwds[:4] for h in homes[:2]]
+    for _ in range(4000):
+        p = "/".join(rnd.choice(segs) for _ in range(rnd.randint(1, 4)))
+        cases.append((rnd.choice(["", "/"]) + p, rnd.choice(cwds), rnd.choice(homes)))
+    for p, c, h in cases:
+        assert outcome(resolve, p, c, h) == outcome(paths._resolve, p, c, h), (p, c, h)
