@@ -129,17 +129,28 @@ def check_meta(meta: Any, what: str) -> None:
     ``to_json`` / ``meta_texts``)."""
     if not isinstance(meta, Mapping):
         raise meta_invalid(f"{what} must be a JSON object, not {type(meta).__name__}")
+    reserved = _CHECKED_KEYS
     for k, v in meta.items():
-        if not isinstance(k, str) or not k:
-            raise meta_invalid(f"{what} keys must be non-empty strings: {k!r}")
-        if k in READONLY:
-            raise meta_invalid(f"'{k}' is read-only")
-        want = SETTABLE_TYPES.get(k)
-        if want is not None and v is not None and (
-                not isinstance(v, want) or isinstance(v, bool)):
-            raise meta_invalid(f"'{k}' must be {'an integer' if want is int else 'a string'}")
+        # most keys are free ones: a non-empty str that is no reserved field
+        if type(k) is not str or not k or k in reserved:
+            _check_key(k, v, what)
     if "expi" in meta and meta["expi"] is not None and not 0 <= meta["expi"] < INT64:
         raise meta_invalid("'expi' is out of range")
+
+
+# the keys check_meta looks at more closely: read-only, or settable with a type
+_CHECKED_KEYS = frozenset(READONLY) | frozenset(SETTABLE_TYPES)
+
+
+def _check_key(k: Any, v: Any, what: str) -> None:
+    if not isinstance(k, str) or not k:
+        raise meta_invalid(f"{what} keys must be non-empty strings: {k!r}")
+    if k in READONLY:
+        raise meta_invalid(f"'{k}' is read-only")
+    want = SETTABLE_TYPES.get(k)
+    if want is not None and v is not None and (
+            not isinstance(v, want) or isinstance(v, bool)):
+        raise meta_invalid(f"'{k}' must be {'an integer' if want is int else 'a string'}")
 
 
 INT64 = 2 ** 63
@@ -362,9 +373,12 @@ def new_doc(oid: str, pid: str, nm: str, ph: str, race: str, meta: Mapping[str, 
         doc["mime"] = mime
         doc["len"] = 0
         doc["sha1"] = EMPTY_SHA1
-    for k, v in meta.items():
-        if v is not None:
-            doc[k] = v
+    if None in meta.values():             # None means "absent"
+        for k, v in meta.items():
+            if v is not None:
+                doc[k] = v
+    else:
+        doc.update(meta)
     return doc
 
 

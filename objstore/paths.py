@@ -265,6 +265,13 @@ def ancestors(abs_path: str) -> list[str]:
 
 def d0_d1(abs_path: str) -> tuple[str | None, str | None]:
     """First two segments of a path (``/home/demo/x`` -> (``home``, ``demo``))."""
+    head = abs_path.split("/", 3)         # a normal path: ["", d0, d1, the rest]
+    if head[0] == "":
+        if len(head) > 2:
+            if head[1] and head[2]:
+                return head[1], head[2]
+        elif len(head) == 2 and head[1]:
+            return head[1], None
     segs = split(abs_path)
     return (segs[0] if segs else None), (segs[1] if len(segs) > 1 else None)
 

@@ -38,6 +38,10 @@ def worker(*args: str, **kw) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
+class Key(str):
+    """A str subclass as a metadata key (checked as any key is)."""
+
+
 # ---- the tree ------------------------------------------------------------------------------
 def test_fresh_store_has_root_dir(store):
     root = store.fetch("/")
@@ -108,9 +112,15 @@ def test_create_errors(store):
     assert err(store.create, "/a/d", "DIR", content=b"x").key == "e.io.obj.notfile"
     for bad in [{"id": "x"}, {"ph": "/z"}, {"len": 3}, {"nm": "q"}, {"race": "DIR"},
                 {"x": object()}, {"x": float("nan")}, {"expi": "soon"}, {"c": 5},
-                {"": 1}, {1: 2}, "not a map"]:
+                {"": 1}, {1: 2}, "not a map", {"ok": 1, "sha1": "x"}, {"mime": True},
+                {"expi": True}, {"expi": -1}, {"expi": 2 ** 63}, {Key("id"): "x"},
+                {Key("tp"): 3}, {Key(""): 1}, {(1, 2): 3}, {None: 1}]:
         e = err(store.create, "/a/m", meta=bad)
         assert e.key == "e.io.meta.invalid" and e.kind == BAD_INPUT, bad
+    assert err(store.create, "/a/m", meta={"sha1": "x"}).reason == "'sha1' is read-only"
+    assert err(store.create, "/a/m", meta={"g": 1}).reason == "'g' must be a string"
+    assert store.create("/a/k", meta={Key("free"): 1, "tp": None})["free"] == 1
+    store.delete(store.fetch("/a/k").id)
     assert store.fetch("/a/m") is None                    # nothing half-written
     assert [c.nm for c in store.children(store.fetch("/a").id)] == ["f.txt"]
     assert store.get(f.id) is not None

@@ -180,3 +180,13 @@ def test_resolve_shortcut_agrees_with_the_rules():
         cases.append((rnd.choice(["", "/"]) + p, rnd.choice(cwds), rnd.choice(homes)))
     for p, c, h in cases:
         assert outcome(resolve, p, c, h) == outcome(paths._resolve, p, c, h), (p, c, h)
+
+
+@pytest.mark.parametrize("ph, want", [
+    ("/", (None, None)), ("/a", ("a", None)), ("/a/b", ("a", "b")), ("/a/b/c/d", ("a", "b")),
+    ("/a/", ("a", None)), ("/a//b", ("a", "b")), ("//a", ("a", None)), ("a/b", ("a", "b")),
+    ("", (None, None)), ("/home/demo/.regapi/tmp/x", ("home", "demo")),
+])
+def test_d0_d1_are_the_first_two_names(ph, want):
+    from objstore.paths import d0_d1
+    assert d0_d1(ph) == want
