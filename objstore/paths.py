@@ -175,7 +175,8 @@ def resolve(path: str, cwd: str = "/", home: str | None = None) -> str:
     # The common cases, decided on the text alone: printable ASCII (no control
     # character, one byte a character) of at most MAX_NAME characters (no name in it
     # can be too long), with no empty, "." or ".." segment -- an absolute path that is
-    # already normal, a bare ``id:ID``, a plain relative path below an absolute cwd.
+    # already normal, a bare ``id:ID``, ``~/x`` below an absolute home, a plain
+    # relative path below an absolute cwd.
     # Everything else (and every refusal) is ``_resolve``'s.
     if type(path) is str and path.isascii() and path.isprintable() and 0 < len(path) <= MAX_NAME:
         first = path[0]
@@ -188,7 +189,17 @@ def resolve(path: str, cwd: str = "/", home: str | None = None) -> str:
         elif first == "i" and path.startswith("id:"):
             if "/" not in path and _ID_TAIL.match(path, 3):
                 return path
-        elif first != "~" or (path != "~" and path[1] != "/"):
+        elif first == "~" and (path == "~" or path[1] == "/"):
+            if home is not None and path != "~":            # ~/x: below the home
+                rest = path[1:]
+                t = rest + "/"
+                if "//" not in t and "/./" not in t and "/../" not in t:
+                    top = resolve(home, "/", None)
+                    if top == "/":
+                        return rest
+                    if top[0] == "/" and top.isascii() and len(top) + len(rest) <= MAX_PATH:
+                        return top + rest
+        else:                                               # x/y (and ~x: a name)
             t = "/" + path + "/"
             if "//" not in t and "/./" not in t and "/../" not in t:
                 base = resolve("/" if cwd is None else cwd, "/", home)

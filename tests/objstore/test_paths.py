@@ -55,6 +55,14 @@ from objstore.paths import check_name, is_id, new_id, resolve
     ("i", "/a", None, "/a/i"),
     ("id", "/a", None, "/a/id"),
     ("idx:y", "id:abc", None, "id:abc/idx:y"),
+    ("~/a/b", "/x", "/", "/a/b"),
+    ("~/a", "/x", "/é", "/é/a"),
+    ("~/a", "/x", "/h//d/", "/h/d/a"),
+    ("~/a/", "/x", "/h", "/h/a"),
+    ("~/", "/x", "/h", "/h"),
+    ("~/.", "/x", "/h", "/h"),
+    ("~/a", "/x", "rel", "/rel/a"),
+    ("~/a", "/x", "id:abc", "id:abc/a"),
 ])
 def test_resolve(path, cwd, home, want):
     assert resolve(path, cwd=cwd, home=home) == want
@@ -78,6 +86,7 @@ def test_resolve(path, cwd, home, want):
     ("\ud800", None),
     ("/" + "x" * 255 + "/" + "y" * 256, None),
     ("/" + "x" * (4097 - 1), None),
+    ("~/" + "y" * 100, "/" + "/".join(["x" * 200] * 20)),   # below the home: too long
 ])
 def test_resolve_rejects(path, home):
     with pytest.raises(StoreError) as ei:
@@ -165,7 +174,8 @@ def test_resolve_shortcut_agrees_with_the_rules():
             "x" * 255, "x" * 256, "\u2028", "\ud800", ".h", "a\nb"]
     cwds = ["/", "/home/demo", "/home/demo/", "id:abc", "id:abc/d", "id:abc/..", "x", None,
             "~", "~/y", "", "id:b c", "/\x01"]
-    homes = [None, "/home/demo", "~", "rel", "id:abc/h"]
+    homes = [None, "/home/demo", "~", "rel", "id:abc/h", "/", "/é", "/home/demo/",
+             "/" + "/".join(["x" * 200] * 20)]
 
     def outcome(fn, *args):
         try:
