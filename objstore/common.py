@@ -3,6 +3,7 @@ fields the store computes (``tp``, ``mime``, ``d0``/``d1``, times), and copies."
 from __future__ import annotations
 
 import json
+import json.encoder
 import time
 from collections.abc import Mapping
 
@@ -109,19 +110,49 @@ def meta_texts(meta: Mapping[str, Any] | None, *, what: str = "metadata") -> dic
         return {}
     check_meta(meta, what)
     out = {}
+    quote = _json_str
     for k, v in meta.items():
+        # a plain scalar spelled as json.dumps spells it, without its encoder's layers;
+        # anything else, or a scalar that fails a check, is json.dumps' (and its error)
+        t = type(v)
         if v is None:
             out[k] = None
-            continue
-        try:
-            text = json.dumps(dict(v) if isinstance(v, Mapping) else v,
-                              allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-            text.encode("utf-8")
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise meta_invalid(f"{what} is not JSON: {str(exc)[:200]}") from None
-        check_int_range(v, what)
-        out[k] = text
+        elif t is str and (v.isascii() or _utf8_ok(v)):
+            out[k] = quote(v)
+        elif t is int and -INT64 <= v < INT64:
+            out[k] = int.__repr__(v)
+        elif t is bool:
+            out[k] = "true" if v else "false"
+        elif t is float and v - v == 0.0:
+            out[k] = float.__repr__(v)
+        else:
+            out[k] = _value_text(v, what)
     return out
+
+
+# json.dumps(text, ensure_ascii=False) of a str: the C function its encoder calls
+_json_str = json.encoder.encode_basestring
+
+
+def _utf8_ok(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:      # a lone surrogate: json.dumps' path words the error
+        return False
+
+
+def _value_text(v: Any, what: str) -> str:
+    """One value's JSON text for ``meta_texts`` (UTF-8 encodable, finite numbers,
+    64-bit integers), else ``e.io.meta.invalid``."""
+    try:
+        text = json.dumps(dict(v) if isinstance(v, Mapping) else v,
+                          allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+        text.encode("utf-8")
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise meta_invalid(f"{what} is not JSON: {str(exc)[:200]}") from None
+    check_int_range(v, what)
+    return text
 
 
 def check_meta(meta: Any, what: str) -> None:

@@ -180,6 +180,16 @@ def test_metadata_is_kept_as_json_gives_it_back(store):
     g = store.set_meta(f.id, {"t": ((1,), [2]), "nested": nested})
     assert g["t"] == [[1], [2]] and store.get(f.id)["nested"]["b"] == [{"c": [1, 2]}]
     assert store.cas(f.id, {"t": ((1,), (2,))}, {"ok": True})["ok"] is True
+    scalars = {"s": "é\n\"\\\u2028\x7f\U0001f600", "a": "plain", "i": -5, "b": False, "z": 0,
+               "f": -1.5e-7, "top": 2 ** 63 - 1, "low": -2 ** 63, "e": Num.ONE, "st": Text("x")}
+    for got in (store.set_meta(f.id, scalars), store.get(f.id),
+                store.cas(f.id, {"i": -5}, scalars)):
+        assert {k: got[k] for k in scalars} == json.loads(json.dumps(scalars))
+        assert type(got["b"]) is bool and type(got["f"]) is float and type(got["e"]) is int
+    for bad in (2 ** 63, -2 ** 63 - 1, float("inf"), float("nan"), "a\ud800", True.__class__):
+        assert err(store.set_meta, f.id, {"k": bad}).key == "e.io.meta.invalid", bad
+        assert err(store.cas, f.id, {"i": -5}, {"k": bad}).key == "e.io.meta.invalid", bad
+    assert "k" not in store.get(f.id)
 
 
 def test_set_meta(store):
