@@ -175,8 +175,8 @@ def resolve(path: str, cwd: str = "/", home: str | None = None) -> str:
     # The common cases, decided on the text alone: printable ASCII (no control
     # character, one byte a character) of at most MAX_NAME characters (no name in it
     # can be too long), with no empty, "." or ".." segment -- an absolute path that is
-    # already normal, a bare ``id:ID``, ``~/x`` below an absolute home, a plain
-    # relative path below an absolute cwd.
+    # already normal, ``id:ID`` (and a plain path below it), ``~/x`` below an absolute
+    # home, a plain relative path below an absolute cwd.
     # Everything else (and every refusal) is ``_resolve``'s.
     if type(path) is str and path.isascii() and path.isprintable() and 0 < len(path) <= MAX_NAME:
         first = path[0]
@@ -187,8 +187,14 @@ def resolve(path: str, cwd: str = "/", home: str | None = None) -> str:
             if "//" not in t and "/./" not in t and "/../" not in t:
                 return path
         elif first == "i" and path.startswith("id:"):
-            if "/" not in path and _ID_TAIL.match(path, 3):
-                return path
+            cut = path.find("/", 3)
+            if cut < 0:
+                if _ID_TAIL.match(path, 3):
+                    return path
+            elif _ID_TAIL.match(path, 3, cut):                  # id:ID/x/y
+                t = path[cut:] + "/"
+                if "//" not in t and "/./" not in t and "/../" not in t:
+                    return path
         elif first == "~" and (path == "~" or path[1] == "/"):
             if home is not None and path != "~":            # ~/x: below the home
                 rest = path[1:]
