@@ -76,7 +76,8 @@ class ScopedStore(Store):
     # root as given -> (normalized root, d0, d1, ph regex): a view is made per request,
     # so the checks and the regex are computed once per root, not per view
     _ROOTS: dict = {}
-    _HIDDEN: dict = {}      # (root, hide names) -> absolute paths of the hidden subtrees
+    # (root, hide names) -> (absolute paths of the hidden subtrees, each + "/")
+    _HIDDEN: dict = {}
 
     def __init__(self, store: Store, root: str, *, hide=(), held=()):
         known = self._ROOTS.get(root)
@@ -85,8 +86,7 @@ class ScopedStore(Store):
             if len(self._ROOTS) > 4096:
                 self._ROOTS.clear()
             self._ROOTS[root] = known
-        self.root, self._d0, self._d1, self._scope_ph = known
-        self._below = self.root + "/"
+        self.root, self._d0, self._d1, self._scope_ph, self._below = known
         self._store = store
         self.url = getattr(store, "url", "")
         self._inside: set[str] = set()
@@ -94,15 +94,15 @@ class ScopedStore(Store):
         # ids granted inside them
         self._hidden = self._hidden_below = ()
         if hide:
-            key = (self.root, tuple(hide))
+            key = (self.root, hide if type(hide) is tuple else tuple(hide))
             hidden = self._HIDDEN.get(key)
             if hidden is None:
-                hidden = tuple(paths.join(self.root, paths.check_name(h)) for h in hide)
+                subtrees = tuple(paths.join(self.root, paths.check_name(h)) for h in hide)
+                hidden = (subtrees, tuple(h + "/" for h in subtrees))
                 if len(self._HIDDEN) > 4096:
                     self._HIDDEN.clear()
                 self._HIDDEN[key] = hidden
-            self._hidden = hidden
-            self._hidden_below = tuple(h + "/" for h in hidden)
+            self._hidden, self._hidden_below = hidden
         self._granted: set[str] = set()
         self._unhidden = None
         # id -> [doc, content] of the objects only this view holds
@@ -118,7 +118,7 @@ class ScopedStore(Store):
             raise paths.invalid(f"a scope root needs two or more segments: {root}")
         # the subtree as query conditions: exact (d0, d1) and, where it can help an
         # index, a ph regex whose literal prefix is the root (no alternation in it)
-        return norm, segs[0], segs[1], "^" + re.escape(norm) + "(?:/.*)?$"
+        return norm, segs[0], segs[1], "^" + re.escape(norm) + "(?:/.*)?$", norm + "/"
 
     # ---- helpers ----------------------------------------------------------------
     @property
