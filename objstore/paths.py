@@ -35,10 +35,10 @@ _ID_TAIL = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")     # an id from where match() s
 # ---- ids ------------------------------------------------------------------------
 _B32 = "abcdefghijklmnopqrstuvwxyz234567"
 # byte -> the letter of its low 5 bits (256 = 8 x 32: every letter equally likely)
-_B32_OF_BYTE = bytes(ord(_B32[b & 31]) for b in range(256))
+_B32_OF_BYTE = (_B32 * 8).encode()
 # byte -> the letter of its low 3 bits followed by two zero bits (the 26th letter of
-# 128 bits: 25 x 5 + 3)
-_B32_LAST = "".join(_B32[(b & 7) << 2] for b in range(256))
+# 128 bits: 25 x 5 + 3): every fourth letter
+_B32_LAST = _B32[::4] * 32
 _ID_BYTES = 26                      # random bytes per id: one per letter
 
 # Random bytes for ids, read from os.urandom 4 KiB (157 ids) at a time: one system
