@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+from _thread import allocate_lock
 
 from .errors import BAD_INPUT, StoreError
 
@@ -28,24 +29,55 @@ ID_LEN = 26
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ID_TAIL = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")     # an id from where match() starts
 
 
 # ---- ids ------------------------------------------------------------------------
 _B32 = "abcdefghijklmnopqrstuvwxyz234567"
-_B32_PAIRS: list[str] = []
+# byte -> the letter of its low 5 bits (256 = 8 x 32: every letter equally likely)
+_B32_OF_BYTE = (_B32 * 8).encode()
+# byte -> the letter of its low 3 bits followed by two zero bits (the 26th letter of
+# 128 bits: 25 x 5 + 3): every fourth letter
+_B32_LAST = _B32[::4] * 32
+_ID_BYTES = 26                      # random bytes per id: one per letter
+
+# Random bytes for ids, read from os.urandom 4 KiB (157 ids) at a time: one system
+# call per id was a good part of an id's cost, and a system call lets go of the GIL
+# (another thread runs, this one waits to get it back).  Each id takes the next bytes
+# under the lock, so no two ids of a process share bytes; a forked child drops what it
+# inherited (``_fresh_random``), so it never repeats its parent's ids.
+_RANDOM_CHUNK = 4096
+_random = [b"", 0]                  # [bytes from os.urandom, next unused offset]
+_random_lock = allocate_lock()
+
+
+def _fresh_random() -> None:
+    """In a forked child: the parent's unused bytes are the parent's ids to come; and
+    the lock may have been held by a thread that does not exist here."""
+    global _random, _random_lock
+    _random = [b"", 0]
+    _random_lock = allocate_lock()
+
+
+os.register_at_fork(after_in_child=_fresh_random)
 
 
 def new_id() -> str:
-    """A fresh object id: 26 lowercase URL-safe characters (base32 of 128 random bits,
-    RFC 4648's alphabet, unpadded: what ``base64.b32encode`` spells, in half its time:
-    the 130 bits, two zero bits appended, read as 13 pairs of letters)."""
-    pairs = _B32_PAIRS
-    if not pairs:
-        pairs[:] = [a + b for a in _B32 for b in _B32]
-    # os.urandom is what secrets.token_bytes returns; the secrets module would also
-    # import random, hmac and hashlib
-    n = int.from_bytes(os.urandom(16), "big") << 2
-    return "".join([pairs[(n >> shift) & 1023] for shift in range(120, -1, -10)])
+    """A fresh object id: 26 lowercase URL-safe characters, 128 random bits in RFC
+    4648's base32 alphabet (what ``base64.b32encode`` of 16 random bytes spells,
+    unpadded: 25 letters of 5 bits, a 26th of 3 bits and two zero bits).  Each letter
+    is one random byte looked up in a table (``bytes.translate``: no loop in Python)."""
+    with _random_lock:
+        rnd = _random
+        pos = rnd[1]
+        if pos + _ID_BYTES > len(rnd[0]):
+            # os.urandom is what secrets.token_bytes returns (the secrets module
+            # would also import random, hmac and hashlib)
+            rnd[0] = os.urandom(_RANDOM_CHUNK)
+            pos = 0
+        rnd[1] = pos + _ID_BYTES
+        raw = rnd[0][pos:pos + _ID_BYTES]
+    return raw[:25].translate(_B32_OF_BYTE).decode("ascii") + _B32_LAST[raw[25]]
 
 
 def is_id(text: str) -> bool:
@@ -67,6 +99,10 @@ def _show(text: str) -> str:
 # ---- names ----------------------------------------------------------------------
 def check_name(nm: str) -> str:
     """Return ``nm`` if it is a valid object name, else raise ``e.io.path.invalid``."""
+    # the common case first: printable ASCII (no control character; bytes == chars)
+    if (type(nm) is str and nm.isascii() and nm.isprintable() and 0 < len(nm) <= MAX_NAME
+            and "/" not in nm and nm != "." and nm != ".."):
+        return nm
     if not isinstance(nm, str):
         raise invalid(f"name must be a string, not {type(nm).__name__}")
     if nm == "":
@@ -136,6 +172,52 @@ def resolve(path: str, cwd: str = "/", home: str | None = None) -> str:
     ``cwd`` is the directory relative paths start from (itself absolute or ``id:``);
     ``home`` is the expansion of ``~`` (``/home/<user>``).
     """
+    # The common cases, decided on the text alone: printable ASCII (no control
+    # character, one byte a character) of at most MAX_NAME characters (no name in it
+    # can be too long), with no empty, "." or ".." segment -- an absolute path that is
+    # already normal, ``id:ID`` (and a plain path below it), ``~/x`` below an absolute
+    # home, a plain relative path below an absolute cwd.
+    # Everything else (and every refusal) is ``_resolve``'s.
+    if type(path) is str and path.isascii() and path.isprintable() and 0 < len(path) <= MAX_NAME:
+        first = path[0]
+        if first == "/":
+            if path == "/":
+                return path
+            t = path + "/"
+            if "//" not in t and "/./" not in t and "/../" not in t:
+                return path
+        elif first == "i" and path.startswith("id:"):
+            cut = path.find("/", 3)
+            if cut < 0:
+                if _ID_TAIL.match(path, 3):
+                    return path
+            elif _ID_TAIL.match(path, 3, cut):                  # id:ID/x/y
+                t = path[cut:] + "/"
+                if "//" not in t and "/./" not in t and "/../" not in t:
+                    return path
+        elif first == "~" and (path == "~" or path[1] == "/"):
+            if home is not None and path != "~":            # ~/x: below the home
+                rest = path[1:]
+                t = rest + "/"
+                if "//" not in t and "/./" not in t and "/../" not in t:
+                    top = resolve(home, "/", None)
+                    if top == "/":
+                        return rest
+                    if top[0] == "/" and top.isascii() and len(top) + len(rest) <= MAX_PATH:
+                        return top + rest
+        else:                                               # x/y (and ~x: a name)
+            t = "/" + path + "/"
+            if "//" not in t and "/./" not in t and "/../" not in t:
+                base = resolve("/" if cwd is None else cwd, "/", home)
+                if base == "/":
+                    return "/" + path
+                if base[0] == "/":
+                    return base + "/" + path
+    return _resolve(path, cwd, home)
+
+
+def _resolve(path: str, cwd: str, home: str | None) -> str:
+    """``resolve``, every rule (its helpers check each name)."""
     _check_text(path)
     if path == "":
         raise invalid("empty path")
@@ -200,6 +282,13 @@ def ancestors(abs_path: str) -> list[str]:
 
 def d0_d1(abs_path: str) -> tuple[str | None, str | None]:
     """First two segments of a path (``/home/demo/x`` -> (``home``, ``demo``))."""
+    head = abs_path.split("/", 3)         # a normal path: ["", d0, d1, the rest]
+    if head[0] == "":
+        if len(head) > 2:
+            if head[1] and head[2]:
+                return head[1], head[2]
+        elif len(head) == 2 and head[1]:
+            return head[1], None
     segs = split(abs_path)
     return (segs[0] if segs else None), (segs[1] if len(segs) > 1 else None)
 

@@ -60,7 +60,7 @@ from collections.abc import Mapping
 from . import common as C
 from . import paths
 from . import query as Q
-from .base import READONLY, Store
+from .base import Store
 from .errors import FORBIDDEN, NOT_FOUND, StoreError
 
 TYPE_CHECKING = False
@@ -76,7 +76,8 @@ class ScopedStore(Store):
     # root as given -> (normalized root, d0, d1, ph regex): a view is made per request,
     # so the checks and the regex are computed once per root, not per view
     _ROOTS: dict = {}
-    _HIDDEN: dict = {}      # (root, hide names) -> absolute paths of the hidden subtrees
+    # (root, hide names) -> (absolute paths of the hidden subtrees, each + "/")
+    _HIDDEN: dict = {}
 
     def __init__(self, store: Store, root: str, *, hide=(), held=()):
         known = self._ROOTS.get(root)
@@ -85,22 +86,23 @@ class ScopedStore(Store):
             if len(self._ROOTS) > 4096:
                 self._ROOTS.clear()
             self._ROOTS[root] = known
-        self.root, self._d0, self._d1, self._scope_ph = known
+        self.root, self._d0, self._d1, self._scope_ph, self._below = known
         self._store = store
         self.url = getattr(store, "url", "")
         self._inside: set[str] = set()
         # absolute paths of the hidden subtrees (computed once per root and names);
         # ids granted inside them
-        self._hidden = ()
+        self._hidden = self._hidden_below = ()
         if hide:
-            key = (self.root, tuple(hide))
+            key = (self.root, hide if type(hide) is tuple else tuple(hide))
             hidden = self._HIDDEN.get(key)
             if hidden is None:
-                hidden = tuple(paths.join(self.root, paths.check_name(h)) for h in hide)
+                subtrees = tuple(paths.join(self.root, paths.check_name(h)) for h in hide)
+                hidden = (subtrees, tuple(h + "/" for h in subtrees))
                 if len(self._HIDDEN) > 4096:
                     self._HIDDEN.clear()
                 self._HIDDEN[key] = hidden
-            self._hidden = hidden
+            self._hidden, self._hidden_below = hidden
         self._granted: set[str] = set()
         self._unhidden = None
         # id -> [doc, content] of the objects only this view holds
@@ -116,7 +118,7 @@ class ScopedStore(Store):
             raise paths.invalid(f"a scope root needs two or more segments: {root}")
         # the subtree as query conditions: exact (d0, d1) and, where it can help an
         # index, a ph regex whose literal prefix is the root (no alternation in it)
-        return norm, segs[0], segs[1], "^" + re.escape(norm) + "(?:/.*)?$"
+        return norm, segs[0], segs[1], "^" + re.escape(norm) + "(?:/.*)?$", norm + "/"
 
     # ---- helpers ----------------------------------------------------------------
     @property
@@ -127,12 +129,10 @@ class ScopedStore(Store):
     def contains(self, path: str) -> bool:
         """True when the absolute store path ``path`` is the root or below it, and not
         in a hidden subtree."""
-        if not paths.is_within(path, self.root):
+        # paths.is_within(path, root), and not within any hidden path, as prefixes
+        if not path.startswith(self._below) and path != self.root:
             return False
-        for h in self._hidden:
-            if paths.is_within(path, h):
-                return False
-        return True
+        return not (path in self._hidden or path.startswith(self._hidden_below))
 
     @property
     def unhidden(self) -> "ScopedStore":
@@ -153,10 +153,12 @@ class ScopedStore(Store):
         """``obj`` if it is inside (remembering its id), else None."""
         if obj is None:
             return None
-        if not self.contains(obj.get("ph", "")) and not (
-                obj.get("id") in self._granted
-                and paths.is_within(obj.get("ph", ""), self.root)):
-            return None
+        ph = obj.get("ph", "")
+        if not ph.startswith(self._below) and ph != self.root:
+            return None                                     # outside the root
+        if self._hidden and (ph in self._hidden or ph.startswith(self._hidden_below)) \
+                and obj.get("id") not in self._granted:
+            return None                                     # hidden, not granted
         self._inside.add(obj["id"])
         return obj
 
@@ -211,15 +213,13 @@ class ScopedStore(Store):
 
     @staticmethod
     def _held_changes(changes) -> dict:
-        clean = C.clean_meta(changes)
-        bad = [k for k in clean if k in READONLY]
-        if bad:
-            raise C.meta_invalid(f"'{bad[0]}' is read-only")
-        return clean
+        return C.clean_meta(changes)        # which refuses the read-only fields
 
     def fetch(self, path: str, *, cwd: str = "/", home: str | None = None) -> WnObj | None:
         sp = paths.resolve(path, cwd, home)
         if sp.startswith("id:"):
+            if "/" not in sp:               # id:ID alone (resolve checked the id)
+                return self.get(sp[3:])
             oid, segs = paths._split_id(sp)
             anchor = self.get(oid)
             if anchor is None or not segs:

@@ -27,6 +27,7 @@
 from __future__ import annotations
 
 import json
+import json.scanner
 import os
 import sqlite3
 import time
@@ -36,6 +37,7 @@ from _thread import _local as thread_local, allocate_lock
 
 from . import common as C
 from . import paths
+from .base import WnObj
 from .errors import INTERNAL, TIMEOUT, StoreError
 from .sqlite_query import SqliteCompiler, json_path, sqlite_regexp
 from .sqlstore import Dialect, SQLStore, SQLView, subtree_range
@@ -97,8 +99,16 @@ def _store_error(exc: BaseException, what: str = "") -> StoreError:
     return StoreError("e.io.store.failed", f"sqlite: {msg}", INTERNAL)
 
 
-def _row_doc(row) -> dict:
-    doc = {"id": row[0], "pid": row[1], "nm": row[2], "ph": row[3], "race": row[4]}
+# the JSON text of ``meta`` -> (value, end): the C scanner json.loads ends in, without
+# json.loads' layers (type and BOM checks, two whitespace regexes) for text this
+# module wrote; anything else (space around it, not JSON) is json.loads' to judge
+_scan_json = json.scanner.make_scanner(json.JSONDecoder())
+
+
+def _row_doc(row, cls=dict) -> dict:
+    """A row of ``_COLS`` -> its document, a fresh ``cls`` (``dict``; ``WnObj`` for
+    what goes to the caller, made as one, not copied into one)."""
+    doc = cls(id=row[0], pid=row[1], nm=row[2], ph=row[3], race=row[4])
     if row[5] is not None:
         doc["d0"] = row[5]
     if row[6] is not None:
@@ -107,12 +117,18 @@ def _row_doc(row) -> dict:
     doc["lm"] = row[8]
     if row[9] is not None:
         doc["expi"] = row[9]
-    if row[10] != "{}":
+    text = row[10]
+    if text != "{}":
         try:
-            meta = json.loads(row[10])
-        except (TypeError, ValueError):
-            meta = None
-        if not isinstance(meta, dict):      # a row edited by hand or by another tool
+            meta, end = _scan_json(text, 0)
+            if end != len(text):
+                raise ValueError
+        except (TypeError, ValueError, StopIteration):
+            try:
+                meta = json.loads(text)
+            except (TypeError, ValueError):
+                meta = None
+        if type(meta) is not dict:          # a row edited by hand or by another tool
             raise StoreError("e.io.store.corrupt", f"object {row[0]!r} ({row[3]}): its "
                              "metadata is not a JSON object", INTERNAL)
         doc.update(meta)
@@ -445,8 +461,12 @@ class _Dialect(Dialect):
     def row_doc(self, row) -> dict:
         return _row_doc(row)
 
+    def row_obj(self, row) -> WnObj:
+        return _row_doc(row, WnObj)
+
 
 DIALECT = _Dialect()
+_BY_ID = DIALECT.by_id
 
 
 class _View(SQLView):
@@ -618,6 +638,23 @@ class SQLiteStore(SQLStore):
             conn.execute("ROLLBACK")
             raise
 
+    def get(self, oid: str) -> WnObj | None:
+        """``SQLStore.get`` in one frame: the store's most frequent read (an order, a
+        request object by id) is one autocommit SELECT by primary key."""
+        if not paths.is_id(oid):
+            return None
+        pool = self._pool
+        if pool.pid != _PID[0]:
+            pool = self._pool_now()
+        conn = pool.get()
+        try:
+            row = conn.execute(_BY_ID, (oid, time.time_ns() // 1_000_000)).fetchone()
+        except (sqlite3.Error,) + _VALUE_ERRORS as exc:
+            raise _store_error(exc) from None
+        finally:
+            pool.put(conn)
+        return _row_doc(row, WnObj) if row is not None else None
+
     def _tx(self, write: bool) -> _Tx:
         """``with self._tx(write) as conn``: one transaction; sqlite3 errors become
         StoreError."""
@@ -626,7 +663,9 @@ class SQLiteStore(SQLStore):
     def _read_one(self, sql: str, params, _all: bool = False) -> Any:
         """A single autocommit SELECT (itself one transaction): its first row (all its
         rows with ``_all``)."""
-        pool = self._pool_now()
+        pool = self._pool
+        if pool.pid != _PID[0]:
+            pool = self._pool_now()
         conn = pool.get()
         try:
             cur = conn.execute(sql, params)

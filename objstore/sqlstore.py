@@ -65,6 +65,11 @@ class Dialect:
         """A row of ``COLS`` -> the object's document (a fresh dict)."""
         raise NotImplementedError
 
+    def row_obj(self, row) -> WnObj:
+        """A row of ``COLS`` -> the ``WnObj`` handed to the caller (a dialect that can
+        make one directly need not copy a dict into it)."""
+        return WnObj(self.row_doc(row))
+
     def among(self, values: list) -> tuple[str, list]:
         """``ph`` is one of ``values``: (SQL after ``ph ``, parameters)."""
         return "IN (" + ",".join(self.P * len(values)) + ")", values
@@ -175,7 +180,7 @@ class SQLStore(rules.TreeStore):
             return None
         d = self.dialect
         row = self._read_one(d.by_id, (oid, C.now_ms()))
-        return WnObj(d.row_doc(row)) if row is not None else None
+        return d.row_obj(row) if row is not None else None
 
     def fetch(self, path: str, *, cwd: str = "/", home: str | None = None) -> WnObj | None:
         """By path; an expired DIR hides its whole subtree from path lookups."""
@@ -184,7 +189,7 @@ class SQLStore(rules.TreeStore):
         if not sp.startswith("id:"):
             d = self.dialect
             row = self._read_one(*d.at(sp, now))
-            return WnObj(d.row_doc(row)) if row is not None else None
+            return d.row_obj(row) if row is not None else None
         doc = self._run_read(lambda v: rules.fetch(v, sp, now))
         return WnObj(doc) if doc is not None else None
 
@@ -197,13 +202,13 @@ class SQLStore(rules.TreeStore):
         if done:
             if row is None:
                 raise C.noexists(f"id:{oid}")
-            return WnObj(self.dialect.row_doc(row))
+            return self.dialect.row_obj(row)
         clean = C.clean_meta(changes)
         return WnObj(self._run_write(lambda v: rules.set_meta(v, oid, clean, now)))
 
     def cas(self, oid: str, expect: Mapping[str, Any], changes: Mapping[str, Any]) -> WnObj | None:
         fast, got = self._cas_any(oid, expect, changes)
-        return WnObj(self.dialect.row_doc(got)) if fast and got is not None else got
+        return self.dialect.row_obj(got) if fast and got is not None else got
 
     def _cas_any(self, oid: str, expect, changes, **fast_options) -> tuple[bool, Any]:
         """``(True, the updated row or None)`` when the one statement ran (None: the
@@ -246,7 +251,8 @@ class SQLStore(rules.TreeStore):
         params += order_params
         sql = f"SELECT {d.COLS} FROM {d.TABLE} WHERE {where} {order_sql}"
         sql += d.window(skip, limit, params)
-        return [WnObj(d.row_doc(r)) for r in self._read_all(sql, params)]
+        row_obj = d.row_obj
+        return [row_obj(r) for r in self._read_all(sql, params)]
 
     def count(self, match) -> int:
         where, params = self._where(match, C.now_ms())

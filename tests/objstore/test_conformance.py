@@ -38,6 +38,10 @@ def worker(*args: str, **kw) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
+class Key(str):
+    """A str subclass as a metadata key (checked as any key is)."""
+
+
 # ---- the tree ------------------------------------------------------------------------------
 def test_fresh_store_has_root_dir(store):
     root = store.fetch("/")
@@ -108,9 +112,15 @@ def test_create_errors(store):
     assert err(store.create, "/a/d", "DIR", content=b"x").key == "e.io.obj.notfile"
     for bad in [{"id": "x"}, {"ph": "/z"}, {"len": 3}, {"nm": "q"}, {"race": "DIR"},
                 {"x": object()}, {"x": float("nan")}, {"expi": "soon"}, {"c": 5},
-                {"": 1}, {1: 2}, "not a map"]:
+                {"": 1}, {1: 2}, "not a map", {"ok": 1, "sha1": "x"}, {"mime": True},
+                {"expi": True}, {"expi": -1}, {"expi": 2 ** 63}, {Key("id"): "x"},
+                {Key("tp"): 3}, {Key(""): 1}, {(1, 2): 3}, {None: 1}]:
         e = err(store.create, "/a/m", meta=bad)
         assert e.key == "e.io.meta.invalid" and e.kind == BAD_INPUT, bad
+    assert err(store.create, "/a/m", meta={"sha1": "x"}).reason == "'sha1' is read-only"
+    assert err(store.create, "/a/m", meta={"g": 1}).reason == "'g' must be a string"
+    assert store.create("/a/k", meta={Key("free"): 1, "tp": None})["free"] == 1
+    store.delete(store.fetch("/a/k").id)
     assert store.fetch("/a/m") is None                    # nothing half-written
     assert [c.nm for c in store.children(store.fetch("/a").id)] == ["f.txt"]
     assert store.get(f.id) is not None
@@ -142,6 +152,46 @@ def test_create_with_content_and_meta(store):
 
 
 # ---- metadata ------------------------------------------------------------------------------------
+def test_metadata_is_kept_as_json_gives_it_back(store):
+    """Whatever JSON-able value a caller passes is stored as its JSON text would read
+    back: tuples become lists, subclasses plain values; the
+    caller's own value is copied, never kept."""
+    import enum
+    import types
+
+    class Text(str):
+        pass
+
+    class Num(enum.IntEnum):
+        ONE = 1
+
+    given = {"t": (1, "a", (2.5, None)), "s": Text("sub"), "e": Num.ONE, "neg0": -0.0, "big": 2 ** 63 - 1,
+             "nested": {"b": [{"c": [1, 2]}], "a": "\u00e9\U0001f600"}, "f": 0.1}
+    want = json.loads(json.dumps(given))
+    nested = given["nested"]
+    f = store.create("/j", meta=types.MappingProxyType(given))
+    nested["b"][0]["c"].append(3)                 # the caller's value is not the store's
+    for got in (f, store.get(f.id)):
+        body = {k: got[k] for k in want}
+        assert body == want
+        assert got["nested"]["b"][0]["c"] == [1, 2]
+        assert type(got["t"]) is list and type(got["s"]) is str and type(got["e"]) is int
+    nested["b"][0]["c"].pop()
+    g = store.set_meta(f.id, {"t": ((1,), [2]), "nested": nested})
+    assert g["t"] == [[1], [2]] and store.get(f.id)["nested"]["b"] == [{"c": [1, 2]}]
+    assert store.cas(f.id, {"t": ((1,), (2,))}, {"ok": True})["ok"] is True
+    scalars = {"s": "é\n\"\\\u2028\x7f\U0001f600", "a": "plain", "i": -5, "b": False, "z": 0,
+               "f": -1.5e-7, "top": 2 ** 63 - 1, "low": -2 ** 63, "e": Num.ONE, "st": Text("x")}
+    for got in (store.set_meta(f.id, scalars), store.get(f.id),
+                store.cas(f.id, {"i": -5}, scalars)):
+        assert {k: got[k] for k in scalars} == json.loads(json.dumps(scalars))
+        assert type(got["b"]) is bool and type(got["f"]) is float and type(got["e"]) is int
+    for bad in (2 ** 63, -2 ** 63 - 1, float("inf"), float("nan"), "a\ud800", True.__class__):
+        assert err(store.set_meta, f.id, {"k": bad}).key == "e.io.meta.invalid", bad
+        assert err(store.cas, f.id, {"i": -5}, {"k": bad}).key == "e.io.meta.invalid", bad
+    assert "k" not in store.get(f.id)
+
+
 def test_set_meta(store):
     f = store.create("/o", meta={"a": 1, "b": 2})
     time.sleep(0.002)
@@ -1005,7 +1055,8 @@ def test_below_an_expired_dir_ids_still_answer_until_the_purge(store):
 
 
 # ---- an SQLite store whose rows were edited by hand (another tool, a bad migration) ------
-@pytest.mark.parametrize("meta", ["{bad", "[1]", "null", '"text"'])
+@pytest.mark.parametrize("meta", ["{bad", "[1]", "null", '"text"', '{"k":1} x', '{"k":1}{"j":2}',
+                                  "", " "])
 def test_row_with_bad_metadata_is_a_clear_error(tmp_path, meta):
     # json.loads raised JSONDecodeError/TypeError through every read (e.cmd.internal)
     path = tmp_path / "store.db"
@@ -1031,6 +1082,20 @@ def test_row_with_bad_metadata_is_a_clear_error(tmp_path, meta):
 
 
 # ---- a TinyDB store file edited by hand into something wrong: every operation answers ----
+@pytest.mark.parametrize("meta", [' {"k": 5, "s": "\\u00e9"}\n', b'{"k":5,"s":"\xc3\xa9"}'])
+def test_row_with_metadata_json_reads_but_never_wrote_is_read(tmp_path, meta):
+    """Metadata text another tool wrote -- spaces around it, a BLOB of UTF-8 -- is read
+    as JSON reads it."""
+    path = tmp_path / "store.db"
+    s = open_store(f"sqlite://{path}")
+    f = s.create("/a/f", "FILE", {"k": 1}, parents=True)
+    with sqlite3.connect(path) as c:
+        c.execute("UPDATE obj SET meta = ? WHERE id = ?", (meta, f["id"]))
+    for got in (s.get(f["id"]), s.fetch("/a/f"), s.query({"nm": "f"})[0]):
+        assert got["k"] == 5 and got["s"] == "\u00e9" and got["ph"] == "/a/f"
+    s.close()
+
+
 # ---- one clear line (e.io.store.corrupt naming the file and the record), and no later ----
 # ---- write may rewrite -- and so lose -- what is in the file -----------------------------
 def _tinydb_fresh(tmp_path):

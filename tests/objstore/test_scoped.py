@@ -258,3 +258,43 @@ def test_held_objects_exist_only_in_their_view(store):
     noexists(other.read, "reqobj1")
     view.delete("reqobj1")
     assert view.get("reqobj1") is None
+
+
+def test_held_objects_are_copied_out_deeply(store):
+    """What get/fetch/set_meta return of a held object may be changed at any depth by
+    the caller: the view's own copy stays as it was."""
+    from objstore.base import WnObj
+    doc = WnObj({"id": "reqobj2", "nm": "reqobj2", "ph": "/home/demo/.regapi/tmp/reqobj2",
+                 "race": "FILE", "len": 0, "args": ["a", "b"],
+                 "deep": {"l": [1, {"x": [2.5, None, True]}], "s": "t"}})
+    view = ScopedStore(store, "/home/demo", hide=(".regapi",), held=[(doc, b"")])
+    want = {"l": [1, {"x": [2.5, None, True]}], "s": "t"}
+    for got in (view.get("reqobj2"), view.fetch("id:reqobj2"),
+                view.set_meta("reqobj2", {"k": 1})):
+        assert got["deep"] == want and got["args"] == ["a", "b"]
+        got["args"].append("c")
+        got["deep"]["l"][1]["x"].append(0)
+        got["deep"]["s"] = "changed"
+        got["deep"]["l"].pop(0)
+    again = view.get("reqobj2")
+    assert again["deep"] == want and again["args"] == ["a", "b"] and again["k"] == 1
+
+
+def test_scope_edges_are_whole_names(store):
+    """The root and each hidden subtree are whole path names: a sibling whose name
+    merely starts the same is another object (outside, or visible); the hidden DIR
+    itself is hidden; a grant never reaches outside the root."""
+    made = {ph: store.create(ph, race, parents=True) for ph, race in [
+        ("/home/demo", "DIR"), ("/home/demo/.weixin", "DIR"), ("/home/demo/.weixinx", "FILE"),
+        ("/home/demo/.weixin/x", "FILE"), ("/home/demox/f", "FILE"), ("/home/dem", "FILE"),
+        ("/home/demo/o", "FILE")]}
+    view = ScopedStore(store, "/home/demo", hide=(".weixin",))
+    visible = {ph for ph, o in made.items() if view.get(o["id"]) is not None}
+    assert visible == {"/home/demo", "/home/demo/.weixinx", "/home/demo/o"}
+    assert {ph for ph in made if view.fetch(ph) is not None} == visible
+    assert {ph for ph, o in made.items() if view.fetch("id:" + o["id"]) is not None} == visible
+    view.grant(made["/home/demox/f"]["id"])
+    view.grant(made["/home/demo/.weixin"]["id"])
+    assert view.get(made["/home/demox/f"]["id"]) is None
+    assert view.get(made["/home/demo/.weixin"]["id"])["ph"] == "/home/demo/.weixin"
+    assert view.get(made["/home/demo/.weixin/x"]["id"]) is None
