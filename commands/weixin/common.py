@@ -7,6 +7,7 @@ import time
 
 from objstore.errors import BAD_INPUT, CONFLICT, NOT_FOUND, WnError
 from wnshell.options import parse_opts as _parse_opts
+from wxpay.api import parse_beijing
 
 log = logging.getLogger("wnshell.weixin")
 # A library logger: without this, Python's last-resort handler prints each warning to
