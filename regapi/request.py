@@ -39,6 +39,21 @@ _BAD_NAME = re.compile(r"[\x00-\x1f\x7f]")
 # environ.  A server environment variable such as HTTP_PROXY must never pass for a
 # request header ("httpoxy"), so remember them and skip them.
 _SERVER_ENV = {k: v for k, v in os.environ.items() if k.startswith(("HTTP_", "CONTENT_"))}
+# every name of the server's environment: a request's own headers are among the other
+# names of an environ, found by one set difference (granian's environ holds the whole
+# server environment, ~50 names, beside a dozen of the request's)
+_SERVER_NAMES = frozenset(os.environ)
+
+
+def _header_keys(environ: dict) -> list[str]:
+    """The environ's ``HTTP_*`` names that are the request's (sorted): those the
+    server's environment does not have, and those it has with another value."""
+    keys = [k for k in environ.keys() - _SERVER_NAMES if k[:5] == "HTTP_"]
+    for k, v in _SERVER_ENV.items():
+        if k[:5] == "HTTP_" and environ.get(k, v) != v:
+            keys.append(k)
+    keys.sort()
+    return keys
 
 
 class HttpError(WnError):
@@ -224,11 +239,8 @@ def build_meta(environ: dict, usr: str, path: str, api_rel: str,
     for name, value in query.items():
         meta["http-qs-" + name] = value
     skip = _SERVER_ENV
-    for key, value in environ.items():
-        if key[:5] == "HTTP_":
-            if skip and skip.get(key) == value:
-                continue
-            meta["http-header-" + key[5:].replace("_", "-")] = _text(value)
+    for key in _header_keys(environ):
+        meta["http-header-" + key[5:].replace("_", "-")] = _text(environ[key])
     for key, name in (("CONTENT_TYPE", "CONTENT-TYPE"), ("CONTENT_LENGTH", "CONTENT-LENGTH")):
         value = environ.get(key)
         if value and not (skip and skip.get(key) == value):

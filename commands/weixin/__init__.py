@@ -433,8 +433,11 @@ ERRORS
         left = session.remaining() if hasattr(session, "remaining") else None
         if left is not None:        # a request's deadline bounds every WeChat call
             loaded = loaded.bounded(left)
-        mod = importlib.import_module(f"{__name__}.{module}")
+        mod = _LOADED.get(module)
+        if mod is None:         # each handler's module is imported at its first use
+            mod = _LOADED[module] = importlib.import_module(f"{__name__}.{module}")
         return mod.run(session, loaded, args[2:], stdin, stdout, stderr)
 
 
+_LOADED: dict = {}     # handler module name -> the module, once imported
 COMMAND = WeixinCommand()

@@ -661,18 +661,21 @@ def query_and_apply(store, loaded, order) -> dict:
 
 
 # ---- dispatch ---------------------------------------------------------------------------
+_MODES = ("submit", "result", "query", "close", "sweep")
+_ALLOWED = {"submit": frozenset({"submit", "client_ip", "openid", "openid_key", "trade_type"}),
+            "result": frozenset({"result"}), "query": frozenset({"query"}),
+            "close": frozenset({"close"}), "sweep": frozenset({"sweep", "limit"})}
+
+
 def run(session, loaded, args, stdin, stdout, stderr) -> int:
     po = parse_opts(args, "")
     opts = dict(po.opts)
-    modes = [m for m in ("submit", "result", "query", "close", "sweep") if m in opts]
+    modes = [m for m in _MODES if m in opts]
     if len(modes) != 1:
         raise usage("e.cmd.weixin.order.usage",
                     "give exactly one of -submit, -result, -query, -close, -sweep")
     mode = modes[0]
-    allowed = {"submit": {"submit", "client_ip", "openid", "openid_key", "trade_type"},
-               "result": {"result"}, "query": {"query"}, "close": {"close"},
-               "sweep": {"sweep", "limit"}}[mode]
-    extra = sorted(set(opts) - allowed)
+    extra = sorted(set(opts) - _ALLOWED[mode])
     if extra or po.args:
         what = f"-{extra[0]}" if extra else po.args[0][:40]
         raise usage("e.cmd.weixin.order.usage", f"unexpected {what} for -{mode}")

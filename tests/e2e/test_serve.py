@@ -256,3 +256,34 @@ def test_access_log_has_no_query_values(srv):
     assert "GET /api/demo/echo 200" in log
     assert "SECRET-VALUE-123" not in log
     assert "Traceback" not in log
+
+
+def test_server_environment_never_passes_for_request_headers(tmp_path):
+    """granian copies the server's own environment into every WSGI environ: an
+    HTTP_PROXY there must never read as a request's Proxy header ("httpoxy"), while a
+    header the request does send (with another value) is the request's."""
+    import json
+    import os
+
+    from objstore import open_store
+    url = f"sqlite://{tmp_path / 's.db'}"
+    st = open_store(url)
+    st.create(f"/home/{USER}/.regapi/api/meta", "FILE",
+              {"http-header-Content-Type": "application/json"}, parents=True,
+              content=b"obj id:${id}")
+    st.close()
+    s = served.bare(tmp_path, url)
+    env = dict(os.environ, HTTP_PROXY="http://evil.example:3128", HTTP_X_SRV="server")
+    served.spawn(s, ("--workers", "1", "--no-access-log"), 30, env=env)
+    try:
+        r = s.http.post(s.base + f"/api/{USER}/meta", data=b"x", timeout=10)
+        meta = json.loads(r.text)
+        assert r.status_code == 200 and meta["http-header-HOST"]
+        assert not [k for k in meta if k in ("http-header-PROXY", "http-header-X-SRV")]
+        r = s.http.post(s.base + f"/api/{USER}/meta", data=b"x", timeout=10,
+                        headers={"Proxy": "mine", "X-Srv": "client", "X-Other": "o"})
+        meta = json.loads(r.text)
+        assert (meta["http-header-PROXY"], meta["http-header-X-SRV"],
+                meta["http-header-X-OTHER"]) == ("mine", "client", "o")
+    finally:
+        served.stop(s)
