@@ -62,6 +62,9 @@ from .sqlstore import Dialect, SQLStore, SQLView, subtree_range  # noqa: E402
 TABLE = "wn_obj"
 SCHEMA_LOCK = 0x776E7368656C6C  # advisory lock key ("wnshell") for schema creation
 PURGE_LOCK = 0x776E7370757267  # advisory lock key: one purger at a time per database
+# the channel every write that may change a dot-folder object NOTIFYs (database-wide:
+# stores on other schemas of the database only cause a spurious re-read)
+DOT_CHANNEL = "wnshell_dot"
 RETRIES = 5
 
 # the GIN index covers free metadata only (postgres_query.FREE_ARR says why)
@@ -174,6 +177,65 @@ class _Dialect(Dialect):
 DIALECT = _Dialect()
 
 
+class _DotWatch:
+    """This process's dot-folder generation on PostgreSQL (``Store.dot_generation``).
+
+    A connection of its own LISTENs on ``DOT_CHANNEL``; every process NOTIFYs it in
+    the transaction of each write that may change an object in a dot-folder (delivered
+    when that commits), and a daemon thread moves ``value`` on each notification.  The
+    writing process moves it itself once its write has committed.  ``value`` is None
+    while not listening -- before the first LISTEN, after a lost connection -- so
+    callers read what they need then; each new LISTEN starts from a new value, as what
+    happened while nobody listened is unknown."""
+
+    POLL_S = 1.0        # how often the thread looks whether it should stop
+
+    def __init__(self, conninfo: str):
+        self.conninfo = conninfo
+        self.value: int | None = None
+        self.pid = os.getpid()
+        self._stop = threading.Event()
+        threading.Thread(target=self._loop, name="wnshell-pg-dot-watch", daemon=True).start()
+
+    def bump(self) -> None:
+        if self.value is not None:
+            self.value = _new_generation()
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=15)
+            except Exception:  # noqa: BLE001 - no server now: readers read, retry later
+                self._stop.wait(self.POLL_S)
+                continue
+            try:
+                conn.execute(f"LISTEN {DOT_CHANNEL}")
+                self.value = _new_generation()
+                while not self._stop.is_set():
+                    for _ in conn.notifies(timeout=self.POLL_S):
+                        self.value = _new_generation()
+            except Exception:  # noqa: BLE001 - connection lost: unknown until listening
+                pass
+            finally:
+                self.value = None
+                try:
+                    conn.close()
+                except Exception:  # noqa: BLE001
+                    pass
+            self._stop.wait(self.POLL_S / 2)
+
+
+def _new_generation() -> int:
+    return int.from_bytes(os.urandom(8), "big")
+
+
+def _below_dot(ph) -> bool:
+    return isinstance(ph, str) and "/." in ph
+
+
 class PostgresStore(SQLStore):
     """``postgresql://user@host:port/db`` (any libpq URL; ``?host=/socket/dir`` for a
     unix socket, ``?options=-c search_path=...`` for a schema)."""
@@ -187,6 +249,7 @@ class PostgresStore(SQLStore):
         self._pool: ConnectionPool | None = None
         self._pool_lock = threading.Lock()
         self._last_purge = 0
+        self._dots: _DotWatch | None = None
         self._init_schema()
 
     # ---- connections -----------------------------------------------------------------
@@ -325,6 +388,9 @@ class PostgresStore(SQLStore):
                 pass
 
     def close(self) -> None:
+        dots, self._dots = self._dots, None
+        if dots is not None:
+            dots.close()
         pool, self._pool = self._pool, None
         if pool is not None and os.getpid() == self._pid:
             try:
@@ -343,7 +409,42 @@ class PostgresStore(SQLStore):
         return self._run(lambda conn: fn(_View(conn)), write=False)
 
     def _run_write(self, fn):
-        return self._run(lambda conn: fn(_View(conn)))
+        # a transaction may change anything (create, move, delete): it NOTIFYs the
+        # dot-folder watchers, whatever it did (as SQLite's generation moves after each)
+        def tx(conn):
+            out = fn(_View(conn))
+            conn.execute(f"NOTIFY {DOT_CHANNEL}")
+            return out
+        try:
+            return self._run(tx)
+        finally:
+            self._dot_written()
+
+    # ---- the dot-folder generation ------------------------------------------------------
+    def dot_generation(self) -> int | None:
+        dots = self._dots
+        if dots is None or dots.pid != os.getpid():
+            with self._pool_lock:
+                dots = self._dots
+                if dots is None or dots.pid != os.getpid():    # (a forked child: its own)
+                    dots = self._dots = _DotWatch(self._conninfo)
+        return dots.value
+
+    def _dot_written(self) -> None:
+        """After a committed write that may have changed a dot-folder object: this
+        process sees it at once (others when the NOTIFY reaches them)."""
+        dots = self._dots
+        if dots is not None and dots.pid == os.getpid():
+            dots.bump()
+
+    def _wrote(self, ph) -> None:
+        """After a one-statement write to the object at ``ph``: below a dot folder, a
+        NOTIFY of its own (such writes are rare: accounts, API objects)."""
+        if _below_dot(ph):
+            try:
+                self._run(lambda conn: conn.execute(f"NOTIFY {DOT_CHANNEL}"))
+            finally:
+                self._dot_written()
 
     def _update_fast(self, oid: str, texts: dict, want: dict | None, changes, now: int):
         """set_meta (``||`` and ``-`` on the document) and cas (its expectations as
@@ -352,8 +453,11 @@ class PostgresStore(SQLStore):
         sets = COMPILER.changes(texts, changes.get("expi"), now, params)
         params += [oid, now]
         conds = COMPILER.expect(want, params) if want else ""
-        return True, self._one(f"UPDATE {TABLE} SET {sets} WHERE id = %s AND {_LIVE_POS}"
-                               f"{conds} RETURNING meta", params)
+        row = self._one(f"UPDATE {TABLE} SET {sets} WHERE id = %s AND {_LIVE_POS}"
+                        f"{conds} RETURNING meta", params)
+        if row is not None:
+            self._wrote(row[0].get("ph"))
+        return True, row
 
     def _incr_fast(self, oid: str, key: str, delta: int, now: int):
         k = _lit(key)
@@ -365,11 +469,13 @@ class PostgresStore(SQLStore):
                 f"'lm', greatest(%s, (meta ->> 'lm')::bigint)) "
                 f"WHERE id = %s AND {_LIVE_POS} AND ((meta -> {k}) IS NULL OR "
                 f"(jsonb_typeof(meta -> {k}) = 'number' AND (meta ->> {k}) ~ '^-?[0-9]{{1,19}}$')) "
-                f"RETURNING (meta ->> {k})::bigint", (delta, now, oid, now))
+                f"RETURNING (meta ->> {k})::bigint, meta ->> 'ph'", (delta, now, oid, now))
         except StoreError as exc:
             if "out of range" in exc.reason:
                 raise C.meta_invalid(f"'{key}' would leave the 64-bit range") from None
             raise
+        if row is not None:
+            self._wrote(row[1])
         return True, (int(row[0]) if row is not None else None)
 
     # ---- content: one statement each ----------------------------------------------------
@@ -393,6 +499,7 @@ class PostgresStore(SQLStore):
             f"WHERE id = %s AND {_LIVE_POS} AND race = 'FILE' RETURNING meta",
             (data, len(data), hashlib.sha1(data).hexdigest(), now, oid, now))
         if row is not None:
+            self._wrote(row[0].get("ph"))
             return WnObj(row[0])
         doc = self.get(oid)
         if doc is None:

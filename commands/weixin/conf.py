@@ -158,9 +158,9 @@ def parse_wxconf(name: str, text: str) -> dict:
 def load(session, name: str) -> Loaded:
     """The account named ``name`` for this session's user (cached).
 
-    Where the store keeps a dot-folder generation (``Store.dot_generation``: SQLite),
-    an account loaded since the generation last moved is returned without a store
-    read; otherwise (and at least every ``RECHECK_S``, for a database edited without
+    Where the store keeps a dot-folder generation (``Store.dot_generation``: SQLite,
+    PostgreSQL), an account loaded since the generation last moved is returned without
+    a store read; otherwise (and at least every ``RECHECK_S``, for a database edited without
     wnshell) the wxconf object is fetched and its version compared."""
     if not isinstance(name, str) or not _CONF_NAME.match(name) or name in (".", ".."):
         raise WnError("e.cmd.weixin.conf.invalid", "bad account name (letters, digits, "

@@ -180,6 +180,44 @@ def test_a_wxconf_edited_without_wnshell_is_seen_within_the_recheck(tmp_path, mo
     store.close()
 
 
+def test_on_postgresql_an_account_is_read_again_only_after_a_dot_folder_write(monkeypatch):
+    """PostgreSQL's generation (LISTEN/NOTIFY): an unchanged account is not fetched on
+    every call, and an edit by another process (its own store) is seen as soon as its
+    NOTIFY arrives -- well within RECHECK_S, set long here to show it is not that."""
+    import time
+
+    import pytest
+    pytest.importorskip("psycopg")
+    from tests.objstore import pg_backend
+    monkeypatch.setattr(confmod, "RECHECK_S", 60.0)
+    url = pg_backend.fresh_url()
+    store = objstore.open_store(url)
+    sh = Session(store, user="demo")
+    try:
+        install_wxconf(store, "http://127.0.0.1:9", "http://127.0.0.1:9/n")
+        order = store.create("/home/demo/orders/o1", "FILE", {"or_status": 0}, parents=True)
+        deadline = time.time() + 10
+        while store.dot_generation() is None:           # the watch is listening
+            assert time.time() < deadline
+            time.sleep(0.02)
+        assert run(sh, "weixin xxx info")[0] == 0
+        fetched = _counting_fetches(monkeypatch, store)
+        for i in range(5):
+            store.set_meta(order["id"], {"n": i})       # not in a dot-folder
+            assert run(sh, "weixin xxx info")[0] == 0
+        assert not any(p.endswith("/wxconf") for p in fetched), fetched
+        other = objstore.open_store(url)
+        install_wxconf(other, "http://127.0.0.1:9", "http://127.0.0.1:9/changed")
+        other.close()
+        deadline = time.time() + 5
+        while json.loads(run(sh, "weixin xxx info")[1])["pay_notify_url"] != \
+                "http://127.0.0.1:9/changed":
+            assert time.time() < deadline, "the other process's edit was never seen"
+            time.sleep(0.05)
+    finally:
+        store.close()
+
+
 # ``weixin CONF info`` masks every secret-looking field, at any depth
 EVERY_SECRET_CONF = f"""appID: 'wx1'
 pay_mch_id: 1230000109

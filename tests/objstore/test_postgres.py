@@ -277,3 +277,47 @@ def test_missing_postgresql_skips_or_fails_under_ci(monkeypatch):
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception):
         pg_backend.get_server()
+
+
+def _moves(store, before, timeout=5.0) -> bool:
+    """Does ``store.dot_generation()`` leave ``before`` within ``timeout``?"""
+    import time
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if store.dot_generation() not in (before, None):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _listening(store, timeout=10.0):
+    import time
+    deadline = time.time() + timeout
+    while store.dot_generation() is None:
+        assert time.time() < deadline, "the dot-folder watch never started listening"
+        time.sleep(0.02)
+    return store.dot_generation()
+
+
+def test_dot_generation_moves_in_every_process_after_a_dot_folder_write(pg_url, opened):
+    """LISTEN/NOTIFY: a write below a dot folder moves the generation of the writer at
+    once and of another store (another process's) when its NOTIFY arrives; a write
+    elsewhere by one statement (an order's cas) moves neither."""
+    a, b = opened(pg_url), opened(pg_url)
+    _listening(a), _listening(b)
+    order = a.create("/home/demo/orders/o1", "FILE", {"or_status": 0}, parents=True)
+    conf = a.create("/home/demo/.weixin/xxx/wxconf", "FILE", parents=True, content=b"v1")
+    import time
+    time.sleep(0.3)                       # the creates' own NOTIFYs have arrived
+    ga, gb = a.dot_generation(), b.dot_generation()
+    assert a.cas(order["id"], {"or_status": 0}, {"or_status": 2}) is not None
+    assert a.incr(order["id"], "n") == 1
+    assert not _moves(b, gb, timeout=0.5) and a.dot_generation() == ga
+    for change in (lambda: a.write(conf["id"], b"v2"),
+                   lambda: a.set_meta(conf["id"], {"k": 1}),
+                   lambda: a.incr(conf["id"], "n"),
+                   lambda: a.create("/home/demo/.regapi/api/x", "FILE", parents=True)):
+        ga, gb = a.dot_generation(), b.dot_generation()
+        change()
+        assert a.dot_generation() != ga                 # the writer: at once
+        assert _moves(b, gb)                            # the other: by its NOTIFY
