@@ -78,12 +78,17 @@ class Client:
         self.secapi_base = (secapi_base or account.api_base).rstrip("/")
         self.ca_pem = ca_pem
         self._secure: urllib3.PoolManager | None = None
+        self._pools: dict = {}      # (base URL, secure) -> (host pool, base's path)
 
     @property
     def base_url(self) -> str:
         return self.account.api_base.rstrip("/")
 
     def close(self) -> None:
+        pools, self._pools = self._pools, {}
+        for (_base, secure), (pool, _prefix) in pools.items():
+            if secure or self._owns_http:       # a shared manager's pools stay open
+                pool.close()
         if self._owns_http:
             self.http.clear()
         if self._secure is not None:
@@ -115,6 +120,11 @@ class Client:
 
         Raises TransportError (kind TIMEOUT for timeouts) otherwise.
         """
+        return self.post_xml_fields(path, xml)[0]
+
+    def post_xml_fields(self, path: str, xml: str) -> tuple[str, dict]:
+        """``post_xml``'s text and the fields read from it (to hand to
+        ``parse_reply``: the reply is parsed once)."""
         body = self.post_raw(path, xml)
         try:
             text = body.decode("utf-8-sig")
@@ -124,19 +134,19 @@ class Client:
         if stripped[:15].lower().startswith(("<!doctype html", "<html")):
             raise TransportError(f"WeChat Pay {path} answered an HTML page, not XML")
         try:
-            from_xml(text, max_bytes=self.max_bytes)
+            fields = from_xml(text, max_bytes=self.max_bytes)
         except XmlError as e:
             raise TransportError(f"WeChat Pay {path} answered a body that is not "
                                  f"WeChat XML ({e.reason})") from None
-        return text
+        return text, fields
 
     def post_raw(self, path: str, xml: str, max_bytes: int | None = None) -> bytes:
         """POST ``xml``; the 200 reply's bytes (``/secapi/`` paths go over the
         certificate session to ``secapi_base``)."""
         secure = path.lstrip("/").startswith("secapi/")
         base = self.secapi_base if secure else self.base_url
-        http = self._secure_session() if secure else self.http
-        url = base + "/" + path.lstrip("/")
+        pool, prefix = self._host_pool(base, secure)
+        url = prefix + "/" + path.lstrip("/")
         data = xml.encode("utf-8") if isinstance(xml, str) else bytes(xml)
         # the read timeout bounds each socket read; a server that trickles its reply
         # one byte at a time must not hold the caller for ever: the whole reply has to
@@ -145,9 +155,10 @@ class Client:
         t = self.timeout
         connect, read = (t[0], t[1]) if isinstance(t, (tuple, list)) else (t, t)
         try:
-            resp = http.urlopen("POST", url, body=data, headers=_HEADERS,
+            resp = pool.urlopen("POST", url, body=data, headers=_HEADERS,
                                 timeout=urllib3.Timeout(connect=connect, read=read),
-                                redirect=False, retries=False, preload_content=False)
+                                redirect=False, retries=False, preload_content=False,
+                                assert_same_host=False)
         except u3.NewConnectionError:       # (a subclass of ConnectTimeoutError)
             raise TransportError(
                 f"cannot reach WeChat Pay {path} (ConnectionError)") from None
@@ -171,6 +182,19 @@ class Client:
             what = "server error" if status >= 500 else "unexpected status"
             raise TransportError(f"WeChat Pay {path} answered HTTP {status} ({what})")
         return body
+
+    def _host_pool(self, base: str, secure: bool):
+        """(the connection pool of ``base``'s host, ``base``'s path) from the pool
+        manager, looked up once per base (not a URL parse and pool-key lookup per
+        call).  urllib3 2 never closes a pool it drops (more hosts than it keeps): one
+        held here goes on working."""
+        got = self._pools.get((base, secure))
+        if got is None:
+            http = self._secure_session() if secure else self.http
+            prefix = urllib3.util.parse_url(base).path or ""
+            got = self._pools[(base, secure)] = (http.connection_from_url(base),
+                                                 prefix.rstrip("/"))
+        return got
 
     def _total_timeout(self) -> float:
         t = self.timeout
@@ -203,7 +227,7 @@ class Client:
 
     def call(self, path: str, params: Mapping) -> dict:
         """POST signed ``params`` as XML and return the checked reply fields."""
-        return parse_reply(self.account, self.post_xml(path, to_xml(params)),
+        return parse_reply(self.account, self.post_xml_fields(path, to_xml(params))[1],
                            max_bytes=self.max_bytes)
 
     def unifiedorder(self, params: Mapping) -> dict:

@@ -373,8 +373,8 @@ def submit(session, loaded, opts, stdout) -> int:
 
     def send(params):
         out_trade_no = params["out_trade_no"]
-        rexml = loaded.client.post_xml("/pay/unifiedorder", to_xml(params))
-        remap = parse_reply(account, rexml)
+        rexml, fields = loaded.client.post_xml_fields("/pay/unifiedorder", to_xml(params))
+        remap = parse_reply(account, fields)
         prepay_id = remap.get("prepay_id")
         if not prepay_id:
             raise WnError("e.weixin.reply.noprepay", "unifiedorder answered no prepay_id",

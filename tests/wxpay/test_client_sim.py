@@ -351,3 +351,26 @@ def test_native_and_mweb_replies(sim):
     assert r["result_code"] == "SUCCESS" and r["trade_type"] == "MWEB"
     assert r["mweb_url"].startswith("https://wx.tenpay.com/cgi-bin/mmpayweb-bin/checkmweb?")
     assert "prepay_id=" + r["prepay_id"] in r["mweb_url"] and verify(r, KEY)
+
+
+def test_clients_sharing_a_pool_manager_keep_working_when_it_drops_a_host(sim):
+    """Clients may share one urllib3 pool manager, which may keep fewer host pools
+    than there are hosts: each client goes on calling its own host (on the pool it
+    looked up once), and closing one client leaves the shared pools to the others."""
+    import urllib3
+
+    from wxpay.simulator import Simulator
+    with Simulator(merchants=[(APPID, MCH_ID, KEY)]) as other:
+        shared = urllib3.PoolManager(num_pools=1, retries=False)
+        a = Client(Account(APPID, MCH_ID, KEY, notify_url="http://127.0.0.1:9/n",
+                           api_base=sim.url), http=shared, timeout=(2, 2))
+        b = Client(Account(APPID, MCH_ID, KEY, notify_url="http://127.0.0.1:9/n",
+                           api_base=other.url + "/"), http=shared, timeout=(2, 2))
+        for i in range(3):           # each call to one host drops the other's pool
+            assert a.unifiedorder(order(out_trade_no=f"a_{i}"))["result_code"] == "SUCCESS"
+            assert b.unifiedorder(order(out_trade_no=f"b_{i}"))["result_code"] == "SUCCESS"
+        assert a.orderquery("a_2")["trade_state"] == "NOTPAY"
+        b.close()
+        assert a.orderquery("a_1")["trade_state"] == "NOTPAY"
+        a.close()
+        shared.clear()
