@@ -133,18 +133,23 @@ def _counting_fetches(monkeypatch, store):
     return fetched
 
 
-def test_an_unchanged_account_is_not_read_from_the_store_again(tmp_path, monkeypatch):
-    """On SQLite the account is checked against the dot-folder generation (a memory
-    read), not fetched on every call; other writes (orders) do not move it."""
-    store, sh = _sqlite_session(tmp_path)
-    install_wxconf(store, "http://127.0.0.1:9", "http://127.0.0.1:9/n")
-    order = store.create("/home/demo/orders/o1", "FILE", {"or_status": 0}, parents=True)
+def _check_no_refetch_across_order_writes(monkeypatch, store, sh, order) -> None:
+    """Loaded once, the account is not fetched again while only an order changes."""
     assert run(sh, "weixin xxx info")[0] == 0
     fetched = _counting_fetches(monkeypatch, store)
     for i in range(5):
         store.set_meta(order["id"], {"n": i})          # not in a dot-folder
         assert run(sh, "weixin xxx info")[0] == 0
     assert not any(p.endswith("/wxconf") for p in fetched), fetched
+
+
+def test_an_unchanged_account_is_not_read_from_the_store_again(tmp_path, monkeypatch):
+    """On SQLite the account is checked against the dot-folder generation (a memory
+    read), not fetched on every call; other writes (orders) do not move it."""
+    store, sh = _sqlite_session(tmp_path)
+    install_wxconf(store, "http://127.0.0.1:9", "http://127.0.0.1:9/n")
+    order = store.create("/home/demo/orders/o1", "FILE", {"or_status": 0}, parents=True)
+    _check_no_refetch_across_order_writes(monkeypatch, store, sh, order)
     store.close()
 
 
@@ -200,12 +205,7 @@ def test_on_postgresql_an_account_is_read_again_only_after_a_dot_folder_write(mo
         while store.dot_generation() is None:           # the watch is listening
             assert time.time() < deadline
             time.sleep(0.02)
-        assert run(sh, "weixin xxx info")[0] == 0
-        fetched = _counting_fetches(monkeypatch, store)
-        for i in range(5):
-            store.set_meta(order["id"], {"n": i})       # not in a dot-folder
-            assert run(sh, "weixin xxx info")[0] == 0
-        assert not any(p.endswith("/wxconf") for p in fetched), fetched
+        _check_no_refetch_across_order_writes(monkeypatch, store, sh, order)
         other = objstore.open_store(url)
         install_wxconf(other, "http://127.0.0.1:9", "http://127.0.0.1:9/changed")
         other.close()
