@@ -158,3 +158,28 @@ def test_paid_transitions_share_a_transaction_without_savepoints(tmp_path):
     s = open_store(f"sqlite://{path}")
     assert all(s.get(o["id"])["or_status"] == 2 and s.get(o["id"])["n"] == 1 for o in good)
     s.close()
+
+
+def test_cas_applied_outside_dot_folders_is_one_statement_without_returning(tmp_path):
+    """The paid transition's statement returns nothing (its row count answers), so
+    SQLite ends it in one step; below a dot folder, and when an expectation fails,
+    the RETURNING statement answers (and moves the dot-folder generation)."""
+    s = open_store(f"sqlite://{tmp_path / 'store.db'}")
+    order = s.create("/home/demo/orders/o1", "FILE", {"or_status": 1}, parents=True)
+    conf = s.create("/home/demo/.weixin/x/wxconf", "FILE", {"v": 1}, parents=True)
+    statements = []
+    for c in s._connections():
+        c.set_trace_callback(statements.append)
+    assert s.cas_applied(order["id"], {"or_status": 1}, {"or_status": 2}) is True
+    writes = [q for q in statements if q.startswith("UPDATE")]
+    assert len(writes) == 1 and "RETURNING" not in writes[0], statements
+    assert s.get(order["id"])["or_status"] == 2
+    statements.clear()
+    assert s.cas_applied(order["id"], {"or_status": 1}, {"or_status": 3}) is False
+    assert s.get(order["id"])["or_status"] == 2
+    gen = s.dot_generation()
+    assert s.cas_applied(conf["id"], {"v": 1}, {"v": 2}) is True
+    assert s.dot_generation() != gen and s.get(conf["id"])["v"] == 2
+    with pytest.raises(WnError, match="noexists"):
+        s.cas_applied("a" * 26, {"v": 1}, {"v": 2})
+    s.close()
