@@ -184,7 +184,7 @@ def resolve(path: str, cwd: str = "/", home: str | None = None) -> str:
             if path == "/":
                 return path
             t = path + "/"
-            if "//" not in t and "/./" not in t and "/../" not in t:
+            if _plain_segments(t):
                 return path
         elif first == "i" and path.startswith("id:"):
             cut = path.find("/", 3)
@@ -193,13 +193,13 @@ def resolve(path: str, cwd: str = "/", home: str | None = None) -> str:
                     return path
             elif _ID_TAIL.match(path, 3, cut):                  # id:ID/x/y
                 t = path[cut:] + "/"
-                if "//" not in t and "/./" not in t and "/../" not in t:
+                if _plain_segments(t):
                     return path
         elif first == "~" and (path == "~" or path[1] == "/"):
             if home is not None and path != "~":            # ~/x: below the home
                 rest = path[1:]
                 t = rest + "/"
-                if "//" not in t and "/./" not in t and "/../" not in t:
+                if _plain_segments(t):
                     top = resolve(home, "/", None)
                     if top == "/":
                         return rest
@@ -207,13 +207,18 @@ def resolve(path: str, cwd: str = "/", home: str | None = None) -> str:
                         return top + rest
         else:                                               # x/y (and ~x: a name)
             t = "/" + path + "/"
-            if "//" not in t and "/./" not in t and "/../" not in t:
+            if _plain_segments(t):
                 base = resolve("/" if cwd is None else cwd, "/", home)
                 if base == "/":
                     return "/" + path
                 if base[0] == "/":
                     return base + "/" + path
     return _resolve(path, cwd, home)
+
+
+def _plain_segments(t: str) -> bool:
+    """``t`` (a path with "/" at both ends) has no empty, "." or ".." segment."""
+    return "//" not in t and "/./" not in t and "/../" not in t
 
 
 def _resolve(path: str, cwd: str, home: str | None) -> str:
@@ -297,6 +302,13 @@ def anchor_join(obj_path: str, sub: str) -> str:
     """Absolute path of ``sub`` (normalized, may start with ``..``) below ``obj_path``."""
     return check_length("/" + "/".join(_normalize(sub.split("/") if sub else [],
                                                   split(obj_path))))
+
+
+def in_dot_folder(abs_path: str) -> bool:
+    """Is the object at ``abs_path`` in a dot-folder (a segment starting with ".":
+    the accounts in ``~/.weixin``, the APIs in ``~/.regapi``)?  What
+    ``Store.dot_generation`` watches."""
+    return "/." in abs_path
 
 
 def is_within(path: str, ancestor: str) -> bool:

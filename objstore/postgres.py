@@ -232,10 +232,6 @@ def _new_generation() -> int:
     return int.from_bytes(os.urandom(8), "big")
 
 
-def _below_dot(ph) -> bool:
-    return isinstance(ph, str) and "/." in ph
-
-
 class PostgresStore(SQLStore):
     """``postgresql://user@host:port/db`` (any libpq URL; ``?host=/socket/dir`` for a
     unix socket, ``?options=-c search_path=...`` for a schema)."""
@@ -440,7 +436,7 @@ class PostgresStore(SQLStore):
     def _wrote(self, ph) -> None:
         """After a one-statement write to the object at ``ph``: below a dot folder, a
         NOTIFY of its own (such writes are rare: accounts, API objects)."""
-        if _below_dot(ph):
+        if isinstance(ph, str) and paths.in_dot_folder(ph):
             try:
                 self._run(lambda conn: conn.execute(f"NOTIFY {DOT_CHANNEL}"))
             finally:

@@ -466,7 +466,6 @@ class _Dialect(Dialect):
 
 
 DIALECT = _Dialect()
-_BY_ID = DIALECT.by_id
 
 
 class _View(SQLView):
@@ -637,23 +636,6 @@ class SQLiteStore(SQLStore):
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-
-    def get(self, oid: str) -> WnObj | None:
-        """``SQLStore.get`` in one frame: the store's most frequent read (an order, a
-        request object by id) is one autocommit SELECT by primary key."""
-        if not paths.is_id(oid):
-            return None
-        pool = self._pool
-        if pool.pid != _PID[0]:
-            pool = self._pool_now()
-        conn = pool.get()
-        try:
-            row = conn.execute(_BY_ID, (oid, time.time_ns() // 1_000_000)).fetchone()
-        except (sqlite3.Error,) + _VALUE_ERRORS as exc:
-            raise _store_error(exc) from None
-        finally:
-            pool.put(conn)
-        return _row_doc(row, WnObj) if row is not None else None
 
     def _tx(self, write: bool) -> _Tx:
         """``with self._tx(write) as conn``: one transaction; sqlite3 errors become
@@ -889,7 +871,7 @@ class SQLiteStore(SQLStore):
     def _wrote(self, ph) -> None:
         """After a one-statement write to the object at ``ph`` (or 1/0: whether its
         path has a dot folder, as ``instr(ph, '/.') > 0`` says)."""
-        below_dot = ph == 1 if type(ph) is int else "/." in ph
+        below_dot = ph == 1 if type(ph) is int else paths.in_dot_folder(ph)
         if below_dot:
             self._generation().bump()
 

@@ -43,14 +43,15 @@ _SERVER_ENV = {k: v for k, v in os.environ.items() if k.startswith(("HTTP_", "CO
 # names of an environ, found by one set difference (granian's environ holds the whole
 # server environment, ~50 names, beside a dozen of the request's)
 _SERVER_NAMES = frozenset(os.environ)
+_SERVER_HEADERS = {k: v for k, v in _SERVER_ENV.items() if k[:5] == "HTTP_"}
 
 
 def _header_keys(environ: dict) -> list[str]:
     """The environ's ``HTTP_*`` names that are the request's (sorted): those the
     server's environment does not have, and those it has with another value."""
     keys = [k for k in environ.keys() - _SERVER_NAMES if k[:5] == "HTTP_"]
-    for k, v in _SERVER_ENV.items():
-        if k[:5] == "HTTP_" and environ.get(k, v) != v:
+    for k, v in _SERVER_HEADERS.items():
+        if environ.get(k, v) != v:
             keys.append(k)
     keys.sort()
     return keys

@@ -33,8 +33,8 @@ from __future__ import annotations
 import io
 import time
 
-from wnshell.errors import BAD_INPUT, INTERNAL, ShellSyntaxError, WnError
 from objstore.paths import resolve as _resolve_path
+from wnshell.errors import BAD_INPUT, INTERNAL, ShellSyntaxError, WnError
 from wnshell.executor import Executor, ExitShell
 
 

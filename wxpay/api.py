@@ -34,7 +34,6 @@ __all__ = ["BEIJING", "new_nonce", "beijing_stamp", "parse_beijing", "build_unif
 BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
 OUT_TRADE_NO = re.compile(r"^[0-9A-Za-z_\-|*]{1,32}$")
 _PRINTABLE = re.compile(r"^[!-~]+$")
-_STAMP = re.compile(r"^[0-9]{14}$")
 
 SUCCESS_XML = ("<xml><return_code><![CDATA[SUCCESS]]></return_code>"
                "<return_msg><![CDATA[OK]]></return_msg></xml>")
