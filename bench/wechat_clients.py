@@ -1,4 +1,4 @@
-"""One WeChat Pay call, three HTTP clients: what the client machinery costs per call.
+"""One WeChat Pay call, four HTTP clients: what the client machinery costs per call.
 
     python bench/wechat_clients.py [--n 2000]
 
@@ -6,11 +6,13 @@ The same signed unifiedorder POST, sequentially over one keep-alive connection, 
 the stand-in WeChat Pay server (bench/wechat_standin.py, its own process, so its work
 is not on this process's clock), through:
 
-1. ``wxpay.client.Client.post_xml`` as it is: since issue 10 a pooled keep-alive
-   ``urllib3.PoolManager`` (before: a ``requests.Session``, ~0.4 ms more CPU a call);
-2. a ``requests.Session`` POST (what the client used before issue 10, and what
+1. ``wxpay.client.Client.post_xml`` as it is: keep-alive ``http.client`` connections
+   (wxpay/keepalive.py) with the client's deadlines, body cap and checks;
+2. a ``urllib3.PoolManager`` POST, the body read one socket read at a time (what the
+   client used during issue 10), the status checked, nothing else;
+3. a ``requests.Session`` POST (what the client used before issue 10, and what
    ``httpc`` still uses), the status checked, nothing else;
-3. bare ``http.client`` (a floor: no deadline, no checks).
+4. bare ``http.client`` (a floor: no deadline, no checks).
 
 Printed per call: wall ms and this process's CPU ms (the part a server worker pays
 in Python), and the ratio to the first.
@@ -65,6 +67,23 @@ def main(argv=None) -> int:
                         headers={"Content-Type": "text/xml; charset=utf-8"})
             assert r.status_code == 200
             return r.text
+        import urllib3
+        u3 = urllib3.PoolManager(maxsize=32, retries=False).connection_from_url(base)
+        u3_timeout = urllib3.Timeout(connect=5, read=10)
+
+        def via_urllib3(path, xml):
+            r = u3.urlopen("POST", path, body=xml.encode(), timeout=u3_timeout,
+                           headers={"Content-Type": "text/xml; charset=utf-8"},
+                           redirect=False, retries=False, preload_content=False)
+            chunks = []
+            while True:
+                chunk = r.read1(8192)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            r.release_conn()
+            assert r.status == 200
+            return b"".join(chunks)
         hc = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
 
         def bare(path, xml):
@@ -74,7 +93,8 @@ def main(argv=None) -> int:
             assert r.status == 200 and b"prepay_id" in out
             return out
 
-        ways = [("wxpay.client (urllib3 PoolManager)", req_client.post_xml),
+        ways = [("wxpay.client (keep-alive http.client)", req_client.post_xml),
+                ("urllib3 PoolManager (during issue 10)", via_urllib3),
                 ("requests.Session (before)", via_requests),
                 ("http.client (floor, no checks)", bare)]
         for _, fn in ways:                       # warm: connections, imports
@@ -96,10 +116,11 @@ def main(argv=None) -> int:
         base_cpu = res[ways[0][0]][1]
         for name, _ in ways:
             wall, cpu = res[name]
-            print(f"  {name:32s} wall {wall:6.3f} ms   client CPU {cpu:6.3f} ms   "
+            print(f"  {name:38s} wall {wall:6.3f} ms   client CPU {cpu:6.3f} ms   "
                   f"CPU / wxpay.client {cpu / base_cpu:5.2f}")
         req_client.close()
         rs.close()
+        u3.close()
         hc.close()
         return 0
     finally:

@@ -1,10 +1,12 @@
-"""HTTP client of the WeChat Pay v2 API on a pooled keep-alive ``urllib3`` pool manager.
+"""HTTP client of the WeChat Pay v2 API on pooled keep-alive connections (wxpay/keepalive.py).
 
-urllib3 is what ``requests`` is built on; a payment call needs none of ``requests``'
-machinery (cookies, hooks, proxies from the environment, redirects), which cost ~0.4 ms
-of CPU per call (bench/wechat_clients.py).  The contract is unchanged: connect 5 s /
-read 10 s, the whole reply within connect + read (a trickling server can not hold the
-caller), no retries, no redirects, a body cap, the same error classes and messages.
+The contract: connect 5 s / read 10 s, the whole reply within connect + read (a
+trickling server can not hold the caller), no retries, no redirects, a body cap, the
+same error classes and messages whatever went wrong.  Before issue 10 the calls went
+through a ``requests.Session`` (~0.4 ms more CPU a call), then through a ``urllib3``
+pool (~0.1 ms more); a payment call needs none of their machinery (cookies, hooks,
+proxies from the environment, redirects, retries), bench/wechat_clients.py prints all
+three.
 
 Every reply is checked by :func:`wxpay.api.parse_reply` (signature included).
 Failures are distinct errors: :class:`TransportError` (connection, timeout, HTTP
@@ -15,22 +17,22 @@ from __future__ import annotations
 
 import time
 from typing import Mapping
+from urllib.parse import urlsplit
 
-import urllib3
-import urllib3.exceptions as u3
-
-from wnerrors import TIMEOUT
+from wnerrors import BAD_INPUT, TIMEOUT, WnError
 
 from .account import Account
 from .api import build_closeorder, build_orderquery, build_unifiedorder, parse_reply
 from .bill import bill_text, build_downloadbill
 from .errors import TransportError, XmlError
+from .keepalive import Failure, HostPool
 from .xmlcodec import MAX_BYTES, from_xml, to_xml
 
 __all__ = ["Client", "CONNECT_TIMEOUT", "READ_TIMEOUT"]
 
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 10.0
+KEEP = 32               # idle connections kept per host: a worker's request threads
 
 
 def _session():
@@ -48,21 +50,11 @@ def _session():
 _HEADERS = {"Content-Type": "text/xml; charset=utf-8"}
 
 
-def _pool(ssl_context=None) -> urllib3.PoolManager:
-    """Keep-alive connections, at most 32 kept per host (a worker's request threads; more
-    may be opened under load, never kept); no retries, no redirects; proxies are never
-    read from the environment (urllib3 does not look at it)."""
-    kw = {"ssl_context": ssl_context} if ssl_context is not None else {}
-    return urllib3.PoolManager(num_pools=4, maxsize=32, block=False, retries=False, **kw)
-
-
 class Client:
-    """``Client(account, http=None, timeout=(5, 10))``.
+    """``Client(account, timeout=(5, 10))``: calls of one merchant account, each host's
+    connections kept open between calls."""
 
-    ``http`` is a ``urllib3.PoolManager`` to share; by default the client owns one.
-    """
-
-    def __init__(self, account: Account, http: urllib3.PoolManager | None = None,
+    def __init__(self, account: Account,
                  timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
                  max_bytes: int = MAX_BYTES, cert=None, secapi_base: str | None = None,
                  ca_pem: bytes | None = None):
@@ -70,14 +62,11 @@ class Client:
         ``secapi_base``: where ``/secapi/`` is (default: the account's api_base);
         ``ca_pem``: trust anchors for that TLS server (default: the system's)."""
         self.account = account
-        self._owns_http = http is None
-        self.http = http if http is not None else _pool()
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.cert = cert
         self.secapi_base = (secapi_base or account.api_base).rstrip("/")
         self.ca_pem = ca_pem
-        self._secure: urllib3.PoolManager | None = None
         self._pools: dict = {}      # (base URL, secure) -> (host pool, base's path)
 
     @property
@@ -86,28 +75,19 @@ class Client:
 
     def close(self) -> None:
         pools, self._pools = self._pools, {}
-        for (_base, secure), (pool, _prefix) in pools.items():
-            if secure or self._owns_http:       # a shared manager's pools stay open
-                pool.close()
-        if self._owns_http:
-            self.http.clear()
-        if self._secure is not None:
-            self._secure.clear()
+        for pool, _prefix in pools.values():
+            pool.close()
 
-    def _secure_session(self) -> urllib3.PoolManager:
-        """A pool whose TLS presents the merchant certificate (no certificate: plain
-        TLS, which WeChat refuses); the server is verified against ``ca_pem`` (else the
-        system's CAs), its name included."""
-        if self._secure is None:
-            import ssl
-            if self.cert is not None:
-                ctx = self.cert.ssl_context(self.ca_pem)
-            elif self.ca_pem:
-                ctx = ssl.create_default_context(cadata=self.ca_pem.decode("ascii"))
-            else:
-                ctx = ssl.create_default_context()
-            self._secure = _pool(ctx)
-        return self._secure
+    def _tls_context(self, secure: bool):
+        """For ``/secapi/``: TLS presenting the merchant certificate (no certificate:
+        plain TLS, which WeChat refuses), the server verified against ``ca_pem`` (else
+        the system's CAs), its name included.  Other calls: the system's CAs."""
+        import ssl
+        if secure and self.cert is not None:
+            return self.cert.ssl_context(self.ca_pem)
+        if secure and self.ca_pem:
+            return ssl.create_default_context(cadata=self.ca_pem.decode("ascii"))
+        return ssl.create_default_context()
 
     def __enter__(self):
         return self
@@ -144,56 +124,42 @@ class Client:
         """POST ``xml``; the 200 reply's bytes (``/secapi/`` paths go over the
         certificate session to ``secapi_base``)."""
         secure = path.lstrip("/").startswith("secapi/")
-        base = self.secapi_base if secure else self.base_url
-        pool, prefix = self._host_pool(base, secure)
-        url = prefix + "/" + path.lstrip("/")
+        pool, prefix = self._host_pool(self.secapi_base if secure else self.base_url,
+                                       secure)
         data = xml.encode("utf-8") if isinstance(xml, str) else bytes(xml)
+        t = self.timeout
+        connect, read = (t[0], t[1]) if isinstance(t, (tuple, list)) else (t, t)
         # the read timeout bounds each socket read; a server that trickles its reply
         # one byte at a time must not hold the caller for ever: the whole reply has to
         # arrive within connect + read timeout
         deadline = time.monotonic() + self._total_timeout()
-        t = self.timeout
-        connect, read = (t[0], t[1]) if isinstance(t, (tuple, list)) else (t, t)
         try:
-            resp = pool.urlopen("POST", url, body=data, headers=_HEADERS,
-                                timeout=urllib3.Timeout(connect=connect, read=read),
-                                redirect=False, retries=False, preload_content=False,
-                                assert_same_host=False)
-        except u3.NewConnectionError:       # (a subclass of ConnectTimeoutError)
-            raise TransportError(
-                f"cannot reach WeChat Pay {path} (ConnectionError)") from None
-        except u3.TimeoutError:
-            raise TransportError(f"timeout calling WeChat Pay {path}", TIMEOUT) from None
-        except u3.SSLError:
-            raise TransportError(f"TLS handshake with WeChat Pay {path} failed (server "
-                                 "certificate not trusted, or client certificate "
-                                 "refused)") from None
-        except (u3.HTTPError, OSError, ValueError) as e:
-            raise TransportError(
-                f"cannot reach WeChat Pay {path} ({_cause(e)})") from None
-        try:
-            body = self._read(resp, path, deadline, max_bytes or self.max_bytes)
-            status = resp.status
-        except BaseException:
-            resp.close()            # a half-read connection is never reused
-            raise
-        resp.release_conn()
+            status, body = pool.post(prefix + "/" + path.lstrip("/"), data, _HEADERS,
+                                     connect, read, deadline,
+                                     max_bytes or self.max_bytes)
+        except Failure as f:
+            raise _transport_error(f.stage, path, max_bytes or self.max_bytes) from None
         if status != 200:
             what = "server error" if status >= 500 else "unexpected status"
             raise TransportError(f"WeChat Pay {path} answered HTTP {status} ({what})")
         return body
 
     def _host_pool(self, base: str, secure: bool):
-        """(the connection pool of ``base``'s host, ``base``'s path) from the pool
-        manager, looked up once per base (not a URL parse and pool-key lookup per
-        call).  urllib3 2 never closes a pool it drops (more hosts than it keeps): one
-        held here goes on working."""
+        """(the connections of ``base``'s host, ``base``'s path), made once per base."""
         got = self._pools.get((base, secure))
         if got is None:
-            http = self._secure_session() if secure else self.http
-            prefix = urllib3.util.parse_url(base).path or ""
-            got = self._pools[(base, secure)] = (http.connection_from_url(base),
-                                                 prefix.rstrip("/"))
+            try:
+                url = urlsplit(base)
+                port = url.port
+            except ValueError:
+                url = port = None
+            if url is None or url.scheme not in ("http", "https") or not url.hostname:
+                raise WnError("e.weixin.conf.invalid", "the WeChat Pay address is not an "
+                              "http(s) URL", BAD_INPUT)
+            https = url.scheme == "https"
+            pool = HostPool(url.hostname, port or (443 if https else 80),
+                            self._tls_context(secure) if https else None, keep=KEEP)
+            got = self._pools[(base, secure)] = (pool, url.path.rstrip("/"))
         return got
 
     def _total_timeout(self) -> float:
@@ -201,29 +167,6 @@ class Client:
         if isinstance(t, (tuple, list)):
             return float(sum(x for x in t if x is not None))
         return float(t) * 2 if t is not None else 60.0
-
-    def _read(self, resp, path: str, deadline: float | None = None,
-              max_bytes: int | None = None) -> bytes:
-        """The reply body, one socket read at a time, the deadline checked between
-        reads, at most ``max_bytes``."""
-        limit = max_bytes or self.max_bytes
-        chunks, size = [], 0
-        while True:
-            if deadline is not None and time.monotonic() > deadline:
-                raise TransportError(f"timeout reading WeChat Pay {path}", TIMEOUT)
-            try:
-                chunk = resp.read1(8192, decode_content=True)
-            except (u3.ReadTimeoutError, TimeoutError):
-                raise TransportError(f"timeout reading WeChat Pay {path}", TIMEOUT) from None
-            except (u3.HTTPError, OSError) as e:
-                raise TransportError(f"connection lost reading WeChat Pay {path} "
-                                     "(ConnectionError)") from None
-            if not chunk:
-                return b"".join(chunks)
-            size += len(chunk)
-            if size > limit:
-                raise TransportError(f"WeChat Pay {path} answered more than {limit} bytes")
-            chunks.append(chunk)
 
     def call(self, path: str, params: Mapping) -> dict:
         """POST signed ``params`` as XML and return the checked reply fields."""
@@ -265,12 +208,21 @@ class Client:
         return bill_text(body)
 
 
-def _cause(e: BaseException) -> str:
-    """The class name of what went wrong (urllib3 wraps the socket's error), never its
-    text (which may carry a URL)."""
-    inner = getattr(e, "reason", None)
-    if isinstance(e, u3.MaxRetryError) and isinstance(inner, BaseException):
-        e = inner
-    if isinstance(e, u3.ProtocolError):
-        return "ConnectionError"
-    return type(e).__name__
+_STAGES = {
+    "connect": "cannot reach WeChat Pay {path} (ConnectionError)",
+    "send": "cannot reach WeChat Pay {path} (ConnectionError)",
+    "tls": "TLS handshake with WeChat Pay {path} failed (server certificate not "
+           "trusted, or client certificate refused)",
+    "timeout": "timeout calling WeChat Pay {path}",
+    "read-timeout": "timeout reading WeChat Pay {path}",
+    "read": "connection lost reading WeChat Pay {path} (ConnectionError)",
+    "too-large": "WeChat Pay {path} answered more than {limit} bytes",
+}
+
+
+def _transport_error(stage: str, path: str, limit: int) -> TransportError:
+    """The error of a call that stopped at ``stage`` (never the server's own text)."""
+    reason = _STAGES[stage].format(path=path, limit=limit)
+    if stage in ("timeout", "read-timeout"):
+        return TransportError(reason, TIMEOUT)
+    return TransportError(reason)

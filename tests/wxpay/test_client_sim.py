@@ -353,24 +353,81 @@ def test_native_and_mweb_replies(sim):
     assert "prepay_id=" + r["prepay_id"] in r["mweb_url"] and verify(r, KEY)
 
 
-def test_clients_sharing_a_pool_manager_keep_working_when_it_drops_a_host(sim):
-    """Clients may share one urllib3 pool manager, which may keep fewer host pools
-    than there are hosts: each client goes on calling its own host (on the pool it
-    looked up once), and closing one client leaves the shared pools to the others."""
-    import urllib3
+@pytest.fixture()
+def keepalive():
+    """An HTTP/1.1 server that keeps connections open (WeChat's does; the simulator
+    closes each): answers ``<xml>ok</xml>``, counts the connections it accepted, and
+    closes a connection after its reply (without saying so) when the path ends
+    ``/drop``."""
+    import http.server
+    import threading
 
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self):
+            super().setup()
+            srv.accepted += 1
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = b"<xml>ok</xml>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            if self.path.endswith("/drop"):
+                self.close_connection = True
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv.daemon_threads = True
+    srv.accepted = 0
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def _ka_client(srv):
+    return Client(Account(APPID, MCH_ID, KEY, notify_url="http://127.0.0.1:9/n",
+                          api_base=f"http://127.0.0.1:{srv.server_address[1]}"),
+                  timeout=(2, 2))
+
+
+def test_calls_reuse_one_kept_alive_connection(keepalive):
+    with _ka_client(keepalive) as c:
+        for _ in range(5):
+            assert c.post_raw("/pay/orderquery", "<xml></xml>") == b"<xml>ok</xml>"
+    assert keepalive.accepted == 1
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_reused(keepalive):
+    """The server may close a kept-alive connection between calls: the next call
+    notices before sending and connects again, instead of failing."""
+    with _ka_client(keepalive) as c:
+        assert c.post_raw("/pay/drop", "<xml></xml>") == b"<xml>ok</xml>"
+        time.sleep(0.2)                          # the server's close has arrived
+        assert c.post_raw("/pay/orderquery", "<xml></xml>") == b"<xml>ok</xml>"
+        assert c.post_raw("/pay/orderquery", "<xml></xml>") == b"<xml>ok</xml>"
+    assert keepalive.accepted == 2
+
+
+def test_clients_of_two_hosts_keep_working_when_one_closes(sim):
+    """Each client has its own connections: closing one leaves the other working."""
     from wxpay.simulator import Simulator
     with Simulator(merchants=[(APPID, MCH_ID, KEY)]) as other:
-        shared = urllib3.PoolManager(num_pools=1, retries=False)
         a = Client(Account(APPID, MCH_ID, KEY, notify_url="http://127.0.0.1:9/n",
-                           api_base=sim.url), http=shared, timeout=(2, 2))
+                           api_base=sim.url), timeout=(2, 2))
         b = Client(Account(APPID, MCH_ID, KEY, notify_url="http://127.0.0.1:9/n",
-                           api_base=other.url + "/"), http=shared, timeout=(2, 2))
-        for i in range(3):           # each call to one host drops the other's pool
+                           api_base=other.url + "/"), timeout=(2, 2))
+        for i in range(3):
             assert a.unifiedorder(order(out_trade_no=f"a_{i}"))["result_code"] == "SUCCESS"
             assert b.unifiedorder(order(out_trade_no=f"b_{i}"))["result_code"] == "SUCCESS"
         assert a.orderquery("a_2")["trade_state"] == "NOTPAY"
         b.close()
         assert a.orderquery("a_1")["trade_state"] == "NOTPAY"
         a.close()
-        shared.clear()
