@@ -278,9 +278,17 @@ def check_int_range(value: Any, what: str) -> None:
     todo = [value]
     while todo:
         v = todo.pop()
-        if isinstance(v, int) and not isinstance(v, bool) and not -INT64 <= v < INT64:
-            raise meta_invalid(f"{what}: integer out of the 64-bit range")
-        if isinstance(v, Mapping):
+        t = type(v)
+        if t is str or t is float or t is bool or v is None:    # the usual leaves
+            continue
+        if t is dict:
+            todo.extend(v.values())
+        elif t is list:
+            todo.extend(v)
+        elif isinstance(v, int) and not isinstance(v, bool):
+            if not -INT64 <= v < INT64:
+                raise meta_invalid(f"{what}: integer out of the 64-bit range")
+        elif isinstance(v, Mapping):        # (an ABC check: only for what is left)
             todo.extend(v.values())
         elif isinstance(v, (list, tuple)):
             todo.extend(v)

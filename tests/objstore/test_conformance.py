@@ -186,7 +186,8 @@ def test_metadata_is_kept_as_json_gives_it_back(store):
                 store.cas(f.id, {"i": -5}, scalars)):
         assert {k: got[k] for k in scalars} == json.loads(json.dumps(scalars))
         assert type(got["b"]) is bool and type(got["f"]) is float and type(got["e"]) is int
-    for bad in (2 ** 63, -2 ** 63 - 1, float("inf"), float("nan"), "a\ud800", True.__class__):
+    for bad in (2 ** 63, -2 ** 63 - 1, float("inf"), float("nan"), "a\ud800", True.__class__,
+                {"deep": [1, {"x": 2 ** 63}]}, [(-2 ** 63 - 1,)]):
         assert err(store.set_meta, f.id, {"k": bad}).key == "e.io.meta.invalid", bad
         assert err(store.cas, f.id, {"i": -5}, {"k": bad}).key == "e.io.meta.invalid", bad
     assert "k" not in store.get(f.id)
