@@ -1,7 +1,8 @@
 """wnshell's pay path side by side with a Flask + wechatpy + SQLite peer (bench/peer/).
 
-    python bench/pay_vs_peer.py [--workers 2] [--connections 16] [--duration 5]
-                                [--orders 12000] [--store URL | --store postgresql]
+    python bench/pay_vs_peer.py [--workers 2] [--connections 16] [--duration 3]
+                                [--rounds 3] [--orders 36000]
+                                [--store URL | --store postgresql]
 
 Needs ``wrk`` and the bench extra (``pip install -e '.[bench]'``: flask, wechatpy).
 
@@ -11,7 +12,9 @@ request handling on granian; its rate alone is measured and printed first), both
 their orders in SQLite with ``synchronous=FULL`` (wnshell: ``--store`` may put it on
 PostgreSQL instead; the peer stays on SQLite).  Three legs, each with ``wrk`` and
 bench/pay_slices.lua (each wrk thread its own slice of the requests, so nothing is sent
-twice by accident), the two sides alternating:
+twice by accident), each leg in ``--rounds`` rounds, the two sides alternating round
+by round (this machine's speed drifts from one run to the next; each side's median
+round is the number shown, every round's is printed too):
 
 1. submit, a new order each request (one unifiedorder each);
 2. notification, first time: a correctly signed SUCCESS notification for each
@@ -35,6 +38,7 @@ import secrets
 import shutil
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -157,6 +161,28 @@ class Run:
         return self.bad == 0 and self.non2xx == 0 and not self.socket_errors
 
 
+class Rounds:
+    """A leg's rounds (each its own ``Run``): the median round's req/s and p99 (a round
+    disturbed by the machine counts as one of several, not as the result), the counts
+    summed, CPU per request over all of them."""
+
+    def __init__(self, runs: list[Run]):
+        self.runs = runs
+        self.rps = statistics.median(r.rps for r in runs)
+        self.p99_ms = statistics.median(r.p99_ms for r in runs)
+        self.done = sum(r.done for r in runs)
+        self.sent = sum(r.sent for r in runs)
+        self.bad = sum(r.bad for r in runs)
+        self.non2xx = sum(r.non2xx for r in runs)
+        self.socket_errors = "; ".join(r.socket_errors for r in runs if r.socket_errors)
+        done = self.done or 1
+        self.cpu_ms = sum(r.cpu_ms * r.done for r in runs) / done
+        self.standin_cpu_ms = sum(r.standin_cpu_ms * r.done for r in runs) / done
+
+    def ok(self) -> bool:
+        return all(r.ok() for r in self.runs)
+
+
 def wrk(port: int, duration: float, conns: int, env: dict, path: str = "/") -> Run:
     cmd = ["wrk", f"-t{WRK_THREADS}", f"-c{conns}", f"-d{max(1, int(duration))}s",
            "--latency", "--timeout", "10s", "-s", LUA, f"http://127.0.0.1:{port}{path}"]
@@ -255,10 +281,11 @@ class Side:
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self.ids: list[str] = []
-        self.runs: dict[str, Run] = {}
+        self.runs: dict[str, list[Run]] = {"submit": [], "first": [], "duplicate": []}
 
-    def submit_paths(self) -> list[str]:
-        return [f"{self.submit_prefix}?id={i}&openid={OPENID}" for i in self.ids]
+    def submit_paths(self, ids: list[str] | None = None) -> list[str]:
+        return [f"{self.submit_prefix}?id={i}&openid={OPENID}"
+                for i in (self.ids if ids is None else ids)]
 
 
 class Wnshell(Side):
@@ -368,8 +395,10 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=32, help="blocking threads per worker")
     ap.add_argument("--connections", type=int, default=16)
-    ap.add_argument("--duration", type=float, default=5.0)
-    ap.add_argument("--orders", type=int, default=20000, help="orders per side")
+    ap.add_argument("--duration", type=float, default=3.0, help="seconds per round")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds of each leg, the sides alternating (the median is shown)")
+    ap.add_argument("--orders", type=int, default=36000, help="orders per side")
     ap.add_argument("--store", default=None,
                     help="wnshell's store: the URL of an empty store (default: a fresh "
                          "SQLite file), or 'postgresql' to start a throwaway PostgreSQL "
@@ -422,12 +451,15 @@ def main(argv=None) -> int:
                          b"paySign", threads=4):
                 raise SystemExit(f"{s.name}: warm-up submits failed (see {tmp}/servers.log)")
 
-        # 1. fresh submits
-        for s in sides:
-            f = write_lines(os.path.join(tmp, f"{s.name}-submit.txt"), s.submit_paths())
-            s.runs["submit"] = timed(s.proc, standin, lambda: wrk(
-                s.port, a.duration, a.connections,
-                dict(env_common, WRK_FILE=f, WRK_MODE="get", WRK_EXPECT="paySign")))
+        # 1. fresh submits: each round its own orders, the sides alternating
+        for rnd in range(a.rounds):
+            for s in sides:
+                chunk = len(s.ids) // a.rounds
+                f = write_lines(os.path.join(tmp, f"{s.name}-submit-{rnd}.txt"),
+                                s.submit_paths(s.ids[rnd * chunk:(rnd + 1) * chunk]))
+                s.runs["submit"].append(timed(s.proc, standin, lambda: wrk(
+                    s.port, a.duration, a.connections,
+                    dict(env_common, WRK_FILE=f, WRK_MODE="get", WRK_EXPECT="paySign"))))
         # every order submitted (untimed; the ones done above reuse their pay_jsobj)
         for s in sides:
             bad = fetch_all(s.port, s.submit_paths(), b"paySign", threads=32)
@@ -436,6 +468,7 @@ def main(argv=None) -> int:
         # 2. first-time notifications, 3. the same again
         counts = {}
         sent: dict[str, dict[str, str]] = {s.name: {} for s in sides}
+        files: dict[tuple[str, str], list[str]] = {}
         for leg in ("first", "duplicate"):
             for s in sides:
                 rows = s.submitted() if leg == "first" else s.paid()
@@ -446,15 +479,26 @@ def main(argv=None) -> int:
                     xmls = [notification(*merchant, otn, fee, n)
                             for n, (otn, fee) in enumerate(rows)]
                     sent[s.name] = {otn: x for (otn, _fee), x in zip(rows, xmls)}
+                    # each round notifies its own orders (a first time is once)
+                    chunk = len(xmls) // a.rounds
+                    parts = [xmls[r * chunk:(r + 1) * chunk] for r in range(a.rounds)]
                 else:
                     # the very notifications leg 2 delivered, byte for byte (the same
                     # transaction_id): what WeChat repeats when it missed our SUCCESS
-                    xmls = [sent[s.name][otn] for otn, _fee in rows]
-                f = write_lines(os.path.join(tmp, f"{s.name}-{leg}.txt"), xmls)
-                s.runs[leg] = timed(s.proc, standin, lambda: wrk(
-                    s.port, a.duration, a.connections,
-                    dict(WRK_FILE=f, WRK_MODE="post", WRK_PATH=s.notify_path,
-                         WRK_EXPECT="SUCCESS", WRK_WRAP="1" if leg == "duplicate" else "0")))
+                    parts = [[sent[s.name][otn] for otn, _fee in rows]] * a.rounds
+                files[s.name, leg] = [
+                    write_lines(os.path.join(tmp, f"{s.name}-{leg}-{r}.txt"), part)
+                    for r, part in enumerate(parts)]
+            for rnd in range(a.rounds):
+                for s in sides:
+                    f = files[s.name, leg][rnd]
+                    s.runs[leg].append(timed(s.proc, standin, lambda: wrk(
+                        s.port, a.duration, a.connections,
+                        dict(WRK_FILE=f, WRK_MODE="post", WRK_PATH=s.notify_path,
+                             WRK_EXPECT="SUCCESS",
+                             WRK_WRAP="1" if leg == "duplicate" else "0"))))
+        for s in sides:
+            s.runs = {leg: Rounds(runs) for leg, runs in s.runs.items()}
         after = {s.name: len(s.paid()) for s in sides}
         rss = {s.name: worker_rss(s.proc) for s in sides}
 
@@ -462,7 +506,8 @@ def main(argv=None) -> int:
         kind = store_url.split(":", 1)[0]
         print(f"pay path, wnshell vs Flask + wechatpy 1.8.18 -- granian {a.workers} workers x "
               f"{a.threads} threads each, wrk -t{WRK_THREADS} -c{a.connections} "
-              f"-d{int(a.duration)}s, loopback, {os.cpu_count()} CPUs")
+              f"-d{int(a.duration)}s x {a.rounds} rounds a leg (sides alternating; median "
+              f"round shown), loopback, {os.cpu_count()} CPUs")
         print(f"  wnshell store: {kind}{' (throwaway, fsync on)' if a.store == 'postgresql' else ''}"
               f"; peer store: SQLite (WAL, synchronous=FULL)")
         print(f"  stand-in WeChat Pay (simulator logic on granian, 1 worker): "
@@ -491,6 +536,11 @@ def main(argv=None) -> int:
             extra = (f"   stand-in {p.standin_cpu_ms:5.3f} / {w.standin_cpu_ms:5.3f}"
                      if leg == "submit" else "")
             print(f"    {label:34s} peer {p.cpu_ms:6.3f}  wnshell {w.cpu_ms:6.3f}{extra}")
+        print("  each round (req/s, in the order run):")
+        for leg, label in labels.items():
+            print(f"    {label:34s} " + "   ".join(
+                f"{s.name} " + " ".join(f"{r.rps:.0f}" for r in s.runs[leg].runs)
+                for s in sides))
         for leg in labels:
             for s in sides:
                 r = s.runs[leg]
