@@ -431,3 +431,106 @@ def test_clients_of_two_hosts_keep_working_when_one_closes(sim):
         b.close()
         assert a.orderquery("a_1")["trade_state"] == "NOTPAY"
         a.close()
+
+
+@pytest.fixture()
+def scripted():
+    """A server that answers every request on a connection with ``srv.reply`` (bytes,
+    sent as they are), then closes the connection when ``srv.close_after``."""
+    import threading
+    import types
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    srv = types.SimpleNamespace(reply=b"", close_after=True, accepted=0,
+                                url=f"http://127.0.0.1:{listener.getsockname()[1]}")
+
+    def read_request(conn) -> bool:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            part = conn.recv(65536)
+            if not part:
+                return False
+            data += part
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        while len(rest) < length:
+            rest += conn.recv(65536)
+        return True
+
+    def serve(conn):
+        with conn:
+            try:
+                while read_request(conn):
+                    conn.sendall(srv.reply)
+                    if srv.close_after:
+                        return
+            except OSError:
+                pass
+
+    def accept():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            srv.accepted += 1
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield srv
+    listener.close()
+
+
+def _scripted_client(srv, **kw):
+    return Client(Account(APPID, MCH_ID, KEY, notify_url="http://127.0.0.1:9/n",
+                          api_base=srv.url), timeout=(2, 2), **kw)
+
+
+def test_reply_bodies_framed_every_way_http_allows(scripted):
+    body = b"<xml><a>1</a></xml>"
+    replies = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body),
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n<xml>\r\n"
+        b"e\r\n<a>1</a></xml>\r\n0\r\n\r\n",
+        # no length, no chunks: the body ends when the server closes (HTTP/1.0 style)
+        b"HTTP/1.0 200 OK\r\nContent-Type: text/xml\r\n\r\n" + body,
+        # an interim 100 Continue first
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+        % (len(body), body),
+    ]
+    for reply in replies:
+        scripted.reply = reply
+        with _scripted_client(scripted) as c:
+            assert c.post_raw("/pay/orderquery", "<xml></xml>") == body, reply[:40]
+
+
+@pytest.mark.parametrize("reply,word", [
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n" + b"x" * 200000, "more than"),
+    (b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"y" * 100 + b"\r\n" * 0 + b"\r\n".join(
+        b"X-%d: %s" % (i, b"z" * 100) for i in range(2000)) + b"\r\n\r\n", "more than"),
+    (b"SSH-2.0-OpenSSH_9.2\r\n", "cannot reach"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n<xml>", "connection lost"),
+    (b"", "cannot reach"),
+])
+def test_a_reply_that_is_too_big_not_http_or_cut_short_is_a_clear_error(scripted, reply,
+                                                                       word):
+    scripted.reply = reply
+    with _scripted_client(scripted, max_bytes=65536) as c:
+        with pytest.raises(TransportError) as e:
+            c.post_raw("/pay/orderquery", "<xml></xml>")
+    assert e.value.key == "e.weixin.transport" and word in e.value.reason
+    assert "OpenSSH" not in e.value.reason and "z" * 20 not in e.value.reason
+
+
+def test_bytes_after_a_reply_close_its_connection(scripted):
+    """Nothing sent what follows the reply: the connection is not reused for the
+    next call (whose reply those bytes would otherwise seem to start)."""
+    body = b"<xml>ok</xml>"
+    scripted.close_after = False
+    scripted.reply = (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+                      + b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfake")
+    with _scripted_client(scripted) as c:
+        for _ in range(3):
+            assert c.post_raw("/pay/orderquery", "<xml></xml>") == body
+    assert scripted.accepted == 3
