@@ -140,6 +140,8 @@ class Client:
                                      max_bytes or self.max_bytes)
         except Failure as f:
             raise _transport_error(f.stage, path, max_bytes or self.max_bytes) from None
+        except ValueError:          # a path the address gave that HTTP cannot carry
+            raise _bad_address() from None
         if status != 200:
             what = "server error" if status >= 500 else "unexpected status"
             raise TransportError(f"WeChat Pay {path} answered HTTP {status} ({what})")
@@ -155,11 +157,13 @@ class Client:
             except ValueError:
                 url = port = None
             if url is None or url.scheme not in ("http", "https") or not url.hostname:
-                raise WnError("e.weixin.conf.invalid", "the WeChat Pay address is not an "
-                              "http(s) URL", BAD_INPUT)
+                raise _bad_address()
             https = url.scheme == "https"
-            pool = HostPool(url.hostname, port or (443 if https else 80),
-                            self._tls_context(secure) if https else None, keep=KEEP)
+            try:
+                pool = HostPool(url.hostname, port or (443 if https else 80),
+                                self._tls_context(secure) if https else None, keep=KEEP)
+            except ValueError:
+                raise _bad_address() from None
             got = self._pools[(base, secure)] = (pool, url.path.rstrip("/"))
         return got
 
@@ -207,6 +211,11 @@ class Client:
         body = self.post_raw("/pay/downloadbill", to_xml(params),
                              max_bytes=max(self.max_bytes, 64 * 1024 * 1024))
         return bill_text(body)
+
+
+def _bad_address() -> WnError:
+    return WnError("e.weixin.conf.invalid", "the WeChat Pay address is not an http(s) URL "
+                   "of printable ASCII", BAD_INPUT)
 
 
 _STAGES = {

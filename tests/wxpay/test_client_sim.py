@@ -4,6 +4,7 @@ import time
 import pytest
 import requests
 
+from wnerrors import WnError
 from wxpay.account import Account
 from wxpay.api import build_unifiedorder
 from wxpay.client import Client
@@ -534,3 +535,15 @@ def test_bytes_after_a_reply_close_its_connection(scripted):
         for _ in range(3):
             assert c.post_raw("/pay/orderquery", "<xml></xml>") == body
     assert scripted.accepted == 3
+
+
+@pytest.mark.parametrize("base", ["ftp://127.0.0.1:9", "http://127.0.0.1:99999",
+                                  "http://127.0.0.1:9/pa th", "http://exa\u00e9mple.com",
+                                  "http:///nohost"])
+def test_a_wechat_pay_address_http_cannot_carry_is_a_clear_error(base):
+    """Refused by the account (scheme, host) or by the client's first call."""
+    with pytest.raises(WnError) as e:
+        with Client(Account(APPID, MCH_ID, KEY, notify_url="http://127.0.0.1:9/n",
+                            api_base=base), timeout=(1, 1)) as c:
+            c.post_raw("/pay/orderquery", "<xml></xml>")
+    assert e.value.key == "e.weixin.conf.invalid" and "\n" not in e.value.line()
