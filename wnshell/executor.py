@@ -223,6 +223,12 @@ class Executor:
         args: list[str] = []
         for w in node.words:
             args.extend(self.word(w, err))
+        if args and not node.redirs and not node.assigns:
+            # the usual command: no output to store, no variable to set or restore
+            status = self.call(args, (), {0: inp, 1: out, 2: err})
+            if s.exit_requested is not None:
+                raise ExitShell(s.exit_requested)
+            return status
         assigns = [(name, self.parts_text(w.parts, err)) for name, w in node.assigns]
         sub_status = self.sub_status
         fds = {0: inp, 1: out, 2: err}
