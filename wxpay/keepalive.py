@@ -98,7 +98,7 @@ class HostPool:
         if sock is None:
             sock = self._connect(connect_timeout)
         try:
-            sock.settimeout(_left(read_timeout, deadline, "timeout"))
+            _set_timeout(sock, _left(read_timeout, deadline, "timeout"))
             sock.sendall(head + body)
             reply = _Reply(max_bytes)
             keep = reply.read(sock, read_timeout, deadline)
@@ -217,7 +217,7 @@ class _Reply:
         got = 0
         while True:
             stage = "read-timeout" if self.head_done else "timeout"
-            sock.settimeout(_left(read_timeout, deadline, stage))
+            _set_timeout(sock, _left(read_timeout, deadline, stage))
             try:
                 data = sock.recv(65536)
             except TimeoutError:
@@ -257,6 +257,13 @@ def _left(read_timeout: float, deadline: float, stage: str) -> float:
     if left <= 0:
         raise Failure(stage)
     return min(read_timeout, left)
+
+
+def _set_timeout(sock, seconds: float) -> None:
+    """``settimeout`` only when the value changes (each call is an ioctl): while the
+    deadline is far, every read of a call has the same read timeout."""
+    if sock.gettimeout() != seconds:
+        sock.settimeout(seconds)
 
 
 def _pending(sock) -> bool:
