@@ -99,7 +99,7 @@ class HostPool:
             sock = self._connect(connect_timeout)
         try:
             _set_timeout(sock, _left(read_timeout, deadline, "timeout"))
-            sock.sendall(head + body)
+            _send(sock, head + body)
             reply = _Reply(max_bytes)
             keep = reply.read(sock, read_timeout, deadline)
         except BaseException:
@@ -257,6 +257,17 @@ def _left(read_timeout: float, deadline: float, stage: str) -> float:
     if left <= 0:
         raise Failure(stage)
     return min(read_timeout, left)
+
+
+def _send(sock, data: bytes) -> None:
+    """``sendall``, its failures as :class:`Failure` (a reset or broken connection is
+    ``send``: no reply came)."""
+    try:
+        sock.sendall(data)
+    except TimeoutError:
+        raise Failure("timeout") from None
+    except (OSError, ValueError):          # ssl.SSLError is an OSError too
+        raise Failure("send") from None
 
 
 def _set_timeout(sock, seconds: float) -> None:

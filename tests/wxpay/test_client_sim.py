@@ -547,3 +547,33 @@ def test_a_wechat_pay_address_http_cannot_carry_is_a_clear_error(base):
                             api_base=base), timeout=(1, 1)) as c:
             c.post_raw("/pay/orderquery", "<xml></xml>")
     assert e.value.key == "e.weixin.conf.invalid" and "\n" not in e.value.line()
+
+
+def test_a_connection_reset_while_sending_is_a_transport_error():
+    """The server resets the connection while the request is still going out (a
+    send that fails, not a reply that is missing): a clear error, no traceback."""
+    import struct
+    import threading
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def reset_all():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()                        # RST
+    threading.Thread(target=reset_all, daemon=True).start()
+    try:
+        with Client(Account(APPID, MCH_ID, KEY, notify_url="http://127.0.0.1:9/n",
+                            api_base=f"http://127.0.0.1:{listener.getsockname()[1]}"),
+                    timeout=(2, 2)) as c:
+            for _ in range(3):
+                with pytest.raises(TransportError) as e:
+                    c.post_raw("/pay/orderquery", "<xml>" + "x" * (8 << 20) + "</xml>")
+                assert "cannot reach" in e.value.reason
+    finally:
+        listener.close()
