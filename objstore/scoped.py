@@ -129,10 +129,12 @@ class ScopedStore(Store):
     def contains(self, path: str) -> bool:
         """True when the absolute store path ``path`` is the root or below it, and not
         in a hidden subtree."""
-        # paths.is_within(path, root), and not within any hidden path, as prefixes
-        if not path.startswith(self._below) and path != self.root:
-            return False
-        return not (path in self._hidden or path.startswith(self._hidden_below))
+        return self._in_root(path) and not (
+            path in self._hidden or path.startswith(self._hidden_below))
+
+    def _in_root(self, path: str) -> bool:
+        """``paths.is_within(path, root)``, as a prefix test."""
+        return path.startswith(self._below) or path == self.root
 
     @property
     def unhidden(self) -> "ScopedStore":
@@ -154,11 +156,9 @@ class ScopedStore(Store):
         if obj is None:
             return None
         ph = obj.get("ph", "")
-        if not ph.startswith(self._below) and ph != self.root:
-            return None                                     # outside the root
-        if self._hidden and (ph in self._hidden or ph.startswith(self._hidden_below)) \
-                and obj.get("id") not in self._granted:
-            return None                                     # hidden, not granted
+        if not self.contains(ph) and not (obj.get("id") in self._granted
+                                          and self._in_root(ph)):
+            return None             # outside the root, or hidden and not granted
         self._inside.add(obj["id"])
         return obj
 

@@ -53,7 +53,9 @@ _COLS = "id, pid, nm, ph, race, d0, d1, ct, lm, expi, meta"
 # what cas_applied's statement returns: no object, only whether it is below a dot
 # folder (1/0).  Numbers SQLite makes itself: nothing can fail after the statement's
 # changes (decoding a column's text could), so it needs no savepoint in a batch
-_APPLIED_COLS = "NULL, NULL, NULL, instr(ph, '/.') > 0"
+# paths.in_dot_folder(ph), in SQL: 1 or 0
+_IN_DOT = "instr(ph, '/.') > 0"
+_APPLIED_COLS = "NULL, NULL, NULL, " + _IN_DOT
 _SEL = "SELECT " + _COLS + " FROM obj"
 
 _SCHEMA = """
@@ -870,7 +872,7 @@ class SQLiteStore(SQLStore):
 
     def _wrote(self, ph) -> None:
         """After a one-statement write to the object at ``ph`` (or 1/0: whether its
-        path has a dot folder, as ``instr(ph, '/.') > 0`` says)."""
+        path has a dot folder, as ``_IN_DOT`` says)."""
         below_dot = ph == 1 if type(ph) is int else paths.in_dot_folder(ph)
         if below_dot:
             self._generation().bump()
@@ -917,7 +919,7 @@ class SQLiteStore(SQLStore):
                 # is held.  Not applied (an expectation, a dot path): the statement
                 # below gives the answer
                 done = self._write_fn(lambda conn: conn.execute(
-                    sql + " AND instr(ph, '/.') = 0", params).rowcount, NUMBERS)
+                    f"{sql} AND NOT {_IN_DOT}", params).rowcount, NUMBERS)
                 if done == 1:
                     return True, (None, None, None, 0)
             rows = self._write(f"{sql} RETURNING {returning}", params,
@@ -945,7 +947,7 @@ class SQLiteStore(SQLStore):
                 "AND (expi IS NULL OR expi >= ?) "
                 "AND coalesce(json_type(meta, ?), 'null') IN ('integer', 'null') "
                 "AND coalesce(json_extract(meta, ?), 0) BETWEEN ? AND ? "
-                "RETURNING json_extract(meta, ?), instr(ph, '/.') > 0",
+                "RETURNING json_extract(meta, ?), " + _IN_DOT,
                 [now, p, p, delta, oid, now, p, p, lo, hi, p], numbers=True)
         except StoreError as exc:
             if exc.key != "e.io.store.corrupt":

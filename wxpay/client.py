@@ -135,9 +135,8 @@ class Client:
         # arrive within connect + read timeout
         deadline = time.monotonic() + self._total_timeout()
         try:
-            status, body = pool.post(prefix + "/" + path.lstrip("/"), data, _HEADERS,
-                                     connect, read, deadline,
-                                     max_bytes or self.max_bytes)
+            status, body = pool.post(prefix + "/" + path.lstrip("/"), data, connect, read,
+                                     deadline, max_bytes or self.max_bytes)
         except Failure as f:
             raise _transport_error(f.stage, path, max_bytes or self.max_bytes) from None
         except ValueError:          # a path the address gave that HTTP cannot carry
@@ -161,7 +160,8 @@ class Client:
             https = url.scheme == "https"
             try:
                 pool = HostPool(url.hostname, port or (443 if https else 80),
-                                self._tls_context(secure) if https else None, keep=KEEP)
+                                self._tls_context(secure) if https else None, keep=KEEP,
+                                headers=_HEADERS)
             except ValueError:
                 raise _bad_address() from None
             got = self._pools[(base, secure)] = (pool, url.path.rstrip("/"))

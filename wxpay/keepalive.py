@@ -61,18 +61,26 @@ class Failure(Exception):
 
 
 class HostPool:
-    """``HostPool(host, port, ssl_context=None, keep=32)``: connections to one origin
-    (``ssl_context``: HTTPS with it, which verifies the server and may present a client
-    certificate)."""
+    """``HostPool(host, port, ssl_context=None, keep=32, headers=None)``: connections to
+    one origin (``ssl_context``: HTTPS with it, which verifies the server and may present
+    a client certificate), every request with ``headers``.  A host or header that cannot
+    be sent as it is: ``ValueError``."""
 
     def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None,
-                 keep: int = 32):
+                 keep: int = 32, headers: dict | None = None):
         self.host, self.port, self.context, self.keep = host, port, ssl_context, keep
         name = f"[{host}]" if ":" in host else host
         default = 443 if ssl_context is not None else 80
-        self.authority = name if port == default else f"{name}:{port}"
-        if not _VALUE.fullmatch(self.authority):
+        authority = name if port == default else f"{name}:{port}"
+        if not _VALUE.fullmatch(authority):
             raise ValueError("host name is not printable ASCII")
+        # the lines after the request line that every request has (checked once)
+        lines = [f"Host: {authority}"]
+        for hname, value in (headers or {}).items():
+            if not _NAME.fullmatch(hname) or not _VALUE.fullmatch(value):
+                raise ValueError("a request header cannot be sent as it is")
+            lines.append(f"{hname}: {value}")
+        self._fixed = "".join(line + "\r\n" for line in lines)
         self._idle: list = []
         self._lock = threading.Lock()
         _POOLS.add(self)
@@ -89,11 +97,14 @@ class HostPool:
         self._lock = threading.Lock()
 
     # -- one call -------------------------------------------------------------------
-    def post(self, path: str, body: bytes, headers: dict, connect_timeout: float,
-             read_timeout: float, deadline: float, max_bytes: int) -> tuple[int, bytes]:
+    def post(self, path: str, body: bytes, connect_timeout: float, read_timeout: float,
+             deadline: float, max_bytes: int) -> tuple[int, bytes]:
         """(status, body) of one POST of ``body`` to ``path``; raises :class:`Failure`
-        (``ValueError`` for a path or header that cannot be sent as it is)."""
-        head = self._head(path, headers, len(body))
+        (``ValueError`` for a path that cannot be sent as it is)."""
+        if not _TARGET.fullmatch(path):
+            raise ValueError("request path is not printable ASCII")
+        head = (f"POST {path} HTTP/1.1\r\n{self._fixed}Content-Length: {len(body)}"
+                "\r\n\r\n").encode("ascii")
         sock = self._take()
         if sock is None:
             sock = self._connect(connect_timeout)
@@ -110,17 +121,6 @@ class HostPool:
         else:
             sock.close()
         return reply.status, b"".join(reply.chunks)
-
-    def _head(self, path: str, headers: dict, length: int) -> bytes:
-        if not _TARGET.fullmatch(path):
-            raise ValueError("request path is not printable ASCII")
-        lines = [f"POST {path} HTTP/1.1", f"Host: {self.authority}"]
-        for name, value in headers.items():
-            if not _NAME.fullmatch(name) or not _VALUE.fullmatch(value):
-                raise ValueError("a request header cannot be sent as it is")
-            lines.append(f"{name}: {value}")
-        lines.append(f"Content-Length: {length}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
 
     def _connect(self, timeout: float):
         try:
@@ -155,7 +155,7 @@ class HostPool:
                 if not self._idle:
                     return None
                 sock = self._idle.pop()
-            if not _dropped(sock):
+            if not _readable(sock):     # readable at rest: closed by the server
                 return sock
             sock.close()
 
@@ -284,13 +284,10 @@ def _pending(sock) -> bool:
     return _readable(sock)
 
 
-def _dropped(sock) -> bool:
-    """Whether an idle keep-alive socket was closed by the server (readable at rest:
-    end of file, or bytes nobody asked for -- either way not to be reused)."""
-    return _readable(sock)
-
-
 def _readable(sock) -> bool:
+    """Whether bytes (or the end of the stream) wait on ``sock``: on an idle keep-alive
+    connection, the server closed it or sent what nobody asked for -- either way it is
+    not reused."""
     try:
         p = select.poll()
         p.register(sock, select.POLLIN)

@@ -354,69 +354,6 @@ def test_native_and_mweb_replies(sim):
     assert "prepay_id=" + r["prepay_id"] in r["mweb_url"] and verify(r, KEY)
 
 
-@pytest.fixture()
-def keepalive():
-    """An HTTP/1.1 server that keeps connections open (WeChat's does; the simulator
-    closes each): answers ``<xml>ok</xml>``, counts the connections it accepted, and
-    closes a connection after its reply (without saying so) when the path ends
-    ``/drop``."""
-    import http.server
-    import threading
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def setup(self):
-            super().setup()
-            srv.accepted += 1
-
-        def do_POST(self):
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            body = b"<xml>ok</xml>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/xml")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            if self.path.endswith("/drop"):
-                self.close_connection = True
-
-        def log_message(self, *a):
-            pass
-
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    srv.daemon_threads = True
-    srv.accepted = 0
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-
-
-def _ka_client(srv):
-    return Client(Account(APPID, MCH_ID, KEY, notify_url="http://127.0.0.1:9/n",
-                          api_base=f"http://127.0.0.1:{srv.server_address[1]}"),
-                  timeout=(2, 2))
-
-
-def test_calls_reuse_one_kept_alive_connection(keepalive):
-    with _ka_client(keepalive) as c:
-        for _ in range(5):
-            assert c.post_raw("/pay/orderquery", "<xml></xml>") == b"<xml>ok</xml>"
-    assert keepalive.accepted == 1
-
-
-def test_a_connection_the_server_closed_while_idle_is_not_reused(keepalive):
-    """The server may close a kept-alive connection between calls: the next call
-    notices before sending and connects again, instead of failing."""
-    with _ka_client(keepalive) as c:
-        assert c.post_raw("/pay/drop", "<xml></xml>") == b"<xml>ok</xml>"
-        time.sleep(0.2)                          # the server's close has arrived
-        assert c.post_raw("/pay/orderquery", "<xml></xml>") == b"<xml>ok</xml>"
-        assert c.post_raw("/pay/orderquery", "<xml></xml>") == b"<xml>ok</xml>"
-    assert keepalive.accepted == 2
-
-
 def test_clients_of_two_hosts_keep_working_when_one_closes(sim):
     """Each client has its own connections: closing one leaves the other working."""
     from wxpay.simulator import Simulator
@@ -437,13 +374,16 @@ def test_clients_of_two_hosts_keep_working_when_one_closes(sim):
 @pytest.fixture()
 def scripted():
     """A server that answers every request on a connection with ``srv.reply`` (bytes,
-    sent as they are), then closes the connection when ``srv.close_after``."""
+    sent as they are), then closes the connection -- without saying so in the reply --
+    when ``srv.close_after`` was set as it sent; ``srv.reset``: it resets every
+    connection it accepts.  ``srv.accepted`` counts the connections."""
+    import struct
     import threading
     import types
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
-    srv = types.SimpleNamespace(reply=b"", close_after=True, accepted=0,
+    srv = types.SimpleNamespace(reply=b"", close_after=True, reset=False, accepted=0,
                                 url=f"http://127.0.0.1:{listener.getsockname()[1]}")
 
     def read_request(conn) -> bool:
@@ -463,8 +403,9 @@ def scripted():
         with conn:
             try:
                 while read_request(conn):
+                    close = srv.close_after
                     conn.sendall(srv.reply)
-                    if srv.close_after:
+                    if close:
                         return
             except OSError:
                 pass
@@ -476,6 +417,10 @@ def scripted():
             except OSError:
                 return
             srv.accepted += 1
+            if srv.reset:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()                    # RST
+                continue
             threading.Thread(target=serve, args=(conn,), daemon=True).start()
 
     threading.Thread(target=accept, daemon=True).start()
@@ -486,6 +431,30 @@ def scripted():
 def _scripted_client(srv, **kw):
     return Client(Account(APPID, MCH_ID, KEY, notify_url="http://127.0.0.1:9/n",
                           api_base=srv.url), timeout=(2, 2), **kw)
+
+
+_OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: 13\r\n\r\n<xml>ok</xml>"
+
+
+def test_calls_reuse_one_kept_alive_connection(scripted):
+    scripted.reply, scripted.close_after = _OK, False
+    with _scripted_client(scripted) as c:
+        for _ in range(5):
+            assert c.post_raw("/pay/orderquery", "<xml></xml>") == b"<xml>ok</xml>"
+    assert scripted.accepted == 1
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_reused(scripted):
+    """The server may close a kept-alive connection between calls: the next call
+    notices before sending and connects again, instead of failing."""
+    scripted.reply = _OK
+    with _scripted_client(scripted) as c:
+        assert c.post_raw("/pay/orderquery", "<xml></xml>") == b"<xml>ok</xml>"
+        scripted.close_after = False
+        time.sleep(0.2)                          # the server's close has arrived
+        assert c.post_raw("/pay/orderquery", "<xml></xml>") == b"<xml>ok</xml>"
+        assert c.post_raw("/pay/orderquery", "<xml></xml>") == b"<xml>ok</xml>"
+    assert scripted.accepted == 2
 
 
 def test_reply_bodies_framed_every_way_http_allows(scripted):
@@ -549,31 +518,12 @@ def test_a_wechat_pay_address_http_cannot_carry_is_a_clear_error(base):
     assert e.value.key == "e.weixin.conf.invalid" and "\n" not in e.value.line()
 
 
-def test_a_connection_reset_while_sending_is_a_transport_error():
+def test_a_connection_reset_while_sending_is_a_transport_error(scripted):
     """The server resets the connection while the request is still going out (a
     send that fails, not a reply that is missing): a clear error, no traceback."""
-    import struct
-    import threading
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-
-    def reset_all():
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            conn.close()                        # RST
-    threading.Thread(target=reset_all, daemon=True).start()
-    try:
-        with Client(Account(APPID, MCH_ID, KEY, notify_url="http://127.0.0.1:9/n",
-                            api_base=f"http://127.0.0.1:{listener.getsockname()[1]}"),
-                    timeout=(2, 2)) as c:
-            for _ in range(3):
-                with pytest.raises(TransportError) as e:
-                    c.post_raw("/pay/orderquery", "<xml>" + "x" * (8 << 20) + "</xml>")
-                assert "cannot reach" in e.value.reason
-    finally:
-        listener.close()
+    scripted.reset = True
+    with _scripted_client(scripted) as c:
+        for _ in range(3):
+            with pytest.raises(TransportError) as e:
+                c.post_raw("/pay/orderquery", "<xml>" + "x" * (8 << 20) + "</xml>")
+            assert "cannot reach" in e.value.reason
