@@ -183,3 +183,33 @@ def test_cas_applied_outside_dot_folders_is_one_statement_without_returning(tmp_
     with pytest.raises(WnError, match="noexists"):
         s.cas_applied("a" * 26, {"v": 1}, {"v": 2})
     s.close()
+
+
+def test_a_new_store_keeps_an_order_sized_row_in_its_leaf(tmp_path, monkeypatch):
+    """16 KiB pages: an order's few KB of JSON stay in the row's leaf (a 4 KiB page of a
+    WITHOUT ROWID table keeps about 1 KB and chains the rest to overflow pages, each
+    rewritten, with the free list, by every update).  A store made with another page
+    size keeps it, and works as before."""
+    import objstore.sqlite_backend as sb
+    order = {"or_status": 1, "pay_rexml": "<xml>" + "x" * 1800 + "</xml>",
+             "pay_send": {f"k{i}": "v" * 30 for i in range(20)}}
+    s = open_store(f"sqlite://{tmp_path / 'new.db'}")
+    o = s.create("/home/demo/orders/o1", "FILE", order, parents=True)
+    conn = s._connections()[0]
+    assert conn.execute("PRAGMA page_size").fetchone()[0] == 16384
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    for n in range(20):        # updates rewrite the row in place: no page is added
+        assert s.cas_applied(o["id"], {"or_status": 1}, {"or_status": 1, "n": n})
+    assert conn.execute("PRAGMA page_count").fetchone()[0] == pages
+    s.close()
+
+    monkeypatch.setattr(sb, "PAGE_SIZE", 4096)
+    old = open_store(f"sqlite://{tmp_path / 'old.db'}")
+    o = old.create("/o/1", "FILE", order, parents=True)
+    old.close()
+    monkeypatch.undo()
+    again = open_store(f"sqlite://{tmp_path / 'old.db'}")
+    assert again._connections()[0].execute("PRAGMA page_size").fetchone()[0] == 4096
+    assert again.cas_applied(o["id"], {"or_status": 1}, {"or_status": 2})
+    assert again.get(o["id"])["or_status"] == 2
+    again.close()
