@@ -1,7 +1,7 @@
 """wnshell's pay path side by side with a Flask + wechatpy + SQLite peer (bench/peer/).
 
     python bench/pay_vs_peer.py [--workers 2] [--connections 16] [--duration 3]
-                                [--rounds 3] [--orders 36000]
+                                [--rounds 3] [--orders 48000]
                                 [--store URL | --store postgresql]
 
 Needs ``wrk`` and the bench extra (``pip install -e '.[bench]'``: flask, wechatpy).
@@ -398,7 +398,8 @@ def main(argv=None) -> int:
     ap.add_argument("--duration", type=float, default=3.0, help="seconds per round")
     ap.add_argument("--rounds", type=int, default=3,
                     help="rounds of each leg, the sides alternating (the median is shown)")
-    ap.add_argument("--orders", type=int, default=36000, help="orders per side")
+    ap.add_argument("--orders", type=int, default=48000,
+                    help="orders per side (each round of a leg takes its own third)")
     ap.add_argument("--store", default=None,
                     help="wnshell's store: the URL of an empty store (default: a fresh "
                          "SQLite file), or 'postgresql' to start a throwaway PostgreSQL "
