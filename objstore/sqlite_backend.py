@@ -338,17 +338,35 @@ class _WriteGate:
     time, however soon the lock frees, so under load most of a write's time was spent
     asleep.  Processes that do not use the gate (another program on the file) still
     meet SQLite's own lock and busy timeout, so correctness never depends on it.
-    A wait past ``BUSY_S`` is ``e.io.store.busy``, as SQLite's busy timeout is."""
+    A wait past ``BUSY_S`` is ``e.io.store.busy``, as SQLite's busy timeout is.
 
-    __slots__ = ("lock", "pid", "fd")
+    The process's turn (the ``flock``) is given back before the batch's COMMIT
+    (``release_turn``): the COMMIT's sync, and the wait for the GIL after it, are then
+    no longer the other processes' wait too.  Their next writer, in its turn, finds
+    SQLite's lock until that COMMIT ends: the gate's connection (``connection``: the
+    leader's, one per process) has no busy timeout, so it polls, ``busy_retry``,
+    instead of sleeping in the busy handler."""
 
-    def __init__(self, path: str):
+    __slots__ = ("lock", "pid", "fd", "turn", "conn", "_connect")
+
+    def __init__(self, path: str, connect=None):
         self.lock = allocate_lock()
         self.pid = os.getpid()
+        self.turn = False
+        self.conn = None
+        self._connect = connect
         try:
             self.fd = os.open(path + "-wlock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError:
             self.fd = None      # e.g. a read-only folder: SQLite's lock alone
+
+    def connection(self) -> sqlite3.Connection:
+        """The leader's connection (made at first use; only the lock's holder uses
+        it): no busy timeout (see the class)."""
+        conn = self.conn
+        if conn is None:
+            conn = self.conn = self._connect(busy_ms=0)
+        return conn
 
     # os is bound as defaults: at interpreter exit module globals may already be None
     def __del__(self, _getpid=os.getpid, _close=os.close) -> None:
@@ -369,6 +387,7 @@ class _WriteGate:
         while True:
             try:
                 fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self.turn = True
                 return
             except BlockingIOError:
                 pass
@@ -384,16 +403,49 @@ class _WriteGate:
             time.sleep(pause)
             pause = min(pause * 2, 0.001)
 
+    def release_turn(self) -> None:
+        """Let the other processes' writers have their turn (this process's stay queued
+        on the lock)."""
+        if self.turn:
+            self.turn = False
+            import fcntl
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+            except OSError:
+                pass
+
     def release(self) -> None:
         try:
-            if self.fd is not None:
-                import fcntl
-                try:
-                    fcntl.flock(self.fd, fcntl.LOCK_UN)
-                except OSError:
-                    pass
+            self.release_turn()
         finally:
             self.lock.release()
+
+    def close(self) -> None:
+        with self.lock:
+            conn, self.conn = self.conn, None
+        if conn is not None:
+            _close(conn)
+
+
+def busy_retry(fn):
+    """``fn()`` again while SQLite answers busy (its lock is another connection's: a
+    COMMIT still ending, or a program that does not use the gate), polling every
+    0.05-1 ms for at most ``BUSY_S``.  ``fn`` is a statement that begins a
+    transaction or is one: busy, it has changed nothing."""
+    pause, deadline = 0.00005, None
+    while True:
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            if not str(exc).startswith(("database is locked", "database is busy")):
+                raise
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + BUSY_S
+            elif now > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.001)
 
 
 class _Generation:
@@ -583,14 +635,20 @@ class SQLiteStore(SQLStore):
         return pool
 
     def _connections(self) -> list:
-        """This process's connections (for tests and diagnostics)."""
-        return [c for c in self._pool_now().all if c is not None]
+        """This process's connections (for tests and diagnostics): the pool's, and the
+        writers' gate's (made here if no write made it yet)."""
+        conns = [c for c in self._pool_now().all if c is not None]
+        gate = self._gate
+        if gate is not _NO_GATE:
+            with gate.lock:
+                conns.append(gate.connection())
+        return conns
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, busy_ms: int = 30000) -> sqlite3.Connection:
         try:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+            conn = sqlite3.connect(self.path, timeout=busy_ms / 1000, isolation_level=None,
                                    check_same_thread=False, cached_statements=256)
-            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
             # FULL: every commit syncs the WAL before it returns, so a write that has
             # been acknowledged (a paid order, to WeChat) survives a power loss
             conn.execute("PRAGMA synchronous = FULL")
@@ -681,7 +739,8 @@ class SQLiteStore(SQLStore):
                     if gate is not None:
                         self._queue, self._queue_lock = [], allocate_lock()
                         self._leading = False
-                    gate = self._wgate = _WriteGate(self.path)
+                        _FORKED.append(gate)    # the parent's connection: never freed
+                    gate = self._wgate = _WriteGate(self.path, self._connect)
         return gate
 
     def _write(self, sql: str, params: list, numbers: bool = False) -> list:
@@ -732,16 +791,12 @@ class SQLiteStore(SQLStore):
         conn = None
         interrupted = None
         try:
-            pool = self._pool_now()
-            conn = pool.get()
+            gate.acquire()
             try:
-                gate.acquire()
-                try:
-                    self._run_batch(conn, batch)
-                finally:
-                    gate.release()
+                conn = gate.connection()
+                self._run_batch(conn, batch, gate)
             finally:
-                pool.put(conn)
+                gate.release()
         except BaseException as exc:
             # never leave a queued writer without an answer: whatever was not
             # committed is an error for its caller
@@ -774,17 +829,18 @@ class SQLiteStore(SQLStore):
             raise interrupted
 
     @staticmethod
-    def _run_batch(conn, batch: list) -> None:
-        """Run queued write functions in one transaction (under the gate)."""
+    def _run_batch(conn, batch: list, gate) -> None:
+        """Run queued write functions in one transaction (under the gate, whose turn
+        goes to the other processes before the COMMIT)."""
         if len(batch) == 1:
             # alone: one statement is its own (autocommit) transaction; a function
             # gets one without a savepoint
             it = batch[0]
             try:
                 if it[1]:
-                    it[2] = it[0](conn)
+                    it[2] = busy_retry(lambda: it[0](conn))
                 else:
-                    conn.execute("BEGIN IMMEDIATE")
+                    busy_retry(lambda: conn.execute("BEGIN IMMEDIATE"))
                     try:
                         it[2] = it[0](conn)
                         conn.execute("COMMIT")
@@ -801,7 +857,7 @@ class SQLiteStore(SQLStore):
         todo = batch
         while todo:
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                busy_retry(lambda: conn.execute("BEGIN IMMEDIATE"))
             except sqlite3.Error as exc:
                 for it in todo:
                     it[3] = _store_error(exc)
@@ -841,7 +897,8 @@ class SQLiteStore(SQLStore):
                 todo = redo
                 continue
             try:
-                conn.execute("COMMIT")
+                gate.release_turn()
+                busy_retry(lambda: conn.execute("COMMIT"))
             except sqlite3.Error as exc:
                 _rollback(conn)
                 err = _store_error(exc)
@@ -854,6 +911,9 @@ class SQLiteStore(SQLStore):
 
     def close(self) -> None:
         self._pool_now().close()
+        gate = self._wgate
+        if gate is not None and gate.pid == _PID[0]:
+            gate.close()
 
     # ---- SQLStore's hooks ---------------------------------------------------------------------
     def _read_all(self, sql: str, params) -> list:

@@ -4,6 +4,8 @@
 ``python -m tests.objstore._worker cas URL OID GOFILE`` -- wait for GOFILE, then race a
                                                          cas of or_status 0 -> 2;
                                                          prints "won" or "lost"
+``python -m tests.objstore._worker threads URL OID T N`` -- T threads at once, each
+                                                         incr OID's "n" N times
 ``python -m tests.objstore._worker stream URL DIRPATH`` -- create FILEs under DIRPATH
                                                          forever, printing each
                                                          acknowledged id (flushed)
@@ -24,6 +26,27 @@ def main(argv: list[str]) -> int:
         oid, n = argv[2], int(argv[3])
         for _ in range(n):
             store.incr(oid, "n")
+        return 0
+    if cmd == "threads":
+        import threading
+        oid, t, n = argv[2], int(argv[3]), int(argv[4])
+        start = threading.Barrier(t)
+        errors = []
+
+        def run():
+            start.wait()
+            try:
+                for _ in range(n):
+                    store.incr(oid, "n")
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(repr(e))
+        ts = [threading.Thread(target=run) for _ in range(t)]
+        for th in ts:
+            th.start()
+        for th in ts:
+            th.join()
+        if errors:
+            raise SystemExit(errors[0])
         return 0
     if cmd == "cas":
         oid, gofile = argv[2], argv[3]

@@ -727,7 +727,7 @@ def test_sqlite_threads_do_not_leak_connections(tmp_path):
         t.join()
     fds = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
     from objstore.sqlite_backend import POOL_SIZE
-    assert len(store._connections()) <= POOL_SIZE       # a small pool, not one a thread
+    assert len(store._connections()) <= POOL_SIZE + 1   # a small pool, not one a thread
     assert fds < 200
     store.close()
 
@@ -758,7 +758,8 @@ def test_sqlite_concurrent_threads_share_a_bounded_pool(tmp_path):
         t.join()
     assert not errors
     assert store.get(f.id)["n"] == 48 * 20
-    assert 1 <= len(store._connections()) <= POOL_SIZE
+    # the pool's, and the one the writers' leader uses
+    assert 1 <= len(store._connections()) <= POOL_SIZE + 1
     store.close()
 
 

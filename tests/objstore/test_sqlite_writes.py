@@ -213,3 +213,72 @@ def test_a_new_store_keeps_an_order_sized_row_in_its_leaf(tmp_path, monkeypatch)
     assert again.cas_applied(o["id"], {"or_status": 1}, {"or_status": 2})
     assert again.get(o["id"])["or_status"] == 2
     again.close()
+
+
+def _worker(*args: str):
+    import subprocess
+    import sys
+    from pathlib import Path
+    return subprocess.Popen([sys.executable, "-m", "tests.objstore._worker", *args],
+                            cwd=Path(__file__).resolve().parents[2],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_processes_of_many_writers_lose_no_increment(tmp_path):
+    """Two processes, each with 16 threads incrementing one counter: their batches
+    alternate, each process handing its turn over before its COMMIT ends, the next
+    writer polling SQLite's lock until it does -- every increment is counted once."""
+    url = f"sqlite://{tmp_path / 'store.db'}"
+    s = open_store(url)
+    o = s.create("/seq", "FILE", {"n": 0})
+    procs = [_worker("threads", url, o["id"], "16", "60") for _ in range(2)]
+    for p in procs:
+        out, err = p.communicate(timeout=240)
+        assert p.returncode == 0, err
+    assert s.get(o["id"])["n"] == 2 * 16 * 60
+    s.close()
+
+
+def test_a_write_waits_for_a_lock_held_without_the_gate(tmp_path, monkeypatch):
+    """A program that does not use the gate holds SQLite's write lock: the writers'
+    connection has no busy timeout, so it polls -- the writes wait, and commit as soon
+    as the lock is free; a lock held past BUSY_S is e.io.store.busy, nothing changed."""
+    import time
+    import objstore.sqlite_backend as sb
+    path = tmp_path / "store.db"
+    s = open_store(f"sqlite://{path}")
+    objs = [s.create(f"/o/{i}", "FILE", {"or_status": 1, "n": 0}, parents=True)
+            for i in range(8)]
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    done = []
+
+    def write(o):
+        s.incr(o["id"], "n")
+        done.append((s.cas_applied(o["id"], {"or_status": 1}, {"or_status": 2}),
+                     time.monotonic()))
+    ts = [threading.Thread(target=write, args=(o,)) for o in objs]
+    held = time.monotonic()
+    for t in ts:
+        t.start()
+    time.sleep(0.4)
+    assert done == []                       # waiting, not failed
+    other.execute("COMMIT")
+    for t in ts:
+        t.join()
+    assert [ok for ok, _ in done] == [True] * 8
+    assert all(at - held >= 0.4 for _, at in done)
+    assert all(s.get(o["id"])["or_status"] == 2 and s.get(o["id"])["n"] == 1
+               for o in objs)
+
+    monkeypatch.setattr(sb, "BUSY_S", 0.3)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(WnError) as e:
+            s.cas_applied(objs[0]["id"], {"or_status": 2}, {"or_status": 3})
+        assert e.value.key == "e.io.store.busy"
+    finally:
+        other.execute("ROLLBACK")
+    assert s.get(objs[0]["id"])["or_status"] == 2
+    other.close()
+    s.close()
