@@ -52,7 +52,7 @@ def test_sqlite_paid_transition_commits_with_a_full_sync(tmp_path):
     try:
         order, req = submitted_order(store)
         statements: list[str] = []
-        conns = store._connections()    # the pool's: one of them commits
+        conns = store._connections()    # the pool's and the writers' leader's, which commits
         for conn in conns:
             conn.set_trace_callback(statements.append)
         pay(store, req)                 # on this thread, as a template runs inline
