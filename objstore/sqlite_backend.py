@@ -344,12 +344,12 @@ class _WriteGate:
     (``release_turn``): the COMMIT's sync, and the wait for the GIL after it, are then
     no longer the other processes' wait too.  Their next writer, in its turn, finds
     SQLite's lock until that COMMIT ends: the gate's connection (``connection``: the
-    leader's, one per process) has no busy timeout, so it polls, ``busy_retry``,
+    leader's, one per process) has no busy timeout, so it polls, ``_busy_retry``,
     instead of sleeping in the busy handler."""
 
     __slots__ = ("lock", "pid", "fd", "turn", "conn", "_connect")
 
-    def __init__(self, path: str, connect=None):
+    def __init__(self, path: str, connect):
         self.lock = allocate_lock()
         self.pid = os.getpid()
         self.turn = False
@@ -383,7 +383,7 @@ class _WriteGate:
         if self.fd is None:
             return
         import fcntl
-        pause, deadline = 0.00005, None
+        waits = None
         while True:
             try:
                 fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -393,15 +393,11 @@ class _WriteGate:
                 pass
             except OSError:      # flock unsupported here: SQLite's lock alone
                 return
-            now = time.monotonic()
-            if deadline is None:
-                deadline = now + BUSY_S
-            elif now > deadline:
+            waits = waits or _waits()
+            if next(waits, None) is None:
                 self.lock.release()
                 raise StoreError("e.io.store.busy", f"no turn to write within {BUSY_S:g} s",
                                  TIMEOUT)
-            time.sleep(pause)
-            pause = min(pause * 2, 0.001)
 
     def release_turn(self) -> None:
         """Let the other processes' writers have their turn (this process's stay queued
@@ -427,25 +423,31 @@ class _WriteGate:
             _close(conn)
 
 
-def busy_retry(fn):
-    """``fn()`` again while SQLite answers busy (its lock is another connection's: a
-    COMMIT still ending, or a program that does not use the gate), polling every
-    0.05-1 ms for at most ``BUSY_S``.  ``fn`` is a statement that begins a
-    transaction or is one: busy, it has changed nothing."""
-    pause, deadline = 0.00005, None
+def _waits():
+    """The polls of a lock that is taken: each ``next`` sleeps 0.05 ms, then twice as
+    long each time up to 1 ms, and gives None once ``BUSY_S`` has passed."""
+    pause, deadline = 0.00005, time.monotonic() + BUSY_S
+    while time.monotonic() <= deadline:
+        time.sleep(pause)
+        yield pause
+        pause = min(pause * 2, 0.001)
+
+
+def _busy_retry(fn, *args):
+    """``fn(*args)`` again while SQLite answers busy (its lock is another connection's:
+    a COMMIT still ending, or a program that does not use the gate), polled as
+    ``_waits`` says.  ``fn`` runs a statement that begins a transaction or is one:
+    busy, it has changed nothing."""
+    waits = None
     while True:
         try:
-            return fn()
+            return fn(*args)
         except sqlite3.OperationalError as exc:
             if not str(exc).startswith(("database is locked", "database is busy")):
                 raise
-            now = time.monotonic()
-            if deadline is None:
-                deadline = now + BUSY_S
-            elif now > deadline:
+            waits = waits or _waits()
+            if next(waits, None) is None:
                 raise
-        time.sleep(pause)
-        pause = min(pause * 2, 0.001)
 
 
 class _Generation:
@@ -838,9 +840,9 @@ class SQLiteStore(SQLStore):
             it = batch[0]
             try:
                 if it[1]:
-                    it[2] = busy_retry(lambda: it[0](conn))
+                    it[2] = _busy_retry(it[0], conn)
                 else:
-                    busy_retry(lambda: conn.execute("BEGIN IMMEDIATE"))
+                    _busy_retry(conn.execute, "BEGIN IMMEDIATE")
                     try:
                         it[2] = it[0](conn)
                         conn.execute("COMMIT")
@@ -857,7 +859,7 @@ class SQLiteStore(SQLStore):
         todo = batch
         while todo:
             try:
-                busy_retry(lambda: conn.execute("BEGIN IMMEDIATE"))
+                _busy_retry(conn.execute, "BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 for it in todo:
                     it[3] = _store_error(exc)
@@ -898,7 +900,7 @@ class SQLiteStore(SQLStore):
                 continue
             try:
                 gate.release_turn()
-                busy_retry(lambda: conn.execute("COMMIT"))
+                _busy_retry(conn.execute, "COMMIT")
             except sqlite3.Error as exc:
                 _rollback(conn)
                 err = _store_error(exc)

@@ -13,10 +13,21 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 
 import objstore
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def spawn(*args: str, **kw) -> subprocess.Popen:
+    """This module in a child process (the interpreter running the tests), its output
+    piped as text."""
+    return subprocess.Popen([sys.executable, "-m", "tests.objstore._worker", *args],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **kw)
 
 
 def main(argv: list[str]) -> int:

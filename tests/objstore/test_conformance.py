@@ -20,9 +20,8 @@ from objstore import StoreError, WnError, WnObj, open_store
 from objstore.common import now_ms
 from objstore.errors import BAD_INPUT, CONFLICT, NOT_FOUND
 from objstore.paths import MAX_PATH
+from tests.objstore._worker import spawn as worker
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PY = sys.executable          # the interpreter running the tests (/work/venv/bin/python here)
 
 
 def err(fn, *a, **kw) -> StoreError:
@@ -31,11 +30,6 @@ def err(fn, *a, **kw) -> StoreError:
     e = ei.value
     assert e.key.startswith("e.io.") and "\n" not in e.line()
     return e
-
-
-def worker(*args: str, **kw) -> subprocess.Popen:
-    return subprocess.Popen([PY, "-m", "tests.objstore._worker", *args], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
 class Key(str):

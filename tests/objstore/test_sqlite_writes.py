@@ -12,6 +12,7 @@ import pytest
 
 from objstore import open_store
 from objstore.errors import WnError
+from tests.objstore._worker import spawn
 
 
 def test_a_failing_write_does_not_undo_the_others_in_its_batch(tmp_path):
@@ -215,15 +216,6 @@ def test_a_new_store_keeps_an_order_sized_row_in_its_leaf(tmp_path, monkeypatch)
     again.close()
 
 
-def _worker(*args: str):
-    import subprocess
-    import sys
-    from pathlib import Path
-    return subprocess.Popen([sys.executable, "-m", "tests.objstore._worker", *args],
-                            cwd=Path(__file__).resolve().parents[2],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 def test_processes_of_many_writers_lose_no_increment(tmp_path):
     """Two processes, each with 16 threads incrementing one counter: their batches
     alternate, each process handing its turn over before its COMMIT ends, the next
@@ -231,7 +223,7 @@ def test_processes_of_many_writers_lose_no_increment(tmp_path):
     url = f"sqlite://{tmp_path / 'store.db'}"
     s = open_store(url)
     o = s.create("/seq", "FILE", {"n": 0})
-    procs = [_worker("threads", url, o["id"], "16", "60") for _ in range(2)]
+    procs = [spawn("threads", url, o["id"], "16", "60") for _ in range(2)]
     for p in procs:
         out, err = p.communicate(timeout=240)
         assert p.returncode == 0, err
