@@ -49,6 +49,19 @@ def cdata(value: str) -> str:
 
 def to_xml(params: Mapping) -> str:
     """``<xml>`` with one CDATA child per field (``None`` values are left out)."""
+    names = params.keys()
+    if _NAMES_OK.issuperset(names):
+        # the usual fields (names checked before), every value text: when the values
+        # hold no CR, no "]]>" and no character XML cannot carry (one search over them
+        # all), each is one CDATA section -- what the loop below writes for them
+        values = list(params.values())
+        if all(type(v) is str for v in values):
+            joined = "\n".join(values)    # (a LF cannot make a "]]>" or a bad char)
+            if "\r" not in joined and "]]>" not in joined \
+                    and not _BAD_CHARS.search(joined):
+                return "<xml>" + "".join([f"<{k}><![CDATA[{v}]]></{k}>" if v else
+                                          f"<{k}></{k}>"
+                                          for k, v in zip(names, values)]) + "</xml>"
     parts = ["<xml>"]
     for name, value in params.items():
         if not isinstance(name, str) or not _NAME.match(name) or name.lower().startswith("xml"):
@@ -59,7 +72,14 @@ def to_xml(params: Mapping) -> str:
             continue
         parts.append(f"<{name}>{cdata(text)}</{name}>")
     parts.append("</xml>")
+    if len(_NAMES_OK) < _NAMES_MAX:     # every name passed: remember them
+        _NAMES_OK.update(params.keys())
     return "".join(parts)
+
+
+# field names to_xml has accepted (bounded: a caller cannot grow it much)
+_NAMES_OK: set = set()
+_NAMES_MAX = 1024
 
 
 def from_xml(data: str | bytes, max_bytes: int = MAX_BYTES, root: str = "xml") -> dict[str, str]:

@@ -150,3 +150,28 @@ def test_flat_documents_accepted(xml, fields):
     assert from_xml(xml) == fields
     assert from_xml(xml.encode("utf-8")) == fields
     assert list(from_xml(xml)) == list(fields)           # in document order
+
+
+@pytest.mark.parametrize("params", [
+    {"a": "x", "b": ""}, {"a": "x]]>y", "b": "1"}, {"a": "x\ry", "b": "1"},
+    {"a": "x]]", "b": ">y"}, {"a": "中文<&>", "b": "\n"}, {"a": 7, "b": "z"},
+    {"a": None, "b": "q"}])
+def test_fields_seen_before_are_written_the_same(monkeypatch, params):
+    # to_xml remembers the field names it accepted and writes plain values of known
+    # fields in one pass: the text must be what the field-by-field path writes
+    from wxpay import xmlcodec
+    monkeypatch.setattr(xmlcodec, "_NAMES_OK", set())
+    first = to_xml(params)
+    assert xmlcodec._NAMES_OK >= {"a", "b"}
+    assert to_xml(params) == first
+    assert from_xml(first) == {k: str(v) for k, v in params.items() if v is not None}
+
+
+@pytest.mark.parametrize("value", ["\x00", "a\x08b", "\ufffe", "x\uffff"])
+def test_known_fields_still_refuse_what_xml_cannot_carry(monkeypatch, value):
+    from wxpay import xmlcodec
+    monkeypatch.setattr(xmlcodec, "_NAMES_OK", set())
+    to_xml({"a": "ok", "b": "ok"})
+    with pytest.raises(WnError) as e:
+        to_xml({"a": value, "b": "ok"})
+    assert e.value.key == "e.weixin.param.invalid"
