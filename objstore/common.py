@@ -132,6 +132,9 @@ def meta_texts(meta: Mapping[str, Any] | None, *, what: str = "metadata") -> dic
 
 # json.dumps(text, ensure_ascii=False) of a str: the C function its encoder calls
 _json_str = json.encoder.encode_basestring
+# json.dumps(v, allow_nan=False, ensure_ascii=False, separators=(",", ":")), with its
+# encoder made once instead of on every call (each encode starts its own state)
+_COMPACT = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"))
 
 
 def _utf8_ok(text: str) -> bool:
@@ -146,8 +149,7 @@ def _value_text(v: Any, what: str) -> str:
     """One value's JSON text for ``meta_texts`` (UTF-8 encodable, finite numbers,
     64-bit integers), else ``e.io.meta.invalid``."""
     try:
-        text = json.dumps(dict(v) if isinstance(v, Mapping) else v,
-                          allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+        text = _COMPACT.encode(dict(v) if isinstance(v, Mapping) else v)
         text.encode("utf-8")
     except (TypeError, ValueError, RecursionError) as exc:
         raise meta_invalid(f"{what} is not JSON: {str(exc)[:200]}") from None

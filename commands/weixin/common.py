@@ -119,7 +119,19 @@ def parse_lenient(text: str, what: str):
 
 
 def write_json(stdout, value) -> None:
+    """``value`` as ``json.dumps(value, ensure_ascii=False, indent=2)`` writes it, and
+    a newline.  A flat object of text and integers (the JSAPI parameters every submit
+    prints) is spelled here, each value by the C function the encoder calls: the same
+    text, without the pure-Python encoder that ``indent`` selects."""
     import json
+    if type(value) is dict and value and all(
+            type(k) is str and (type(v) is str or type(v) is int)
+            for k, v in value.items()):
+        quote = json.encoder.encode_basestring
+        stdout.write("{\n" + ",\n".join(
+            f"  {quote(k)}: {quote(v) if type(v) is str else int.__repr__(v)}"
+            for k, v in value.items()) + "\n}\n")
+        return
     stdout.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
 
 

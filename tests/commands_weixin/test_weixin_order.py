@@ -38,6 +38,8 @@ def test_submit_builds_and_stores_pay_state(sh, store, sim, receiver):
     assert status == 0, err
     jsobj = json.loads(out)
     check_jsobj(jsobj)
+    # printed as Walnut prints JSON: indented by two, UTF-8 as it is
+    assert out == json.dumps(jsobj, ensure_ascii=False, indent=2) + "\n"
     o = store.get(order.id)
     assert o["pay_type"] == "weixin" and o["pay_seq"] == 1
     assert o["pay_out_trade_no"] == f"{order.id}_1"
@@ -409,3 +411,15 @@ def test_ipv4_and_ipv6_client_ips_are_fine(sh, store, ip):
     status, _, err = run(sh, f"weixin xxx order -submit {order.id} -client_ip {ip} "
                              f"-openid {OPENID}")
     assert status == 0, err
+
+
+@pytest.mark.parametrize("value", [
+    {"a": "x", "n": 5}, {"q": 'say "hi"\\ \n\t\u2028中文', "neg": -1}, {},
+    {"a": True}, {"a": None}, {"a": 1.5}, {"a": [1, {"b": "c"}]}, {1: "x"}, [1, "2"], "s"])
+def test_json_is_printed_as_json_dumps_indents_it(value):
+    import io
+
+    from commands.weixin.common import write_json
+    buf = io.StringIO()
+    write_json(buf, value)
+    assert buf.getvalue() == json.dumps(value, ensure_ascii=False, indent=2) + "\n"
