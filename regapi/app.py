@@ -475,6 +475,13 @@ class BufferedLogHandler(logging.Handler):
 def _setup_logging(access: bool = True, lines: BufferedAccessLog | None = None) -> None:
     """Server logging: ``regapi`` lines (and the ``weixin`` command's) to stderr
     (through ``lines`` when given); the access log at INFO unless turned off."""
+    # what no server line shows (LINE_FORMAT: time, process, logger, message), not
+    # computed for each record: the caller's file and line (a walk up the stack), the
+    # thread's and the multiprocessing process's names (the logging HOWTO's
+    # "Optimization")
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logMultiprocessing = False
     if not log.handlers:
         from regapi.logfmt import Formatter
         h = BufferedLogHandler(lines) if lines is not None else logging.StreamHandler()

@@ -25,11 +25,22 @@ def stamp(seconds: float | None = None) -> str:
 
 
 class Formatter(logging.Formatter):
-    """``LINE_FORMAT`` with UTC ``TIME_FORMAT`` times."""
+    """``LINE_FORMAT`` with UTC ``TIME_FORMAT`` times (the text of a second made once,
+    not for every line of that second)."""
     converter = time.gmtime
 
     def __init__(self, fmt: str = LINE_FORMAT):
         super().__init__(fmt, TIME_FORMAT)
+        self._stamp = (None, "")
+
+    def formatTime(self, record, datefmt=None):
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        sec = int(record.created)
+        last = self._stamp          # one tuple: threads may replace it, never tear it
+        if last[0] != sec:
+            last = self._stamp = (sec, stamp(sec))
+        return last[1]
 
 
 def granian_config() -> dict:
