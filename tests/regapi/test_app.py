@@ -585,6 +585,26 @@ def test_server_log_lines_are_buffered_and_warnings_written_at_once():
         lg.removeHandler(h)
 
 
+def test_each_log_line_has_its_own_records_second():
+    """The server's formatter spells a second's time once; every line still shows the
+    UTC second its record was made in, whatever order records come in."""
+    import logging
+
+    from regapi.logfmt import Formatter
+    f = Formatter()
+
+    def line(created):
+        r = logging.LogRecord("wnshell.weixin", logging.INFO, __file__, 1, "order %s paid",
+                              ("o1",), None)
+        r.created = created
+        return f.format(r)
+    assert line(0.5).startswith("1970-01-01T00:00:00Z [")
+    assert line(1.2).startswith("1970-01-01T00:00:01Z [")
+    assert line(0.9).startswith("1970-01-01T00:00:00Z [")
+    assert line(86399.99).endswith(" wnshell.weixin order o1 paid")
+    assert line(86399.99).startswith("1970-01-01T23:59:59Z [")
+
+
 @pytest.mark.parametrize("length", ["\u00b2", "\u00b9\u00b3", "1_0", " 5", "0x10", "-1", "+5"])
 def test_odd_content_length_is_a_400(app, store, length):
     # str.isdigit() accepted the latin-1 byte "²" (0xB2), then int() raised: a 500
