@@ -34,7 +34,7 @@ class Formatter(logging.Formatter):
         self._stamp = (None, "")
 
     def formatTime(self, record, datefmt=None):
-        if datefmt is not None:
+        if datefmt != TIME_FORMAT:
             return super().formatTime(record, datefmt)
         sec = int(record.created)
         last = self._stamp          # one tuple: threads may replace it, never tear it
