@@ -19,7 +19,8 @@ layer including the ones above it:
 3. a fresh ``Session`` and the ``weixin`` command's dispatch (account, handler,
    options);
 4. the template run: ``RegApiApp.run`` (the executor, the deadline);
-5. the request object the template's ``${id}`` names (``regapi.request``);
+5. the request object the template's ``${id}`` names (``regapi.request.HeldRequest``,
+   whose metadata is built only if a command looks at it);
 6. the whole WSGI call (routing, the body's checks, the response, the access log).
 
 The peer of bench/pay_vs_peer.py (Flask + wechatpy + SQLite) answers the same kind of
@@ -130,8 +131,8 @@ def wnshell_layers(tmp: str, merchant: tuple, n: int, passes: int) -> list[tuple
             app.run("demo", tpl, {"id": objs[i]["id"]}, ((objs[i], bodies[i]),))
 
         def with_request_object(i):
-            obj = request_object(i)
-            app.run("demo", tpl, {"id": obj["id"]}, ((obj, bodies[i]),))
+            obj = rq.HeldRequest(envs[i], "demo", path, route.rel, route.args, {}, bodies[i])
+            app.run("demo", tpl, {"id": obj.id}, ((obj, bodies[i]),))
 
         def whole(i):
             # a fresh environ each call: its wsgi.input is read once

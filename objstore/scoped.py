@@ -43,7 +43,10 @@ Two more things a request's view does (``ScopedStore(store, root, hide=..., held
   memory (a request's own object: its metadata and body).  They are found by id
   (``get``, ``id:ID``) and can be read, written and have their metadata changed like
   any FILE; they are never in the store, never in a query or a listing, and no other
-  view can see them.
+  view can see them.  ``obj`` may also be a callable with an ``id`` that makes the
+  object's fields when something first looks at them (``is_held`` and ``read`` do
+  not): a request's metadata is then never built for a command that only reads its
+  body.
 
 The root is given as an absolute path of at least two segments (``/home/<user>``);
 whether it exists is not checked here.  The view remembers ids it has seen inside
@@ -108,7 +111,10 @@ class ScopedStore(Store):
         # id -> [doc, content] of the objects only this view holds
         self._held: dict = {}
         for obj, content in held:
-            self._held[obj["id"]] = [dict(obj), bytes(content)]
+            if callable(obj):       # its fields made on first use (_held_doc)
+                self._held[obj.id] = [None, bytes(content), obj]
+            else:
+                self._held[obj["id"]] = [dict(obj), bytes(content)]
 
     @staticmethod
     def _root_info(root: str) -> tuple:
@@ -190,13 +196,23 @@ class ScopedStore(Store):
 
     # ---- lookup -----------------------------------------------------------------
     def get(self, oid: str) -> WnObj | None:
-        if self._held and oid in self._held:
-            return C.copy_out(self._held[oid][0])
+        held = self._held_doc(oid)
+        if held is not None:
+            return C.copy_out(held[0])
         return self._seen(self._store.get(oid))
 
     # ---- objects only this view holds (in memory) -------------------------------
+    def is_held(self, oid) -> bool:
+        """Is ``oid`` an object this view holds in memory (a request's own)?"""
+        return bool(self._held) and isinstance(oid, str) and oid in self._held
+
     def _held_doc(self, oid) -> list | None:
-        return self._held.get(oid) if self._held and isinstance(oid, str) else None
+        """``[fields, content]`` of a held object (its fields made now if they were
+        left for their first use), or None."""
+        held = self._held.get(oid) if self._held and isinstance(oid, str) else None
+        if held is not None and held[0] is None:
+            held[0] = dict(held[2]())
+        return held
 
     @staticmethod
     def _held_put(entry: list, data, append: bool) -> WnObj:
@@ -278,8 +294,8 @@ class ScopedStore(Store):
 
     # ---- content ----------------------------------------------------------------
     def read(self, oid: str) -> bytes:
-        held = self._held_doc(oid)
-        if held is not None:
+        held = self._held.get(oid) if self._held and isinstance(oid, str) else None
+        if held is not None:            # the content alone: no fields made for it
             return held[1]
         self._need(oid)
         return self._store.read(oid)

@@ -232,13 +232,14 @@ class RegApiApp:
         try:
             held, granted = (), None
             if tpl.uses_id:
-                meta = rq.build_meta(environ, usr, path, route.rel, route.args, query)
                 body = rq.read_body(environ, self.max_body)
                 rq.check_body(body)
                 if tpl.keep_ms is None:     # in memory, held by this request's session
-                    obj = rq.request_object(usr, meta, body)
+                    obj = rq.HeldRequest(environ, usr, path, route.rel, route.args,
+                                         query, body)
                     held = ((obj, body),)
                 else:                       # kept: stored where only this request sees it
+                    meta = rq.build_meta(environ, usr, path, route.rel, route.args, query)
                     obj = rq.keep_request_object(self.store, usr, meta, body, tpl.keep_ms)
                     granted = obj["id"]
                     self.maybe_purge()
@@ -246,7 +247,7 @@ class RegApiApp:
             tvars = rq.select_vars(environ, usr, path, route.rel, route.args, query,
                                    tpl.names)
             if tpl.uses_id:
-                tvars["id"] = obj["id"]
+                tvars["id"] = obj.id if granted is None else granted
             ws = tpl.ws
             if tpl.binds_session:
                 websession.bind(self.store, environ, usr, tvars, ws, query)

@@ -8,7 +8,8 @@ add names below the path the template wrote) except ``http-usr``, ``http-home`` 
 
 The request object (only templates that use ``${id}`` need one) is held in memory by
 the request's own session: ``request_object`` makes it (a FILE object's fields, the
-body as content), nothing is written to the store and no other request can find it.
+body as content) -- when a command first looks at it (``HeldRequest``) --, nothing is
+written to the store and no other request can find it.
 An API that asks to keep it (metadata ``regapi-reqobj-keep``) gets it stored by
 ``keep_request_object`` under ``/home/<usr>/.regapi/tmp/`` -- a tree no request's
 session can see -- with an expiry.
@@ -307,16 +308,42 @@ def tmp_dir(usr: str) -> str:
     return f"/home/{usr}/.regapi/tmp"
 
 
-def request_object(usr: str, meta: dict, body: bytes):
+def request_object(usr: str, meta: dict, body: bytes, oid: str | None = None,
+                   now: int | None = None):
     """The request object in memory (no store write): the fields a FILE under
     ``tmp_dir(usr)`` would have, with ``meta`` (handed over: ``build_meta``'s own
-    dict, not copied); to be held by the request's session."""
-    now = int(time.time() * 1000)
-    oid = new_id()
+    dict, not copied); to be held by the request's session.  ``oid`` and ``now``
+    (epoch ms): the id and time it was given when the request came (else new)."""
+    if now is None:
+        now = int(time.time() * 1000)
+    if oid is None:
+        oid = new_id()
     doc = C.new_doc(oid, "", oid, f"{tmp_dir(usr)}/{oid}", "FILE", _own_meta(meta), now)
     doc["len"] = len(body)
     doc["sha1"] = hashlib.sha1(body).hexdigest()
     return WnObj(doc)
+
+
+class HeldRequest:
+    """The request object for the request's session to hold (``ScopedStore``'s
+    ``held``), its fields made when a command first looks at them: its id (the
+    template's ``${id}``) and time are the request's own, taken now; its metadata
+    (``build_meta``) and fields (``request_object``) are built from the request on
+    first use -- never, for a command that only reads the body (a notification's
+    ``weixin ... -result id:${id}``)."""
+
+    __slots__ = ("id", "_args")
+
+    def __init__(self, environ: dict, usr: str, path: str, api_rel: str, args: list,
+                 query: dict, body: bytes):
+        self.id = new_id()
+        self._args = (environ, usr, path, api_rel, args, query, body,
+                      int(time.time() * 1000))
+
+    def __call__(self):
+        environ, usr, path, api_rel, args, query, body, now = self._args
+        meta = build_meta(environ, usr, path, api_rel, args, query)
+        return request_object(usr, meta, body, self.id, now)
 
 
 def _own_meta(meta: dict) -> dict:

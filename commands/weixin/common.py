@@ -65,6 +65,26 @@ def object_path(session, ref: str) -> str:
     return session.resolve("id:" + ref)
 
 
+def request_body(session, ref: str) -> tuple[str, bytes]:
+    """(id, body) of the request object ``ref`` names (a notification's).  A request's
+    own object, which its session holds in memory (``id:${id}``), is read as it is:
+    nothing of it but the body is needed, so its metadata is never built; any other
+    object must exist and be a FILE."""
+    store = session.store
+    if ref.startswith("id:") and getattr(store, "is_held", None) is not None:
+        try:
+            sp = session.resolve(ref)       # the checks every path gets
+        except WnError:
+            sp = ""                         # fetch_obj words the error
+        if sp.startswith("id:") and store.is_held(sp[3:]):
+            return sp[3:], store.read(sp[3:])
+    req = fetch_obj(session, ref, "request object", "e.cmd.weixin.req.noexists")
+    if req.is_dir:
+        raise WnError("e.cmd.weixin.req.invalid", "the request object is a directory",
+                      BAD_INPUT)
+    return req.id, store.read(req.id)
+
+
 def fetch_obj(session, ref: str, what: str, key: str):
     """The object ``ref`` names, or ``WnError(key)`` (kind not_found)."""
     if not ref:

@@ -38,8 +38,8 @@ from wxpay.money import to_fen
 from wxpay.xmlcodec import to_xml
 
 from .common import (EXPI_AFTER_PAY_WINDOW_MS, EXPIRE_MARGIN_MS, beijing, fetch_obj,
-                     from_beijing, log, now_ms, order_time_expire, parse_opts, usage,
-                     write_json)
+                     from_beijing, log, now_ms, order_time_expire, parse_opts,
+                     request_body, usage, write_json)
 
 PAID = 2
 CANCELLED = (3, 5)
@@ -568,11 +568,7 @@ _FAIL_MSG = {
 
 def result(session, loaded, ref, stdout, stderr) -> int:
     store = session.store
-    req = fetch_obj(session, ref, "request object", "e.cmd.weixin.req.noexists")
-    if req.is_dir:
-        raise WnError("e.cmd.weixin.req.invalid", "the request object is a directory",
-                      BAD_INPUT)
-    raw = store.read(req.id)
+    req_id, raw = request_body(session, ref)
     try:
         try:
             params = parse_notification(loaded.account, raw)
@@ -582,7 +578,7 @@ def result(session, loaded, ref, stdout, stderr) -> int:
     except Reject as r:
         line = f"weixin: notification rejected: {r.reason}"
         log.warning("weixin %s: notification (request %s) rejected: %s",
-                    loaded.name, req.id, r.reason)
+                    loaded.name, req_id, r.reason)
         stderr.write(line + "\n")
         stdout.write(reply_xml(False, r.msg))
         return 0

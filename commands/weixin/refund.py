@@ -25,7 +25,7 @@ from wxpay.api import reply_xml
 from wxpay.errors import ResultFail, ReturnFail, TransportError
 from wxpay.refund import build_refund, parse_refund_notification, refunds_of_query
 
-from .common import fetch_obj, log, now_ms, parse_opts, usage, write_json
+from .common import fetch_obj, log, now_ms, parse_opts, request_body, usage, write_json
 from .order import CAS_TRIES, PAID, FULFILLED, Reject, check_is_order, order_status
 
 REFUNDING = 3
@@ -279,11 +279,7 @@ def result(session, loaded, ref: str, stdout, stderr) -> int:
     if getattr(loaded, "api_version", 2) == 3:
         from . import v3pay
         return v3pay.refund_result(session, loaded, ref, stdout, stderr)
-    req = fetch_obj(session, ref, "request object", "e.cmd.weixin.req.noexists")
-    if req.is_dir:
-        raise WnError("e.cmd.weixin.req.invalid", "the request object is a directory",
-                      BAD_INPUT)
-    raw = session.store.read(req.id)
+    req_id, raw = request_body(session, ref)
     try:
         try:
             params = parse_refund_notification(loaded.account, raw)
@@ -292,7 +288,7 @@ def result(session, loaded, ref: str, stdout, stderr) -> int:
         outcome = apply_notification(session.store, params)
     except Reject as r:
         log.warning("weixin %s: refund notification (request %s) rejected: %s",
-                    loaded.name, req.id, r.reason)
+                    loaded.name, req_id, r.reason)
         stderr.write(f"weixin: refund notification rejected: {r.reason}\n")
         stdout.write(reply_xml(False, r.msg))
         return 0

@@ -157,6 +157,15 @@ def test_missing_request_object(sh):
     assert status == 1 and err.startswith("e.cmd.weixin.req.noexists")
 
 
+def test_request_object_that_is_a_directory(sh, store):
+    store.create("/home/demo/reqdir", "DIR", parents=True)
+    for handler in ("order", "refund"):
+        status, out, err = run(sh, f"weixin xxx {handler} -result ~/reqdir")
+        assert status == 1 and err.startswith("e.cmd.weixin.req.invalid"), (handler, err)
+        status, out, err = run(sh, f"weixin xxx {handler} -result id:nosuchrequest")
+        assert status == 1 and err.startswith("e.cmd.weixin.req.noexists"), (handler, err)
+
+
 def test_50_concurrent_duplicates_one_transition(tmp_path, sim, caplog):
     """50 threads, each with its own Session and its own store handle on one SQLite
     file, deliver the same notification at once: one transition, 50 SUCCESS."""

@@ -260,6 +260,31 @@ def test_held_objects_exist_only_in_their_view(store):
     assert view.get("reqobj1") is None
 
 
+def test_held_object_fields_are_made_on_first_use_and_once(store):
+    """A held object given as a callable (a request's object, whose metadata is built
+    from the request only if something looks at it): its body is read without it,
+    its fields are made once, when first looked at, and then behave as any held
+    object's."""
+    from objstore.base import WnObj
+    made = []
+
+    class Lazy:
+        id = "reqobj3"
+
+        def __call__(self):
+            made.append(1)
+            return WnObj({"id": "reqobj3", "nm": "reqobj3", "race": "FILE", "len": 4,
+                          "ph": "/home/demo/.regapi/tmp/reqobj3", "http-method": "POST"})
+    view = ScopedStore(store, "/home/demo", hide=(".regapi",), held=[(Lazy(), b"body")])
+    assert view.is_held("reqobj3") and not view.is_held("other") and not view.is_held(3)
+    assert view.read("reqobj3") == b"body" and made == []
+    assert view.fetch("id:reqobj3")["http-method"] == "POST" and made == [1]
+    assert view.set_meta("reqobj3", {"seen": 1})["seen"] == 1
+    assert view.get("reqobj3")["seen"] == 1 and made == [1]
+    assert ScopedStore(store, "/home/demo").get("reqobj3") is None
+    assert not ScopedStore(store, "/home/demo").is_held("reqobj3")
+
+
 def test_held_objects_are_copied_out_deeply(store):
     """What get/fetch/set_meta return of a held object may be changed at any depth by
     the caller: the view's own copy stays as it was."""

@@ -69,6 +69,20 @@ def test_request_object_only_when_template_uses_id(app, store):
     assert tmp_objects(store) == [] and store.get(obj["id"]) is None
 
 
+def test_request_object_is_the_requests_own_whenever_it_is_looked_at(app, store):
+    """The request object's fields are made when a command first looks at them (a
+    notification's command reads only its body): the object a template then sees is
+    still the one its ${id} names, made at the request's time."""
+    put_api(store, "demo", "late", "echo ${id}; obj id:${id}")
+    t0 = int(time.time() * 1000)
+    r = call(app, "POST", "/api/demo/late", "q=1", body=b"abcd")
+    t1 = int(time.time() * 1000)
+    first, _, rest = r.text.partition("\n")
+    obj = json.loads(rest)
+    assert r.status == 200 and obj["id"] == first and obj["len"] == 4
+    assert t0 <= obj["ct"] == obj["lm"] <= t1 and obj["http-qs-q"] == "1"
+
+
 def test_request_values_never_become_fields_of_the_request_object(app, store):
     """Every request value is stored under an ``http-…`` name (or ``args``): a query,
     header or cookie named like a field of the object (id, len, ph, expi …) can set none."""
