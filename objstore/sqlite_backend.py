@@ -362,10 +362,19 @@ class _WriteGate:
 
     def connection(self) -> sqlite3.Connection:
         """The leader's connection (made at first use; only the lock's holder uses
-        it): no busy timeout (see the class)."""
+        it): no busy timeout (see the class) -- once it is set up.  Its setup reads
+        the schema, which another program may lock for a while: that waits in the busy
+        handler like any statement (made with a timeout of 0, it failed at once with
+        "database is locked")."""
         conn = self.conn
         if conn is None:
-            conn = self.conn = self._connect(busy_ms=0)
+            conn = self._connect()
+            try:
+                conn.execute("PRAGMA busy_timeout = 0")
+            except sqlite3.Error as exc:
+                _close(conn)
+                raise _store_error(exc) from None
+            self.conn = conn
         return conn
 
     # os is bound as defaults: at interpreter exit module globals may already be None

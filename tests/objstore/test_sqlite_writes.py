@@ -274,3 +274,33 @@ def test_a_write_waits_for_a_lock_held_without_the_gate(tmp_path, monkeypatch):
     assert s.get(objs[0]["id"])["or_status"] == 2
     other.close()
     s.close()
+
+
+def test_the_first_write_of_a_store_handle_waits_for_a_reader_lockout(tmp_path):
+    """The writers' connection is made at a handle's first write; its setup reads the
+    schema, which another program can lock out for a while (here: exclusive locking
+    mode).  That setup must wait like any other statement -- it failed at once with
+    e.io.store.open "database is locked" (its busy timeout was already 0), seen as one
+    of 50 concurrent duplicate notifications failing."""
+    import time
+    path = tmp_path / "store.db"
+    first = open_store(f"sqlite://{path}")
+    o = first.create("/o/0", "FILE", {"n": 0}, parents=True)
+    first.close()
+    s = open_store(f"sqlite://{path}")          # opened, no write yet
+    s._pool_now().close()       # no connection open: another program can lock it all
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("PRAGMA locking_mode = EXCLUSIVE")
+    other.execute("BEGIN EXCLUSIVE")
+    other.execute("COMMIT")                     # exclusive mode keeps the lock
+
+    timer = threading.Timer(0.4, other.close)    # lets go (WAL: closing does)
+    timer.start()
+    t0 = time.monotonic()
+    try:
+        assert s.incr(o["id"], "n") == 1        # the handle's first write
+    finally:
+        timer.join()
+    assert time.monotonic() - t0 >= 0.3          # it waited for the lock
+    assert s.get(o["id"])["n"] == 1
+    s.close()
