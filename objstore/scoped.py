@@ -204,12 +204,16 @@ class ScopedStore(Store):
     # ---- objects only this view holds (in memory) -------------------------------
     def is_held(self, oid) -> bool:
         """Is ``oid`` an object this view holds in memory (a request's own)?"""
-        return bool(self._held) and isinstance(oid, str) and oid in self._held
+        return self._held_entry(oid) is not None
+
+    def _held_entry(self, oid) -> list | None:
+        """A held object's entry as it is (its fields may not be made yet), or None."""
+        return self._held.get(oid) if self._held and isinstance(oid, str) else None
 
     def _held_doc(self, oid) -> list | None:
         """``[fields, content]`` of a held object (its fields made now if they were
         left for their first use), or None."""
-        held = self._held.get(oid) if self._held and isinstance(oid, str) else None
+        held = self._held_entry(oid)
         if held is not None and held[0] is None:
             held[0] = dict(held[2]())
         return held
@@ -294,7 +298,7 @@ class ScopedStore(Store):
 
     # ---- content ----------------------------------------------------------------
     def read(self, oid: str) -> bytes:
-        held = self._held.get(oid) if self._held and isinstance(oid, str) else None
+        held = self._held_entry(oid)
         if held is not None:            # the content alone: no fields made for it
             return held[1]
         self._need(oid)

@@ -362,19 +362,10 @@ class _WriteGate:
 
     def connection(self) -> sqlite3.Connection:
         """The leader's connection (made at first use; only the lock's holder uses
-        it): no busy timeout (see the class) -- once it is set up.  Its setup reads
-        the schema, which another program may lock for a while: that waits in the busy
-        handler like any statement (made with a timeout of 0, it failed at once with
-        "database is locked")."""
+        it): no busy timeout once it is set up (see the class)."""
         conn = self.conn
         if conn is None:
-            conn = self._connect()
-            try:
-                conn.execute("PRAGMA busy_timeout = 0")
-            except sqlite3.Error as exc:
-                _close(conn)
-                raise _store_error(exc) from None
-            self.conn = conn
+            conn = self.conn = self._connect(busy_ms=0)
         return conn
 
     # os is bound as defaults: at interpreter exit module globals may already be None
@@ -656,10 +647,13 @@ class SQLiteStore(SQLStore):
         return conns
 
     def _connect(self, busy_ms: int = 30000) -> sqlite3.Connection:
+        """A new connection; ``busy_ms``: its busy timeout once it is set up.  The
+        setup itself reads the schema, which another connection may lock for a while:
+        it always waits that out (30 s; the writers' leader, whose own timeout is 0,
+        failed at once with "database is locked")."""
         try:
-            conn = sqlite3.connect(self.path, timeout=busy_ms / 1000, isolation_level=None,
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                    check_same_thread=False, cached_statements=256)
-            conn.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
             # FULL: every commit syncs the WAL before it returns, so a write that has
             # been acknowledged (a paid order, to WeChat) survives a power loss
             conn.execute("PRAGMA synchronous = FULL")
@@ -670,6 +664,7 @@ class SQLiteStore(SQLStore):
             conn.execute("PRAGMA mmap_size = 0")
             conn.execute("PRAGMA cache_size = -2048")
             conn.create_function("regexp", 2, sqlite_regexp, deterministic=True)
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
         except sqlite3.Error as exc:
             raise StoreError("e.io.store.open", f"cannot open {self.path}: {exc}",
                              INTERNAL) from None

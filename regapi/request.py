@@ -308,16 +308,11 @@ def tmp_dir(usr: str) -> str:
     return f"/home/{usr}/.regapi/tmp"
 
 
-def request_object(usr: str, meta: dict, body: bytes, oid: str | None = None,
-                   now: int | None = None):
+def request_object(usr: str, meta: dict, body: bytes, oid: str, now: int):
     """The request object in memory (no store write): the fields a FILE under
     ``tmp_dir(usr)`` would have, with ``meta`` (handed over: ``build_meta``'s own
-    dict, not copied); to be held by the request's session.  ``oid`` and ``now``
-    (epoch ms): the id and time it was given when the request came (else new)."""
-    if now is None:
-        now = int(time.time() * 1000)
-    if oid is None:
-        oid = new_id()
+    dict, not copied), the id ``oid`` and the time ``now`` (epoch ms) the request was
+    given when it came; to be held by the request's session (``HeldRequest``)."""
     doc = C.new_doc(oid, "", oid, f"{tmp_dir(usr)}/{oid}", "FILE", _own_meta(meta), now)
     doc["len"] = len(body)
     doc["sha1"] = hashlib.sha1(body).hexdigest()
