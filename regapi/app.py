@@ -82,7 +82,7 @@ class Template:
     """A parsed API object, with what the response needs from its metadata."""
     __slots__ = ("ast", "uses_id", "inline", "version", "headers", "mime", "redirect",
                  "names", "api", "as_json", "qs_mime", "keep_ms", "token", "cors", "ws",
-                 "binds_session")
+                 "binds_session", "ok_headers")
 
     def __init__(self, ast, api, version, registry=None, default_keep_ms=rq.REQ_TTL_MS):
         from wnshell.nodes import variables
@@ -99,6 +99,8 @@ class Template:
         self.version = version
         self.headers = tuple(rs.api_headers(api))
         self.mime = rs.content_type(api)
+        # a 200 in the API's own type: its headers, then its Content-Type
+        self.ok_headers = self.headers + (("Content-Type", rs.with_charset(self.mime)),)
         self.qs_mime = api.get(rs.QS_MIME_META) is True
         self.as_json = rs.is_json(self.mime)
         self.redirect = rs.redirect_code(api)
@@ -274,6 +276,8 @@ class RegApiApp:
                     return 204, headers, b""
                 headers.append(("Content-Type", rs.with_charset(ctype or mime)))
                 return code, headers, out.encode("utf-8")
+            if mime is tpl.mime:
+                return 200, list(tpl.ok_headers), out.encode("utf-8")
             headers.append(("Content-Type", rs.with_charset(mime)))
             return 200, headers, out.encode("utf-8")
         if last is not None:
@@ -296,7 +300,7 @@ class RegApiApp:
         the request thread -- unless it can run a command that does not declare
         (``Command.blocks``) that it waits within the deadline: that one runs on a
         pool thread and the request answers 504 when it is not done in time."""
-        Session = _shell()[0]
+        Session = (_SHELL or _shell())[0]
         limit = time.monotonic() + self.deadline if self.deadline else None
         # home_known=True: the API object lives below /home/<usr>, so the home exists;
         # spare the Session its "create home when missing" lookup (one store read).
@@ -304,17 +308,12 @@ class RegApiApp:
                           hide=HIDDEN, held=held, deadline=limit)
         if granted is not None:
             session.store.grant(granted)
-
-        def job():
-            status, out, err = session.run_ast(tpl.ast, stdin="", template_vars=tvars)
-            return status, out, err, session.last_error, session.response
-
-        if limit is None:
-            return job()
-        if tpl.inline:
-            result = job()
+        if limit is None or tpl.inline:
+            result = _run_in(session, tpl, tvars)
+            if limit is None:
+                return result
         else:
-            fut = self._pool().submit(job)
+            fut = self._pool().submit(_run_in, session, tpl, tvars)
             try:
                 result = fut.result(timeout=max(0.0, limit - time.monotonic()))
             except FutureTimeout:
@@ -333,6 +332,12 @@ class RegApiApp:
                                                         thread_name_prefix="regapi-run")
                 pool = self._executor
         return pool
+
+
+def _run_in(session, tpl, tvars):
+    """The template run in ``session``: what ``RegApiApp.run`` returns."""
+    status, out, err = session.run_ast(tpl.ast, stdin="", template_vars=tvars)
+    return status, out, err, session.last_error, session.response
 
 
 _SHELL = None
@@ -372,9 +377,19 @@ def _log_addr(addr) -> str:
     field to be what it should be)."""
     if not addr:
         return "-"
-    if not (addr.isascii() and addr.isprintable()) or " " in addr or len(addr) > 64:
+    if type(addr) is not str:
         return "?"
+    if addr in _ADDR_OK:
+        return addr
+    if not (addr.isascii() and addr.isprintable()) \
+            or " " in addr or len(addr) > 64:
+        return "?"
+    if len(_ADDR_OK) < 256:         # a server's clients: mostly the same few
+        _ADDR_OK.add(addr)
     return addr
+
+
+_ADDR_OK: set = set()
 
 
 class BufferedAccessLog:

@@ -66,10 +66,12 @@ def _scoped_store():
 
 
 _NOT_IN_USER = frozenset("/\\:\n\r\t ")
+# user names already found valid (bounded): a server makes a session per request
+_USERS_OK: set = set()
 
 
 def _valid_user(user: str) -> bool:
-    return bool(user) and user not in (".", "..") and _NOT_IN_USER.isdisjoint(user) \
+    return isinstance(user, str) and bool(user) and user not in (".", "..") and _NOT_IN_USER.isdisjoint(user) \
         and user[0] != "~"
 
 
@@ -87,34 +89,38 @@ class Session:
                  env: dict | None = None, *, registry=None, argv=None,
                  confine: bool = False, home_known: bool = False,
                  hide=(), held=(), deadline: float | None = None):
-        if not _valid_user(user):
-            raise WnError("e.cmd.user.invalid", repr(user), BAD_INPUT)
+        if type(user) is not str or user not in _USERS_OK:
+            if not _valid_user(user):
+                raise WnError("e.cmd.user.invalid", repr(user), BAD_INPUT)
+            if len(_USERS_OK) < 1024:
+                _USERS_OK.add(user)
         self.store = store
         self.user = user
-        self.home = f"/home/{user}"
-        if registry is None:
-            registry = _registry()
-        self.registry = registry
-        self.env: dict = dict(env or {})
-        self.env.setdefault("HOME", self.home)
-        self.env.setdefault("USER", user)
-        self.argv: list[str] = list(argv or ["wnshell"])
+        self.home = home = "/home/" + user
+        self.registry = registry if registry is not None else (_REGISTRY or _registry())
+        if env:
+            self.env = dict(env)
+            self.env.setdefault("HOME", home)
+            self.env.setdefault("USER", user)
+        else:
+            self.env = {"HOME": home, "USER": user}
+        self.argv: list[str] = list(argv) if argv else ["wnshell"]
         self.last_status = 0
         self.last_error: WnError | None = None
         self.exit_requested: int | None = None
         self._depth = 0
-        if not home_known and store.fetch(self.home) is None:
+        if not home_known and store.fetch(home) is None:
             try:
-                store.create(self.home, "DIR", parents=True)
+                store.create(home, "DIR", parents=True)
             except WnError:
-                if store.fetch(self.home) is None:  # not a lost race: a real failure
+                if store.fetch(home) is None:  # not a lost race: a real failure
                     raise
         self.confined = confine
         if confine:
-            self.store = _scoped_store()(store, self.home, hide=hide, held=held)
+            self.store = (_SCOPED or _scoped_store())(store, home, hide=hide, held=held)
         # time.monotonic() after which no further command starts (None: no deadline)
         self.deadline = deadline
-        self.cwd = self.home
+        self.cwd = home
         if cwd:
             self.cwd = self.resolve(cwd)
 

@@ -573,6 +573,21 @@ def test_access_log_line_keeps_its_fields(store, path):
     assert fields[5].startswith("/api/demo/") and fields[6] == str(r.status)
 
 
+@pytest.mark.parametrize("remote,shown", [
+    ("10.0.0.7", "10.0.0.7"), ("::1", "::1"), ("", "-"),
+    ("1.2.3.4 200 5 0.1ms", "?"), ("1.2.3.4\nforged", "?"), ("x" * 65, "?"),
+])
+def test_access_log_shows_the_client_address_as_one_field(store, remote, shown):
+    out = io.StringIO()
+    log = BufferedAccessLog(out, interval=3600)
+    app = RegApiApp(store, route_ttl=0, deadline=5, access=log)
+    for _ in range(2):      # an address seen before is shown the same way
+        call(app, "GET", "/api/demo/nothing", remote=remote)
+    log.flush()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and all(line.split(" ")[3] == shown for line in lines), lines
+
+
 def test_server_log_lines_are_buffered_and_warnings_written_at_once():
     """The server's app log (an order paid) goes through the access log's buffer: an
     INFO line is not written on the request's thread; a warning is, after it."""
