@@ -428,8 +428,7 @@ ERRORS
         if module is None:
             raise usage("e.cmd.weixin.handler.unknown",
                         f"{handler[:40]} (handlers: {', '.join(HANDLERS)})")
-        from . import conf
-        loaded = conf.load(session, conf_name)
+        loaded = (_CONF or _conf()).load(session, conf_name)
         left = session.remaining() if hasattr(session, "remaining") else None
         if left is not None:        # a request's deadline bounds every WeChat call
             loaded = loaded.bounded(left)
@@ -440,4 +439,14 @@ ERRORS
 
 
 _LOADED: dict = {}     # handler module name -> the module, once imported
+_CONF = None
+
+
+def _conf():
+    """commands.weixin.conf, imported at the first call (a ``from . import`` statement
+    in ``run`` costs about half a microsecond on every call)."""
+    global _CONF
+    from . import conf
+    _CONF = conf
+    return conf
 COMMAND = WeixinCommand()

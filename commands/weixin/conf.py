@@ -170,17 +170,18 @@ def load(session, name: str) -> Loaded:
     path = f"{session.home}/.weixin/{name}/wxconf"
     # the account lives in a tree a request's session can not see (.weixin is hidden
     # from it): weixin, which owns that tree, reads it through the unhidden view
-    store = account_store(session)
-    gen = store.dot_generation()        # read before the fetch: a write after it moves it
+    view = session.store                # (the unhidden view is made only to read it)
+    gen = view.dot_generation()         # read before the fetch: a write after it moves it
     if gen is None:
-        return _load(store, name, path)[0]
+        return _load(account_store(session), name, path)[0]
+    store = getattr(view, "inner", view)
     where = (getattr(store, "url", "") or str(id(store)), path)
     now = time.monotonic()
     seen = _current.get(where)
     if seen is not None and seen[0] == gen and now - seen[1] < RECHECK_S \
             and (seen[2] is None or seen[2] > time.time() * 1000):
         return seen[3]
-    loaded, expi = _load(store, name, path)
+    loaded, expi = _load(account_store(session), name, path)
     with _lock:
         _current[where] = (gen, now, expi, loaded)
         if len(_current) > _CACHE_MAX:
