@@ -165,8 +165,12 @@ class Executor:
 
     def word(self, word, err) -> list[str]:
         parts = word.parts
-        if len(parts) == 1 and isinstance(parts[0], Var) and parts[0].name == "@":
-            return [Expanded(a) for a in self.session.argv[1:]]
+        if len(parts) == 1:
+            p = parts[0]
+            if type(p) is Lit:              # a literal word: itself
+                return [p.text]
+            if isinstance(p, Var) and p.name == "@":
+                return [Expanded(a) for a in self.session.argv[1:]]
         text = self.parts_text(parts, err)
         for p in parts:
             if isinstance(p, Lit):

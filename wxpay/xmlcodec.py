@@ -119,7 +119,7 @@ def _tree(text: str):
     case every real notification is); a text with them, by a builder whose doctype
     hook refuses as expat meets the declaration, before any entity it declares can
     be used -- a value that merely spells it inside CDATA is still data."""
-    builder = _builder()
+    builder = _BUILDER or _builder()
     if "<!DOCTYPE" in text:
         parser = builder[0](target=builder[1]())
     else:
@@ -169,7 +169,7 @@ def _flat(tree, root: str) -> dict[str, str]:
     field by :func:`_flat_walk`, which gives the same answer or names the reason."""
     fields = list(tree)
     if tree.tag == root and not tree.keys() and not any(map(len, fields)) \
-            and not any(map(_builder()[3], fields)):       # Element.keys: attributes
+            and not any(map((_BUILDER or _builder())[3], fields)):       # Element.keys: attributes
         texts = list(map(_text, fields))
         out = dict(zip(map(_tag, fields), texts))
         if len(out) == len(fields) and _plain(out):

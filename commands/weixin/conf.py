@@ -53,6 +53,7 @@ class Loaded:
     objects_key: tuple = ()         # v3: versions of the key objects it was made from
     _client: object = field(default=None, repr=False)
     _client_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _total: float | None = field(default=None, repr=False)    # the client's, in seconds
 
     @property
     def client(self):
@@ -79,11 +80,14 @@ class Loaded:
         """This account with a client that waits at most ``seconds`` in all for each
         WeChat call (a request's remaining time); itself when its own timeouts are
         shorter.  The HTTP connection pool is shared."""
-        client = self.client
-        total = client._total_timeout() if hasattr(client, "_total_timeout") \
-            else sum(client.timeout)
+        total = self._total
+        if total is None:           # the client's timeouts never change: once
+            client = self.client
+            total = self._total = client._total_timeout() if hasattr(
+                client, "_total_timeout") else sum(client.timeout)
         if seconds >= total:
             return self
+        client = self.client
         import copy
         import dataclasses
         quick = copy.copy(client)
@@ -91,7 +95,7 @@ class Loaded:
         connect = min(client.timeout[0], seconds / 2) if isinstance(
             client.timeout, (tuple, list)) else seconds / 2
         quick.timeout = (max(connect, 0.001), max(seconds - connect, 0.001))
-        return dataclasses.replace(self, _client=quick)
+        return dataclasses.replace(self, _client=quick, _total=None)
 
     def read_timeout(self) -> float:
         """wxconf ``pay_timeout``: seconds to wait for WeChat's reply (default 10)."""

@@ -248,3 +248,39 @@ def test_info_masks_every_secret_looking_field():
     assert info["appID"] == "wx1" and info["pay_mch_id"] == 1230000109
     assert info["pay_notify_url"] == "https://example.com/api/demo/payresult"
     assert info["copy_of_key"].startswith("****") and info["db_pass"].startswith("****")
+
+
+def _request_session(store):
+    """A session as a .regapi request has it: confined, ~/.weixin hidden."""
+    return Session(store, user="demo", confine=True, home_known=True,
+                   hide=(".weixin", ".regapi"))
+
+
+def test_a_request_session_reads_its_account_once_and_sees_a_change(tmp_path, monkeypatch):
+    store, sh = _sqlite_session(tmp_path)
+    install_wxconf(store, "http://127.0.0.1:9", "http://127.0.0.1:9/n")
+    first = confmod.load(_request_session(store), "xxx")
+    fetched = _counting_fetches(monkeypatch, store)
+    for _ in range(3):          # a session per request, the account read once
+        assert confmod.load(_request_session(store), "xxx") is first
+    assert fetched == []
+    install_wxconf(store, "http://127.0.0.1:9", "http://127.0.0.1:9/changed")
+    again = confmod.load(_request_session(store), "xxx")
+    assert again.conf["pay_notify_url"] == "http://127.0.0.1:9/changed"
+    # the template itself still cannot see the account
+    assert run(_request_session(store), "cat ~/.weixin/xxx/wxconf")[0] != 0
+    store.close()
+
+
+def test_a_request_deadline_bounds_the_account_client():
+    store, sh = _session()
+    install_wxconf(store, "http://127.0.0.1:9", "http://127.0.0.1:9/n")
+    loaded = confmod.load(sh, "xxx")
+    total = loaded.client._total_timeout()
+    assert loaded.bounded(total + 1) is loaded and loaded.bounded(total) is loaded
+    quick = loaded.bounded(2.0)
+    assert quick is not loaded and quick.client._total_timeout() <= 2.0
+    assert loaded.client._total_timeout() == total          # the account's own: kept
+    quicker = quick.bounded(1.0)            # bounded again: by the copy's own timeouts
+    assert quicker.client._total_timeout() <= 1.0 and quick.bounded(2.0) is quick
+    assert loaded.bounded(2.0).client._total_timeout() <= 2.0
