@@ -951,7 +951,7 @@ class SQLiteStore(SQLStore):
             self._generation().bump()
 
     def dot_generation(self) -> int | None:
-        return self._generation().read()
+        return (self._gen or self._generation()).read()
 
     def cas_applied(self, oid: str, expect: Mapping[str, Any],
                     changes: Mapping[str, Any]) -> bool:

@@ -39,7 +39,7 @@ def is_option(tok: str) -> bool:
     """True for a token that reads as an option: literal, ``-`` plus something that is not
     a number."""
     return (len(tok) > 1 and tok[0] == "-" and not isinstance(tok, Expanded)
-            and not _is_number(tok))
+            and (tok[1].isalpha() or not _is_number(tok)))
 
 
 class Opts:

@@ -6,7 +6,7 @@ import logging
 import time
 
 from objstore.errors import BAD_INPUT, CONFLICT, NOT_FOUND, WnError
-from wnshell.options import parse_opts as _parse_opts
+from wnshell.options import parse_opts  # noqa: F401  (the handlers' option parser)
 from wxpay.api import parse_beijing
 
 log = logging.getLogger("wnshell.weixin")
@@ -48,10 +48,6 @@ def account_store(session):
 def usage(key: str, reason: str) -> Exception:
     from wnshell.errors import UsageError
     return UsageError(key, reason)
-
-
-def parse_opts(args: list[str], flags: str = ""):
-    return _parse_opts(list(args), flags=flags)
 
 
 def looks_like_path(text: str) -> bool:

@@ -665,13 +665,18 @@ _ALLOWED = {"submit": frozenset({"submit", "client_ip", "openid", "openid_key", 
 
 def run(session, loaded, args, stdin, stdout, stderr) -> int:
     po = parse_opts(args, "")
-    opts = dict(po.opts)
-    modes = [m for m in _MODES if m in opts]
-    if len(modes) != 1:
+    opts = po.opts
+    mode = None
+    for m in _MODES:
+        if m in opts:
+            if mode is not None:
+                mode = ""
+                break
+            mode = m
+    if not mode:
         raise usage("e.cmd.weixin.order.usage",
                     "give exactly one of -submit, -result, -query, -close, -sweep")
-    mode = modes[0]
-    extra = sorted(set(opts) - _ALLOWED[mode])
+    extra = sorted(opts.keys() - _ALLOWED[mode]) if len(opts) > 1 else ()
     if extra or po.args:
         what = f"-{extra[0]}" if extra else po.args[0][:40]
         raise usage("e.cmd.weixin.order.usage", f"unexpected {what} for -{mode}")
@@ -688,11 +693,12 @@ def run(session, loaded, args, stdin, stdout, stderr) -> int:
         return expiry.close(session, loaded, value, stdout)
     if mode != "submit" and (not isinstance(value, str) or not value):
         raise usage("e.cmd.weixin.order.usage", f"-{mode} needs a value")
-    backend = _backend(loaded)
-    if mode == "submit":
-        return backend.submit(session, loaded, opts, stdout)
     if mode == "result":
-        return backend.result(session, loaded, value, stdout, stderr)
+        if loaded.api_version == 3:
+            return _backend(loaded).result(session, loaded, value, stdout, stderr)
+        return result(session, loaded, value, stdout, stderr)
+    if mode == "submit":
+        return _backend(loaded).submit(session, loaded, opts, stdout)
     return query(session, loaded, value, stdout)
 
 
