@@ -34,6 +34,10 @@ from wnshell.options import Expanded
 from wnshell import provenance, template
 
 
+# the types template.to_text gives back as they are
+_TEXT = frozenset({str, provenance.FromRequest, provenance.ExpandedFromRequest, Expanded})
+
+
 class ExitShell(Exception):
     """Raised after ``exit N`` ran: unwinds to the nearest ``run_ast``."""
 
@@ -117,7 +121,11 @@ class Executor:
         elif name == "#":
             value = str(max(len(s.argv) - 1, 0))
         else:
-            value = template.lookup(name, self.tvars, s.env)
+            tvars = self.tvars
+            if tvars is not None and name in tvars and type(tvars[name]) in _TEXT:
+                value = tvars[name]         # a request's value: text already
+            else:
+                value = template.lookup(name, tvars, s.env)
         if value is None:
             if part.default is not None:
                 return self.parts_text(part.default, err)

@@ -81,6 +81,8 @@ def to_fen(total_fee=None, pay_val=None) -> int:
     When both are given they must agree.  Zero, negative, fractional fen, booleans and
     non-numbers raise ``WnError("e.weixin.money.invalid", kind=BAD_INPUT)``.
     """
+    if pay_val is None and type(total_fee) is int and 0 < total_fee <= MAX_FEN:
+        return total_fee            # the usual order: whole fen, no pay_val
     fen = None
     if not _absent(total_fee):
         fen = _fen_from_total_fee(total_fee)
