@@ -135,7 +135,7 @@ class ScopedStore(Store):
     def contains(self, path: str) -> bool:
         """True when the absolute store path ``path`` is the root or below it, and not
         in a hidden subtree."""
-        return self._in_root(path) and not (
+        return (path.startswith(self._below) or path == self.root) and not (
             path in self._hidden or path.startswith(self._hidden_below))
 
     def _in_root(self, path: str) -> bool:
@@ -196,9 +196,8 @@ class ScopedStore(Store):
 
     # ---- lookup -----------------------------------------------------------------
     def get(self, oid: str) -> WnObj | None:
-        held = self._held_doc(oid)
-        if held is not None:
-            return C.copy_out(held[0])
+        if self._held and isinstance(oid, str) and oid in self._held:
+            return C.copy_out(self._held_doc(oid)[0])
         return self._seen(self._store.get(oid))
 
     # ---- objects only this view holds (in memory) -------------------------------
