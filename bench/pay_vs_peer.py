@@ -381,7 +381,9 @@ class Peer(Side):
 
 
 def standin_rate(port: int, tmp: str, merchant: tuple, duration: float, conns: int) -> Run:
-    """The stand-in alone: signed unifiedorder requests, a new out_trade_no each."""
+    """The stand-in alone: signed unifiedorder requests, a new out_trade_no each --
+    enough of them for 25k req/s over ``duration`` (a run that used them up would ask
+    for /__exhausted__, counted as bad answers: 40000 ran out at 13k req/s)."""
     from wxpay.account import Account
     from wxpay.api import build_unifiedorder
     from wxpay.xmlcodec import to_xml
@@ -389,7 +391,8 @@ def standin_rate(port: int, tmp: str, merchant: tuple, duration: float, conns: i
                    notify_url="http://127.0.0.1:9/notify")
     bodies = [to_xml(build_unifiedorder(acct, {
         "body": TITLE, "out_trade_no": f"standin{i}", "total_fee": 1 + i % 500,
-        "openid": OPENID, "spbill_create_ip": "127.0.0.1"})) for i in range(40000)]
+        "openid": OPENID, "spbill_create_ip": "127.0.0.1"}))
+        for i in range(max(40000, int(25000 * duration)))]
     f = write_lines(os.path.join(tmp, "standin.txt"), bodies)
     return wrk(port, duration, conns, {"WRK_FILE": f, "WRK_MODE": "post",
                                        "WRK_PATH": "/pay/unifiedorder",
