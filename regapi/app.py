@@ -82,12 +82,14 @@ class Template:
     """A parsed API object, with what the response needs from its metadata."""
     __slots__ = ("ast", "uses_id", "inline", "version", "headers", "mime", "redirect",
                  "names", "api", "as_json", "qs_mime", "keep_ms", "token", "cors", "ws",
-                 "binds_session", "ok_headers")
+                 "binds_session", "ok_headers", "request_names")
 
     def __init__(self, ast, api, version, registry=None, default_keep_ms=rq.REQ_TTL_MS):
         from wnshell.nodes import variables
         self.ast = ast
         self.names = variables(ast)
+        # the names select_vars takes from the request (${id} is the app's own)
+        self.request_names = self.names - {"id"}
         self.keep_ms = keep_ms(api, default_keep_ms)
         self.token = guard.token_of(api)        # api-access-token (None: open)
         self.cors = guard.cors_of(api)          # http-cross-origin (None: no CORS)
@@ -247,7 +249,7 @@ class RegApiApp:
                     self.maybe_purge()
             # only the variables the template names: it can observe no other
             tvars = rq.select_vars(environ, usr, path, route.rel, route.args, query,
-                                   tpl.names)
+                                   tpl.request_names) if tpl.request_names else {}
             if tpl.uses_id:
                 tvars["id"] = obj.id if granted is None else granted
             ws = tpl.ws
