@@ -135,7 +135,7 @@ class ScopedStore(Store):
     def contains(self, path: str) -> bool:
         """True when the absolute store path ``path`` is the root or below it, and not
         in a hidden subtree."""
-        return (path.startswith(self._below) or path == self.root) and not (
+        return self._in_root(path) and not (
             path in self._hidden or path.startswith(self._hidden_below))
 
     def _in_root(self, path: str) -> bool:

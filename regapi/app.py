@@ -379,19 +379,10 @@ def _log_addr(addr) -> str:
     field to be what it should be)."""
     if not addr:
         return "-"
-    if type(addr) is not str:
-        return "?"
-    if addr in _ADDR_OK:
-        return addr
-    if not (addr.isascii() and addr.isprintable()) \
+    if type(addr) is not str or not (addr.isascii() and addr.isprintable()) \
             or " " in addr or len(addr) > 64:
         return "?"
-    if len(_ADDR_OK) < 256:         # a server's clients: mostly the same few
-        _ADDR_OK.add(addr)
     return addr
-
-
-_ADDR_OK: set = set()
 
 
 class BufferedAccessLog:

@@ -34,10 +34,6 @@ from wnshell.options import Expanded
 from wnshell import provenance, template
 
 
-# the types template.to_text gives back as they are
-_TEXT = frozenset({str, provenance.FromRequest, provenance.ExpandedFromRequest, Expanded})
-
-
 class ExitShell(Exception):
     """Raised after ``exit N`` ran: unwinds to the nearest ``run_ast``."""
 
@@ -122,8 +118,8 @@ class Executor:
             value = str(max(len(s.argv) - 1, 0))
         else:
             tvars = self.tvars
-            if tvars is not None and name in tvars and type(tvars[name]) in _TEXT:
-                value = tvars[name]         # a request's value: text already
+            if tvars is not None and name in tvars and isinstance(tvars[name], str):
+                value = tvars[name]         # text already (what to_text gives back)
             else:
                 value = template.lookup(name, tvars, s.env)
         if value is None:

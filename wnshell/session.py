@@ -66,13 +66,11 @@ def _scoped_store():
 
 
 _NOT_IN_USER = frozenset("/\\:\n\r\t ")
-# user names already found valid (bounded): a server makes a session per request
-_USERS_OK: set = set()
 
 
 def _valid_user(user: str) -> bool:
-    return isinstance(user, str) and bool(user) and user not in (".", "..") and _NOT_IN_USER.isdisjoint(user) \
-        and user[0] != "~"
+    return isinstance(user, str) and bool(user) and user not in (".", "..") \
+        and _NOT_IN_USER.isdisjoint(user) and user[0] != "~"
 
 
 # what Session.set_response accepts: a status a request's answer may have (3xx are the
@@ -89,11 +87,8 @@ class Session:
                  env: dict | None = None, *, registry=None, argv=None,
                  confine: bool = False, home_known: bool = False,
                  hide=(), held=(), deadline: float | None = None):
-        if type(user) is not str or user not in _USERS_OK:
-            if not _valid_user(user):
-                raise WnError("e.cmd.user.invalid", repr(user), BAD_INPUT)
-            if len(_USERS_OK) < 1024:
-                _USERS_OK.add(user)
+        if not _valid_user(user):
+            raise WnError("e.cmd.user.invalid", repr(user), BAD_INPUT)
         self.store = store
         self.user = user
         self.home = home = "/home/" + user

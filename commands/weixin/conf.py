@@ -178,8 +178,7 @@ def load(session, name: str) -> Loaded:
     gen = view.dot_generation()         # read before the fetch: a write after it moves it
     if gen is None:
         return _load(account_store(session), name, path)[0]
-    store = getattr(view, "inner", view)
-    where = (getattr(store, "url", "") or str(id(store)), path)
+    where = (getattr(view, "url", "") or str(id(view)), path)
     now = time.monotonic()
     seen = _current.get(where)
     if seen is not None and seen[0] == gen and now - seen[1] < RECHECK_S \

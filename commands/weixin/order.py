@@ -657,7 +657,6 @@ def query_and_apply(store, loaded, order) -> dict:
 
 
 # ---- dispatch ---------------------------------------------------------------------------
-_MODES = ("submit", "result", "query", "close", "sweep")
 _ALLOWED = {"submit": frozenset({"submit", "client_ip", "openid", "openid_key", "trade_type"}),
             "result": frozenset({"result"}), "query": frozenset({"query"}),
             "close": frozenset({"close"}), "sweep": frozenset({"sweep", "limit"})}
@@ -666,17 +665,12 @@ _ALLOWED = {"submit": frozenset({"submit", "client_ip", "openid", "openid_key", 
 def run(session, loaded, args, stdin, stdout, stderr) -> int:
     po = parse_opts(args, "")
     opts = po.opts
-    mode = None
-    for m in _MODES:
-        if m in opts:
-            if mode is not None:
-                mode = ""
-                break
-            mode = m
-    if not mode:
+    modes = opts.keys() & _ALLOWED.keys()
+    if len(modes) != 1:
         raise usage("e.cmd.weixin.order.usage",
                     "give exactly one of -submit, -result, -query, -close, -sweep")
-    extra = sorted(opts.keys() - _ALLOWED[mode]) if len(opts) > 1 else ()
+    (mode,) = modes
+    extra = sorted(opts.keys() - _ALLOWED[mode])
     if extra or po.args:
         what = f"-{extra[0]}" if extra else po.args[0][:40]
         raise usage("e.cmd.weixin.order.usage", f"unexpected {what} for -{mode}")
@@ -693,12 +687,11 @@ def run(session, loaded, args, stdin, stdout, stderr) -> int:
         return expiry.close(session, loaded, value, stdout)
     if mode != "submit" and (not isinstance(value, str) or not value):
         raise usage("e.cmd.weixin.order.usage", f"-{mode} needs a value")
-    if mode == "result":
-        if loaded.api_version == 3:
-            return _backend(loaded).result(session, loaded, value, stdout, stderr)
-        return result(session, loaded, value, stdout, stderr)
+    backend = _backend(loaded)
     if mode == "submit":
-        return _backend(loaded).submit(session, loaded, opts, stdout)
+        return backend.submit(session, loaded, opts, stdout)
+    if mode == "result":
+        return backend.result(session, loaded, value, stdout, stderr)
     return query(session, loaded, value, stdout)
 
 

@@ -1,5 +1,5 @@
 """Session construction: the user's name, the environment and the arguments it starts
-with (every .regapi request makes one, so its checks are remembered, never skipped)."""
+with (every .regapi request makes one: its name is checked every time)."""
 from __future__ import annotations
 
 import pytest
