@@ -1,8 +1,10 @@
 """What every bench needs to run servers on loopback: a free port, waiting until a
-server answers (or has died), and a throwaway PostgreSQL (``--store postgresql``)."""
+server answers (or has died), a throwaway PostgreSQL (``--store postgresql``), and
+placing a granian server's workers on CPUs as ``wnshell serve --pin-workers`` does."""
 from __future__ import annotations
 
 import http.client
+import os
 import socket
 import subprocess
 import time
@@ -43,3 +45,46 @@ def throwaway_postgresql(schema: str):
         raise SystemExit(reason)
     pg = pg_backend.PgServer(pg_backend.find_bindir(), fsync=True)
     return pg.fresh_schema_url(schema), pg.stop
+
+
+def worker_pids(proc: subprocess.Popen) -> list[int]:
+    """The server's workers in the order granian spawned them: its children forked
+    from it (their command line is its own; wnshell's sweeper beside them is not)."""
+    def cmdline(pid):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                return f.read()
+        except OSError:
+            return None
+    own = cmdline(proc.pid)
+    kids = []
+    for task in os.listdir(f"/proc/{proc.pid}/task"):
+        try:
+            with open(f"/proc/{proc.pid}/task/{task}/children") as f:
+                kids += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+    return sorted(k for k in kids if cmdline(k) == own)
+
+
+def place(pid: int, cpu: int) -> None:
+    """Every thread of process ``pid`` on ``cpu`` (the threads it makes later inherit
+    it from theirs): what ``wnshell serve --pin-workers`` does for its own workers."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(task), {cpu})
+        except OSError:
+            pass            # a thread that has just ended
+
+
+def placement(proc: subprocess.Popen) -> str:
+    """Where each worker may run, e.g. "0 | 1" (its main thread's allowed CPUs)."""
+    out = []
+    for pid in worker_pids(proc):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                out += [line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("Cpus_allowed_list")]
+        except OSError:
+            out.append("?")
+    return " | ".join(out)

@@ -6,7 +6,11 @@
 
 Needs ``wrk`` and the bench extra (``pip install -e '.[bench]'``: flask, wechatpy).
 
-Both apps are served by granian with the same workers and blocking threads, both call
+Both apps are served by granian with the same workers and blocking threads, each
+placed as it deploys by default: wnshell serve pins its workers one per CPU when there
+are as many as CPUs (``--pin-workers``), granian leaves the peer's to the kernel
+(``--pin-peer`` places them as wnshell's; the line "workers' CPUs" shows where each
+side's ran), both call
 the same stand-in WeChat Pay server (bench/wechat_standin.py: the simulator's own
 request handling on granian; its rate alone is measured and printed first), both keep
 their orders in SQLite with ``synchronous=FULL`` (wnshell: ``--store`` may put it on
@@ -52,7 +56,8 @@ ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from bench.loopback import free_port, throwaway_postgresql, wait_http  # noqa: E402  (after ROOT is on sys.path)
+from bench.loopback import (free_port, place, placement, throwaway_postgresql,  # noqa: E402
+                            wait_http, worker_pids)   # (after ROOT is on sys.path)
 
 LUA = os.path.join(HERE, "pay_slices.lua")
 WRK_THREADS = 2
@@ -315,10 +320,11 @@ class Wnshell(Side):
                                   "or_status": 0}, parents=True)["id"] for i in range(n)]
         store.close()
 
-    def start(self, log) -> None:
+    def start(self, log, plan: list[int] = ()) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "regapi", "serve", "--port", str(self.port), "--workers",
-             str(self.workers), "--threads", str(self.threads), "--store", self.store_url],
+             str(self.workers), "--threads", str(self.threads), "--store", self.store_url,
+             "--pin-workers", "on" if plan else "off"],
             stdout=log, stderr=log, cwd=ROOT)
         wait_http(self.port, "/", self.proc)
 
@@ -356,7 +362,7 @@ class Peer(Side):
                                               for i, oid in enumerate(self.ids)])
         conn.close()
 
-    def start(self, log) -> None:
+    def start(self, log, plan: list[int] = ()) -> None:
         env = dict(os.environ, PEER_DB=self.db, PEER_APPID=self.appid,
                    PEER_MCH_ID=self.mch_id, PEER_KEY=self.key, PEER_API_BASE=self.api_base,
                    PEER_NOTIFY_URL=f"http://127.0.0.1:{self.port}{self.notify_path}")
@@ -366,6 +372,9 @@ class Peer(Side):
              "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
              "bench.peer.app:app"], stdout=log, stderr=log, cwd=ROOT, env=env)
         wait_http(self.port, "/", self.proc)
+        # the placement wnshell serve gives its workers: worker i on plan[i]
+        for i, pid in enumerate(worker_pids(self.proc) if plan else ()):
+            place(pid, plan[i % len(plan)])
 
     def _rows(self, where: str) -> list[tuple[str, int]]:
         conn = sqlite3.connect(self.db)
@@ -411,6 +420,12 @@ def main(argv=None) -> int:
                     help="rounds of each leg, the sides alternating (the median is shown)")
     ap.add_argument("--orders", type=int, default=48000,
                     help="orders per side (each round of a leg takes its own third)")
+    ap.add_argument("--pin-workers", choices=("auto", "on", "off"), default="auto",
+                    help="wnshell serve's option of that name: its workers one CPU each "
+                         "(default auto: when --workers equals the CPUs)")
+    ap.add_argument("--pin-peer", action="store_true",
+                    help="place the peer's workers as wnshell's (default: where the "
+                         "kernel puts them, as granian leaves them)")
     ap.add_argument("--store", default=None,
                     help="wnshell's store: the URL of an empty store (default: a fresh "
                          "SQLite file), or 'postgresql' to start a throwaway PostgreSQL "
@@ -449,9 +464,11 @@ def main(argv=None) -> int:
         peer = Peer(tmp, a.workers, a.threads, merchant, api_base)
         wn = Wnshell(tmp, a.workers, a.threads, merchant, api_base, store_url=store_url)
         sides = (peer, wn)
+        from regapi.server import cpu_plan
+        plan = cpu_plan(a.workers, a.pin_workers)
         for s in sides:
             s.prepare(a.orders)
-            s.start(log)
+            s.start(log, plan if s is wn or a.pin_peer else [])
             procs.append(s.proc)
 
         st = standin_rate(sport, tmp, merchant, a.duration, a.connections)
@@ -518,6 +535,7 @@ def main(argv=None) -> int:
             s.runs = {leg: Rounds(runs) for leg, runs in s.runs.items()}
         after = {s.name: len(s.paid()) for s in sides}
         rss = {s.name: worker_rss(s.proc) for s in sides}
+        where = {s.name: placement(s.proc) for s in sides}
 
         # ---- report ------------------------------------------------------------------
         kind = store_url.split(":", 1)[0]
@@ -527,6 +545,10 @@ def main(argv=None) -> int:
               f"round shown), loopback, {os.cpu_count()} CPUs")
         print(f"  wnshell store: {kind}{' (throwaway, fsync on)' if a.store == 'postgresql' else ''}"
               f"; peer store: SQLite (WAL, synchronous=FULL)")
+        print(f"  workers' CPUs: " + ", ".join(f"{s.name} {where[s.name]}" for s in sides)
+              + f" (wnshell serve --pin-workers {a.pin_workers}"
+              + ("; the peer placed the same way)" if a.pin_peer else
+                 "; the peer as granian leaves it)"))
         print(f"  stand-in WeChat Pay (simulator logic on granian, 1 worker x "
               f"{STANDIN_THREADS} thread): "
               f"{st.rps:8.0f} req/s  p99 {st.p99_ms:6.2f} ms  "

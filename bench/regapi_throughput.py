@@ -5,7 +5,8 @@
 
 Measures, with ``wrk`` when installed (else a bounded Python load generator):
 
-1. a bare WSGI "hello" app on granian (the same settings ``wnshell serve`` uses);
+1. a bare WSGI "hello" app on granian (the same settings ``wnshell serve`` uses, its
+   workers placed on CPUs as ``wnshell serve --pin-workers auto`` places its own);
 2. ``wnshell serve`` answering the ``.regapi`` API ``echo ${http-qs-x}`` (SQLite store
    unless ``--store``, access log on, as in production) -- and the ratio echo / hello (target >= 0.6, issue 10);
 3. the seed's pay-submit API ``/api/demo/pay?id=…&openid=…`` against the WeChat Pay
@@ -35,7 +36,8 @@ ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from bench.loopback import free_port, throwaway_postgresql, wait_http  # noqa: E402  (after ROOT is on sys.path)
+from bench.loopback import (free_port, place, placement, throwaway_postgresql,  # noqa: E402
+                            wait_http, worker_pids)   # (after ROOT is on sys.path)
 
 THREADS = 32        # blocking threads per worker, as `wnshell serve` defaults
 TARGET_ECHO = 0.6   # echo API ÷ bare WSGI hello (issue 10)
@@ -228,6 +230,11 @@ def main(argv=None) -> int:
         procs.append(server)
         wait_http(port_hello)
         wait_http(port_api, "/api/demo/echo?x=warm")
+        # "the same settings wnshell serve uses": its workers' placement too
+        from regapi.server import cpu_plan
+        plan = cpu_plan(a.workers, "auto")
+        for i, pid in enumerate(worker_pids(hello) if plan else ()):
+            place(pid, plan[i % len(plan)])
 
         def measure(port, path):
             if use_wrk:
@@ -267,6 +274,8 @@ def main(argv=None) -> int:
             v = LAT.get(f"http://127.0.0.1:{port}{path}")
             return f"p99 {v:>7s}" if v else ""
 
+        print(f"  workers' CPUs: hello {placement(hello)}, wnshell {placement(server)} "
+              f"(wnshell serve --pin-workers auto; hello placed the same way)")
         print(f"  bare WSGI hello (granian)            {hello_rps:10.0f} req/s   "
               f"{p99(port_hello, '/')}")
         print(f"  echo API  /api/demo/echo?x=hello     {echo_rps:10.0f} req/s   "

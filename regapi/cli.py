@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "5..600 (default 30)")
     s.add_argument("--no-access-log", action="store_true",
                    help="no line per request on stderr")
+    s.add_argument("--pin-workers", choices=("auto", "on", "off"), default="auto",
+                   help="run worker i on CPU i only: auto (when --workers equals the "
+                        "CPUs), on, off (default auto)")
 
     y = sub.add_parser("sync", help="make a user's .regapi/api tree match a folder",
                        description=SYNC_HELP,
@@ -183,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                          threads=ns.threads or 32, deadline=ns.deadline,
                          max_body=ns.max_body, route_ttl=ns.route_ttl,
                          access_log=not ns.no_access_log, sweep=ns.sweep,
-                         thread_idle=ns.thread_idle or 30)
+                         thread_idle=ns.thread_idle or 30, pin=ns.pin_workers)
         if ns.cmd == "sync":
             return _sync(ns)
         if ns.cmd == "demo":

@@ -20,6 +20,18 @@ the Python stacks to stderr before granian respawns the worker).  docs/regapi.md
 ("Serving without crashes") has the granian/CPython 3.11 thread-retirement segfault
 this guards against and the option to reproduce it (``--thread-idle``).
 
+Placement (``--pin-workers``, default ``auto``): with as many workers as CPUs this
+process may use, worker i runs on CPU i only (``cpu_plan``).  A worker's Python threads
+take turns at one GIL; left free, the scheduler runs two of them on two cores, where
+the one waiting for the GIL only spins the handover, and moves them between cores
+(cold caches).  Measured here (2 CPUs, 2 workers, duplicate notifications, pinned and
+free servers alternating round by round): 8.8k against 7.7k req/s, 0.20 against 0.22 ms
+of CPU a request, in one run; 9.5k-11.7k against 5.7k-6.6k in another.  Free, the rate
+swings from one run to the next far more than pinned.
+``on`` pins even when the counts differ (worker i on the i-th CPU, round robin);
+``off`` leaves placement to the kernel -- better when other busy processes (a database
+server) share these CPUs and a pinned worker could wait behind them.
+
 Memory: glibc's malloc arenas are capped at ``MALLOC_ARENAS`` (2) per worker unless
 ``MALLOC_ARENA_MAX`` is set (``cap_malloc_arenas``; docs/regapi.md, "What a worker's
 memory is").  ``WNSHELL_MEMPROBE=FILE`` makes each worker sample its memory into FILE
@@ -68,14 +80,62 @@ def sync_folder(store_url: str, regapi_dir: str, user: str) -> str:
         store.close()
 
 
+PIN_CHOICES = ("auto", "on", "off")
+
+
+def cpu_plan(workers: int, pin: str = "auto", usable=None) -> list[int]:
+    """The CPU of each worker (worker i: ``plan[i]``), or [] to leave placement to the
+    kernel: ``auto`` pins when there are as many workers as usable CPUs (two or more),
+    ``on`` always (round robin), ``off`` never.  ``usable``: the CPUs this process may
+    run on (``os.sched_getaffinity``; none known: no plan)."""
+    if pin not in PIN_CHOICES:
+        raise WnError("e.regapi.serve.pin", f"--pin-workers is one of {', '.join(PIN_CHOICES)}",
+                      kind=BAD_INPUT)
+    if usable is None:
+        try:
+            usable = os.sched_getaffinity(0)
+        except (AttributeError, OSError):   # not Linux
+            usable = ()
+    cpus = sorted(usable)
+    if pin == "off" or not cpus or (pin == "auto" and (workers != len(cpus) or workers < 2)):
+        return []
+    return [cpus[i % len(cpus)] for i in range(workers)]
+
+
+class OnCpu:
+    """granian's worker loader, run first on one CPU: the worker's main thread is
+    pinned before the loader builds the app and granian starts the worker's runtime,
+    so every thread it makes afterwards (the runtime's, the request threads) inherits
+    the CPU.  A CPU that cannot be had leaves the worker where it is, with a line."""
+
+    def __init__(self, loader, cpu: int):
+        self.loader, self.cpu = loader, cpu
+
+    def __call__(self, *args, **kwargs):
+        try:
+            os.sched_setaffinity(0, {self.cpu})
+        except OSError as e:                # a CPU taken away since the plan was made
+            _say(f"regapi: worker {os.getpid()} not pinned to CPU {self.cpu}: "
+                 f"{e.strerror or type(e).__name__}\n")
+        else:
+            for tid in os.listdir("/proc/self/task"):      # threads made before this
+                try:
+                    os.sched_setaffinity(int(tid), {self.cpu})
+                except OSError:
+                    pass                    # one that has ended meanwhile
+        return self.loader(*args, **kwargs)
+
+
 def serve(host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
           store_url: str | None = None, regapi_dir: str | None = None,
           user: str = "demo", threads: int = DEFAULT_THREADS,
           deadline: float | None = None, max_body: int | None = None,
           route_ttl: float | None = None, access_log: bool = True,
-          sweep: float = 0, thread_idle: int = DEFAULT_THREAD_IDLE) -> int:
+          sweep: float = 0, thread_idle: int = DEFAULT_THREAD_IDLE,
+          pin: str = "auto") -> int:
     import faulthandler
 
+    plan = cpu_plan(workers, pin)
     url = prepare_store(store_url)          # the order the module docstring gives
     check_bind(host, port)
     os.environ["WNSHELL_STORE"] = url
@@ -111,6 +171,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
         workers_kill_timeout=KILL_TIMEOUT,
     )
     server.inflight = _INFLIGHT
+    server.cpu_plan = plan
     if regapi_dir:
         @server.on_reload
         def _resync():
@@ -125,8 +186,10 @@ def serve(host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
     # (WeChat replies, the store), which is what they are for
     logging.getLogger("_granian").addFilter(
         lambda r: "Python threads" not in r.getMessage())
+    placed = f", on CPU{'s' if len(set(plan)) > 1 else ''} " \
+        f"{', '.join(map(str, plan))}" if plan else ""
     line(f"serving http://{host}:{port}/api/<user>/<api> "
-         f"({workers} worker{'s' if workers != 1 else ''}, store {_safe_url(url)})")
+         f"({workers} worker{'s' if workers != 1 else ''}{placed}, store {_safe_url(url)})")
     sweeper = start_sweeper(url, sweep)
     try:
         server.serve()
@@ -280,8 +343,16 @@ def _server_class():
     from granian import Granian
 
     class Server(Granian):
-        """granian's server, with a second SIGINT/SIGTERM meaning "stop now"."""
+        """granian's server, with a second SIGINT/SIGTERM meaning "stop now", and
+        each worker (respawned ones too) on its CPU of ``cpu_plan``."""
         inflight: InFlight | None = None
+        cpu_plan: list = []
+
+        def _spawn_worker(self, idx, target, callback_loader, *args, **kwargs):
+            if self.cpu_plan:
+                callback_loader = OnCpu(callback_loader,
+                                        self.cpu_plan[idx % len(self.cpu_plan)])
+            return super()._spawn_worker(idx, target, callback_loader, *args, **kwargs)
 
         def signal_handler_interrupt(self, signum=None, *args, **kwargs):
             name = _signame(signum)

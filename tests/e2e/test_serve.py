@@ -287,3 +287,90 @@ def test_server_environment_never_passes_for_request_headers(tmp_path):
                 meta["http-header-X-OTHER"]) == ("mine", "client", "o")
     finally:
         served.stop(s)
+
+
+# ---- where the workers run (--pin-workers) --------------------------------------------
+@pytest.mark.parametrize("workers,pin,usable,plan", [
+    (2, "auto", {0, 1}, [0, 1]),
+    (2, "auto", {3, 5}, [3, 5]),            # the CPUs this process may use, in order
+    (1, "auto", {0, 1}, []),                # fewer workers than CPUs: the kernel places
+    (3, "auto", {0, 1}, []),                # more workers than CPUs: likewise
+    (1, "auto", {0}, []),                   # one worker on one CPU: nothing to choose
+    (3, "on", {0, 1}, [0, 1, 0]),
+    (1, "on", {4}, [4]),
+    (2, "off", {0, 1}, []),
+    (2, "on", set(), []),                   # nothing known about the CPUs
+])
+def test_cpu_plan(workers, pin, usable, plan):
+    from regapi.server import cpu_plan
+    assert cpu_plan(workers, pin, usable) == plan
+
+
+def test_cpu_plan_refuses_an_unknown_mode():
+    from objstore.errors import BAD_INPUT, WnError
+    from regapi.server import cpu_plan
+    with pytest.raises(WnError) as ei:
+        cpu_plan(2, "always", {0, 1})
+    assert ei.value.kind == BAD_INPUT and "\n" not in ei.value.line()
+
+
+def _workers(s):
+    """{worker pid: the CPUs each of its threads may use} of a served process."""
+    import os
+    own = open(f"/proc/{s.proc.pid}/cmdline", "rb").read()
+    kids = []
+    for task in os.listdir(f"/proc/{s.proc.pid}/task"):
+        kids += [int(x) for x in open(f"/proc/{s.proc.pid}/task/{task}/children").read().split()]
+    out = {}
+    for pid in sorted(kids):
+        try:
+            if open(f"/proc/{pid}/cmdline", "rb").read() != own:
+                continue            # the sweeper, not a worker
+            out[pid] = {frozenset(os.sched_getaffinity(int(t)))
+                        for t in os.listdir(f"/proc/{pid}/task")}
+        except OSError:             # a worker that has just ended (a respawn)
+            continue
+    return out
+
+
+def test_pinned_workers_keep_their_cpu_across_threads_and_respawns(tmp_path):
+    """``--pin-workers on``: every thread of worker i (the runtime's and the request
+    threads made later) runs on the i-th usable CPU only, and so do the workers a SIGHUP
+    respawns; ``off`` leaves them on every CPU this process may use."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from objstore import open_store
+    usable = sorted(os.sched_getaffinity(0))
+    url = f"sqlite://{tmp_path / 's.db'}"
+    st = open_store(url)
+    st.create(f"/home/{USER}/.regapi/api/echo", "FILE", parents=True, content=b"echo hi")
+    st.close()
+    s = served.bare(tmp_path, url)
+    served.spawn(s, ("--workers", "2", "--pin-workers", "on", "--no-access-log"), 30)
+    try:
+        with ThreadPoolExecutor(16) as pool:     # request threads made after the start
+            assert set(pool.map(lambda _: requests.get(s.base + f"/api/{USER}/echo",
+                                                       timeout=10).status_code,
+                                range(200))) == {200}
+        want = [frozenset({usable[i % len(usable)]}) for i in range(2)]
+        first = _workers(s)
+        assert [threads for threads in first.values()] == [{w} for w in want], first
+        assert max(len(os.listdir(f"/proc/{p}/task")) for p in first) > 2
+        text = s.log.read_text()
+        assert f"2 workers, on CPU{'s' if len(usable) > 1 else ''} " \
+               f"{', '.join(str(usable[i % len(usable)]) for i in range(2))}," in text
+        s.proc.send_signal(signal.SIGHUP)           # the workers are respawned
+        served.wait_for(lambda: len(set(_workers(s)) - set(first)) == 2, 30)
+        served.wait_for(lambda: not set(_workers(s)) & set(first), 30)
+        assert list(_workers(s).values()) == [{w} for w in want]
+        assert requests.get(s.base + f"/api/{USER}/echo", timeout=10).text == "hi\n"
+    finally:
+        served.stop(s)
+    s = served.bare(tmp_path, url)
+    served.spawn(s, ("--workers", "2", "--pin-workers", "off", "--no-access-log"), 30)
+    try:
+        assert list(_workers(s).values()) == [{frozenset(usable)}] * 2
+        assert "on CPU" not in s.log.read_text()
+    finally:
+        served.stop(s)

@@ -27,6 +27,7 @@ def held_port():
     [], ["bogus"], ["serve", "--port", "70000"], ["serve", "--workers", "0"],
     ["serve", "--deadline", "0"], ["serve", "--route-ttl", "-1"], ["sync"],
     ["serve", "--nope"], ["serve", "--thread-idle", "4"], ["serve", "--thread-idle", "601"],
+    ["serve", "--pin-workers", "sometimes"], ["serve", "--pin-workers"],
 ])
 def test_usage_errors(argv, capsys):
     assert main(argv) == 2
