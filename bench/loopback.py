@@ -67,14 +67,16 @@ def worker_pids(proc: subprocess.Popen) -> list[int]:
     return sorted(k for k in kids if cmdline(k) == own)
 
 
-def place(pid: int, cpu: int) -> None:
-    """Every thread of process ``pid`` on ``cpu`` (the threads it makes later inherit
-    it from theirs): what ``wnshell serve --pin-workers`` does for its own workers."""
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            os.sched_setaffinity(int(task), {cpu})
-        except OSError:
-            pass            # a thread that has just ended
+def place_workers(proc: subprocess.Popen, plan: list[int]) -> None:
+    """Worker i of the server ``proc`` on CPU ``plan[i]`` (``regapi.server.cpu_plan``),
+    every thread of it (the threads it makes later inherit it from theirs): what
+    ``wnshell serve --pin-workers`` does for its own workers."""
+    for pid, cpu in zip(worker_pids(proc), plan):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                os.sched_setaffinity(int(task), {cpu})
+            except OSError:
+                pass            # a thread that has just ended
 
 
 def placement(proc: subprocess.Popen) -> str:

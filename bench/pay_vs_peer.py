@@ -56,8 +56,9 @@ ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from bench.loopback import (free_port, place, placement, throwaway_postgresql,  # noqa: E402
-                            wait_http, worker_pids)   # (after ROOT is on sys.path)
+from bench.loopback import (free_port, place_workers, placement,  # noqa: E402
+                            throwaway_postgresql, wait_http)   # (after ROOT is on sys.path)
+from regapi.server import PIN_CHOICES, cpu_plan  # noqa: E402
 
 LUA = os.path.join(HERE, "pay_slices.lua")
 WRK_THREADS = 2
@@ -372,9 +373,7 @@ class Peer(Side):
              "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
              "bench.peer.app:app"], stdout=log, stderr=log, cwd=ROOT, env=env)
         wait_http(self.port, "/", self.proc)
-        # the placement wnshell serve gives its workers: worker i on plan[i]
-        for i, pid in enumerate(worker_pids(self.proc) if plan else ()):
-            place(pid, plan[i % len(plan)])
+        place_workers(self.proc, plan)     # where wnshell serve puts its own workers
 
     def _rows(self, where: str) -> list[tuple[str, int]]:
         conn = sqlite3.connect(self.db)
@@ -420,7 +419,7 @@ def main(argv=None) -> int:
                     help="rounds of each leg, the sides alternating (the median is shown)")
     ap.add_argument("--orders", type=int, default=48000,
                     help="orders per side (each round of a leg takes its own third)")
-    ap.add_argument("--pin-workers", choices=("auto", "on", "off"), default="auto",
+    ap.add_argument("--pin-workers", choices=PIN_CHOICES, default="auto",
                     help="wnshell serve's option of that name: its workers one CPU each "
                          "(default auto: when --workers equals the CPUs)")
     ap.add_argument("--pin-peer", action="store_true",
@@ -464,7 +463,6 @@ def main(argv=None) -> int:
         peer = Peer(tmp, a.workers, a.threads, merchant, api_base)
         wn = Wnshell(tmp, a.workers, a.threads, merchant, api_base, store_url=store_url)
         sides = (peer, wn)
-        from regapi.server import cpu_plan
         plan = cpu_plan(a.workers, a.pin_workers)
         for s in sides:
             s.prepare(a.orders)

@@ -36,8 +36,9 @@ ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from bench.loopback import (free_port, place, placement, throwaway_postgresql,  # noqa: E402
-                            wait_http, worker_pids)   # (after ROOT is on sys.path)
+from bench.loopback import (free_port, place_workers, placement,  # noqa: E402
+                            throwaway_postgresql, wait_http)   # (after ROOT is on sys.path)
+from regapi.server import cpu_plan  # noqa: E402
 
 THREADS = 32        # blocking threads per worker, as `wnshell serve` defaults
 TARGET_ECHO = 0.6   # echo API ÷ bare WSGI hello (issue 10)
@@ -231,10 +232,7 @@ def main(argv=None) -> int:
         wait_http(port_hello)
         wait_http(port_api, "/api/demo/echo?x=warm")
         # "the same settings wnshell serve uses": its workers' placement too
-        from regapi.server import cpu_plan
-        plan = cpu_plan(a.workers, "auto")
-        for i, pid in enumerate(worker_pids(hello) if plan else ()):
-            place(pid, plan[i % len(plan)])
+        place_workers(hello, cpu_plan(a.workers, "auto"))
 
         def measure(port, path):
             if use_wrk:
