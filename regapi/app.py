@@ -82,7 +82,7 @@ class Template:
     """A parsed API object, with what the response needs from its metadata."""
     __slots__ = ("ast", "uses_id", "inline", "version", "headers", "mime", "redirect",
                  "names", "api", "as_json", "qs_mime", "keep_ms", "token", "cors", "ws",
-                 "binds_session", "ok_headers", "request_names")
+                 "binds_session", "ok_headers", "request_names", "query_keys")
 
     def __init__(self, ast, api, version, registry=None, default_keep_ms=rq.REQ_TTL_MS):
         from wnshell.nodes import variables
@@ -90,6 +90,8 @@ class Template:
         self.names = variables(ast)
         # the names select_vars takes from the request (${id} is the app's own)
         self.request_names = self.names - {"id"}
+        # the template reads the query string only: (name, key) pairs, else None
+        self.query_keys = rq.query_keys(self.request_names)
         self.keep_ms = keep_ms(api, default_keep_ms)
         self.token = guard.token_of(api)        # api-access-token (None: open)
         self.cors = guard.cors_of(api)          # http-cross-origin (None: no CORS)
@@ -248,8 +250,11 @@ class RegApiApp:
                     granted = obj["id"]
                     self.maybe_purge()
             # only the variables the template names: it can observe no other
-            tvars = rq.select_vars(environ, usr, path, route.rel, route.args, query,
-                                   tpl.request_names) if tpl.request_names else {}
+            if tpl.query_keys is not None:      # (and so when it names none)
+                tvars = rq.select_query(query, tpl.query_keys)
+            else:
+                tvars = rq.select_vars(environ, usr, path, route.rel, route.args, query,
+                                       tpl.request_names)
             if tpl.uses_id:
                 tvars["id"] = obj.id if granted is None else granted
             ws = tpl.ws
@@ -264,6 +269,8 @@ class RegApiApp:
         if status == 0 and ws:
             return websession.respond(self.store, environ, usr, ws, out, as_json)
         if status == 0:
+            if mime is tpl.mime and chosen is None and not tpl.redirect:    # most answers
+                return 200, list(tpl.ok_headers), out.encode("utf-8")
             headers = list(tpl.headers)
             if tpl.redirect:
                 loc = rs.check_location(out)
@@ -278,8 +285,6 @@ class RegApiApp:
                     return 204, headers, b""
                 headers.append(("Content-Type", rs.with_charset(ctype or mime)))
                 return code, headers, out.encode("utf-8")
-            if mime is tpl.mime:
-                return 200, list(tpl.ok_headers), out.encode("utf-8")
             headers.append(("Content-Type", rs.with_charset(mime)))
             return 200, headers, out.encode("utf-8")
         if last is not None:
@@ -304,23 +309,25 @@ class RegApiApp:
         pool thread and the request answers 504 when it is not done in time."""
         Session = (_SHELL or _shell())[0]
         limit = time.monotonic() + self.deadline if self.deadline else None
-        # home_known=True: the API object lives below /home/<usr>, so the home exists;
-        # spare the Session its "create home when missing" lookup (one store read).
-        session = Session(self.store, user=usr, confine=True, home_known=True,
-                          hide=HIDDEN, held=held, deadline=limit)
+        # confined, and the home known to exist: the API object lives below /home/<usr>
+        # (spares the Session its "create home when missing" lookup, one store read)
+        session = Session.for_request(self.store, usr, HIDDEN, held, limit)
         if granted is not None:
             session.store.grant(granted)
-        if limit is None or tpl.inline:
-            result = _run_in(session, tpl, tvars)
-            if limit is None:
+        if tpl.inline:          # on this thread: the session's deadline bounds it
+            status, out, err = session.run_ast(tpl.ast, "", tvars)
+            result = status, out, err, session.last_error, session.response
+            if limit is None or time.monotonic() <= limit:
                 return result
+        elif limit is None:
+            return _run_in(session, tpl, tvars)
         else:
             fut = self._pool().submit(_run_in, session, tpl, tvars)
             try:
                 result = fut.result(timeout=max(0.0, limit - time.monotonic()))
             except FutureTimeout:
                 result = None
-        if result is None or time.monotonic() > limit:
+        if result is None or time.monotonic() > limit:      # (limit is set here)
             raise WnError("e.regapi.timeout", f"no answer within {self.deadline:g}s",
                           kind=TIMEOUT)
         return result
@@ -374,6 +381,17 @@ def _log_path(path: str) -> str:
     return path[:300]
 
 
+def _log_field(text: str) -> str:
+    """A request method as one field (granian only passes HTTP tokens; still, a field
+    never adds fields to the line)."""
+    if type(text) is str and text.isascii() and text.isprintable() and " " not in text:
+        return text[:32] or "-"
+    return "?"
+
+
+FIELDS_CACHED = 4096    # BufferedAccessLog: (address, method, path) triples remembered
+
+
 def _log_addr(addr) -> str:
     """The client address as one field (it comes from the socket, but never trust a
     field to be what it should be)."""
@@ -396,8 +414,10 @@ class BufferedAccessLog:
         self.interval = interval
         self._buf: deque[str] = deque()     # append/popleft are atomic: no lost line
         self._sec = -1
-        self._stamp = ""
+        self._prefix = ""       # "TIME [PID] regapi.access " of the current second
         self._pid = os.getpid()
+        # (addr, method, path) -> their checked fields: clients and APIs repeat
+        self._fields: dict[tuple, str] = {}
         self._lock = threading.Lock()
         threading.Thread(target=self._loop, name="regapi-access-log", daemon=True).start()
         import atexit
@@ -411,10 +431,15 @@ class BufferedAccessLog:
         if now != self._sec:
             self._sec = now
             from regapi.logfmt import stamp
-            self._stamp = stamp(now)
-        self._buf.append(f"{self._stamp} [{self._pid}] regapi.access {_log_addr(addr)} "
-                         f"{method} {_log_path(path)} {status} {nbytes} "
-                         f"{seconds * 1000:.1f}ms\n")
+            self._prefix = f"{stamp(now)} [{self._pid}] regapi.access "
+        key = (addr, method, path)
+        fields = self._fields.get(key)
+        if fields is None:
+            fields = f"{_log_addr(addr)} {_log_field(method)} {_log_path(path)}"
+            if len(self._fields) >= FIELDS_CACHED:
+                self._fields.clear()
+            self._fields[key] = fields
+        self._buf.append((self._prefix, fields, status, nbytes, seconds))
 
     def add(self, line: str, now: bool = False) -> None:
         """Another line (ending in a newline) for the buffer; ``now``: written at once,
@@ -429,7 +454,9 @@ class BufferedAccessLog:
             buf = [q.popleft() for _ in range(len(q))]
             if buf:
                 try:
-                    self.stream.write("".join(buf))
+                    self.stream.write("".join(
+                        x if type(x) is str else
+                        f"{x[0]}{x[1]} {x[2]} {x[3]} {x[4] * 1000:.1f}ms\n" for x in buf))
                     self.stream.flush()
                 except (OSError, ValueError):
                     pass

@@ -78,7 +78,9 @@ def _text(s: str) -> str:
 
 
 def _ok_name(name: str) -> bool:
-    return bool(name) and len(name) <= MAX_NAME_LEN and not _BAD_NAME.search(name)
+    # (a printable name has no control character: the regex is asked only otherwise)
+    return bool(name) and len(name) <= MAX_NAME_LEN and (
+        name.isprintable() or not _BAD_NAME.search(name))
 
 
 def content_length(environ: dict) -> int | None:
@@ -270,6 +272,25 @@ def _add_args(out: dict, args: list[str]) -> None:
     out["args"] = from_request("/".join(args))
     for i, a in enumerate(args):
         out[f"args-{i}"] = from_request(a)
+
+
+def query_keys(names) -> tuple | None:
+    """``((name, key), ...)`` when every name is a ``http-qs-KEY`` (a template that reads
+    only the query string, the common case), else None: then ``select_query`` gives
+    what ``select_vars`` would, without asking each name what it is per request."""
+    if not all(n.startswith("http-qs-") for n in names):
+        return None
+    return tuple((n, n[8:]) for n in sorted(names))
+
+
+def select_query(query: dict, keys: tuple) -> dict[str, str]:
+    """``select_vars`` for the names of ``query_keys``: the query's values, marked."""
+    out: dict[str, str] = {}
+    for name, key in keys:
+        v = query.get(key)
+        if v is not None:
+            out[name] = from_request(v)
+    return out
 
 
 def select_vars(environ: dict, usr: str, path: str, api_rel: str, args: list[str],

@@ -43,17 +43,19 @@ class ExitShell(Exception):
 
 
 class Executor:
+    # the run's state starts as these class defaults (an executor is made per run: a
+    # .regapi request makes one, so its __init__ sets only what each run must give)
+    sub_status = None      # status of the latest $(...) / `...` (None: none since reset)
+    # how many request-marked values were expanded so far (a $(...) whose body
+    # expanded one gives request-marked output)
+    request_reads = 0
+    source = None          # the top script's text, for error locations
+    pos = None             # offset of the statement running now
+    exempt = False         # the last and_or failed left of && / || (set -e)
+
     def __init__(self, session, template_vars=None):
         self.session = session
         self.tvars = template_vars
-        # status of the latest $(...) / `...` (None: none ran since it was reset)
-        self.sub_status = None
-        # how many request-marked values were expanded so far (a $(...) whose body
-        # expanded one gives request-marked output)
-        self.request_reads = 0
-        self.source = None     # the top script's text, for error locations
-        self.pos = None        # offset of the statement running now
-        self.exempt = False    # the last and_or failed left of && / || (set -e)
 
     # ---- tree ---------------------------------------------------------------------
     def script(self, node, inp, out, err) -> int:
@@ -173,8 +175,13 @@ class Executor:
             p = parts[0]
             if type(p) is Lit:              # a literal word: itself
                 return [p.text]
-            if isinstance(p, Var) and p.name == "@":
-                return [Expanded(a) for a in self.session.argv[1:]]
+            if type(p) is Var:              # ${k}: its value, never an option
+                if p.name == "@":
+                    return [Expanded(a) for a in self.session.argv[1:]]
+                text = self.var(p, err)
+                if isinstance(text, Expanded):      # a whole request value already is
+                    return [text]
+                return [provenance.mark(text, provenance.spans_of(text), expanded=True)]
         text = self.parts_text(parts, err)
         for p in parts:
             if isinstance(p, Lit):
@@ -318,10 +325,12 @@ class Executor:
             self.fail(WnError("e.cmd.notfound", name + _did_you_mean(name, s.registry),
                               INTERNAL), fds[2])
             return 127
-        saved = {}
-        for k, v in assigns:
-            saved[k] = s.env.get(k)
-            s.env[k] = v
+        saved = None
+        if assigns:
+            saved = {}
+            for k, v in assigns:
+                saved[k] = s.env.get(k)
+                s.env[k] = v
         try:
             rest = args[1:]
             if (rest and rest[0] in ("-h", "--help") and not isinstance(rest[0], Expanded)
@@ -346,11 +355,12 @@ class Executor:
             return self.fail(WnError("e.cmd.internal", f"{name}: {type(e).__name__}",
                                      INTERNAL), fds[2])
         finally:
-            for k, v in saved.items():
-                if v is None:
-                    s.env.pop(k, None)
-                else:
-                    s.env[k] = v
+            if saved:
+                for k, v in saved.items():
+                    if v is None:
+                        s.env.pop(k, None)
+                    else:
+                        s.env[k] = v
 
 
 def _did_you_mean(name: str, registry) -> str:

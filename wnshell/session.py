@@ -66,6 +66,7 @@ def _scoped_store():
 
 
 _NOT_IN_USER = frozenset("/\\:\n\r\t ")
+_USERS_SEEN: set[str] = set()    # names _valid_user accepted (a session per request)
 
 
 def _valid_user(user: str) -> bool:
@@ -79,17 +80,42 @@ RESPONSE_STATUSES = frozenset(range(200, 300)) | frozenset(range(400, 600))
 RESPONSE_TYPES = frozenset({"application/json", "text/xml", "text/plain"})
 
 
+class _ConfinedView:
+    """``Session.store`` of a confined session until a command first uses it: then the
+    ``ScopedStore`` view is made and put in the instance, which hides this descriptor
+    (it has no ``__set__``), so later reads are plain attribute reads.  A template
+    that never touches the store (``echo ${http-qs-x}``) makes no view at all."""
+
+    def __get__(self, session, owner=None):
+        if session is None:
+            return self
+        inner, hide, held = session._view_of
+        view = session.store = (_SCOPED or _scoped_store())(inner, session.home,
+                                                            hide=hide, held=held)
+        return view
+
+
 class Session:
+    store = _ConfinedView()
     response_status: int | None = None
     response_type: str | None = None
+    # the state a session starts with (class defaults: one session per request)
+    last_status = 0
+    last_error: WnError | None = None
+    exit_requested: int | None = None
+    _depth = 0
+    errexit = False                 # set -e (the executor asks after every statement)
+    script_name: str | None = None  # the script file being run (error locations)
 
     def __init__(self, store, user: str = "demo", cwd: str | None = None,
                  env: dict | None = None, *, registry=None, argv=None,
                  confine: bool = False, home_known: bool = False,
                  hide=(), held=(), deadline: float | None = None):
-        if not _valid_user(user):
-            raise WnError("e.cmd.user.invalid", repr(user), BAD_INPUT)
-        self.store = store
+        if type(user) is not str or user not in _USERS_SEEN:
+            if not _valid_user(user):
+                raise WnError("e.cmd.user.invalid", repr(user), BAD_INPUT)
+            if len(_USERS_SEEN) < 1024:
+                _USERS_SEEN.add(str(user))
         self.user = user
         self.home = home = "/home/" + user
         self.registry = registry if registry is not None else (_REGISTRY or _registry())
@@ -100,10 +126,6 @@ class Session:
         else:
             self.env = {"HOME": home, "USER": user}
         self.argv: list[str] = list(argv) if argv else ["wnshell"]
-        self.last_status = 0
-        self.last_error: WnError | None = None
-        self.exit_requested: int | None = None
-        self._depth = 0
         if not home_known and store.fetch(home) is None:
             try:
                 store.create(home, "DIR", parents=True)
@@ -112,12 +134,27 @@ class Session:
                     raise
         self.confined = confine
         if confine:
-            self.store = (_SCOPED or _scoped_store())(store, home, hide=hide, held=held)
+            # the confined view is made when a command first uses ``self.store``
+            self._view_of = (store, hide, held)
+        else:
+            self.store = store
         # time.monotonic() after which no further command starts (None: no deadline)
         self.deadline = deadline
         self.cwd = home
         if cwd:
             self.cwd = self.resolve(cwd)
+
+    @classmethod
+    def for_request(cls, store, user: str, hide=(), held=(), deadline=None) -> "Session":
+        """``cls(store, user, confine=True, home_known=True, hide=hide, held=held,
+        deadline=deadline)``: the session of a ``.regapi`` request (its API lives
+        below the home, so the home exists).  Made with ``__new__`` and ``__init__``:
+        calling a class with keywords builds a dict of them first (CPython 3.11), a
+        third of what making this session costs, and a request makes one."""
+        session = cls.__new__(cls)
+        session.__init__(store, user, confine=True, home_known=True, hide=hide, held=held,
+                         deadline=deadline)
+        return session
 
     def resolve(self, path: str) -> str:
         """A path as typed (``~``, ``.``, ``..``, relative, ``id:``) -> store path.
@@ -191,7 +228,9 @@ class Session:
         before ``env`` by every ``${k}``/``$k``/``$<k>``; their values are data."""
         out = io.StringIO() if stdout is None else stdout
         err = io.StringIO() if stderr is None else stderr
-        inp = stdin if hasattr(stdin, "read") else io.StringIO(stdin or "")
+        # (a str is asked first: hasattr raises and catches an AttributeError for one)
+        inp = io.StringIO(stdin) if type(stdin) is str else \
+            stdin if hasattr(stdin, "read") else io.StringIO(stdin or "")
         top = self._depth == 0
         saved_exit = self.exit_requested
         self.exit_requested = None

@@ -140,6 +140,10 @@ def test_select_vars_equals_full_metadata(qpairs, hval, cookie, args, names):
     full = rq.template_vars(rq.build_meta(env, "demo", "/api/demo/x", "x", args, q))
     sel = rq.select_vars(env, "demo", "/api/demo/x", "x", args, q, names)
     assert sel == {k: v for k, v in full.items() if k in names}
+    only_query = {n for n in names if n.startswith("http-qs-")}
+    keys = rq.query_keys(only_query)
+    assert rq.select_query(q, keys) == {k: v for k, v in full.items() if k in only_query}
+    assert rq.query_keys(names) is None or names == only_query
 
 
 # ---- responses -------------------------------------------------------------------------
