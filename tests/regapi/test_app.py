@@ -638,6 +638,30 @@ def test_each_log_line_has_its_own_records_second():
     assert line(86399.99).startswith("1970-01-01T23:59:59Z [")
 
 
+def test_an_access_log_line_has_the_second_its_request_ended_in(store):
+    """The lines are made when the buffer is written (up to ``interval`` later): each
+    still shows when its request ended, and lines and other records keep their order."""
+    import time as _time
+
+    from regapi.logfmt import stamp
+    out = io.StringIO()
+    log = BufferedAccessLog(out, interval=3600)
+    app = RegApiApp(store, route_ttl=0, deadline=5, access=log)
+    put_api(store, "demo", "hi", "echo hi")
+    now = _time.time()
+    log.record((_time.perf_counter() - 7200, "GET", "/api/demo/old", 200, 3, 0.00042,
+                "10.0.0.1"))
+    log.add("a line of its own\n")
+    assert call(app, "GET", "/api/demo/hi").status == 200
+    log.flush()
+    old, own, new = out.getvalue().splitlines()
+    assert old.split(" ")[0] in (stamp(now - 7200), stamp(now - 7201))
+    assert old.split(" ", 2)[2] == "regapi.access 10.0.0.1 GET /api/demo/old 200 3 0.4ms"
+    assert own == "a line of its own"
+    assert new.split(" ")[0] in (stamp(now), stamp(now + 1))
+    assert new.split(" ")[3:8] == ["127.0.0.1", "GET", "/api/demo/hi", "200", "3"]
+
+
 @pytest.mark.parametrize("length", ["\u00b2", "\u00b9\u00b3", "1_0", " 5", "0x10", "-1", "+5"])
 def test_odd_content_length_is_a_400(app, store, length):
     # str.isdigit() accepted the latin-1 byte "²" (0xB2), then int() raised: a 500
