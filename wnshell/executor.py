@@ -237,7 +237,11 @@ class Executor:
         self.sub_status = None
         args: list[str] = []
         for w in node.words:
-            args.extend(self.word(w, err))
+            parts = w.parts
+            if len(parts) == 1 and type(parts[0]) is Lit:   # a literal word (a name)
+                args.append(parts[0].text)
+            else:
+                args.extend(self.word(w, err))
         if args and not node.redirs and not node.assigns:
             # the usual command: no output to store, no variable to set or restore
             status = self.call(args, (), {0: inp, 1: out, 2: err})
