@@ -117,3 +117,43 @@ def test_second_signal_stops_at_once(tmp_path, sig):
             assert "e" in s.got or s.got["r"].status_code >= 500   # cut off, not answered
         finally:
             _stop(s)
+
+
+# ---- the count itself (regapi.server.InFlight, what the shutdown line reports) ----------
+def _in_flight_round(counted, impl, inflight, n):
+    """``n`` threads inside ``counted`` at once: the total seen then, and after."""
+    import os
+    inside, go = threading.Barrier(n + 1), threading.Event()
+
+    def app(environ, start_response):
+        inside.wait()
+        go.wait()
+        return [b""]
+    impl[0] = app
+    ts = [threading.Thread(target=counted, args=({}, None)) for _ in range(n)]
+    for t in ts:
+        t.start()
+    inside.wait()
+    during = inflight.total({os.getpid()})
+    go.set()
+    for t in ts:
+        t.join()
+    return during, inflight.total({os.getpid()})
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_in_flight_is_counted_exactly_with_more_threads_than_cells(threads):
+    """Each request thread has a cell of its own (threads + 8 of them); threads beyond
+    that count under a lock; a thread that ended frees its cell for the next ones."""
+    import gc
+    import os
+
+    from regapi.server import InFlight
+    inflight = InFlight(1, threads)
+    impl = [None]
+    counted = inflight.wrap(lambda environ, start_response: impl[0](environ, start_response))
+    cells = threads + InFlight.SPARE_CELLS
+    for n in (1, cells, cells + 5, cells + 5, 2):   # the same cells, round after round
+        gc.collect()
+        assert _in_flight_round(counted, impl, inflight, n) == (n, 0)
+    assert inflight.total({os.getpid() + 1}) == 0       # another worker's: not ours
