@@ -268,9 +268,9 @@ class InFlight:
     A thread takes a cell of its own at its first request and from then on is the only
     writer of it: 1 while it serves a request, else 0 -- no lock, no read-modify-write
     per request (the lock and its two updates cost 1.8 µs of CPU a request, served, 5%
-    of the echo API's rate).  The cell is free again when the thread ends (its
-    thread-local data goes, and a weak reference to it says so); a thread that finds
-    none free counts under the lock."""
+    of the echo API's rate).  A cell whose thread has ended (its thread-local data,
+    and the token a weak reference watches, are gone) goes to the next new thread; a
+    thread that finds none free counts under the lock."""
 
     SPARE_CELLS = 8             # beyond the request threads: threads being replaced
 
@@ -290,7 +290,8 @@ class InFlight:
             for i in range(self.nslots):
                 owner = v[i * width]
                 if owner == 0 or not _alive(owner):
-                    v[i * width + 1:(i + 1) * width] = memoryview(bytes(8 * (width - 1))).cast("q")
+                    zeros = memoryview(bytes(8 * (width - 1))).cast("q")
+                    v[i * width + 1:(i + 1) * width] = zeros
                     v[i * width] = pid
                     return i
         return None
@@ -304,26 +305,26 @@ class InFlight:
             return app
         v = self._v
         shared = i * self.width + 1
-        free = list(range((i + 1) * self.width - 1, shared, -1))   # lowest cell last
-        held = {}                   # weak reference to a thread's token -> its cell
+        cells = range(shared + 1, (i + 1) * self.width)
+        owner: dict = {}            # cell -> weak reference to its thread's token
         local = threading.local()
         lock = threading.Lock()
 
-        def ended(ref):             # a thread's local data went: its cell is free
-            cell = held.pop(ref, None)
-            if cell:
-                v[cell] = 0
-                free.append(cell)
-
         def claim() -> int:
-            try:
-                cell = free.pop()   # (list.pop and append are atomic)
-            except IndexError:
-                local.cell = 0      # none free: this thread counts under the lock
-                return 0
-            token = local.token = _Token()
-            held[weakref.ref(token, ended)] = cell
-            local.cell = cell
+            """A cell for this thread: one no thread has, or whose thread has ended
+            (its local data, and the token in it, are gone).  Nothing of ours runs
+            when a thread ends: a retiring thread's teardown is where the
+            thread-retirement segfault of docs/regapi.md happened."""
+            token = _Token()
+            with lock:              # once per thread
+                for cell in cells:
+                    ref = owner.get(cell)
+                    if ref is None or ref() is None:
+                        owner[cell] = weakref.ref(token)
+                        break
+                else:
+                    cell = 0        # none free: this thread counts under the lock
+            local.token, local.cell = token, cell
             return cell
 
         def counted(environ, start_response):
@@ -359,7 +360,8 @@ class InFlight:
 
 
 class _Token:
-    """What a request thread's local data holds, so that its cell is freed with it."""
+    """What a request thread's local data holds: a weak reference to it tells whether
+    the thread (its cell's owner) has ended."""
     __slots__ = ("__weakref__",)
 
 
