@@ -126,10 +126,10 @@ class RegApiApp:
         self._last_purge = time.monotonic()
         self.threads = threads
         self._executor = None
-        # access log: a callable (method, path, status, nbytes, seconds), e.g. a
-        # BufferedAccessLog; None logs through the ``regapi.access`` logger
+        # access log: a BufferedAccessLog (its ``record``, a C call, takes each
+        # request's fields); None logs through the ``regapi.access`` logger
         self.access = access
-        self._record = getattr(access, "record", None)
+        self._record = access.record if access is not None else None
 
     # -- templates ------------------------------------------------------------
     def template(self, api) -> Template:
@@ -201,13 +201,10 @@ class RegApiApp:
         start_response(_STATUS.get(status) or rs.status_line(status), headers)
         if method == "HEAD":
             body = b""
-        if self._record is not None:      # a BufferedAccessLog: one C call
+        if self._record is not None:      # one C call (BufferedAccessLog.record)
             t1 = time.perf_counter()
             self._record((t1, method, path, status, len(body), t1 - t0,
                           environ.get("REMOTE_ADDR")))
-        elif self.access is not None:
-            self.access(method, path, status, len(body), time.perf_counter() - t0,
-                        environ.get("REMOTE_ADDR") or "-")
         elif access_log.isEnabledFor(logging.INFO):
             access_log.info('%s %s %s %d %d %.1fms', _log_addr(environ.get("REMOTE_ADDR")),
                             method, _log_path(path), status, len(body),
@@ -230,8 +227,7 @@ class RegApiApp:
     def _answer(self, environ, path, route, tpl):
         usr = route.usr
         try:
-            if environ.get("CONTENT_LENGTH"):      # (a GET has none)
-                rq.check_length(environ, self.max_body)
+            rq.check_length(environ, self.max_body)
             query = rq.parse_query(environ.get("QUERY_STRING", ""))
             if tpl.token is not None and not guard.token_ok(environ, query, tpl.token):
                 raise guard.token_refused()
@@ -321,8 +317,7 @@ class RegApiApp:
         if granted is not None:
             session.store.grant(granted)
         if tpl.inline:          # on this thread: the session's deadline bounds it
-            status, out, err = session.run_ast(tpl.ast, "", tvars)
-            result = status, out, err, session.last_error, session.response
+            result = _run_in(session, tpl, tvars)
             if limit is None or time.monotonic() <= limit:
                 return result
         elif limit is None:
@@ -441,9 +436,6 @@ class BufferedAccessLog:
         atexit.register(self.flush)
         # forked workers leave through multiprocessing, which skips atexit
         multiprocessing.util.Finalize(self, self.flush, exitpriority=100)
-
-    def __call__(self, method, path, status, nbytes, seconds, addr="-"):
-        self.record((time.perf_counter(), method, path, status, nbytes, seconds, addr))
 
     def _line(self, req: tuple, offset: float) -> str:
         """The line of one ``record``ed request (``offset``: wall clock - perf_counter)."""

@@ -175,24 +175,26 @@ class Executor:
             p = parts[0]
             if type(p) is Lit:              # a literal word: itself
                 return [p.text]
-            if type(p) is Var:              # ${k}: its value, never an option
+            if type(p) is Var:              # ${k}: its value (no parts_text call)
                 if p.name == "@":
                     return [Expanded(a) for a in self.session.argv[1:]]
                 text = self.var(p, err)
-                if isinstance(text, Expanded):      # a whole request value already is
-                    return [text]
-                return [provenance.mark(text, provenance.spans_of(text), expanded=True)]
-        text = self.parts_text(parts, err)
-        for p in parts:
-            if isinstance(p, Lit):
-                if p.text:
-                    return [text]
-                continue
-            # leading text came from an expansion
-            if isinstance(text, Expanded):      # a whole request value already is
-                return [text]
-            return [provenance.mark(text, provenance.spans_of(text), expanded=True)]
-        return [text]
+            else:
+                text = self.sub(p, err)
+        else:
+            text = self.parts_text(parts, err)
+            for p in parts:
+                if isinstance(p, Lit):
+                    if p.text:
+                        return [text]       # leading text the template wrote
+                    continue
+                break
+            else:
+                return [text]               # empty literals only
+        # leading text came from an expansion: never an option
+        if isinstance(text, Expanded):      # a whole request value already is
+            return [text]
+        return [provenance.mark(text, provenance.spans_of(text), expanded=True)]
 
     # ---- store objects for redirections ---------------------------------------------
     def _path(self, word, err) -> str:
@@ -237,11 +239,7 @@ class Executor:
         self.sub_status = None
         args: list[str] = []
         for w in node.words:
-            parts = w.parts
-            if len(parts) == 1 and type(parts[0]) is Lit:   # a literal word (a name)
-                args.append(parts[0].text)
-            else:
-                args.extend(self.word(w, err))
+            args.extend(self.word(w, err))
         if args and not node.redirs and not node.assigns:
             # the usual command: no output to store, no variable to set or restore
             status = self.call(args, (), {0: inp, 1: out, 2: err})

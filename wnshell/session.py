@@ -114,8 +114,8 @@ class Session:
         if type(user) is not str or user not in _USERS_SEEN:
             if not _valid_user(user):
                 raise WnError("e.cmd.user.invalid", repr(user), BAD_INPUT)
-            if len(_USERS_SEEN) < 1024:
-                _USERS_SEEN.add(str(user))
+            if type(user) is str and len(_USERS_SEEN) < 1024:
+                _USERS_SEEN.add(user)
         self.user = user
         self.home = home = "/home/" + user
         self.registry = registry if registry is not None else (_REGISTRY or _registry())
