@@ -61,6 +61,7 @@ def _unescape(text: str) -> tuple[str, bool]:
 class Echo(Command):
     name = "echo"
     blocks = False                  # memory and the store only
+    pure = True                     # its arguments in, its stdout out (wnshell.plan)
     summary = "print the arguments, joined by one space"
     flags = "ne"
     options = {"-n": "no trailing newline", "-e": "interpret backslash escapes (\\n \\t \\\\ ...)"}
@@ -102,6 +103,7 @@ comes from a variable, e.g. `echo $X` with X=-n) is printed as it is.
 class TrueCmd(Command):
     name = "true"
     blocks = False                  # memory and the store only
+    pure = True
     summary = "do nothing, successfully (status 0)"
     man = "true - do nothing, successfully\n\nusage: true\n\nExit status 0.\n"
 

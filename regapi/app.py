@@ -82,7 +82,7 @@ class Template:
     """A parsed API object, with what the response needs from its metadata."""
     __slots__ = ("ast", "uses_id", "inline", "version", "headers", "mime", "redirect",
                  "names", "api", "as_json", "qs_mime", "keep_ms", "token", "cors", "ws",
-                 "binds_session", "ok_headers", "request_names", "query_keys")
+                 "binds_session", "ok_headers", "request_names", "query_keys", "plan")
 
     def __init__(self, ast, api, version, registry=None, default_keep_ms=rq.REQ_TTL_MS):
         from wnshell.nodes import variables
@@ -99,7 +99,14 @@ class Template:
         self.binds_session = bool(self.ws) or websession.wanted(self.names)
         self.uses_id = ("id" in self.names or api.get(REQOBJ_META) is True
                         or self.keep_ms is not None)
-        self.inline = runs_inline(ast, registry if registry is not None else _shell()[1])
+        registry = registry if registry is not None else _shell()[1]
+        self.inline = runs_inline(ast, registry)
+        # the plainest templates (echo ${http-qs-x}) run without a session
+        self.plan = None
+        if self.query_keys is not None and self.inline and not self.uses_id \
+                and not self.binds_session:
+            from wnshell.plan import compile_plan
+            self.plan = compile_plan(ast, registry, self.request_names)
         self.version = version
         self.headers = tuple(rs.api_headers(api))
         self.mime = rs.content_type(api)
@@ -262,7 +269,11 @@ class RegApiApp:
             ws = tpl.ws
             if tpl.binds_session:
                 websession.bind(self.store, environ, usr, tvars, ws, query)
-            status, out, err, last, chosen = self.run(usr, tpl, tvars, held, granted)
+            out = tpl.plan.run(tvars) if tpl.plan is not None else None
+            if out is not None:     # what the session would give: exit 0, only stdout
+                status, err, last, chosen = 0, "", None, None
+            else:
+                status, out, err, last, chosen = self.run(usr, tpl, tvars, held, granted)
         except rq.HttpError as e:
             return _error(e.http_code, e.key, e.reason, as_json)
         except WnError as e:

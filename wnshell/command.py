@@ -20,7 +20,8 @@ imports the module only when the command is first looked up (start-up time matte
 * Raise ``objstore.errors.WnError`` for failures: the runner prints ``e.key : reason``
   to stderr, sets ``session.last_error`` and returns status 1 (2 for kind bad_input
   raised as usage errors via ``UsageError``).
-* ``blocks``: declare whether the command can wait (see the attribute below).
+* ``blocks``: declare whether the command can wait (see the attribute below);
+  ``pure``: whether it needs nothing but its arguments (see below).
 * Completion at the prompt (optional): ``complete(session, words, prefix)`` returns
   the candidates for the word being typed -- strings or ``(text, help)`` pairs --
   given the words before it (command name excluded); the REPL keeps those starting
@@ -57,6 +58,11 @@ class Command:
     #   True        may wait without bound -- the default for a command that does not
     #               say (a server then runs it where a deadline can still answer)
     blocks: bool | str = True
+    # Does run() read only its arguments and write only its stdout and stderr -- no
+    # session (it may be given None), no store, no clock, no stdin -- so that running
+    # it again gives the same and changes nothing?  A template of such commands alone
+    # runs as a ``wnshell.plan.Plan``, without a session (echo).
+    pure: bool = False
 
     # complete(self, session, words, prefix) -> list | None: see above (not defined
     # here, so the REPL can tell a command that completes from one that does not)

@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from regapi import request as rq
@@ -391,6 +391,53 @@ def test_any_query_value_is_echoed_verbatim_and_runs_nothing(store, value):
     assert r.status == 200 and r.body == (value + "\n").encode("utf-8")
     assert store.count({"d0": "home"}) == before
 
+
+
+# ---- the plainest templates run as a plan (wnshell.plan), without a session ----
+_PLAN_WORDS = st.sampled_from(["-n", "-e", "-ne", "-x", "-", "--", "a", "", "\\t", "\\c",
+                               "é 中"]) | st.sampled_from(["${http-qs-a}", "${http-qs-b}", "${http-qs-c}"])
+_PLAN_VALUES = st.sampled_from(["-n", "-e", "-en", "", " ", "\\n", "\\c", "x y", "é"]) \
+    | st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+
+
+def _plan_template(statements):
+    def word(w):
+        return w if w.startswith("${") else "'" + w + "'"
+    return "\n".join(" ".join([name] + [word(w) for w in args]) for name, args in statements)
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(statements=st.lists(st.tuples(st.sampled_from(["echo", "true"]),
+                                     st.lists(_PLAN_WORDS, max_size=4)),
+                           min_size=1, max_size=3),
+       query=st.dictionaries(st.sampled_from(["a", "b"]), _PLAN_VALUES, max_size=2))
+@example(statements=[("echo", ["${http-qs-a}", "x"])], query={"a": "-n"})
+@example(statements=[("echo", ["-e", "${http-qs-a}", "${http-qs-c}"])], query={"a": "\\c"})
+@example(statements=[("echo", ["${http-qs-c}", "-n"]), ("true", ["-n"])], query={})
+def test_a_plan_answers_what_a_session_answers(store, statements, query):
+    """The same template served as a plan and (with a no-op ``true && true`` that no plan
+    takes) in a session: the same status, headers and body, for any query."""
+    app = RegApiApp(store, route_ttl=60, deadline=5)
+    text = _plan_template(statements)
+    put_api(store, "demo", "p1", text)
+    put_api(store, "demo", "p2", text + "\ntrue && true")
+    assert app.template(store.fetch("/home/demo/.regapi/api/p1")).plan is not None
+    assert app.template(store.fetch("/home/demo/.regapi/api/p2")).plan is None
+    q = qs(**query)
+    planned, in_session = call(app, "GET", "/api/demo/p1", q), call(app, "GET", "/api/demo/p2", q)
+    assert (planned.status, planned.header_list, planned.body) == \
+        (in_session.status, in_session.header_list, in_session.body)
+
+
+@pytest.mark.parametrize("template", [
+    "echo -h", "echo --help x", "false", "echo a && echo b", "echo a | echo b",
+    "x=1 echo a", "echo a > out", "echo ${http-qs-a?d}", "echo ${http-qs-a?}", "echo pre${http-qs-a}",
+    "echo $(echo a)", "echo ${HOME}", "echo ${id}", "${http-qs-a} x", "obj ~",
+])
+def test_templates_that_are_not_plain_run_in_a_session(app, store, template):
+    put_api(store, "demo", "np", template)
+    assert app.template(store.fetch("/home/demo/.regapi/api/np")).plan is None
 
 # ---- where a template runs: asked of the syntax tree and of the commands' declarations ----
 class Where(Command):
