@@ -113,6 +113,8 @@ def wait_until(what: str, fn, timeout: float, interval: float = 0.05):
             value = fn()
             if value:
                 return value
+        except DemoFailed:          # final (the server exited): no use waiting
+            raise
         except Exception as e:  # noqa: BLE001 - keep polling; say why at the end
             last = e
         if time.monotonic() >= deadline:
@@ -583,8 +585,13 @@ class _Run:
         """``wnshell serve`` on ``port``, waited for until it answers."""
         server = start_server(port, self.store_url, self.log_path)
         self._stops.append(lambda: stop_server(server))
+        # the answer must come from this server: it logs that it serves only once it
+        # could bind the port (another server already there, which answers 404 too,
+        # must not pass for it: the demo's server exits, and the failure says why)
+        serving = f"serving {base}/"
         wait_until("the server to answer",
-                   lambda: _alive(server)
+                   lambda: _alive(server, self.log_path)
+                   and serving in _text_of(self.log_path)
                    and self.http.get(base + "/", timeout=1).status_code == 404, timeout)
         self.out.line(f"  server     {base}  (wnshell serve, pid {server.pid})")
         self.out.line()
@@ -636,10 +643,23 @@ def _run(out: Out | None, store_url: str | None, flow) -> int:
         run.close()
 
 
-def _alive(proc: subprocess.Popen) -> bool:
+def _alive(proc: subprocess.Popen, log_path: str | None = None) -> bool:
+    """True while ``proc`` runs; DemoFailed once it exited, with the error line it
+    logged last (``e.regapi.serve.bind : cannot listen on …``), if any."""
     if proc.poll() is not None:
-        raise DemoFailed(f"the server exited with status {proc.returncode}")
+        errors = [ln for ln in _text_of(log_path).splitlines() if ln.startswith("e.")] \
+            if log_path else []
+        why = f": {errors[-1][:200]}" if errors else ""
+        raise DemoFailed(f"the server exited with status {proc.returncode}{why}")
     return True
+
+
+def _text_of(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
 
 
 def _tail(out: Out, log_path: str, n: int = 15) -> None:

@@ -142,3 +142,36 @@ def test_demo_api_v3_runs_the_seed_flow_and_prints_no_key():
     assert 'pay_apiv3_key  : "********"' in out
     assert "PRIVATE KEY" not in out + r.stderr
     assert not re.search(r"\b[0-9a-f]{32}\b", out + r.stderr)
+
+
+def test_demo_on_a_port_another_server_holds_fails_fast_and_says_why():
+    """The readiness probe must be answered by the demo's own server: another server
+    already on the port (here one that answers 404 to everything, as a wnshell server
+    does at /) must not pass for it, and the failure names the taken port at once."""
+    import http.server
+    import threading
+    import time
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        t0 = time.monotonic()
+        r = wnshell("demo", "--port", str(other.server_address[1]))
+        took = time.monotonic() - t0
+    finally:
+        other.shutdown()
+        other.server_close()
+    assert r.returncode == 1, r.stdout + r.stderr
+    fail = [ln for ln in r.stdout.splitlines() if "[FAIL]" in ln]
+    assert len(fail) == 1 and "cannot listen on 127.0.0.1:" in fail[0], r.stdout
+    assert "Address already in use" in fail[0] and "Traceback" not in r.stdout + r.stderr
+    assert took < 15        # not the readiness timeout (20 s)
