@@ -643,18 +643,18 @@ def _run(out: Out | None, store_url: str | None, flow) -> int:
         run.close()
 
 
-def _alive(proc: subprocess.Popen, log_path: str | None = None) -> bool:
+def _alive(proc: subprocess.Popen, log_path: str) -> bool:
     """True while ``proc`` runs; DemoFailed once it exited, with the error line it
     logged last (``e.regapi.serve.bind : cannot listen on …``), if any."""
     if proc.poll() is not None:
-        errors = [ln for ln in _text_of(log_path).splitlines() if ln.startswith("e.")] \
-            if log_path else []
+        errors = [ln for ln in _text_of(log_path).splitlines() if ln.startswith("e.")]
         why = f": {errors[-1][:200]}" if errors else ""
         raise DemoFailed(f"the server exited with status {proc.returncode}{why}")
     return True
 
 
 def _text_of(path: str) -> str:
+    """The file's text ("" when it cannot be read)."""
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             return f.read()
@@ -663,11 +663,7 @@ def _text_of(path: str) -> str:
 
 
 def _tail(out: Out, log_path: str, n: int = 15) -> None:
-    try:
-        with open(log_path, encoding="utf-8", errors="replace") as f:
-            lines = f.read().splitlines()[-n:]
-    except OSError:
-        return
+    lines = _text_of(log_path).splitlines()[-n:]
     if lines:
         out.line("   server log (last lines):")
         out.block("\n".join(lines), "     | ")

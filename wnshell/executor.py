@@ -34,6 +34,10 @@ from wnshell.options import Expanded
 from wnshell import provenance, template
 
 
+# a leading literal one of these asks a command for its help (unless it handles_help)
+HELP_WORDS = ("-h", "--help")
+
+
 class ExitShell(Exception):
     """Raised after ``exit N`` ran: unwinds to the nearest ``run_ast``."""
 
@@ -335,7 +339,7 @@ class Executor:
                 s.env[k] = v
         try:
             rest = args[1:]
-            if (rest and rest[0] in ("-h", "--help") and not isinstance(rest[0], Expanded)
+            if (rest and rest[0] in HELP_WORDS and not isinstance(rest[0], Expanded)
                     and not getattr(cmd, "handles_help", False)):
                 from wnshell.registry import help_text
                 fds[1].write(help_text(cmd))

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import io
 
+from wnshell.executor import HELP_WORDS
 from wnshell.nodes import Lit, Var
 from wnshell.options import Expanded
 
 EMPTY = Expanded("")    # what Executor.word gives for a variable that is not set
-HELP = ("-h", "--help")
 
 
 class Plan:
@@ -89,7 +89,7 @@ def compile_plan(tree, registry, names) -> Plan | None:
         if cmd is None or getattr(cmd, "pure", False) is not True:
             return None
         rest = spec[1:]
-        if rest and type(rest[0]) is str and rest[0] in HELP \
+        if rest and type(rest[0]) is str and rest[0] in HELP_WORDS \
                 and not getattr(cmd, "handles_help", False):
             return None
         steps.append((cmd, tuple(rest)))

@@ -392,10 +392,10 @@ def test_any_query_value_is_echoed_verbatim_and_runs_nothing(store, value):
     assert store.count({"d0": "home"}) == before
 
 
-
 # ---- the plainest templates run as a plan (wnshell.plan), without a session ----
 _PLAN_WORDS = st.sampled_from(["-n", "-e", "-ne", "-x", "-", "--", "a", "", "\\t", "\\c",
-                               "é 中"]) | st.sampled_from(["${http-qs-a}", "${http-qs-b}", "${http-qs-c}"])
+                               "é 中"]) \
+    | st.sampled_from(["${http-qs-a}", "${http-qs-b}", "${http-qs-c}"])
 _PLAN_VALUES = st.sampled_from(["-n", "-e", "-en", "", " ", "\\n", "\\c", "x y", "é"]) \
     | st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
 
@@ -432,12 +432,14 @@ def test_a_plan_answers_what_a_session_answers(store, statements, query):
 
 @pytest.mark.parametrize("template", [
     "echo -h", "echo --help x", "false", "echo a && echo b", "echo a | echo b",
-    "x=1 echo a", "echo a > out", "echo ${http-qs-a?d}", "echo ${http-qs-a?}", "echo pre${http-qs-a}",
+    "x=1 echo a", "echo a > out", "echo ${http-qs-a?d}", "echo ${http-qs-a?}",
+    "echo pre${http-qs-a}",
     "echo $(echo a)", "echo ${HOME}", "echo ${id}", "${http-qs-a} x", "obj ~",
 ])
 def test_templates_that_are_not_plain_run_in_a_session(app, store, template):
     put_api(store, "demo", "np", template)
     assert app.template(store.fetch("/home/demo/.regapi/api/np")).plan is None
+
 
 # ---- where a template runs: asked of the syntax tree and of the commands' declarations ----
 class Where(Command):
